@@ -1,0 +1,75 @@
+/*
+ * despooler.h - the despooler (DESIGN §4): takes instruction + package pairs
+ * that peers dropped into inboxes/despoolr.box/receive, finds the sender's
+ * key, verifies, decompresses and delivers each exactly once into
+ * inboxes/<dest>/incoming, quarantines what must not be delivered, and keeps
+ * what cannot be processed yet (missing package, missing key) with persisted
+ * retries.
+ *
+ * Security stance: every file in receive is hostile until proven otherwise.
+ * Files are opened without following symlinks, must be regular and within
+ * size limits; the instruction fields are used only after the trusted
+ * comment's signature verified with a key the keystore trusts for the
+ * claimed site (except for the unsigned form, accepted only when
+ * require_secure_key_exchange = no); the package is hashed and inflated in
+ * the same pass into a temporary file that becomes visible only after the
+ * package signature verified and its size equals the declared size.  A
+ * destination can only name an allowed inbox, and a delivered name can only
+ * be a plain file name: nothing escapes the destination folder and nothing
+ * is overwritten.
+ *
+ * Exactly once: package data is made durable under a temporary name derived
+ * from the instruction id, then the ledger row is committed, then the file
+ * is renamed, then the pair is removed.  After a crash at any point the
+ * restart finds either no ledger row (redo from scratch), a ledger row and
+ * the temporary file (finish the rename), or a ledger row alone (already
+ * delivered: the leftover pair is removed as a duplicate).
+ *
+ * Diagnostics: status messages 4400-4499 (see `sitespool status
+ * --catalogue`) and despool.log; quarantined pairs carry a .why file.
+ */
+#ifndef SS_DESPOOLER_H
+#define SS_DESPOOLER_H
+
+#include "../keystore/lookup.h"
+
+#include <signal.h>
+
+typedef struct ss_despool_stats {
+    size_t delivered;
+    size_t rejected;
+    size_t duplicates;
+    size_t waiting; /* left in receive: key or package missing */
+} ss_despool_stats;
+
+#define SS_FORCE_MAX 64
+
+typedef struct ss_despooler {
+    const char *root;
+    const ss_conf *conf;
+    ss_db *db;
+    ss_reporter *rep;
+    ss_keyctx keys;
+    int receive_fd;
+    int rejected_fd;
+    int lock_fd;
+    char receive_path[PATH_MAX];
+    /* Sites whose key just arrived: their waiting instructions retry now. */
+    char force[SS_FORCE_MAX][SS_SITE_CODE_MAX + 1];
+    int nforce;
+    ss_despool_stats stats;
+} ss_despooler;
+
+/* Takes the site's despooler lock (SS_E_LOCKED if another one runs). */
+int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss_db *db,
+                      ss_reporter *rep, ss_error *e);
+void ss_despooler_close(ss_despooler *d);
+/* One pass over hman.box and receive, in batches; *progress is set when
+ * anything left receive. */
+int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e);
+/* Scans until a pass makes no progress (the --once mode). */
+int ss_despooler_drain(ss_despooler *d, ss_error *e);
+/* Runs until *stop: inotify hints, rescans, retry timers. */
+int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e);
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * codec.c - streaming zlib with hard output limits.  See codec.h.
+ */
+#include "codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int ss_deflater_init(ss_deflater *d, enum ss_zip zip, int level, ss_error *e)
+{
+    memset(d, 0, sizeof *d);
+    d->zip = zip;
+    if (zip == SS_ZIP_NONE)
+        return 0;
+    d->out = malloc(SS_CODEC_CHUNK);
+    if (!d->out)
+        return ss_err(e, SS_E_NOMEM, "out of memory for the compressor");
+    if (deflateInit(&d->z, level) != Z_OK) {
+        free(d->out);
+        d->out = NULL;
+        return ss_err(e, SS_E_ZLIB, "cannot initialise zlib compression (level %d)", level);
+    }
+    return 0;
+}
+
+static int deflate_pump(ss_deflater *d, int flush, ss_sink_fn sink, void *ctx, ss_error *e)
+{
+    int zrc;
+    do {
+        d->z.next_out = d->out;
+        d->z.avail_out = SS_CODEC_CHUNK;
+        zrc = deflate(&d->z, flush);
+        if (zrc == Z_STREAM_ERROR)
+            return ss_err(e, SS_E_ZLIB, "zlib compression failed");
+        size_t have = SS_CODEC_CHUNK - d->z.avail_out;
+        if (have && sink(ctx, d->out, have, e) != 0)
+            return -1;
+        d->out_bytes += have;
+    } while (d->z.avail_out == 0 || (flush == Z_FINISH && zrc != Z_STREAM_END));
+    return 0;
+}
+
+int ss_deflater_feed(ss_deflater *d, const void *in, size_t len, ss_sink_fn sink, void *ctx,
+                     ss_error *e)
+{
+    d->in_bytes += len;
+    if (d->zip == SS_ZIP_NONE) {
+        d->out_bytes += len;
+        return len ? sink(ctx, in, len, e) : 0;
+    }
+    d->z.next_in = (Bytef *)in;
+    d->z.avail_in = (uInt)len;
+    return deflate_pump(d, Z_NO_FLUSH, sink, ctx, e);
+}
+
+int ss_deflater_finish(ss_deflater *d, ss_sink_fn sink, void *ctx, ss_error *e)
+{
+    if (d->zip == SS_ZIP_NONE)
+        return 0;
+    d->z.next_in = NULL;
+    d->z.avail_in = 0;
+    return deflate_pump(d, Z_FINISH, sink, ctx, e);
+}
+
+void ss_deflater_free(ss_deflater *d)
+{
+    if (d->out) {
+        deflateEnd(&d->z);
+        free(d->out);
+        d->out = NULL;
+    }
+}
+
+int ss_inflater_init(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error *e)
+{
+    memset(f, 0, sizeof *f);
+    f->zip = zip;
+    f->limit = limit;
+    if (zip == SS_ZIP_NONE)
+        return 0;
+    f->out = malloc(SS_CODEC_CHUNK);
+    if (!f->out)
+        return ss_err(e, SS_E_NOMEM, "out of memory for the decompressor");
+    if (inflateInit(&f->z) != Z_OK) {
+        free(f->out);
+        f->out = NULL;
+        return ss_err(e, SS_E_ZLIB, "cannot initialise zlib decompression");
+    }
+    return 0;
+}
+
+static int inflate_emit(ss_inflater *f, const void *buf, size_t len, ss_sink_fn sink, void *ctx,
+                        ss_error *e)
+{
+    if (len > f->limit - f->out_bytes)
+        return ss_err(e, SS_E_SIZE,
+                      "the package expands beyond its declared size of %llu bytes "
+                      "(decompression bomb or wrong size field)",
+                      (unsigned long long)f->limit);
+    f->out_bytes += len;
+    return len ? sink(ctx, buf, len, e) : 0;
+}
+
+int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink, void *ctx,
+                     ss_error *e)
+{
+    if (f->zip == SS_ZIP_NONE)
+        return inflate_emit(f, in, len, sink, ctx, e);
+    if (len == 0)
+        return 0;
+    if (f->ended)
+        return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
+    f->z.next_in = (Bytef *)in;
+    f->z.avail_in = (uInt)len;
+    /* Loop while input remains or zlib filled the buffer (it may hold more). */
+    do {
+        f->z.next_out = f->out;
+        f->z.avail_out = SS_CODEC_CHUNK;
+        int zrc = inflate(&f->z, Z_NO_FLUSH);
+        if (zrc == Z_NEED_DICT || zrc == Z_DATA_ERROR || zrc == Z_STREAM_ERROR)
+            return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (%s)",
+                          f->z.msg ? f->z.msg : "data error");
+        if (zrc == Z_MEM_ERROR)
+            return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
+        if (zrc == Z_STREAM_END)
+            f->ended = true;
+        if (inflate_emit(f, f->out, SS_CODEC_CHUNK - f->z.avail_out, sink, ctx, e) != 0)
+            return -1;
+        if (zrc == Z_BUF_ERROR)
+            break;
+    } while (!f->ended && (f->z.avail_in > 0 || f->z.avail_out == 0));
+    if (f->ended && f->z.avail_in > 0)
+        return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
+    return 0;
+}
+
+int ss_inflater_finish(ss_inflater *f, ss_error *e)
+{
+    if (f->zip == SS_ZIP_ZLIB && !f->ended)
+        return ss_err(e, SS_E_TRUNCATED, "the compressed stream ends early (truncated package)");
+    return 0;
+}
+
+void ss_inflater_free(ss_inflater *f)
+{
+    if (f->out) {
+        inflateEnd(&f->z);
+        free(f->out);
+        f->out = NULL;
+    }
+}

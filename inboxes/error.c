@@ -1,0 +1,45 @@
+/*
+ * error.c - formatting of ss_error records.
+ */
+#include "error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int ss_err(ss_error *e, enum ss_errcode code, const char *fmt, ...)
+{
+    if (!e)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    e->code = code;
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int ss_err_sys(ss_error *e, const char *fmt, ...)
+{
+    int saved = errno;
+    if (!e)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(e->msg);
+    snprintf(e->msg + len, sizeof e->msg - len, ": %s", strerror(saved));
+    e->code = saved == ENOENT ? SS_E_NOENT : saved == EEXIST ? SS_E_EXISTS : SS_E_IO;
+    errno = saved;
+    return -1;
+}
+
+void ss_err_clear(ss_error *e)
+{
+    if (e) {
+        e->code = SS_OK;
+        e->msg[0] = '\0';
+    }
+}

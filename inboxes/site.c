@@ -1,0 +1,399 @@
+/*
+ * site.c - site tree layout and site.conf parsing.  See site.h.
+ *
+ * Diagnostics: "site.conf:12: unknown setting 'key_lookup_retry' ..." - file,
+ * line, what is wrong, what is expected.
+ */
+#include "site.h"
+#include "fileio.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool ss_site_code_valid(const char *code)
+{
+    size_t n = strlen(code);
+    if (n < 3 || n > SS_SITE_CODE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((code[i] >= 'A' && code[i] <= 'Z') || (code[i] >= '0' && code[i] <= '9')))
+            return false;
+    return true;
+}
+
+bool ss_dest_name_valid(const char *dest)
+{
+    size_t n = strlen(dest);
+    if (n < 5 || n > 36 || strcmp(dest + n - 4, ".box") != 0)
+        return false;
+    for (size_t i = 0; i < n - 4; i++)
+        if (!((dest[i] >= 'a' && dest[i] <= 'z') || (dest[i] >= '0' && dest[i] <= '9') ||
+              dest[i] == '_'))
+            return false;
+    return true;
+}
+
+void ss_conf_defaults(ss_conf *c)
+{
+    memset(c, 0, sizeof *c);
+    c->require_secure_key_exchange = true;
+    c->tofu_auto_approve = false;
+    c->sign_instructions = true;
+    c->key_lookup_retries = 100;
+    c->key_lookup_interval = 300;
+    c->rescan_interval = 60;
+    snprintf(c->allowed_dest, sizeof c->allowed_dest, "replmgr.box");
+    c->max_package_bytes = 4ULL << 30;
+    c->log_max_bytes = 1 << 20;
+    c->expiry_warning_days = 90;
+    c->rollover_grace_days = 90;
+    c->key_lifetime_days = 730;
+    c->package_lifetime = 30 * 86400;
+    c->backlog_warning_age = 86400;
+    c->send_retry_interval = 60;
+    c->send_retry_max_interval = 3600;
+    c->send_max_concurrency = 3;
+    c->batch_max = 256;
+    c->compression_level = 6;
+}
+
+int ss_parse_duration(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || !isdigit((unsigned char)s[0]))
+        return -1;
+    unsigned long long mul = 1;
+    if (*end) {
+        switch (*end++) {
+        case 's': mul = 1; break;
+        case 'm': mul = 60; break;
+        case 'h': mul = 3600; break;
+        case 'd': mul = 86400; break;
+        default: return -1;
+        }
+        if (*end)
+            return -1;
+    }
+    if (v > UINT32_MAX / mul)
+        return -1;
+    *out = (unsigned)(v * mul);
+    return 0;
+}
+
+int ss_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || !isdigit((unsigned char)s[0]))
+        return -1;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end++) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return -1;
+        }
+        if (*end)
+            return -1;
+    }
+    if (v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on") || !strcmp(s, "1"))
+        *out = true;
+    else if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "off") || !strcmp(s, "0"))
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+enum conf_kind { K_BOOL, K_DURATION, K_UINT, K_SIZE, K_STRING, K_SITE, K_INT };
+
+struct conf_key {
+    const char *name;
+    enum conf_kind kind;
+    size_t offset;
+    size_t size;
+    const char *help;
+};
+
+#define F(field) offsetof(ss_conf, field), sizeof(((ss_conf *)0)->field)
+static const struct conf_key conf_keys[] = {
+    {"site_code", K_SITE, F(site_code), "This site's code (3-8 of A-Z0-9). Set by init."},
+    {"require_secure_key_exchange", K_BOOL, F(require_secure_key_exchange),
+     "Reject unsigned instructions and unsigned key exchanges (status 4404)."},
+    {"tofu_auto_approve", K_BOOL, F(tofu_auto_approve),
+     "With secure key exchange off: trust a new site's first key without approval."},
+    {"sign_instructions", K_BOOL, F(sign_instructions),
+     "Sign outgoing instructions. Turn off only for peers that accept unsigned data."},
+    {"key_lookup_retries", K_UINT, F(key_lookup_retries),
+     "How many times a missing sender key is looked up again (status 4405)."},
+    {"key_lookup_interval", K_DURATION, F(key_lookup_interval),
+     "Time between key lookups for an instruction whose key is missing (s, m, h, d)."},
+    {"rescan_interval", K_DURATION, F(rescan_interval),
+     "The despooler rescans its inboxes this often; inotify events are only hints."},
+    {"directory", K_STRING, F(directory),
+     "Key directory folder holding <SITE>.pub records (empty: none)."},
+    {"allowed_dest", K_STRING, F(allowed_dest),
+     "Space-separated destination inboxes peers may deliver into."},
+    {"max_package_bytes", K_SIZE, F(max_package_bytes),
+     "Largest package (file and declared payload size) accepted (k, M, G)."},
+    {"log_max_bytes", K_SIZE, F(log_max_bytes),
+     "A log passing this size is renamed to .lo_ and a new one started."},
+    {"expiry_warning_days", K_UINT, F(expiry_warning_days),
+     "Warn this many days before a key's validity ends."},
+    {"rollover_grace_days", K_UINT, F(rollover_grace_days),
+     "After a peer's key rollover its old key stays accepted this many days."},
+    {"key_lifetime_days", K_UINT, F(key_lifetime_days), "Validity of newly made keys."},
+    {"package_lifetime", K_DURATION, F(package_lifetime),
+     "Instructions sent by this site expire after this time."},
+    {"backlog_warning_age", K_DURATION, F(backlog_warning_age),
+     "Warn about files waiting in the receive inbox longer than this."},
+    {"send_retry_interval", K_DURATION, F(send_retry_interval),
+     "First wait before retrying delivery to an unreachable peer; doubles each time."},
+    {"send_retry_max_interval", K_DURATION, F(send_retry_max_interval),
+     "Longest wait between delivery retries."},
+    {"send_max_concurrency", K_UINT, F(send_max_concurrency),
+     "Pairs the sender daemon delivers per peer per round."},
+    {"batch_max", K_UINT, F(batch_max),
+     "Pairs the despooler commits in one database transaction and directory fsync."},
+    {"compression_level", K_INT, F(compression_level), "zlib level for packages (0-9)."},
+    {"notify_command", K_STRING, F(notify_command),
+     "Program run (via /bin/sh -c) for every status message, with SITESPOOL_STATUS_* "
+     "in its environment (empty: none)."},
+};
+#undef F
+
+static const struct conf_key *conf_key_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof conf_keys / sizeof conf_keys[0]; i++)
+        if (!strcmp(conf_keys[i].name, name))
+            return &conf_keys[i];
+    return NULL;
+}
+
+static int conf_set(ss_conf *c, const struct conf_key *k, const char *v)
+{
+    void *p = (char *)c + k->offset;
+    switch (k->kind) {
+    case K_BOOL: return parse_bool(v, p);
+    case K_DURATION: return ss_parse_duration(v, p);
+    case K_SIZE: return ss_parse_size(v, p);
+    case K_UINT: {
+        char *end;
+        errno = 0;
+        unsigned long u = strtoul(v, &end, 10);
+        if (!isdigit((unsigned char)*v) || *end || errno || u > UINT32_MAX)
+            return -1;
+        *(unsigned *)p = (unsigned)u;
+        return 0;
+    }
+    case K_INT: {
+        char *end;
+        long l = strtol(v, &end, 10);
+        if (end == v || *end || l < 0 || l > 9)
+            return -1;
+        *(int *)p = (int)l;
+        return 0;
+    }
+    case K_SITE:
+        if (!ss_site_code_valid(v))
+            return -1;
+        /* fall through */
+    case K_STRING:
+        if (strlen(v) >= k->size)
+            return -1;
+        memcpy(p, v, strlen(v) + 1);
+        return 0;
+    }
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        *--end = '\0';
+    return s;
+}
+
+int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
+{
+    char *copy = strdup(text);
+    if (!copy)
+        return ss_err(e, SS_E_NOMEM, "out of memory");
+    bool seen[sizeof conf_keys / sizeof conf_keys[0]] = {0};
+    int rc = 0, lineno = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = ss_err(e, SS_E_CONF, "%s:%d: expected 'key = value', found '%.60s'", origin,
+                        lineno, s);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        const struct conf_key *k = conf_key_find(key);
+        if (!k) {
+            rc = ss_err(e, SS_E_CONF, "%s:%d: unknown setting '%s' (sitespool init writes "
+                        "every setting with its explanation)", origin, lineno, key);
+            break;
+        }
+        size_t idx = (size_t)(k - conf_keys);
+        if (seen[idx]) {
+            rc = ss_err(e, SS_E_CONF, "%s:%d: '%s' is set twice", origin, lineno, key);
+            break;
+        }
+        seen[idx] = true;
+        if (conf_set(c, k, value) != 0) {
+            rc = ss_err(e, SS_E_CONF, "%s:%d: bad value '%s' for %s (%s)", origin, lineno, value,
+                        key, k->help);
+            break;
+        }
+    }
+    free(copy);
+    if (rc == 0 && c->batch_max == 0)
+        rc = ss_err(e, SS_E_CONF, "%s: batch_max must be at least 1", origin);
+    return rc;
+}
+
+int ss_path(char *buf, size_t len, const char *root, const char *rel)
+{
+    int n = snprintf(buf, len, "%s/%s", root, rel);
+    return (n < 0 || (size_t)n >= len) ? -1 : 0;
+}
+
+int ss_conf_load(ss_conf *c, const char *root, ss_error *e)
+{
+    char path[PATH_MAX];
+    ss_conf_defaults(c);
+    if (ss_path(path, sizeof path, root, SS_FILE_CONF) != 0)
+        return ss_err(e, SS_E_TOOBIG, "site path too long");
+    int dirfd = ss_open_dir(root, e);
+    if (dirfd < 0)
+        return ss_err(e, SS_E_NOENT, "%s is not a site folder (run 'sitespool init' or set "
+                      "-C / SITESPOOL_SITE)", root);
+    char *text = NULL;
+    int rc = ss_read_small_file(dirfd, SS_FILE_CONF, 1 << 20, &text, NULL, e);
+    close(dirfd);
+    if (rc != 0)
+        return ss_err(e, e->code, "cannot read %s: %s", path, e->msg);
+    rc = ss_conf_parse(c, text, path, e);
+    free(text);
+    if (rc == 0 && !c->site_code[0])
+        return ss_err(e, SS_E_CONF, "%s: site_code is not set", path);
+    return rc;
+}
+
+bool ss_conf_dest_allowed(const ss_conf *c, const char *dest)
+{
+    if (!ss_dest_name_valid(dest))
+        return false;
+    size_t n = strlen(dest);
+    for (const char *p = c->allowed_dest; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, " ,");
+        if (len == n && !strncmp(p, dest, n))
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+static void render_value(const ss_conf *c, const struct conf_key *k, char *out, size_t len)
+{
+    const void *p = (const char *)c + k->offset;
+    switch (k->kind) {
+    case K_BOOL: snprintf(out, len, "%s", *(const bool *)p ? "yes" : "no"); break;
+    case K_DURATION: snprintf(out, len, "%us", *(const unsigned *)p); break;
+    case K_UINT: snprintf(out, len, "%u", *(const unsigned *)p); break;
+    case K_INT: snprintf(out, len, "%d", *(const int *)p); break;
+    case K_SIZE: snprintf(out, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+    case K_SITE:
+    case K_STRING: snprintf(out, len, "%s", (const char *)p); break;
+    }
+}
+
+char *ss_conf_render(const ss_conf *c)
+{
+    size_t cap = 16384, used = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    used += (size_t)snprintf(out, cap,
+                             "# sitespool site settings: 'key = value', '#' starts a comment.\n"
+                             "# Durations take s, m, h or d; sizes take k, M or G.\n");
+    for (size_t i = 0; i < sizeof conf_keys / sizeof conf_keys[0]; i++) {
+        char value[PATH_MAX];
+        render_value(c, &conf_keys[i], value, sizeof value);
+        used += (size_t)snprintf(out + used, cap - used, "\n# %s\n%s = %s\n", conf_keys[i].help,
+                                 conf_keys[i].name, value);
+        if (used >= cap) {
+            free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+int ss_site_make_tree(const char *root, ss_error *e)
+{
+    static const char *const dirs[] = {
+        SS_DIR_KEYS, SS_DIR_LOGS, SS_DIR_RECEIVE, SS_DIR_REJECTED, SS_DIR_HMAN,
+        SS_DIR_HMAN_PUBKEY, SS_DIR_OUTBOX, "inboxes/replmgr.box/incoming",
+    };
+    char path[PATH_MAX];
+    if (ss_mkdirs(root, 0750, e) != 0)
+        return -1;
+    if (ss_path(path, sizeof path, root, SS_FILE_CONF) != 0)
+        return ss_err(e, SS_E_TOOBIG, "site path too long");
+    if (access(path, F_OK) == 0)
+        return ss_err(e, SS_E_EXISTS, "%s already holds a site (%s exists); refusing to "
+                      "overwrite it", root, path);
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (ss_path(path, sizeof path, root, dirs[i]) != 0 || ss_mkdirs(path, 0750, e) != 0)
+            return -1;
+    }
+    if (ss_path(path, sizeof path, root, SS_DIR_KEYS) == 0)
+        (void)chmod(path, 0700);
+    return 0;
+}
+
+int ss_site_write_conf(const char *root, const ss_conf *c, ss_error *e)
+{
+    char *text = ss_conf_render(c);
+    if (!text)
+        return ss_err(e, SS_E_NOMEM, "out of memory");
+    int dirfd = ss_open_dir(root, e);
+    int rc = dirfd < 0 ? -1
+                       : ss_write_file_atomic(dirfd, SS_FILE_CONF, text, strlen(text), 0640,
+                                              SS_ATOMIC_NOREPLACE | SS_ATOMIC_SYNC_DIR, e);
+    if (dirfd >= 0)
+        close(dirfd);
+    free(text);
+    return rc;
+}

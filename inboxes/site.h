@@ -1,0 +1,83 @@
+/*
+ * site.h - the site tree on disk (DESIGN §2) and its settings (site.conf, §9).
+ *
+ * Security stance: site.conf is the administrator's file and is parsed
+ * strictly: an unknown key, a malformed value or a duplicate is an error
+ * naming the line, because a typo in a security setting must not silently
+ * fall back to a default.
+ */
+#ifndef SS_SITE_H
+#define SS_SITE_H
+
+#include "error.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SS_SITE_CODE_MAX 8
+
+#define SS_DIR_RECEIVE "inboxes/despoolr.box/receive"
+#define SS_DIR_REJECTED "inboxes/despoolr.box/rejected"
+#define SS_DIR_HMAN "inboxes/hman.box"
+#define SS_DIR_HMAN_PUBKEY "inboxes/hman.box/pubkey"
+#define SS_DIR_OUTBOX "inboxes/schedule.box/outbox"
+#define SS_DIR_KEYS "keys"
+#define SS_DIR_LOGS "logs"
+#define SS_FILE_CONF "site.conf"
+#define SS_FILE_DB "site.db"
+
+/* 3 to 8 characters of A-Z0-9. */
+bool ss_site_code_valid(const char *code);
+/* An inbox name usable as a destination: [a-z0-9_]{1,32}.box */
+bool ss_dest_name_valid(const char *dest);
+
+typedef struct ss_conf {
+    char site_code[SS_SITE_CODE_MAX + 1];
+    bool require_secure_key_exchange;
+    bool tofu_auto_approve;
+    bool sign_instructions;
+    unsigned key_lookup_retries;
+    unsigned key_lookup_interval; /* seconds */
+    unsigned rescan_interval;     /* seconds */
+    char directory[PATH_MAX];     /* key directory folder; "" = none */
+    char allowed_dest[1024];      /* space-separated inbox names */
+    uint64_t max_package_bytes;
+    uint64_t log_max_bytes;
+    unsigned expiry_warning_days;
+    unsigned rollover_grace_days;
+    unsigned key_lifetime_days;
+    unsigned package_lifetime; /* seconds until an instruction expires */
+    unsigned backlog_warning_age;
+    unsigned send_retry_interval;
+    unsigned send_retry_max_interval;
+    unsigned send_max_concurrency;
+    unsigned batch_max; /* pairs per despooler batch */
+    int compression_level;
+    char notify_command[1024];
+} ss_conf;
+
+void ss_conf_defaults(ss_conf *c);
+/* Parses text (the content of site.conf); origin names it in errors. */
+int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e);
+/* Loads ROOT/site.conf over the defaults. */
+int ss_conf_load(ss_conf *c, const char *root, ss_error *e);
+/* Writes a fully commented site.conf with every setting at its value. */
+char *ss_conf_render(const ss_conf *c);
+bool ss_conf_dest_allowed(const ss_conf *c, const char *dest);
+
+/* Parses "300", "300s", "5m", "2h", "1d" into seconds. */
+int ss_parse_duration(const char *s, unsigned *out);
+/* Parses "1048576", "250k", "16M", "4G" into bytes. */
+int ss_parse_size(const char *s, uint64_t *out);
+
+/* ROOT/rel into buf; -1 when it does not fit. */
+int ss_path(char *buf, size_t len, const char *root, const char *rel);
+
+/* Creates the folders of DESIGN §2 under root (which may exist but must not
+ * hold a site.conf yet).  Keys, database and site.conf come after: site.conf
+ * is written last (ss_site_write_conf) and marks a complete site. */
+int ss_site_make_tree(const char *root, ss_error *e);
+int ss_site_write_conf(const char *root, const ss_conf *c, ss_error *e);
+
+#endif

@@ -1,0 +1,147 @@
+/*
+ * catalogue.c - every status message sitespool can raise, defined once.
+ *
+ * Ranges: despooler 4400-4499 (4400, 4404 and 4405 keep the meanings of
+ * the ConfigMgr SMS_DESPOOLER messages), sender 4500-4599, hierarchy
+ * manager (keys and trust) 3300-3399.  The README's table is generated from
+ * `sitespool status --catalogue --markdown` and a test keeps the two equal.
+ */
+#include "status.h"
+
+#define D SS_COMP_DESPOOLER
+#define S SS_COMP_SENDER
+#define H SS_COMP_HMAN
+
+static const ss_msgdef catalogue[] = {
+    /* ---- hierarchy manager: keys and trust ---- */
+    {3300, 'I', H, "Imported public key %1 for site %2 from %3.",
+     "A public key file was imported into the keystore and is trusted for that site.",
+     "None. Check that the key id matches the one the other site's administrator announced."},
+    {3301, 'E', H, "Could not import key file %1: %2",
+     "A file in hman.box (or given to 'key import') is not a valid public key for the site it "
+     "names. It was renamed with the suffix .bad and is not used.",
+     "Ask the other site's administrator for a fresh 'sitespool key export' file and drop it "
+     "into hman.box again."},
+    {3302, 'I', H, "Created key pair %1 for site %2, valid until %3.",
+     "A new signing key pair was made for this site.",
+     "Send the public key to every peer ('sitespool key export', then drop it into the "
+     "peer's hman.box)."},
+    /* ---- despooler ---- */
+    {4400, 'I', D, "Despooler stored package %1 from site %2 in %3.",
+     "An instruction and its package were verified, decompressed and delivered.", "None."},
+    {4401, 'I', D, "Despooler started for site %1 (watching %2).",
+     "The despooler daemon started and scanned its receive inbox.", "None."},
+    {4402, 'W', D, "Instruction %1 from site %2 was already processed on %3; this copy was "
+     "removed and not delivered again.",
+     "The same instruction id arrived twice (a resend or a replay). Delivery is exactly once.",
+     "None, unless the sender resends on purpose; then check its outbox handling."},
+    {4403, 'E', D, "Instruction file %1 could not be read: %2. The files were moved to "
+     "despoolr.box/rejected.",
+     "The instruction is malformed, truncated, not a regular file, or not a sitespool "
+     "instruction.",
+     "Read the .why file next to it in despoolr.box/rejected; ask the sending site to resend."},
+    {4404, 'E', D, "Despooler received an instruction and package %1 from site %2 but did not "
+     "process them because they are not signed and this site requires secure key exchange.",
+     "The instruction (or key exchange) is unsigned while require_secure_key_exchange = yes. "
+     "The files were moved to despoolr.box/rejected.",
+     "Make the sending site sign its instructions (sign_instructions = yes) and exchange public "
+     "keys manually; or, on a trusted network only, set require_secure_key_exchange = no."},
+    {4405, 'W', D, "Despooler received instruction %1 with replication data from site %2 but "
+     "did not process it because no valid public key (id %3) for that site was found. It will "
+     "retry %4 more times, next retry in about %5 minutes.",
+     "The sending site's public key is not in the keystore, the key directory or hman.box. The "
+     "files stay in despoolr.box/receive and the lookup is retried.",
+     "Get the sending site's public key ('sitespool key export' there) and drop it into this "
+     "site's inboxes/hman.box; waiting instructions are retried at once."},
+    {4406, 'E', D, "Gave up looking for the public key (id %3) of site %2 for instruction %1 "
+     "after %4 attempts; the files were moved to despoolr.box/rejected.",
+     "The key lookup retries (key_lookup_retries) ran out. Nothing was deleted.",
+     "Exchange keys, then move the pair from despoolr.box/rejected back into "
+     "despoolr.box/receive (package first)."},
+    {4407, 'E', D, "Instruction %1 from site %2 failed verification with key %3: %4. The files "
+     "were moved to despoolr.box/rejected.",
+     "The signature does not match the package or the instruction fields: the files were "
+     "forged or damaged in transit.",
+     "Ask the sending site to resend; if it recurs, suspect the link or a forger."},
+    {4408, 'E', D, "Instruction %1 from site %2 is addressed to site %3, not to this site; it "
+     "was moved to despoolr.box/rejected.",
+     "A peer delivered into the wrong site's inbox.",
+     "Fix the peer address on the sending site ('sitespool peer add')."},
+    {4409, 'W', D, "Instruction %1 from site %2 expired at %3; it was moved to "
+     "despoolr.box/rejected and not delivered.",
+     "The instruction's expires time passed before it could be processed (or it is a replay).",
+     "Ask the sending site to resend the data if it is still needed."},
+    {4410, 'E', D, "Instruction %1 from site %2 names destination %3, which this site does not "
+     "allow; it was moved to despoolr.box/rejected.",
+     "Only inboxes listed in allowed_dest receive data.",
+     "Add the inbox to allowed_dest in site.conf if it should receive data."},
+    {4411, 'E', D, "File %1 in the receive inbox is not a regular file (%2); it was moved to "
+     "despoolr.box/rejected.",
+     "Symbolic links, fifos, devices and directories are never followed or read.",
+     "Find out who placed it there; peers must write regular files."},
+    {4412, 'E', D, "Package %1 from site %2 is too large (%3 bytes; max_package_bytes is %4); "
+     "it was moved to despoolr.box/rejected.",
+     "The package file or its declared size is over the limit.",
+     "Raise max_package_bytes if such packages are expected."},
+    {4413, 'E', D, "Package %1 from site %2 could not be unpacked: %3. Nothing was delivered; "
+     "the files were moved to despoolr.box/rejected.",
+     "The verified package is not a valid compressed stream or does not expand to exactly its "
+     "declared size (a decompression bomb is stopped at the declared size).",
+     "Ask the sending site to resend; report it if it recurs."},
+    {4414, 'W', D, "%1 has waited in the receive inbox for %2 hours (%3).",
+     "A file has been waiting longer than backlog_warning_age: its package or key has not "
+     "arrived. It is kept, never deleted.",
+     "Check the sending site's sender.log and the link; see the other status messages for this "
+     "instruction."},
+    {4415, 'W', D, "Instruction %1 from site %2 has sequence number %3; numbers %4 to %5 from "
+     "that site have not been seen.",
+     "Instructions from a site are numbered; a gap means some were lost or are still on the "
+     "way.", "Check the sending site's outbox and sender.log."},
+    {4416, 'E', D, "Could not deliver package %1 from site %2 into %3: %4. The files stay in "
+     "the receive inbox and will be retried.",
+     "Writing into the destination inbox failed (disk full, permissions).",
+     "Fix the destination folder; the despooler retries at its next scan."},
+    {4417, 'I', D, "Found the public key of site %1; retrying %2 waiting instruction(s) now.",
+     "A key for a site with waiting instructions arrived (hman.box or key directory).", "None."},
+    {4418, 'I', D, "Despooler for site %1 stopped.", "The despooler daemon stopped cleanly.",
+     "None."},
+    {4419, 'E', D, "Instruction %1 from site %2 is a %3, which this version of sitespool does "
+     "not process; it was moved to despoolr.box/rejected.",
+     "Unsigned key exchanges (trust on first use) and key rollovers need the key lifecycle "
+     "support that is not built yet; only signed key exchanges over a trusted key and data are "
+     "processed.",
+     "Exchange the key manually: 'sitespool key export' at the sending site, then drop the file "
+     "into this site's inboxes/hman.box."},
+
+    /* ---- sender ---- */
+    {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
+     "The package and its instruction were written into the peer's receive inbox.", "None."},
+    {4501, 'W', S, "Sender could not reach site %1 at %2: %3. %4 package(s) stay queued in the "
+     "outbox; next retry in about %5 minutes.",
+     "The peer's receive inbox is missing, read-only or full. Nothing is dropped.",
+     "Check the peer address ('sitespool peer list') and the mount or link."},
+    {4502, 'I', S, "Sender reached site %1 again and delivered %2 queued package(s).",
+     "A peer that was unreachable accepts deliveries again.", "None."},
+    {4503, 'W', S, "Sender queued package %1 for site %2 without a signature.",
+     "--unsigned (or sign_instructions = no) was used. A peer that requires secure key "
+     "exchange rejects it with 4404.", "Sign instructions unless the peer expects unsigned data."},
+    {4504, 'I', S, "Sender queued package %1 (%2, %3 bytes) for site %4.",
+     "A file was compressed, signed and put into the outbox.", "None."},
+    {4505, 'E', S, "Sender could not package %1 for site %2: %3",
+     "Reading, compressing or signing the file failed; nothing was queued for it.",
+     "Fix the cause named in the message and send again."},
+};
+
+const ss_msgdef *ss_catalogue(size_t *count)
+{
+    *count = sizeof catalogue / sizeof catalogue[0];
+    return catalogue;
+}
+
+const ss_msgdef *ss_msgdef_find(int id)
+{
+    for (size_t i = 0; i < sizeof catalogue / sizeof catalogue[0]; i++)
+        if (catalogue[i].id == id)
+            return &catalogue[i];
+    return NULL;
+}

@@ -1,0 +1,154 @@
+/*
+ * db.c - opening, migrating and using site.db.  See db.h.
+ */
+#include "db.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+/* Migration i brings the schema from version i to i + 1. */
+static const char *const migrations[] = {
+    "CREATE TABLE keys("
+    "  site TEXT NOT NULL, key_id TEXT NOT NULL, public_key BLOB NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('own','trusted','pending','retired','revoked')),"
+    "  source TEXT NOT NULL, created INTEGER NOT NULL, not_after INTEGER,"
+    "  last_seen INTEGER, grace_until INTEGER,"
+    "  PRIMARY KEY (site, key_id));"
+    "CREATE TABLE peers("
+    "  site TEXT PRIMARY KEY, inbox TEXT NOT NULL, added INTEGER NOT NULL,"
+    "  next_seq INTEGER NOT NULL DEFAULT 1, last_success INTEGER, last_error TEXT,"
+    "  next_attempt INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE sites("
+    "  site TEXT PRIMARY KEY, blocked INTEGER NOT NULL DEFAULT 0, blocked_key_id TEXT,"
+    "  last_seq_in INTEGER NOT NULL DEFAULT 0, last_key_id TEXT, last_seen INTEGER);"
+    "CREATE TABLE ledger("
+    "  id TEXT PRIMARY KEY, from_site TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,"
+    "  outcome TEXT NOT NULL, path TEXT, size INTEGER, time INTEGER NOT NULL,"
+    "  expires INTEGER NOT NULL);"
+    "CREATE INDEX ledger_expires ON ledger(expires);"
+    "CREATE TABLE retries("
+    "  id TEXT PRIMARY KEY, from_site TEXT NOT NULL, key_id TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL, next_at INTEGER NOT NULL, first_seen INTEGER NOT NULL);"
+    "CREATE TABLE status("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, msg_id INTEGER NOT NULL,"
+    "  severity TEXT NOT NULL, component TEXT NOT NULL, site TEXT NOT NULL,"
+    "  istr TEXT NOT NULL, text TEXT NOT NULL);"
+    "CREATE INDEX status_time ON status(time_ms);"
+    "CREATE TABLE backlog(name TEXT PRIMARY KEY, warned INTEGER NOT NULL);",
+};
+
+int64_t ss_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t ss_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+int ss_db_fail(ss_db *db, const char *what, ss_error *e)
+{
+    return ss_err(e, SS_E_DB, "database error while %s: %s", what, sqlite3_errmsg(db->h));
+}
+
+int ss_db_exec(ss_db *db, const char *sql, ss_error *e)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        ss_err(e, SS_E_DB, "database error: %s", msg ? msg : sqlite3_errmsg(db->h));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+sqlite3_stmt *ss_db_prepare(ss_db *db, const char *sql, ss_error *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+        ss_err(e, SS_E_DB, "database error preparing a statement: %s", sqlite3_errmsg(db->h));
+        return NULL;
+    }
+    return st;
+}
+
+int ss_db_schema_version(ss_db *db)
+{
+    sqlite3_stmt *st = ss_db_prepare(db, "PRAGMA user_version", NULL);
+    int v = -1;
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int migrate(ss_db *db, const char *path, ss_error *e)
+{
+    int version = ss_db_schema_version(db);
+    int latest = (int)(sizeof migrations / sizeof migrations[0]);
+    if (version < 0)
+        return ss_db_fail(db, "reading the schema version", e);
+    if (version > latest)
+        return ss_err(e, SS_E_DB, "%s has schema version %d, newer than this sitespool "
+                      "understands (%d); upgrade sitespool", path, version, latest);
+    for (; version < latest; version++) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
+        if (ss_db_begin(db, e) != 0)
+            return -1;
+        if (ss_db_exec(db, migrations[version], e) != 0 || ss_db_exec(db, pragma, e) != 0) {
+            ss_db_rollback(db);
+            return -1;
+        }
+        if (ss_db_commit(db, e) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int ss_db_open(ss_db *db, const char *path, bool create, ss_error *e)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    db->h = NULL;
+    if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
+        ss_err(e, SS_E_DB, "cannot open %s: %s", path,
+               db->h ? sqlite3_errmsg(db->h) : "out of memory");
+        ss_db_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db->h, 10000);
+    if (ss_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                       "PRAGMA foreign_keys=ON;", e) != 0 ||
+        migrate(db, path, e) != 0) {
+        ss_db_close(db);
+        return -1;
+    }
+    return 0;
+}
+
+void ss_db_close(ss_db *db)
+{
+    if (db->h)
+        sqlite3_close_v2(db->h);
+    db->h = NULL;
+}
+
+int ss_db_begin(ss_db *db, ss_error *e)
+{
+    return ss_db_exec(db, "BEGIN IMMEDIATE", e);
+}
+
+int ss_db_commit(ss_db *db, ss_error *e)
+{
+    return ss_db_exec(db, "COMMIT", e);
+}
+
+void ss_db_rollback(ss_db *db)
+{
+    (void)sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+}

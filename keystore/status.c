@@ -1,0 +1,234 @@
+/*
+ * status.c - raising status messages: store, log, notify.  See status.h.
+ *
+ * Security stance: notify_command is the administrator's own program, run
+ * through /bin/sh -c with the message only in its environment (never
+ * interpolated into the command line), detached by a double fork so a slow
+ * mailer cannot stall the despooler and no zombie is left.
+ * Diagnostics: a message that cannot be stored is still logged, and a log
+ * that cannot be written does not stop the work.
+ */
+#include "status.h"
+#include "../inboxes/fileio.h"
+#include "../inboxes/json.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const component_names[SS_COMP_COUNT] = {
+    "SITESPOOL_DESPOOLER", "SITESPOOL_SENDER", "SITESPOOL_HMAN"};
+static const char *const component_logs[SS_COMP_COUNT] = {"despool.log", "sender.log",
+                                                          "hman.log"};
+
+const char *ss_component_name(enum ss_component c)
+{
+    return component_names[c];
+}
+
+const char *ss_component_log(enum ss_component c)
+{
+    return component_logs[c];
+}
+
+int ss_component_parse(const char *name, enum ss_component *out)
+{
+    for (int i = 0; i < SS_COMP_COUNT; i++) {
+        const char *short_name = component_names[i] + strlen("SITESPOOL_");
+        if (!strcasecmp(name, component_names[i]) || !strcasecmp(name, short_name)) {
+            *out = (enum ss_component)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void ss_msg_render(const char *format, int nistr, const char *const istr[], char *out,
+                   size_t len)
+{
+    size_t o = 0;
+    for (const char *p = format; *p && o + 1 < len; p++) {
+        if (p[0] == '%' && p[1] >= '1' && p[1] <= '9') {
+            int i = p[1] - '1';
+            const char *s = i < nistr && istr[i] ? istr[i] : "";
+            size_t n = strlen(s);
+            if (n > len - o - 1)
+                n = len - o - 1;
+            memcpy(out + o, s, n);
+            o += n;
+            p++;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db,
+                     ss_error *e)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->root, sizeof r->root, "%s", root);
+    r->conf = conf;
+    r->db = db;
+    for (int i = 0; i < SS_COMP_COUNT; i++)
+        r->logs[i].fd = -1;
+    for (int i = 0; i < SS_COMP_COUNT; i++) {
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/" SS_DIR_LOGS "/%s", root, component_logs[i]) >=
+                (int)sizeof path ||
+            ss_log_open(&r->logs[i], path, component_names[i], conf->log_max_bytes, e) != 0) {
+            ss_reporter_close(r);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void ss_reporter_close(ss_reporter *r)
+{
+    for (int i = 0; i < SS_COMP_COUNT; i++)
+        ss_log_close(&r->logs[i]);
+}
+
+ss_log *ss_reporter_log(ss_reporter *r, enum ss_component c)
+{
+    return &r->logs[c];
+}
+
+static char *istr_json(int nistr, const char *const istr[])
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    fputc('[', f);
+    for (int i = 0; i < nistr; i++) {
+        if (i)
+            fputc(',', f);
+        ss_json_string(f, istr[i] ? istr[i] : "");
+    }
+    fputc(']', f);
+    fclose(f);
+    return buf;
+}
+
+static void store(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[],
+                  const char *text, int64_t time_ms)
+{
+    if (!r->db || !r->db->h)
+        return;
+    char *json = istr_json(nistr, istr);
+    sqlite3_stmt *st = ss_db_prepare(
+        r->db,
+        "INSERT INTO status(time_ms,msg_id,severity,component,site,istr,text) "
+        "VALUES(?,?,?,?,?,?,?)",
+        NULL);
+    if (st && json) {
+        char sev[2] = {def->severity, '\0'};
+        sqlite3_bind_int64(st, 1, time_ms);
+        sqlite3_bind_int(st, 2, def->id);
+        sqlite3_bind_text(st, 3, sev, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, component_names[def->component], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, r->conf->site_code, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, json, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            ss_logf(&r->logs[def->component], "Could not store status message %d: %s", def->id,
+                    sqlite3_errmsg(r->db->h));
+    }
+    sqlite3_finalize(st);
+    free(json);
+}
+
+static void log_statmsg(ss_reporter *r, const ss_msgdef *def, int nistr,
+                        const char *const istr[])
+{
+    char line[SS_LOG_LINE_MAX];
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    int n = snprintf(line, sizeof line,
+                     "STATMSG: ID=%d SEV=%c LEV=M SOURCE=\"SITESPOOL\" COMP=\"%s\" SYS=%s "
+                     "SITE=%s PID=%d",
+                     def->id, def->severity, component_names[def->component], host,
+                     r->conf->site_code, (int)getpid());
+    for (int i = 0; i < nistr && n > 0 && (size_t)n < sizeof line - 16; i++) {
+        char clean[SS_ISTR_LEN];
+        snprintf(clean, sizeof clean, "%s", istr[i] ? istr[i] : "");
+        for (char *c = clean; *c; c++)
+            if (*c == '"')
+                *c = '\'';
+        n += snprintf(line + n, sizeof line - (size_t)n, " ISTR%d=\"%s\"", i, clean);
+    }
+    ss_log_text(&r->logs[def->component], line);
+}
+
+static void notify(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[],
+                   const char *text)
+{
+    if (!r->conf->notify_command[0])
+        return;
+    pid_t child = fork();
+    if (child < 0) {
+        ss_logf(&r->logs[def->component], "Could not run notify_command: fork failed");
+        return;
+    }
+    if (child == 0) {
+        /* First child: fork the runner and exit at once so nobody waits. */
+        if (fork() != 0)
+            _exit(0);
+        setsid();
+        char buf[32];
+        snprintf(buf, sizeof buf, "%d", def->id);
+        setenv("SITESPOOL_STATUS_ID", buf, 1);
+        snprintf(buf, sizeof buf, "%c", def->severity);
+        setenv("SITESPOOL_STATUS_SEVERITY", buf, 1);
+        setenv("SITESPOOL_STATUS_COMPONENT", component_names[def->component], 1);
+        setenv("SITESPOOL_STATUS_SITE", r->conf->site_code, 1);
+        setenv("SITESPOOL_STATUS_TEXT", text, 1);
+        setenv("SITESPOOL_SITE", r->root, 1);
+        for (int i = 0; i < nistr; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "SITESPOOL_STATUS_ISTR%d", i);
+            setenv(name, istr[i] ? istr[i] : "", 1);
+        }
+        execl("/bin/sh", "sh", "-c", r->conf->notify_command, (char *)NULL);
+        _exit(127);
+    }
+    (void)waitpid(child, NULL, 0);
+}
+
+void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[])
+{
+    const ss_msgdef *def = ss_msgdef_find(id);
+    if (!def) {
+        ss_logf(&r->logs[SS_COMP_DESPOOLER], "Internal error: unknown status message id %d", id);
+        return;
+    }
+    char text[2048];
+    ss_msg_render(def->format, nistr, istr, text, sizeof text);
+    ss_log_text(&r->logs[def->component], text);
+    log_statmsg(r, def, nistr, istr);
+    store(r, def, nistr, istr, text, ss_now_ms());
+    if (r->stderr_echo)
+        fprintf(stderr, "sitespool: %d %c %s\n", def->id, def->severity, text);
+    notify(r, def, nistr, istr, text);
+}
+
+void ss_report(ss_reporter *r, int id, ...)
+{
+    const char *istr[SS_ISTR_MAX];
+    int n = 0;
+    va_list ap;
+    va_start(ap, id);
+    for (const char *s; n < SS_ISTR_MAX && (s = va_arg(ap, const char *)) != NULL;)
+        istr[n++] = s;
+    va_end(ap);
+    ss_reportv(r, id, n, istr);
+}

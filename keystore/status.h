@@ -1,0 +1,57 @@
+/*
+ * status.h - numbered status messages (DESIGN §5): the catalogue, defined
+ * once here, and the reporter that stores each message in site.db, writes
+ * it to the component's log (a readable line and a STATMSG line) and runs
+ * notify_command.
+ *
+ * Formats use ConfigMgr insertion strings: %1 is istr[0], %2 istr[1], ...
+ * Insertion strings often come from peers; they are length-limited, and
+ * the log writer replaces control characters, so they cannot forge lines.
+ */
+#ifndef SS_STATUS_H
+#define SS_STATUS_H
+
+#include "../inboxes/log.h"
+#include "../inboxes/site.h"
+#include "db.h"
+
+enum ss_component { SS_COMP_DESPOOLER, SS_COMP_SENDER, SS_COMP_HMAN, SS_COMP_COUNT };
+
+#define SS_ISTR_MAX 10
+#define SS_ISTR_LEN 512
+
+typedef struct ss_msgdef {
+    int id;
+    char severity; /* 'I', 'W', 'E' */
+    enum ss_component component;
+    const char *format;
+    const char *explanation;
+    const char *remedy;
+} ss_msgdef;
+
+const char *ss_component_name(enum ss_component c); /* "SITESPOOL_DESPOOLER" */
+const char *ss_component_log(enum ss_component c);  /* "despool.log" */
+int ss_component_parse(const char *name, enum ss_component *out);
+const ss_msgdef *ss_catalogue(size_t *count);
+const ss_msgdef *ss_msgdef_find(int id);
+/* Renders format with insertion strings into out. */
+void ss_msg_render(const char *format, int nistr, const char *const istr[], char *out,
+                   size_t len);
+
+typedef struct ss_reporter {
+    char root[PATH_MAX];
+    const ss_conf *conf;
+    ss_db *db;
+    ss_log logs[SS_COMP_COUNT];
+    bool stderr_echo; /* also print messages on stderr (interactive commands) */
+} ss_reporter;
+
+int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db,
+                     ss_error *e);
+void ss_reporter_close(ss_reporter *r);
+ss_log *ss_reporter_log(ss_reporter *r, enum ss_component c);
+/* Raises message id with insertion strings (a NULL-terminated list). */
+void ss_report(ss_reporter *r, int id, ...);
+void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[]);
+
+#endif

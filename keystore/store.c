@@ -1,0 +1,331 @@
+/*
+ * store.c - keys and peers in site.db; this site's own key files.  See store.h.
+ */
+#include "store.h"
+
+#include <libgen.h>
+#include <sodium.h>
+#include <strings.h>
+#include <stdio.h>
+#include <string.h>
+
+void ss_keyrec_init(ss_keyrec *k, const char *site, const ss_pubkey *pk, const char *state,
+                    const char *source, int64_t not_after)
+{
+    memset(k, 0, sizeof *k);
+    snprintf(k->site, sizeof k->site, "%s", site);
+    ss_keyid_hex(pk->keyid, k->key_id);
+    k->pk = *pk;
+    snprintf(k->state, sizeof k->state, "%s", state);
+    snprintf(k->source, sizeof k->source, "%s", source);
+    k->created = ss_now();
+    k->not_after = not_after;
+}
+
+static void row_to_keyrec(sqlite3_stmt *st, ss_keyrec *k)
+{
+    memset(k, 0, sizeof *k);
+    snprintf(k->site, sizeof k->site, "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(k->key_id, sizeof k->key_id, "%s", (const char *)sqlite3_column_text(st, 1));
+    if (sqlite3_column_bytes(st, 2) == SS_PK_BYTES)
+        memcpy(k->pk.pk, sqlite3_column_blob(st, 2), SS_PK_BYTES);
+    (void)ss_keyid_parse(k->key_id, k->pk.keyid);
+    snprintf(k->state, sizeof k->state, "%s", (const char *)sqlite3_column_text(st, 3));
+    snprintf(k->source, sizeof k->source, "%s", (const char *)sqlite3_column_text(st, 4));
+    k->created = sqlite3_column_int64(st, 5);
+    k->not_after = sqlite3_column_int64(st, 6);
+    k->last_seen = sqlite3_column_int64(st, 7);
+    k->grace_until = sqlite3_column_int64(st, 8);
+}
+
+#define KEY_COLUMNS \
+    "site, key_id, public_key, state, source, created, not_after, last_seen, grace_until"
+
+int ss_keys_get(ss_db *db, const char *site, const char *key_id, ss_keyrec *out, ss_error *e)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(db, "SELECT " KEY_COLUMNS " FROM keys WHERE site=? AND key_id=?", e);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (out)
+            row_to_keyrec(st, out);
+        rc = 1;
+    } else if (rc == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        rc = ss_db_fail(db, "looking up a key", e);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_keys_add(ss_db *db, const ss_keyrec *k, ss_error *e)
+{
+    ss_keyrec existing;
+    int found = ss_keys_get(db, k->site, k->key_id, &existing, e);
+    if (found < 0)
+        return -1;
+    if (found) {
+        if (sodium_memcmp(existing.pk.pk, k->pk.pk, SS_PK_BYTES) != 0)
+            return ss_err(e, SS_E_EXISTS, "site %s already has a different key with id %s; "
+                          "refusing the new one (forged key id?)", k->site, k->key_id);
+        return 0;
+    }
+    sqlite3_stmt *st = ss_db_prepare(
+        db, "INSERT INTO keys(" KEY_COLUMNS ") VALUES(?,?,?,?,?,?,?,NULL,NULL)", e);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, k->site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, k->key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, k->pk.pk, SS_PK_BYTES, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, k->state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, k->source, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, k->created);
+    if (k->not_after)
+        sqlite3_bind_int64(st, 7, k->not_after);
+    else
+        sqlite3_bind_null(st, 7);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "storing a key", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_keys_foreach(ss_db *db, const char *site, ss_keyrec_fn fn, void *ctx, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        site ? "SELECT " KEY_COLUMNS " FROM keys WHERE site=? ORDER BY site, created, key_id"
+             : "SELECT " KEY_COLUMNS " FROM keys ORDER BY state<>'own', site, created, key_id",
+        e);
+    if (!st)
+        return -1;
+    if (site)
+        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ss_keyrec k;
+        row_to_keyrec(st, &k);
+        if (fn(ctx, &k) != 0)
+            break;
+    }
+    rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : ss_db_fail(db, "listing keys", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when, ss_error *e)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(db, "UPDATE keys SET last_seen=? WHERE site=? AND key_id=?", e);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, when);
+    sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "updating a key", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_peer_add(ss_db *db, const char *site, const char *inbox, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        "INSERT INTO peers(site, inbox, added) VALUES(?,?,?) "
+        "ON CONFLICT(site) DO UPDATE SET inbox=excluded.inbox",
+        e);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, inbox, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ss_now());
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "adding a peer", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_peer_remove(ss_db *db, const char *site, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(db, "DELETE FROM peers WHERE site=?", e);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "removing a peer", e);
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_changes(db->h) == 0)
+        return ss_err(e, SS_E_NOENT, "site %s is not a peer ('sitespool peer list' shows them)",
+                      site);
+    return rc;
+}
+
+#define PEER_COLUMNS \
+    "site, inbox, added, last_success, next_attempt, failures, next_seq, last_error"
+
+static void row_to_peer(sqlite3_stmt *st, ss_peer *p)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->site, sizeof p->site, "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(p->inbox, sizeof p->inbox, "%s", (const char *)sqlite3_column_text(st, 1));
+    p->added = sqlite3_column_int64(st, 2);
+    p->last_success = sqlite3_column_int64(st, 3);
+    p->next_attempt = sqlite3_column_int64(st, 4);
+    p->failures = (unsigned)sqlite3_column_int(st, 5);
+    p->next_seq = (uint64_t)sqlite3_column_int64(st, 6);
+    const unsigned char *err = sqlite3_column_text(st, 7);
+    snprintf(p->last_error, sizeof p->last_error, "%s", err ? (const char *)err : "");
+}
+
+int ss_peer_get(ss_db *db, const char *site, ss_peer *out, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(db, "SELECT " PEER_COLUMNS " FROM peers WHERE site=?", e);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (out)
+            row_to_peer(st, out);
+        rc = 1;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading a peer", e);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_peer_foreach(ss_db *db, ss_peer_fn fn, void *ctx, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(db, "SELECT " PEER_COLUMNS " FROM peers ORDER BY site", e);
+    if (!st)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ss_peer p;
+        row_to_peer(st, &p);
+        if (fn(ctx, &p) != 0)
+            break;
+    }
+    rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : ss_db_fail(db, "listing peers", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_peer_take_seqs(ss_db *db, const char *site, uint64_t count, uint64_t *first,
+                      ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db, "UPDATE peers SET next_seq = next_seq + ?2 WHERE site=?1 RETURNING next_seq - ?2",
+        e);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)count);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *first = (uint64_t)sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = ss_err(e, SS_E_NOENT, "site %s is not a peer; add it first with 'sitespool peer "
+                    "add %s --inbox PATH'", site, site);
+    } else {
+        rc = ss_db_fail(db, "numbering an instruction", e);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_peer_record_attempt(ss_db *db, const char *site, bool ok, const char *error,
+                           int64_t next_attempt, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        ok ? "UPDATE peers SET last_success=?, failures=0, last_error=NULL, next_attempt=0 "
+             "WHERE site=?"
+           : "UPDATE peers SET failures=failures+1, last_error=?, next_attempt=? WHERE site=?",
+        e);
+    if (!st)
+        return -1;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, ss_now());
+        sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_text(st, 1, error ? error : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, next_attempt);
+        sqlite3_bind_text(st, 3, site, -1, SQLITE_STATIC);
+    }
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "updating a peer", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_own_key_paths(const char *root, const char *site, char *sk_path, char *pk_path,
+                     size_t len)
+{
+    if (sk_path && snprintf(sk_path, len, "%s/" SS_DIR_KEYS "/%s.key", root, site) >= (int)len)
+        return -1;
+    if (pk_path && snprintf(pk_path, len, "%s/" SS_DIR_KEYS "/%s.pub", root, site) >= (int)len)
+        return -1;
+    return 0;
+}
+
+int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubkey *pk,
+                    ss_error *e)
+{
+    char sk_path[PATH_MAX];
+    if (ss_own_key_paths(root, c->site_code, sk_path, NULL, sizeof sk_path) != 0)
+        return ss_err(e, SS_E_TOOBIG, "site path too long");
+    if (ss_seckey_load(sk_path, sk, e) != 0)
+        return -1;
+    ss_seckey_public(*sk, pk);
+    return 0;
+}
+
+static int site_from_name(const char *path, char site[SS_SITE_CODE_MAX + 1])
+{
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", path);
+    const char *base = basename(copy);
+    const char *dot = strrchr(base, '.');
+    if (!dot || (strcasecmp(dot, ".pub") && strcasecmp(dot, ".ct4") && strcasecmp(dot, ".ct5")))
+        return -1;
+    size_t n = (size_t)(dot - base);
+    if (n > SS_SITE_CODE_MAX)
+        return -1;
+    memcpy(site, base, n);
+    site[n] = '\0';
+    for (char *p = site; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    return ss_site_code_valid(site) ? 0 : -1;
+}
+
+int ss_pubkey_file_site(const char *path, const char *explicit_site, ss_pubkey *pk,
+                        char site_out[SS_SITE_CODE_MAX + 1], ss_error *e)
+{
+    char comment[SS_COMMENT_MAX + 1];
+    if (ss_pubkey_load(path, pk, comment, sizeof comment, e) != 0)
+        return -1;
+    if (explicit_site) {
+        if (!ss_site_code_valid(explicit_site))
+            return ss_err(e, SS_E_USAGE, "'%s' is not a site code (3-8 of A-Z0-9)",
+                          explicit_site);
+        snprintf(site_out, SS_SITE_CODE_MAX + 1, "%s", explicit_site);
+        return 0;
+    }
+    if (site_from_name(path, site_out) == 0)
+        return 0;
+    const char *tag = strstr(comment, "for site ");
+    if (tag) {
+        char code[16];
+        if (sscanf(tag + 9, "%15[A-Z0-9]", code) == 1 && ss_site_code_valid(code)) {
+            memcpy(site_out, code, strlen(code) + 1);
+            return 0;
+        }
+    }
+    return ss_err(e, SS_E_USAGE, "cannot tell which site %s belongs to; name it <SITE>.pub or "
+                  "pass --site CODE", path);
+}

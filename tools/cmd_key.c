@@ -1,0 +1,177 @@
+/*
+ * cmd_key.c - `sitespool key export|import|list`.
+ *
+ * Security stance: importing a key is an administrator's act of trust; the
+ * command prints the key id so it can be compared with the one the other
+ * site announced out of band.  A key id already bound to a different key is
+ * refused.
+ */
+#include "cli.h"
+#include "../keystore/lookup.h"
+#include "../inboxes/fileio.h"
+#include "../inboxes/json.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: sitespool [-C SITE_ROOT] key export [-o FILE|-]\n"
+    "       sitespool [-C SITE_ROOT] key import FILE [--site CODE]\n"
+    "       sitespool [-C SITE_ROOT] key list [--json]\n"
+    "\n"
+    "export  writes this site's public key (minisign format) to FILE, default ./CODE.pub;\n"
+    "        give it to the other site's administrator for their inboxes/hman.box.\n"
+    "import  trusts a peer's public key file; the site comes from --site, the file name\n"
+    "        CODE.pub (.ct4, .ct5) or the key's comment. Compare the printed key id with\n"
+    "        the one the other site announced.\n"
+    "list    every key: site, key id, state, source, validity end (days left), last use.\n";
+
+static int key_export(cli *c, int argc, char **argv)
+{
+    const char *out = NULL;
+    int ch;
+    optind = 1;
+    while ((ch = getopt(argc, argv, "o:h")) != -1) {
+        if (ch == 'o')
+            out = optarg;
+        else
+            return ch == 'h' ? (fputs(usage, stdout), 0) : cli_usage(usage, "bad option");
+    }
+    if (optind != argc)
+        return cli_usage(usage, "export takes no arguments besides -o FILE");
+    char pk_path[PATH_MAX], def[64], *text = NULL;
+    ss_error e = {0};
+    ss_own_key_paths(c->root, c->conf.site_code, NULL, pk_path, sizeof pk_path);
+    size_t len;
+    if (ss_read_small_file(AT_FDCWD, pk_path, 4096, &text, &len, &e) != 0)
+        return cli_fail(&e);
+    ss_pubkey pk;
+    if (ss_pubkey_parse(text, len, &pk, NULL, 0, &e) != 0) {
+        free(text);
+        return ss_err(&e, e.code, "%s: %s", pk_path, e.msg), cli_fail(&e);
+    }
+    int rc = 0;
+    if (out && !strcmp(out, "-")) {
+        fputs(text, stdout);
+    } else {
+        if (!out) {
+            snprintf(def, sizeof def, "%s.pub", c->conf.site_code);
+            out = def;
+        }
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 || ss_write_all(fd, text, len, &e) != 0 || fsync(fd) != 0) {
+            ss_err_sys(&e, "cannot write %s", out);
+            rc = cli_fail(&e);
+        }
+        if (fd >= 0)
+            close(fd);
+        if (rc == 0) {
+            char id[SS_KEYID_HEX + 1];
+            ss_keyid_hex(pk.keyid, id);
+            fprintf(stderr, "Wrote public key %s of site %s to %s\n", id, c->conf.site_code,
+                    out);
+        }
+    }
+    free(text);
+    return rc;
+}
+
+static int key_import(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"site", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *site = NULL;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+        if (ch == 's')
+            site = optarg;
+        else
+            return ch == 'h' ? (fputs(usage, stdout), 0) : cli_usage(usage, "bad option");
+    }
+    if (optind + 1 != argc)
+        return cli_usage(usage, "import takes exactly one key file");
+    const char *path = argv[optind];
+    ss_error e = {0};
+    ss_keyrec rec;
+    ss_keyctx k = {c->root, &c->conf, &c->db, &c->rep};
+    if (ss_key_import_file(&k, path, site, "import", &rec, &e) != 0)
+        return cli_fail(&e);
+    printf("Trusted key %s for site %s\n", rec.key_id, rec.site);
+    return 0;
+}
+
+struct list_ctx {
+    bool json;
+    int count;
+};
+
+static int print_key(void *ctx_, const ss_keyrec *k)
+{
+    struct list_ctx *ctx = ctx_;
+    char created[32], seen[32], until[32], left[32] = "-";
+    cli_format_time(k->created, created, sizeof created);
+    cli_format_time(k->last_seen, seen, sizeof seen);
+    cli_format_time(k->not_after, until, sizeof until);
+    if (k->not_after) {
+        long long days = (k->not_after - ss_now()) / 86400;
+        snprintf(left, sizeof left, "%lld", days);
+    }
+    if (ctx->json) {
+        printf("%s{\"site\":", ctx->count ? ",\n " : "[");
+        ss_json_string(stdout, k->site);
+        printf(",\"key_id\":\"%s\",\"state\":", k->key_id);
+        ss_json_string(stdout, k->state);
+        printf(",\"source\":");
+        ss_json_string(stdout, k->source);
+        printf(",\"created\":%lld,\"not_after\":%lld,\"last_seen\":%lld}",
+               (long long)k->created, (long long)k->not_after, (long long)k->last_seen);
+    } else {
+        if (!ctx->count)
+            printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", "SITE", "KEY ID", "STATE",
+                   "SOURCE", "CREATED", "VALID UNTIL", "DAYS LEFT", "LAST SEEN");
+        printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", k->site, k->key_id, k->state,
+               k->source, created, until, left, seen);
+    }
+    ctx->count++;
+    return 0;
+}
+
+static int key_list(cli *c, int argc, char **argv)
+{
+    struct list_ctx ctx = {0};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            ctx.json = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return fputs(usage, stdout), 0;
+        else
+            return cli_usage(usage, "unknown argument '%s'", argv[i]);
+    }
+    ss_error e = {0};
+    if (ss_keys_foreach(&c->db, NULL, print_key, &ctx, &e) != 0)
+        return cli_fail(&e);
+    if (ctx.json)
+        printf("%s]\n", ctx.count ? "" : "[");
+    return 0;
+}
+
+int cmd_key(cli *c, int argc, char **argv)
+{
+    if (argc < 2 || cli_wants_help(argc, argv))
+        return argc < 2 ? cli_usage(usage, "key needs a subcommand") : (fputs(usage, stdout), 0);
+    if (cli_open(c) != 0)
+        return 1;
+    if (!strcmp(argv[1], "export"))
+        return key_export(c, argc - 1, argv + 1);
+    if (!strcmp(argv[1], "import"))
+        return key_import(c, argc - 1, argv + 1);
+    if (!strcmp(argv[1], "list"))
+        return key_list(c, argc - 1, argv + 1);
+    return cli_usage(usage, "unknown key subcommand '%s'", argv[1]);
+}

@@ -1,0 +1,192 @@
+/*
+ * cmd_status.c - `sitespool status`: the stored status messages, filtered,
+ * as text or JSON, optionally followed; and the message catalogue.
+ */
+#include "cli.h"
+#include "../inboxes/json.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: sitespool [-C SITE_ROOT] status [--since TIME] [--id N] [--component NAME]\n"
+    "                                      [--limit N] [--json] [--follow]\n"
+    "       sitespool status --catalogue [--markdown | --json]\n"
+    "\n"
+    "Shows the status messages stored in site.db, oldest first.\n"
+    "  --since TIME      '2026-11-22', '2026-11-22 10:00', '-2h', '-3d' or unix seconds\n"
+    "  --id N            only message id N (e.g. 4405)\n"
+    "  --component NAME  despooler, sender or hman (or SITESPOOL_DESPOOLER, ...)\n"
+    "  --limit N         only the newest N messages\n"
+    "  --json            one JSON object per line\n"
+    "  --follow          keep printing new messages until interrupted\n"
+    "  --catalogue       every message sitespool can raise, with explanation and remedy\n";
+
+struct filter {
+    int64_t since_ms;
+    int id;
+    const char *component;
+    long limit;
+    bool json;
+};
+
+static void print_row(sqlite3_stmt *st, bool json)
+{
+    int64_t seq = sqlite3_column_int64(st, 0), ms = sqlite3_column_int64(st, 1);
+    int id = sqlite3_column_int(st, 2);
+    const char *sev = (const char *)sqlite3_column_text(st, 3);
+    const char *comp = (const char *)sqlite3_column_text(st, 4);
+    const char *site = (const char *)sqlite3_column_text(st, 5);
+    const char *istr = (const char *)sqlite3_column_text(st, 6);
+    const char *text = (const char *)sqlite3_column_text(st, 7);
+    if (json) {
+        printf("{\"seq\":%lld,\"time_ms\":%lld,\"id\":%d,\"severity\":", (long long)seq,
+               (long long)ms, id);
+        ss_json_string(stdout, sev);
+        printf(",\"component\":");
+        ss_json_string(stdout, comp);
+        printf(",\"site\":");
+        ss_json_string(stdout, site);
+        printf(",\"istr\":%s,\"text\":", istr);
+        ss_json_string(stdout, text);
+        printf("}\n");
+    } else {
+        char when[32];
+        cli_format_time(ms / 1000, when, sizeof when);
+        printf("%s %s %d %s %s\n", when, sev, id, comp + strlen("SITESPOOL_"), text);
+    }
+}
+
+static int query(cli *c, const struct filter *f, int64_t *after_seq)
+{
+    ss_error e = {0};
+    sqlite3_stmt *st = ss_db_prepare(
+        &c->db,
+        "SELECT * FROM (SELECT seq,time_ms,msg_id,severity,component,site,istr,text FROM status"
+        " WHERE seq > ?1 AND time_ms >= ?2 AND (?3 = 0 OR msg_id = ?3)"
+        " AND (?4 IS NULL OR component = ?4) ORDER BY seq DESC LIMIT ?5) ORDER BY seq",
+        &e);
+    if (!st)
+        return cli_fail(&e);
+    sqlite3_bind_int64(st, 1, *after_seq);
+    sqlite3_bind_int64(st, 2, f->since_ms);
+    sqlite3_bind_int(st, 3, f->id);
+    if (f->component)
+        sqlite3_bind_text(st, 4, f->component, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, f->limit > 0 ? f->limit : -1);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        print_row(st, f->json);
+        *after_seq = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    fflush(stdout);
+    if (rc != SQLITE_DONE)
+        return ss_db_fail(&c->db, "reading status messages", &e), cli_fail(&e);
+    return 0;
+}
+
+static int print_catalogue(bool markdown, bool json)
+{
+    size_t n;
+    const ss_msgdef *cat = ss_catalogue(&n);
+    if (markdown)
+        printf("| id | sev | component | message | explanation | remedy |\n"
+               "|---|---|---|---|---|---|\n");
+    if (json)
+        printf("[");
+    for (size_t i = 0; i < n; i++) {
+        const ss_msgdef *m = &cat[i];
+        const char *comp = ss_component_name(m->component);
+        if (markdown) {
+            printf("| %d | %c | %s | %s | %s | %s |\n", m->id, m->severity, comp, m->format,
+                   m->explanation, m->remedy);
+        } else if (json) {
+            printf("%s{\"id\":%d,\"severity\":\"%c\",\"component\":\"%s\",\"format\":",
+                   i ? ",\n " : "", m->id, m->severity, comp);
+            ss_json_string(stdout, m->format);
+            printf(",\"explanation\":");
+            ss_json_string(stdout, m->explanation);
+            printf(",\"remedy\":");
+            ss_json_string(stdout, m->remedy);
+            printf("}");
+        } else {
+            printf("%d %c %s\n    %s\n    Explanation: %s\n    Remedy: %s\n\n", m->id,
+                   m->severity, comp, m->format, m->explanation, m->remedy);
+        }
+    }
+    if (json)
+        printf("]\n");
+    return 0;
+}
+
+static volatile sig_atomic_t follow_stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    follow_stop = 1;
+}
+
+int cmd_status(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"since", required_argument, NULL, 's'}, {"id", required_argument, NULL, 'i'},
+        {"component", required_argument, NULL, 'c'}, {"limit", required_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'j'}, {"follow", no_argument, NULL, 'f'},
+        {"catalogue", no_argument, NULL, 'C'}, {"catalog", no_argument, NULL, 'C'},
+        {"markdown", no_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    struct filter f = {0};
+    bool follow = false, catalogue = false, markdown = false;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int64_t t;
+        enum ss_component comp;
+        switch (ch) {
+        case 's':
+            if (cli_parse_time(optarg, &t) != 0)
+                return cli_usage(usage, "cannot read time '%s'", optarg);
+            f.since_ms = t * 1000;
+            break;
+        case 'i': f.id = atoi(optarg); break;
+        case 'n': f.limit = atol(optarg); break;
+        case 'c':
+            if (ss_component_parse(optarg, &comp) != 0)
+                return cli_usage(usage, "unknown component '%s'", optarg);
+            f.component = ss_component_name(comp);
+            break;
+        case 'j': f.json = true; break;
+        case 'f': follow = true; break;
+        case 'C': catalogue = true; break;
+        case 'm': markdown = true; break;
+        case 'h': return fputs(usage, stdout), 0;
+        default: return cli_usage(usage, "bad option for status");
+        }
+    }
+    if (optind != argc)
+        return cli_usage(usage, "unexpected argument '%s'", argv[optind]);
+    if (catalogue)
+        return print_catalogue(markdown, f.json);
+    if (cli_open(c) != 0)
+        return 1;
+    int64_t after = 0;
+    if (query(c, &f, &after) != 0)
+        return 1;
+    if (!follow)
+        return 0;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    f.limit = 0;
+    while (!follow_stop) {
+        usleep(250 * 1000);
+        if (query(c, &f, &after) != 0)
+            return 1;
+    }
+    return 0;
+}
