@@ -242,8 +242,12 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
         return ss_err(e, SS_E_NOMEM, "out of memory");
     bool seen[sizeof conf_keys / sizeof conf_keys[0]] = {0};
     int rc = 0, lineno = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *next = copy;
+    while (next) {
+        char *line = next;
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
         lineno++;
         char *s = trim(line);
         if (*s == '\0' || *s == '#')

@@ -1,0 +1,293 @@
+/*
+ * test_inboxes.c - CUnit suite for the inboxes library: codec, instruction
+ * fields, site.conf, atomic files, logs.
+ */
+#include "testutil.h"
+#include "../../inboxes/codec.h"
+#include "../../inboxes/fileio.h"
+#include "../../inboxes/instruction.h"
+#include "../../inboxes/log.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct membuf {
+    unsigned char *data;
+    size_t len, cap;
+};
+
+static int mem_sink(void *ctx, const void *buf, size_t len, ss_error *e)
+{
+    (void)e;
+    struct membuf *m = ctx;
+    if (m->len + len > m->cap) {
+        m->cap = (m->len + len) * 2;
+        m->data = realloc(m->data, m->cap);
+    }
+    memcpy(m->data + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
+static struct membuf deflate_all(const void *in, size_t len)
+{
+    struct membuf out = {0};
+    ss_deflater d;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_deflater_init(&d, SS_ZIP_ZLIB, 6, &e), 0);
+    CU_ASSERT_EQUAL(ss_deflater_feed(&d, in, len, mem_sink, &out, &e), 0);
+    CU_ASSERT_EQUAL(ss_deflater_finish(&d, mem_sink, &out, &e), 0);
+    ss_deflater_free(&d);
+    return out;
+}
+
+static void test_codec_roundtrip(void)
+{
+    size_t len = 3 * SS_CODEC_CHUNK + 17;
+    unsigned char *in = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        in[i] = (unsigned char)(i * 7 + i / 1000);
+    struct membuf z = deflate_all(in, len), out = {0};
+    ss_inflater f;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_init(&f, SS_ZIP_ZLIB, len, &e), 0);
+    /* Feed in odd-sized pieces to exercise the streaming state. */
+    for (size_t off = 0; off < z.len; off += 1000) {
+        size_t n = z.len - off < 1000 ? z.len - off : 1000;
+        CU_ASSERT_EQUAL_FATAL(ss_inflater_feed(&f, z.data + off, n, mem_sink, &out, &e), 0);
+    }
+    CU_ASSERT_EQUAL(ss_inflater_finish(&f, &e), 0);
+    CU_ASSERT_EQUAL(out.len, len);
+    CU_ASSERT(memcmp(out.data, in, len) == 0);
+    ss_inflater_free(&f);
+    free(in);
+    free(z.data);
+    free(out.data);
+}
+
+static void test_codec_bomb_stops_at_limit(void)
+{
+    size_t len = 64 << 20; /* 64 MiB of zeros compress to ~64 KiB */
+    unsigned char *zeros = calloc(1, len);
+    struct membuf z = deflate_all(zeros, len), out = {0};
+    free(zeros);
+    ss_inflater f;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_init(&f, SS_ZIP_ZLIB, 1000, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, z.data, z.len, mem_sink, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_SIZE);
+    CU_ASSERT(out.len <= 1000);
+    ss_inflater_free(&f);
+    free(z.data);
+    free(out.data);
+}
+
+static void test_codec_truncated_and_trailing(void)
+{
+    const char *msg = "some payload that compresses";
+    struct membuf z = deflate_all(msg, strlen(msg)), out = {0};
+    ss_inflater f;
+    ss_error e = {0};
+    ss_inflater_init(&f, SS_ZIP_ZLIB, 1000, &e);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, z.data, z.len - 3, mem_sink, &out, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_finish(&f, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TRUNCATED);
+    ss_inflater_free(&f);
+
+    unsigned char *more = malloc(z.len + 5);
+    memcpy(more, z.data, z.len);
+    memcpy(more + z.len, "junk!", 5);
+    out.len = 0;
+    ss_inflater_init(&f, SS_ZIP_ZLIB, 1000, &e);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, more, z.len + 5, mem_sink, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TRAILING);
+    ss_inflater_free(&f);
+
+    ss_inflater_init(&f, SS_ZIP_ZLIB, 1000, &e);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, "not zlib at all", 15, mem_sink, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_ZLIB);
+    ss_inflater_free(&f);
+    free(more);
+    free(z.data);
+    free(out.data);
+}
+
+static ss_instr sample_instr(void)
+{
+    ss_instr in = {0};
+    ss_instr_new_id(in.id);
+    strcpy(in.from, "PS1");
+    strcpy(in.to, "SS1");
+    in.type = SS_TYPE_DATA;
+    strcpy(in.dest, "replmgr.box");
+    strcpy(in.name, "report 2026 (final) ü%.txt");
+    in.size = 12345;
+    in.zip = SS_ZIP_ZLIB;
+    in.seq = 7;
+    in.created = 1795000000;
+    in.expires = 1797000000;
+    return in;
+}
+
+static void test_instruction_roundtrip(void)
+{
+    ss_instr in = sample_instr(), out;
+    char text[1024];
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_instr_format(&in, text, sizeof text), 0);
+    CU_ASSERT_PTR_NULL(strchr(text, '\n'));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "name=report%202026%20%28final%29%20%C3%BC%25.txt"));
+    CU_ASSERT_EQUAL_FATAL(ss_instr_parse(&out, text, &e), 0);
+    CU_ASSERT_STRING_EQUAL(out.name, in.name);
+    CU_ASSERT_STRING_EQUAL(out.id, in.id);
+    CU_ASSERT_EQUAL(out.size, in.size);
+    CU_ASSERT_EQUAL(out.seq, in.seq);
+    CU_ASSERT_EQUAL(out.expires, in.expires);
+    /* Unknown keys are ignored (forward compatibility). */
+    strcat(text, " priority=high");
+    CU_ASSERT_EQUAL(ss_instr_parse(&out, text, &e), 0);
+}
+
+static void expect_field_error(const char *text, const char *needle)
+{
+    ss_instr out;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_instr_parse(&out, text, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_FIELD);
+    if (needle && !strstr(e.msg, needle)) {
+        fprintf(stderr, "\nexpected '%s' in: %s\n", needle, e.msg);
+        CU_FAIL("error message does not name the problem");
+    }
+}
+
+static void test_instruction_rejects(void)
+{
+    const char *ok = "sitespool/1 id=0123456789abcdef0123456789abcdef from=PS1 to=SS1 type=data "
+                     "dest=replmgr.box name=a.txt size=1 zip=zlib seq=1 created=1 expires=2";
+    ss_instr out;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_instr_parse(&out, ok, &e), 0);
+    char buf[1024];
+    expect_field_error("sitespool/2 id=x", "sitespool/1");
+    snprintf(buf, sizeof buf, "%s", ok);
+    *strstr(buf, " seq=1") = '\0';
+    expect_field_error(buf, "seq");
+    snprintf(buf, sizeof buf, "%s dest=x.box", ok);
+    expect_field_error(buf, "twice");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, "dest=replmgr.box"), "dest=..%2Fetc.box", 17);
+    expect_field_error(buf, "dest");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, "name=a.txt"), "name=%2Fa.txt", 13);
+    expect_field_error(buf, "name");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, "name=a.txt"), "name=%2e%2E", 11);
+    expect_field_error(buf, "name");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, " from=PS1"), "  from=PS1", 10);
+    expect_field_error(buf, "one space");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, "from=PS1"), "from=ps1", 8);
+    expect_field_error(buf, "site code");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, "size=1"), "size=x", 6);
+    expect_field_error(buf, "size");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, "name=a.txt"), "name=a%0a.t", 11);
+    expect_field_error(buf, "name");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, "name=a.txt"), "name=a%00.t", 11);
+    expect_field_error(buf, "percent");
+    snprintf(buf, sizeof buf, "%s", ok);
+    memcpy(strstr(buf, "expires=2"), "expires=0", 9);
+    expect_field_error(buf, "before");
+}
+
+static void test_conf_parse(void)
+{
+    ss_conf c;
+    ss_error e = {0};
+    ss_conf_defaults(&c);
+    CU_ASSERT_EQUAL(c.key_lookup_retries, 100);
+    CU_ASSERT_EQUAL(c.key_lookup_interval, 300);
+    CU_ASSERT_TRUE(c.require_secure_key_exchange);
+    CU_ASSERT_EQUAL(ss_conf_parse(&c, "# comment\nkey_lookup_interval = 5m\n"
+                                      "max_package_bytes=16M\nallowed_dest = a.box b.box\n",
+                                  "t", &e),
+                    0);
+    CU_ASSERT_EQUAL(c.key_lookup_interval, 300);
+    CU_ASSERT_EQUAL(c.max_package_bytes, 16u << 20);
+    CU_ASSERT_TRUE(ss_conf_dest_allowed(&c, "b.box"));
+    CU_ASSERT_FALSE(ss_conf_dest_allowed(&c, "replmgr.box"));
+    CU_ASSERT_EQUAL(ss_conf_parse(&c, "key_lookup_retry = 5\n", "t", &e), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "t:1: unknown setting 'key_lookup_retry'"));
+    CU_ASSERT_EQUAL(ss_conf_parse(&c, "\nrequire_secure_key_exchange = maybe\n", "t", &e), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "t:2:"));
+    ss_conf_defaults(&c);
+    CU_ASSERT_EQUAL(ss_conf_parse(&c, "rescan_interval = 1\nrescan_interval = 2\n", "t", &e), -1);
+    /* The rendered file parses back to the same settings. */
+    strcpy(c.site_code, "PS1");
+    char *text = ss_conf_render(&c);
+    ss_conf back;
+    ss_conf_defaults(&back);
+    CU_ASSERT_EQUAL(ss_conf_parse(&back, text, "rendered", &e), 0);
+    CU_ASSERT_EQUAL(memcmp(&back, &c, sizeof c), 0);
+    free(text);
+}
+
+static void test_atomic_noreplace(void)
+{
+    char *dir = tu_tempdir("atomic");
+    int dfd = ss_open_dir(dir, NULL);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_write_file_atomic(dfd, "a", "one", 3, 0644, SS_ATOMIC_SYNC_DIR, &e), 0);
+    CU_ASSERT_EQUAL(ss_write_file_atomic(dfd, "a", "two", 3, 0644, SS_ATOMIC_NOREPLACE, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_EXISTS);
+    char *text = tu_read(dir, "a", NULL);
+    CU_ASSERT_STRING_EQUAL(text, "one");
+    free(text);
+    CU_ASSERT_EQUAL(tu_count(dir, ""), 1); /* no temporary file left behind */
+    close(dfd);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+static void test_open_regular_refuses_symlink_and_fifo(void)
+{
+    char *dir = tu_tempdir("open");
+    int dfd = ss_open_dir(dir, NULL);
+    ss_error e = {0};
+    tu_write(dir, "real", "x", 1);
+    CU_ASSERT_EQUAL(symlinkat("real", dfd, "link"), 0);
+    CU_ASSERT_EQUAL(mkfifoat(dfd, "fifo", 0600), 0);
+    CU_ASSERT_EQUAL(ss_open_regular(dfd, "link", 0, NULL, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_NOTREG);
+    CU_ASSERT_EQUAL(ss_open_regular(dfd, "fifo", 0, NULL, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_NOTREG);
+    tu_write(dir, "big", "0123456789", 10);
+    CU_ASSERT_EQUAL(ss_open_regular(dfd, "big", 9, NULL, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TOOBIG);
+    int fd = ss_open_regular(dfd, "big", 10, NULL, &e);
+    CU_ASSERT(fd >= 0);
+    close(fd);
+    close(dfd);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    static const tu_test tests[] = {
+        {"codec roundtrip in pieces", test_codec_roundtrip},
+        {"codec stops a decompression bomb at the limit", test_codec_bomb_stops_at_limit},
+        {"codec rejects truncated, trailing and non-zlib data", test_codec_truncated_and_trailing},
+        {"instruction fields roundtrip", test_instruction_roundtrip},
+        {"instruction parser rejects malformed fields", test_instruction_rejects},
+        {"site.conf parsing is strict", test_conf_parse},
+        {"atomic write never replaces", test_atomic_noreplace},
+        {"safe open refuses symlinks, fifos, oversized", test_open_regular_refuses_symlink_and_fifo},
+    };
+    return tu_run("inboxes", tests, sizeof tests / sizeof tests[0]);
+}
