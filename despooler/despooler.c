@@ -233,13 +233,15 @@ static enum outcome key_missing(ss_despooler *d, work *w, const char *base)
     }
     unsigned limit = d->conf->key_lookup_retries;
     char count[32];
-    if ((unsigned)attempts >= limit) {
+    /* key_lookup_retries counts every lookup, this one included: the first
+     * 4405 says 99 more of 100, and the lookup that leaves 0 more gives up
+     * at once (announcing "0 more times, next retry in ..." would be false). */
+    if ((unsigned)++attempts >= limit) {
         snprintf(count, sizeof count, "%d", attempts);
         retry_forget(d, w->in.id);
         QUARANTINE(d, base, 4406, w->in.id, w->in.from, w->keyid, count);
         return OUT_DONE;
     }
-    attempts++;
     sqlite3_stmt *st = ss_db_prepare(
         d->db,
         "INSERT INTO retries(id, from_site, key_id, attempts, next_at, first_seen) "
@@ -847,26 +849,46 @@ static int process_batch(ss_despooler *d, struct dirent **names, int count, work
 }
 
 /* Sites with instructions waiting for a key: look again in the directory
- * and hman.box, so a key published there retries them at once. */
+ * and hman.box, so a key published there retries them at once.  Retry rows
+ * whose instruction has left receive (an administrator moved it) go. */
 static void recheck_waiting_keys(ss_despooler *d)
 {
-    sqlite3_stmt *st = ss_db_prepare(
-        d->db, "SELECT from_site, key_id, count(*) FROM retries GROUP BY from_site, key_id", NULL);
-    if (!st)
-        return;
-    struct {
+    struct waiting {
         char site[SS_SITE_CODE_MAX + 1];
         char key_id[SS_KEYID_HEX + 1];
         int count;
     } waiting[SS_FORCE_MAX];
     int n = 0;
-    while (n < SS_FORCE_MAX && sqlite3_step(st) == SQLITE_ROW) {
-        snprintf(waiting[n].site, sizeof waiting[n].site, "%s", sqlite3_column_text(st, 0));
-        snprintf(waiting[n].key_id, sizeof waiting[n].key_id, "%s", sqlite3_column_text(st, 1));
-        waiting[n].count = sqlite3_column_int(st, 2);
-        n++;
+    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT id, from_site, key_id FROM retries", NULL);
+    if (!st)
+        return;
+    char stale[SS_FORCE_MAX][SS_ID_HEX + 1];
+    int nstale = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *site = (const char *)sqlite3_column_text(st, 1);
+        const char *key_id = (const char *)sqlite3_column_text(st, 2);
+        char name[64];
+        snprintf(name, sizeof name, "%s.ins", id);
+        if (faccessat(d->receive_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (nstale < SS_FORCE_MAX)
+                snprintf(stale[nstale++], sizeof stale[0], "%s", id);
+            continue;
+        }
+        int i = 0;
+        while (i < n && (strcmp(waiting[i].site, site) || strcmp(waiting[i].key_id, key_id)))
+            i++;
+        if (i == n && n < SS_FORCE_MAX) {
+            snprintf(waiting[n].site, sizeof waiting[n].site, "%s", site);
+            snprintf(waiting[n].key_id, sizeof waiting[n].key_id, "%s", key_id);
+            waiting[n++].count = 0;
+        }
+        if (i < n)
+            waiting[i].count++;
     }
     sqlite3_finalize(st);
+    for (int i = 0; i < nstale; i++)
+        retry_forget(d, stale[i]);
     for (int i = 0; i < n; i++) {
         unsigned char keyid[SS_KEYID_BYTES];
         ss_keyrec k;
@@ -1005,23 +1027,26 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
         return -1;
     ss_report(d->rep, 4401, d->conf->site_code, d->receive_path, NULL);
     int rc = ss_despooler_drain(d, e);
-    int64_t last_scan = ss_now();
+    int64_t last_scan_ms = ss_now_ms();
     while (rc == 0 && !*stop) {
-        int64_t wait = d->conf->rescan_interval;
+        int64_t wait_ms = (int64_t)d->conf->rescan_interval * 1000 - (ss_now_ms() - last_scan_ms);
         int64_t retry = next_retry_in(d);
-        if (retry >= 0 && retry < wait)
-            wait = retry;
-        int mask = wait > 0 ? ss_watch_wait(&w, (long)wait) : 0;
+        if (retry >= 0 && retry * 1000 < wait_ms)
+            wait_ms = retry * 1000;
+        if (wait_ms < 0)
+            wait_ms = 0;
+        int mask = ss_watch_wait(&w, (int)wait_ms);
         if (*stop)
             break;
-        if (mask & SS_WATCH_OVERFLOW)
+        if (mask < 0)
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "inotify read failed; relying "
+                    "on rescans");
+        if (mask > 0 && (mask & SS_WATCH_OVERFLOW))
             ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                     "inotify queue overflowed; rescanning the inboxes");
-        bool timer = ss_now() - last_scan >= (int64_t)d->conf->rescan_interval;
-        if (mask != 0 || timer || wait == 0 || (retry >= 0 && next_retry_in(d) == 0)) {
-            rc = ss_despooler_drain(d, e);
-            last_scan = ss_now();
-        }
+        /* Any event, the rescan timer or a due retry: scan. */
+        rc = ss_despooler_drain(d, e);
+        last_scan_ms = ss_now_ms();
     }
     ss_watch_close(&w);
     ss_report(d->rep, 4418, d->conf->site_code, NULL);

@@ -164,8 +164,8 @@ static int take_comment(const char *line, size_t len, const char *prefix, size_t
 
 int ss_sig_parse(const char *text, size_t len, ss_sig *sig, ss_error *e)
 {
-    const char *cursor = text, *end = text + len, *line;
-    size_t line_len;
+    const char *cursor = text, *end = text + len, *line = NULL;
+    size_t line_len = 0;
     unsigned char blob[SIG_BLOB];
     if (memchr(text, '\0', len))
         return ss_err(e, SS_E_FORMAT, "the signature file holds NUL bytes");

@@ -24,10 +24,12 @@ static const char verify_usage[] =
 
 int cmd_sign(cli *c, int argc, char **argv)
 {
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *sig_path = NULL, *comment = NULL;
     int ch;
     optind = 1;
-    while ((ch = getopt(argc, argv, "x:t:h")) != -1) {
+    while ((ch = getopt_long(argc, argv, "x:t:h", opts, NULL)) != -1) {
         if (ch == 'x')
             sig_path = optarg;
         else if (ch == 't')
