@@ -6,6 +6,7 @@
 #include "../inboxes/fileio.h"
 #include "../inboxes/instruction.h"
 #include "../keystore/sigfile.h"
+#include "../keystore/trust.h"
 #include "watch.h"
 
 #include <dirent.h>
@@ -78,6 +79,7 @@ static int db_step_done(ss_despooler *d, sqlite3_stmt *st, const char *what)
     return rc;
 }
 
+/* The pair left receive: forget its backlog warnings and hold notes. */
 static void forget_backlog(ss_despooler *d, const char *base)
 {
     sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM backlog WHERE name IN (?1||'.ins', "
@@ -85,6 +87,11 @@ static void forget_backlog(ss_despooler *d, const char *base)
     if (st) {
         sqlite3_bind_text(st, 1, base, -1, SQLITE_STATIC);
         db_step_done(d, st, "clearing backlog notes");
+    }
+    st = ss_db_prepare(d->db, "DELETE FROM holds WHERE id=?", NULL);
+    if (st) {
+        sqlite3_bind_text(st, 1, base, -1, SQLITE_STATIC);
+        db_step_done(d, st, "clearing a hold");
     }
 }
 
@@ -268,24 +275,84 @@ static enum outcome key_missing(ss_despooler *d, work *w, const char *base)
     return OUT_WAIT;
 }
 
+/* Keeps the instruction in receive until an administrator acts; 4420 is
+ * raised once per instruction and reason, not on every scan. */
+static enum outcome hold(ss_despooler *d, const work *w, const char *reason)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        d->db,
+        "INSERT INTO holds(id, from_site, reason, since) VALUES(?1,?2,?3,?4) "
+        "ON CONFLICT(id) DO UPDATE SET reason=?3 WHERE reason<>?3 RETURNING id",
+        NULL);
+    bool fresh = false;
+    if (st) {
+        sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, ss_now());
+        fresh = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    if (fresh)
+        ss_report(d->rep, 4420, w->in.id, w->in.from, reason, NULL);
+    d->stats.waiting++;
+    return OUT_WAIT;
+}
+
+/* A trusted site signs with a key nobody vouched for: block it (3303,
+ * once) and hold its data. */
+static enum outcome key_changed(ss_despooler *d, const work *w, const char *trusted)
+{
+    char reason[160];
+    if (!ss_site_blocked(d->db, w->in.from, NULL)) {
+        (void)ss_site_set_blocked(d->db, w->in.from, w->keyid, NULL);
+        ss_report(d->rep, 3303, w->in.from, w->keyid, trusted, NULL);
+    }
+    snprintf(reason, sizeof reason, "site %s is blocked after a key change (key %s)",
+             w->in.from, w->keyid);
+    return hold(d, w, reason);
+}
+
 /* Finds and checks the key, then authenticates the instruction fields. */
 static enum outcome authenticate(ss_despooler *d, work *w, const char *base, ss_keyrec *key)
 {
     ss_error e = {0};
+    char blocked_by[SS_KEYID_HEX + 1], reason[160];
+    /* A blocked site's data waits; its rollover may be what unblocks it. */
+    if (w->in.type == SS_TYPE_DATA && ss_site_blocked(d->db, w->in.from, blocked_by)) {
+        snprintf(reason, sizeof reason, "site %s is blocked after a key change (key %s)",
+                 w->in.from, blocked_by);
+        return hold(d, w, reason);
+    }
     int found = ss_key_find(&d->keys, w->in.from, w->sig.keyid, key, &e);
     if (found < 0) {
         ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Key lookup failed: %s", e.msg);
         d->stats.waiting++;
         return OUT_WAIT;
     }
-    if (!found)
-        return key_missing(d, w, base);
-    if (!ss_keyrec_usable(key, ss_now())) {
-        char reason[128];
-        snprintf(reason, sizeof reason, "the key is %s",
-                 strcmp(key->state, "trusted") && strcmp(key->state, "own") ? key->state
-                                                                            : "expired");
-        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, reason);
+    if (!found) {
+        char trusted[160];
+        ss_site_trusted_list(d->db, w->in.from, trusted, sizeof trusted);
+        if (w->in.type == SS_TYPE_ROLLOVER) {
+            QUARANTINE(d, base, 4422, w->in.id, w->in.from,
+                       "a rollover must be signed by the key this site trusts for the sender");
+            return OUT_DONE;
+        }
+        return trusted[0] ? key_changed(d, w, trusted) : key_missing(d, w, base);
+    }
+    const char *unusable = ss_key_unusable_reason(key, ss_now());
+    if (unusable && (!strcmp(key->state, "pending") || !strcmp(unusable, "expired"))) {
+        snprintf(reason, sizeof reason, "key %s of site %s is %s", w->keyid, w->in.from,
+                 unusable);
+        return hold(d, w, reason);
+    }
+    if (unusable) {
+        if (!strcmp(key->state, "revoked")) {
+            QUARANTINE(d, base, 4421, w->in.id, w->in.from, w->keyid);
+        } else {
+            snprintf(reason, sizeof reason, "key %s is %s", w->keyid, unusable);
+            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, reason);
+        }
         return OUT_DONE;
     }
     retry_forget(d, w->in.id);
@@ -563,40 +630,196 @@ static void ledger_insert(ss_despooler *d, const work *w, const char *outcome, c
     db_step_done(d, st, "recording the ledger");
 }
 
-/* Key exchange (type=key), signed by a key already trusted for the site:
- * the payload is the site's public key file, trusted from now on (the
- * OpenSSH UpdateHostKeys rule: new keys only over a trusted channel). */
-static enum outcome apply_key_exchange(ss_despooler *d, work *w, const char *base,
-                                       const ss_keyrec *key)
+/* Reads a key payload (at most KEY_PAYLOAD_MAX bytes) into buf and its
+ * package hash; OUT_STAGED when read, else the outcome to return. */
+static enum outcome read_key_payload(ss_despooler *d, work *w, const char *base, char *buf,
+                                     size_t *len, unsigned char hash[SS_HASH_BYTES])
 {
     int pck_fd;
     enum outcome o = open_package(d, w, base, &pck_fd);
     if (o != OUT_STAGED)
         return o;
-    char buf[KEY_PAYLOAD_MAX + 1];
     struct unpack_sink sink = {.fd = -1, .buf = buf, .buf_cap = KEY_PAYLOAD_MAX};
-    ss_error e = {0};
-    o = verify_and_unpack(d, w, base, key, pck_fd, &sink, &e);
+    ss_error e = {0}, unpack_err = {0};
+    int rc = stream_package(pck_fd, w, &sink, hash, &unpack_err, &e);
     close(pck_fd);
-    if (o != OUT_STAGED)
-        return o;
-    ss_pubkey pk;
-    if (ss_pubkey_parse(buf, sink.buf_len, &pk, NULL, 0, &e) != 0) {
-        QUARANTINE(d, base, 4413, w->in.id, w->in.from, e.msg);
+    if (rc != 0) {
+        d->stats.waiting++;
+        return OUT_WAIT;
+    }
+    if (unpack_err.code != SS_OK) {
+        QUARANTINE(d, base, 4413, w->in.id, w->in.from, unpack_err.msg);
         return OUT_DONE;
     }
-    ss_keyrec rec;
-    char origin[96];
-    ss_keyrec_init(&rec, w->in.from, &pk, "trusted", "exchange", 0);
-    snprintf(origin, sizeof origin, "key exchange instruction %s", w->in.id);
-    if (ss_keys_add(d->db, &rec, &e) != 0) {
-        ss_report(d->rep, 3301, origin, e.msg, NULL);
-    } else {
-        ss_report(d->rep, 3300, rec.key_id, w->in.from, origin, NULL);
-        force_add(d, w->in.from);
-    }
-    ledger_insert(d, w, "key", "");
+    buf[sink.buf_len] = '\0';
+    *len = sink.buf_len;
+    return OUT_STAGED;
+}
+
+static void key_instruction_done(ss_despooler *d, const work *w, const char *base)
+{
+    ledger_insert(d, w, ss_itype_name(w->in.type), "");
     remove_pair(d, base);
+}
+
+/* Trusts pk for the site as the result of a key exchange or rollover: a
+ * pending record becomes trusted, a block caused by this key is lifted, and
+ * the site's held data is retried now. */
+static void trust_key(ss_despooler *d, const char *site, const ss_pubkey *pk,
+                      const char *source, int64_t not_after, const char *origin)
+{
+    ss_keyrec rec, existing;
+    ss_error e = {0};
+    char blocked_by[SS_KEYID_HEX + 1];
+    ss_keyrec_init(&rec, site, pk, "trusted", source, not_after);
+    int known = ss_keys_get(d->db, site, rec.key_id, &existing, NULL);
+    if (known == 1 && strcmp(existing.state, "trusted") != 0)
+        (void)ss_keys_set_state(d->db, site, rec.key_id, "trusted", 0, NULL);
+    if (known == 0 && ss_keys_add(d->db, &rec, &e) != 0) {
+        ss_report(d->rep, 3301, origin, e.msg, NULL);
+        return;
+    }
+    if (known == 0)
+        ss_report(d->rep, 3300, rec.key_id, site, origin, NULL);
+    if (ss_site_blocked(d->db, site, blocked_by) && !strcmp(blocked_by, rec.key_id)) {
+        (void)ss_site_clear_block(d->db, site, NULL);
+        ss_report(d->rep, 3306, site, rec.key_id, origin, NULL);
+    }
+    force_add(d, site);
+}
+
+/* A key that arrived without a trusted signature (require_secure_key_exchange
+ * = no): trust on first use with consent, never a silent change. */
+static void key_offered(ss_despooler *d, const work *w, const ss_pubkey *pk, int64_t not_after)
+{
+    ss_keyrec rec, existing;
+    char trusted[160];
+    ss_keyrec_init(&rec, w->in.from, pk, "pending", "exchange", not_after);
+    if (ss_keys_get(d->db, w->in.from, rec.key_id, &existing, NULL) == 1)
+        return; /* known already: trusted, pending or revoked, nothing changes */
+    ss_site_trusted_list(d->db, w->in.from, trusted, sizeof trusted);
+    if (!trusted[0] && d->conf->tofu_auto_approve) {
+        char origin[96];
+        snprintf(origin, sizeof origin, "trust on first use, key exchange %s", w->in.id);
+        trust_key(d, w->in.from, pk, "tofu", not_after, origin);
+        return;
+    }
+    ss_error e = {0};
+    if (ss_keys_add(d->db, &rec, &e) != 0) {
+        ss_report(d->rep, 3301, w->ins_name, e.msg, NULL);
+        return;
+    }
+    if (trusted[0]) {
+        (void)ss_site_set_blocked(d->db, w->in.from, rec.key_id, NULL);
+        ss_report(d->rep, 3303, w->in.from, rec.key_id, trusted, NULL);
+    } else {
+        ss_report(d->rep, 3305, w->in.from, rec.key_id, NULL);
+    }
+}
+
+/* type=key: the payload is the sending site's public key file.  Signed by
+ * a key already trusted for the site, it is trusted (OpenSSH's
+ * UpdateHostKeys rule).  Otherwise it is accepted only when secure key
+ * exchange is off, and then only as an offer (pending or, for a site that
+ * already has a trusted key, a blocking change). */
+static enum outcome key_exchange(ss_despooler *d, work *w, const char *base)
+{
+    ss_keyrec signer;
+    ss_error e = {0};
+    bool trusted_signer = false;
+    if (w->is_signed) {
+        int found = ss_key_find(&d->keys, w->in.from, w->sig.keyid, &signer, &e);
+        trusted_signer = found == 1 && ss_keyrec_usable(&signer, ss_now());
+    }
+    if (!trusted_signer && d->conf->require_secure_key_exchange) {
+        QUARANTINE(d, base, 4404, w->ins_name, w->in.from);
+        return OUT_DONE;
+    }
+    if (trusted_signer && ss_sig_verify_comment(&w->sig, &signer.pk, &e) != 0) {
+        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
+        return OUT_DONE;
+    }
+    enum outcome o = check_fields(d, w, base);
+    char buf[KEY_PAYLOAD_MAX + 1], comment[SS_COMMENT_MAX + 1];
+    size_t len = 0;
+    unsigned char hash[SS_HASH_BYTES];
+    if (o == OUT_STAGED)
+        o = read_key_payload(d, w, base, buf, &len, hash);
+    if (o != OUT_STAGED)
+        return o;
+    ss_pubkey offered;
+    if (ss_pubkey_parse(buf, len, &offered, comment, sizeof comment, &e) != 0) {
+        QUARANTINE(d, base, 4422, w->in.id, w->in.from, e.msg);
+        return OUT_DONE;
+    }
+    char offered_id[SS_KEYID_HEX + 1];
+    ss_keyid_hex(offered.keyid, offered_id);
+    /* Signed by the offered key itself, the signature proves possession. */
+    const ss_pubkey *check = trusted_signer ? &signer.pk : w->is_signed ? &offered : NULL;
+    if (check && (ss_sig_verify_comment(&w->sig, check, &e) != 0 ||
+                  ss_sig_verify_package(&w->sig, check, hash, &e) != 0)) {
+        QUARANTINE(d, base, w->is_signed && !trusted_signer ? 4422 : 4407, w->in.id, w->in.from,
+                   e.msg);
+        return OUT_DONE;
+    }
+    if (ss_key_is_revoked(d->db, offered_id)) {
+        QUARANTINE(d, base, 4421, w->in.id, w->in.from, offered_id);
+        return OUT_DONE;
+    }
+    int64_t not_after = ss_pubkey_comment_not_after(comment);
+    if (trusted_signer) {
+        char origin[96];
+        snprintf(origin, sizeof origin, "key exchange instruction %s", w->in.id);
+        trust_key(d, w->in.from, &offered, "exchange", not_after, origin);
+    } else {
+        key_offered(d, w, &offered, not_after);
+    }
+    key_instruction_done(d, w, base);
+    return OUT_DONE;
+}
+
+/* type=rollover, signed by the site's trusted key: the payload names the
+ * next key and proves its possession; the next key is trusted and the old
+ * one retired, still accepted for rollover_grace_days (offline sites). */
+static enum outcome apply_rollover(ss_despooler *d, work *w, const char *base,
+                                   const ss_keyrec *key)
+{
+    char buf[KEY_PAYLOAD_MAX + 1];
+    size_t len = 0;
+    unsigned char hash[SS_HASH_BYTES], previous[SS_KEYID_BYTES];
+    ss_error e = {0};
+    enum outcome o = read_key_payload(d, w, base, buf, &len, hash);
+    if (o != OUT_STAGED)
+        return o;
+    if (ss_sig_verify_package(&w->sig, &key->pk, hash, &e) != 0) {
+        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
+        return OUT_DONE;
+    }
+    ss_pubkey next;
+    int64_t not_after = 0;
+    if (ss_rollover_parse(w->in.from, buf, len, previous, &next, &not_after, &e) != 0 ||
+        (memcmp(previous, w->sig.keyid, SS_KEYID_BYTES) != 0 &&
+         ss_err(&e, SS_E_KEYID, "the rollover names a previous key other than its signer") != 0)) {
+        QUARANTINE(d, base, 4422, w->in.id, w->in.from, e.msg);
+        return OUT_DONE;
+    }
+    char next_id[SS_KEYID_HEX + 1], until[32], origin[96];
+    ss_keyid_hex(next.keyid, next_id);
+    if (ss_key_is_revoked(d->db, next_id)) {
+        QUARANTINE(d, base, 4421, w->in.id, w->in.from, next_id);
+        return OUT_DONE;
+    }
+    snprintf(origin, sizeof origin, "rollover instruction %s", w->in.id);
+    trust_key(d, w->in.from, &next, "rollover", not_after, origin);
+    int64_t grace_until = ss_now() + (int64_t)d->conf->rollover_grace_days * 86400;
+    if (!strcmp(key->state, "trusted"))
+        (void)ss_keys_set_state(d->db, w->in.from, w->keyid, "retired", grace_until, NULL);
+    time_t tt = (time_t)(strcmp(key->state, "retired") ? grace_until : key->grace_until);
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(until, sizeof until, "%Y-%m-%d %H:%M", &tm);
+    ss_report(d->rep, 3309, w->in.from, w->keyid, next_id, until, NULL);
+    key_instruction_done(d, w, base);
     return OUT_DONE;
 }
 
@@ -608,6 +831,17 @@ static enum outcome process_one(ss_despooler *d, work *w)
     ss_keyrec key;
     memset(&key, 0, sizeof key);
     base_of(w->ins_name, base, sizeof base);
+    /* Revocation is checked before anything else. */
+    if (w->is_signed && ss_key_is_revoked(d->db, w->keyid)) {
+        QUARANTINE(d, base, 4421, w->in.id, w->in.from, w->keyid);
+        return OUT_DONE;
+    }
+    if (w->in.type == SS_TYPE_KEY)
+        return key_exchange(d, w, base);
+    if (!w->is_signed && w->in.type == SS_TYPE_ROLLOVER) {
+        QUARANTINE(d, base, 4422, w->in.id, w->in.from, "a rollover must be signed");
+        return OUT_DONE;
+    }
     if (!w->is_signed && d->conf->require_secure_key_exchange) {
         QUARANTINE(d, base, 4404, w->ins_name, w->in.from);
         return OUT_DONE;
@@ -619,13 +853,9 @@ static enum outcome process_one(ss_despooler *d, work *w)
         o = check_fields(d, w, base);
     if (o != OUT_STAGED)
         return o;
-    if (w->in.type == SS_TYPE_DATA)
-        return stage_data(d, w, base, &key);
-    if (w->in.type == SS_TYPE_KEY && w->is_signed)
-        return apply_key_exchange(d, w, base, &key);
-    QUARANTINE(d, base, 4419, w->in.id, w->in.from,
-               w->in.type == SS_TYPE_KEY ? "unsigned key exchange" : "key rollover");
-    return OUT_DONE;
+    if (w->in.type == SS_TYPE_ROLLOVER)
+        return apply_rollover(d, w, base, &key);
+    return stage_data(d, w, base, &key);
 }
 
 /* Loads an instruction; files that cannot be loaded are quarantined. */
@@ -808,6 +1038,12 @@ static bool ins_name_valid(ss_despooler *d, const char *name)
         if (ss_id_valid(base))
             return true;
     }
+    if (strlen(name) < sizeof base) {
+        /* Like any quarantined pair: with its package, and a .why file. */
+        base_of(name, base, sizeof base);
+        QUARANTINE(d, base, 4403, name, "the file name is not <32 hex digit id>.ins");
+        return false;
+    }
     move_to_rejected(d, name, "bad name");
     ss_report(d->rep, 4403, name, "the file name is not <32 hex digit id>.ins", NULL);
     d->stats.rejected++;
@@ -846,6 +1082,23 @@ static int process_batch(ss_despooler *d, struct dirent **names, int count, work
     (void)ss_fsync_dirfd(d->receive_fd, NULL);
     (void)ss_fsync_dirfd(d->rejected_fd, NULL);
     return rc;
+}
+
+/* Hold notes of instructions that left receive some other way go. */
+static void drop_stale_holds(ss_despooler *d)
+{
+    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT id FROM holds", NULL);
+    char stale[SS_FORCE_MAX][SS_ID_HEX + 1];
+    int n = 0;
+    while (st && n < SS_FORCE_MAX && sqlite3_step(st) == SQLITE_ROW) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.ins", sqlite3_column_text(st, 0));
+        if (faccessat(d->receive_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+            snprintf(stale[n++], sizeof stale[0], "%s", sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    for (int i = 0; i < n; i++)
+        forget_backlog(d, stale[i]);
 }
 
 /* Sites with instructions waiting for a key: look again in the directory
@@ -889,6 +1142,7 @@ static void recheck_waiting_keys(ss_despooler *d)
     sqlite3_finalize(st);
     for (int i = 0; i < nstale; i++)
         retry_forget(d, stale[i]);
+    drop_stale_holds(d);
     for (int i = 0; i < n; i++) {
         unsigned char keyid[SS_KEYID_BYTES];
         ss_keyrec k;
@@ -981,6 +1235,7 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
     free(names);
     d->nforce = 0;
     check_backlog(d);
+    ss_warn_expiring_keys(&d->keys);
     sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM ledger WHERE expires < ?", NULL);
     if (st) {
         /* A day past expiry: later copies are refused as expired anyway. */

@@ -26,6 +26,46 @@ static const ss_msgdef catalogue[] = {
      "A new signing key pair was made for this site.",
      "Send the public key to every peer ('sitespool key export', then drop it into the "
      "peer's hman.box)."},
+    {3303, 'E', H, "Site %1 presented key %2, but this site trusts key(s) %3 for it and neither "
+     "a rollover nor an administrator vouched for the new key. Site %1 is blocked: its data is "
+     "held until an administrator decides.",
+     "A trusted site's key changed without a rollover signed by its trusted key (the Ivanti "
+     "rule: a changed certificate blocks synchronisation). Its data stays in the receive "
+     "inbox.",
+     "Check with the other site's administrator. If the new key is genuine: 'sitespool key "
+     "trust SITE KEYID' (or drop its .pub into hman.box); if not: investigate; 'sitespool key "
+     "untrust SITE' removes trust altogether."},
+    {3304, 'W', H, "Key %1 of site %2 expires on %3 (%4 days left).",
+     "A key nears the end of its validity (expiry_warning_days before; repeated daily).",
+     "For this site's own key run 'sitespool key rotate' (peers keep accepting the old key "
+     "for rollover_grace_days); for a peer's key ask its administrator to rotate."},
+    {3305, 'W', H, "Site %1 offered key %2 in an unauthenticated key exchange; it waits for "
+     "approval ('sitespool key approve %1 %2').",
+     "Trust on first use needs an administrator's consent (require_secure_key_exchange = no, "
+     "tofu_auto_approve = no). Data from the site is held meanwhile.",
+     "Confirm the key id with the other site's administrator, then approve it."},
+    {3306, 'I', H, "Key %2 of site %1 is trusted by an administrator's decision (%3); held data "
+     "is released.",
+     "'key approve', 'key trust' or a first key from the key directory made the key trusted.",
+     "None."},
+    {3307, 'W', H, "Trust in site %1 was removed (%2 key(s) forgotten); its data now waits as for "
+     "an unknown site.", "'sitespool key untrust' was run.",
+     "Exchange keys again when the site should be trusted."},
+    {3308, 'I', H, "Rotated the key of site %1 from %2 to %3; rollover instructions queued for %4 "
+     "peer(s).",
+     "A new key pair signs from now on; peers accept the old key for their rollover_grace_days.",
+     "Watch 'sitespool key list' until every peer was last seen after the rotation; then the "
+     "old key can be revoked."},
+    {3309, 'I', H, "Site %1 rolled its key over from %2 to %3; the old key stays accepted until "
+     "%4.", "A rollover signed by the trusted key, with proof of the new key, was accepted.",
+     "None."},
+    {3310, 'W', H, "Key %1 of site %2 was revoked; it is never accepted again.",
+     "'sitespool key revoke' was run.", "None."},
+    {3311, 'I', H, "Published key %1 of site %2 in the key directory %3.",
+     "'sitespool key publish' wrote the site's public key record into the directory folder.",
+     "None."},
+    {3312, 'I', H, "Sent key %1 of site %2 to site %3 (key exchange instruction %4).",
+     "'sitespool key send-to' queued a key exchange instruction.", "None."},
     /* ---- despooler ---- */
     {4400, 'I', D, "Despooler stored package %1 from site %2 in %3.",
      "An instruction and its package were verified, decompressed and delivered.", "None."},
@@ -105,14 +145,24 @@ static const ss_msgdef catalogue[] = {
      "A key for a site with waiting instructions arrived (hman.box or key directory).", "None."},
     {4418, 'I', D, "Despooler for site %1 stopped.", "The despooler daemon stopped cleanly.",
      "None."},
-    {4419, 'E', D, "Instruction %1 from site %2 is a %3, which this version of sitespool does "
-     "not process; it was moved to despoolr.box/rejected.",
-     "Unsigned key exchanges (trust on first use) and key rollovers need the key lifecycle "
-     "support that is not built yet; only signed key exchanges over a trusted key and data are "
-     "processed.",
+    {4420, 'W', D, "Instruction %1 from site %2 is held: %3. It stays in the receive inbox.",
+     "The instruction cannot be processed until an administrator acts: its site is blocked "
+     "after a key change, its key waits for approval, or its key expired. Nothing is lost; "
+     "this message is raised once per instruction and reason.",
+     "See the hman status messages for the site: 'sitespool key approve', 'key trust' or "
+     "'key untrust' decide; an expired key needs the sending site to rotate its key."},
+    {4421, 'E', D, "Instruction %1 from site %2 is signed with revoked key %3; it was moved to "
+     "despoolr.box/rejected.",
+     "A revoked key is never accepted again, whatever else is true of the instruction.",
+     "If the data is still needed, ask the sending site to resend it signed with its current "
+     "key."},
+    {4422, 'E', D, "Key exchange %1 from site %2 was not accepted: %3. It was moved to "
+     "despoolr.box/rejected.",
+     "A key exchange or rollover instruction failed a check of its own (a missing or forged "
+     "proof of the new key, a payload that is not a public key, or a rollover not signed by "
+     "the site's trusted key).",
      "Exchange the key manually: 'sitespool key export' at the sending site, then drop the file "
      "into this site's inboxes/hman.box."},
-
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},

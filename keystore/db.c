@@ -14,7 +14,7 @@ static const char *const migrations[] = {
     "  site TEXT NOT NULL, key_id TEXT NOT NULL, public_key BLOB NOT NULL,"
     "  state TEXT NOT NULL CHECK (state IN ('own','trusted','pending','retired','revoked')),"
     "  source TEXT NOT NULL, created INTEGER NOT NULL, not_after INTEGER,"
-    "  last_seen INTEGER, grace_until INTEGER,"
+    "  last_seen INTEGER, grace_until INTEGER, warned_at INTEGER,"
     "  PRIMARY KEY (site, key_id));"
     "CREATE TABLE peers("
     "  site TEXT PRIMARY KEY, inbox TEXT NOT NULL, added INTEGER NOT NULL,"
@@ -36,7 +36,9 @@ static const char *const migrations[] = {
     "  severity TEXT NOT NULL, component TEXT NOT NULL, site TEXT NOT NULL,"
     "  istr TEXT NOT NULL, text TEXT NOT NULL);"
     "CREATE INDEX status_time ON status(time_ms);"
-    "CREATE TABLE backlog(name TEXT PRIMARY KEY, warned INTEGER NOT NULL);",
+    "CREATE TABLE backlog(name TEXT PRIMARY KEY, warned INTEGER NOT NULL);"
+    "CREATE TABLE holds(id TEXT PRIMARY KEY, from_site TEXT NOT NULL, reason TEXT NOT NULL,"
+    "  since INTEGER NOT NULL);",
 };
 
 int64_t ss_now(void)

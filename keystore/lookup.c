@@ -3,6 +3,7 @@
  */
 #include "lookup.h"
 #include "../inboxes/fileio.h"
+#include "trust.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,34 +11,57 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 bool ss_keyrec_usable(const ss_keyrec *k, int64_t now)
 {
-    if (k->not_after && now > k->not_after)
-        return false;
-    return !strcmp(k->state, "trusted") || !strcmp(k->state, "own");
+    return ss_key_unusable_reason(k, now) == NULL;
+}
+
+/* An administrator vouched for rec (import, hman.box): a pending record
+ * becomes trusted and a block caused by this key is lifted. */
+static void administrator_vouched(const ss_keyctx *k, const ss_keyrec *rec, const char *how)
+{
+    ss_keyrec existing;
+    char blocked_id[SS_KEYID_HEX + 1];
+    bool released = false;
+    if (ss_keys_get(k->db, rec->site, rec->key_id, &existing, NULL) == 1 &&
+        !strcmp(existing.state, "pending")) {
+        (void)ss_keys_set_state(k->db, rec->site, rec->key_id, "trusted", 0, NULL);
+        released = true;
+    }
+    if (ss_site_blocked(k->db, rec->site, blocked_id) && !strcmp(blocked_id, rec->key_id)) {
+        (void)ss_site_clear_block(k->db, rec->site, NULL);
+        released = true;
+    }
+    if (released)
+        ss_report(k->rep, 3306, rec->site, rec->key_id, how, NULL);
 }
 
 int ss_key_import_file(const ss_keyctx *k, const char *path, const char *site,
                        const char *source, ss_keyrec *out, ss_error *e)
 {
     ss_pubkey pk;
-    char code[SS_SITE_CODE_MAX + 1];
+    char code[SS_SITE_CODE_MAX + 1], comment[SS_COMMENT_MAX + 1];
     ss_keyrec rec;
-    int rc = ss_pubkey_file_site(path, site, &pk, code, e);
+    int rc = ss_pubkey_file_site(path, site, &pk, code, comment, sizeof comment, e);
     if (rc == 0 && !strcmp(code, k->conf->site_code))
         rc = ss_err(e, SS_E_USAGE, "it is a key for this site (%s) itself; import keys of peers "
                     "only", code);
     if (rc == 0) {
-        ss_keyrec_init(&rec, code, &pk, "trusted", source, 0);
-        rc = ss_keys_add(k->db, &rec, e);
+        ss_keyrec_init(&rec, code, &pk, "trusted", source, ss_pubkey_comment_not_after(comment));
+        if (ss_key_is_revoked(k->db, rec.key_id))
+            rc = ss_err(e, SS_E_PERM, "key %s is revoked and is never trusted again", rec.key_id);
+        else
+            rc = ss_keys_add(k->db, &rec, e);
     }
     if (rc != 0) {
         ss_report(k->rep, 3301, path, e->msg, NULL);
         return -1;
     }
     ss_report(k->rep, 3300, rec.key_id, code, path, NULL);
+    administrator_vouched(k, &rec, source);
     if (out)
         *out = rec;
     return 0;
@@ -95,18 +119,21 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
     return imported;
 }
 
-/* The key directory folder: <directory>/<SITE>.pub records. */
+/* The key directory folder: <directory>/<SITE>.pub records.  A first
+ * record for a site is trusted as an administrator's act (as Active
+ * Directory is in ConfigMgr); a record that changes a trusted site's key
+ * goes through the change rule: pending, and the site blocked. */
 static int directory_lookup(const ss_keyctx *k, const char *site,
                             const unsigned char keyid[SS_KEYID_BYTES], ss_error *e)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], comment[SS_COMMENT_MAX + 1];
     if (!k->conf->directory[0])
         return 0;
     if (snprintf(path, sizeof path, "%s/%s.pub", k->conf->directory, site) >= (int)sizeof path)
         return 0;
     ss_pubkey pk;
     ss_error why = {0};
-    if (ss_pubkey_load(path, &pk, NULL, 0, &why) != 0) {
+    if (ss_pubkey_load(path, &pk, comment, sizeof comment, &why) != 0) {
         if (why.code != SS_E_NOENT)
             ss_logf(ss_reporter_log(k->rep, SS_COMP_HMAN), "Key directory record %s unusable: %s",
                     path, why.msg);
@@ -114,7 +141,19 @@ static int directory_lookup(const ss_keyctx *k, const char *site,
     }
     if (memcmp(pk.keyid, keyid, SS_KEYID_BYTES) != 0)
         return 0;
-    return ss_key_import_file(k, path, site, "directory", NULL, e) == 0 ? 1 : 0;
+    char trusted[160];
+    ss_site_trusted_list(k->db, site, trusted, sizeof trusted);
+    if (!trusted[0])
+        return ss_key_import_file(k, path, site, "directory", NULL, e) == 0 ? 1 : 0;
+    ss_keyrec rec;
+    ss_keyrec_init(&rec, site, &pk, "pending", "directory", ss_pubkey_comment_not_after(comment));
+    if (ss_key_is_revoked(k->db, rec.key_id) || ss_keys_add(k->db, &rec, e) != 0)
+        return 0;
+    if (!ss_site_blocked(k->db, site, NULL)) {
+        (void)ss_site_set_blocked(k->db, site, rec.key_id, NULL);
+        ss_report(k->rep, 3303, site, rec.key_id, trusted, NULL);
+    }
+    return 1;
 }
 
 int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[SS_KEYID_BYTES],
@@ -128,4 +167,39 @@ int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[
     if (directory_lookup(k, site, keyid, e) > 0 || ss_hman_scan(k, site, NULL, NULL, e) > 0)
         return ss_keys_get(k->db, site, hex, out, e);
     return 0;
+}
+
+void ss_warn_expiring_keys(const ss_keyctx *k)
+{
+    int64_t now = ss_now();
+    sqlite3_stmt *st = ss_db_prepare(
+        k->db,
+        "UPDATE keys SET warned_at=?1 WHERE not_after IS NOT NULL AND not_after - ?2 <= ?1 "
+        "AND state IN ('own','trusted') AND (warned_at IS NULL OR warned_at <= ?1 - 86400) "
+        "RETURNING site, key_id, not_after",
+        NULL);
+    if (!st)
+        return;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, (int64_t)k->conf->expiry_warning_days * 86400);
+    struct expiring {
+        char site[SS_SITE_CODE_MAX + 1], key_id[SS_KEYID_HEX + 1];
+        int64_t not_after;
+    } found[32];
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW && n < 32) {
+        snprintf(found[n].site, sizeof found[n].site, "%s", sqlite3_column_text(st, 0));
+        snprintf(found[n].key_id, sizeof found[n].key_id, "%s", sqlite3_column_text(st, 1));
+        found[n++].not_after = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    for (int i = 0; i < n; i++) {
+        char date[32], days[32];
+        time_t tt = (time_t)found[i].not_after;
+        struct tm tm;
+        localtime_r(&tt, &tm);
+        strftime(date, sizeof date, "%Y-%m-%d", &tm);
+        snprintf(days, sizeof days, "%lld", ss_days_left(found[i].not_after, now));
+        ss_report(k->rep, 3304, found[i].key_id, found[i].site, date, days, NULL);
+    }
 }

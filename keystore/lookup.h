@@ -39,7 +39,11 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
 int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[SS_KEYID_BYTES],
                 ss_keyrec *out, ss_error *e);
 
-/* A key usable for verification now: trusted or own, not past not_after. */
+/* Raises 3304 for every own or trusted key within expiry_warning_days of
+ * its validity end, at most once a day per key. */
+void ss_warn_expiring_keys(const ss_keyctx *k);
+
+/* A key usable for verification now (see ss_key_unusable_reason). */
 bool ss_keyrec_usable(const ss_keyrec *k, int64_t now);
 
 #endif

@@ -304,10 +304,10 @@ static int site_from_name(const char *path, char site[SS_SITE_CODE_MAX + 1])
 }
 
 int ss_pubkey_file_site(const char *path, const char *explicit_site, ss_pubkey *pk,
-                        char site_out[SS_SITE_CODE_MAX + 1], ss_error *e)
+                        char site_out[SS_SITE_CODE_MAX + 1], char *comment, size_t comment_len,
+                        ss_error *e)
 {
-    char comment[SS_COMMENT_MAX + 1];
-    if (ss_pubkey_load(path, pk, comment, sizeof comment, e) != 0)
+    if (ss_pubkey_load(path, pk, comment, comment_len, e) != 0)
         return -1;
     if (explicit_site) {
         if (!ss_site_code_valid(explicit_site))

@@ -72,6 +72,7 @@ int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubke
  * site, else the file name <SITE>.pub|.ct4|.ct5, else the comment
  * "... for site CODE".  site_out gets the code. */
 int ss_pubkey_file_site(const char *path, const char *explicit_site, ss_pubkey *pk,
-                        char site_out[SS_SITE_CODE_MAX + 1], ss_error *e);
+                        char site_out[SS_SITE_CODE_MAX + 1], char *comment, size_t comment_len,
+                        ss_error *e);
 
 #endif

@@ -133,9 +133,11 @@ static int open_input(const char *path, ss_error *e)
     return fd;
 }
 
-/* Streams one input into pck (deflate + hash in one pass). */
-static int pack_payload(int in_fd, ss_atomic *pck, const ss_conf *conf, enum ss_zip zip,
-                        unsigned char hash[SS_HASH_BYTES], uint64_t *size, ss_error *e)
+/* Streams one input (in_fd, or data when in_fd < 0) into pck: deflate and
+ * hash in one pass. */
+static int pack_payload(int in_fd, const ss_send_item *it, ss_atomic *pck, const ss_conf *conf,
+                        enum ss_zip zip, unsigned char hash[SS_HASH_BYTES], uint64_t *size,
+                        ss_error *e)
 {
     struct pack_sink ps = {.fd = pck->fd};
     ss_hash_init(&ps.hash);
@@ -145,7 +147,9 @@ static int pack_payload(int in_fd, ss_atomic *pck, const ss_conf *conf, enum ss_
     unsigned char *buf = malloc(READ_CHUNK);
     int rc = buf ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
     ssize_t n = 0;
-    while (rc == 0 && (n = ss_read_full(in_fd, buf, READ_CHUNK, e)) > 0)
+    if (in_fd < 0 && rc == 0)
+        rc = ss_deflater_feed(&d, it->data, it->data_len, pack_sink_write, &ps, e);
+    while (in_fd >= 0 && rc == 0 && (n = ss_read_full(in_fd, buf, READ_CHUNK, e)) > 0)
         rc = ss_deflater_feed(&d, buf, (size_t)n, pack_sink_write, &ps, e);
     if (rc == 0 && n < 0)
         rc = -1;
@@ -185,7 +189,7 @@ static const char *item_name(const ss_send_item *it, char *buf, size_t len)
 {
     if (it->name)
         return it->name;
-    if (!strcmp(it->path, "-"))
+    if (!it->path || !strcmp(it->path, "-"))
         return "stdin";
     snprintf(buf, len, "%s", it->path);
     return basename(buf);
@@ -211,15 +215,16 @@ static int pack_one(ss_sender *s, int outbox_fd, const char *to, const char *des
     in.created = ss_now();
     in.expires = in.created + s->conf->package_lifetime;
 
-    int in_fd = open_input(it->path, e);
-    if (in_fd < 0)
+    int in_fd = it->path ? open_input(it->path, e) : -1;
+    if (it->path && in_fd < 0)
         return -1;
     snprintf(final, sizeof final, "%012" PRIu64 "-%s.pck", seq, in.id);
     unsigned char hash[SS_HASH_BYTES];
     int rc = ss_atomic_begin(pck, outbox_fd, final, 0640, e);
     if (rc == 0)
-        rc = pack_payload(in_fd, pck, s->conf, in.zip, hash, &in.size, e);
-    close(in_fd);
+        rc = pack_payload(in_fd, it, pck, s->conf, in.zip, hash, &in.size, e);
+    if (in_fd >= 0)
+        close(in_fd);
     if (rc == 0)
         rc = ss_atomic_close(pck, false, e);
     snprintf(final, sizeof final, "%012" PRIu64 "-%s.ins", seq, in.id);

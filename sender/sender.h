@@ -50,7 +50,9 @@ int ss_sender_open(ss_sender *s, const char *root, const ss_conf *conf, ss_db *d
 void ss_sender_close(ss_sender *s);
 
 typedef struct ss_send_item {
-    const char *path;  /* file to send; "-" for standard input */
+    const char *path;  /* file to send; "-" for standard input; NULL: data */
+    const char *data;  /* in-memory payload (key and rollover instructions) */
+    size_t data_len;
     const char *name;  /* delivered file name; NULL: the input's base name */
     enum ss_itype type;
     char id[SS_ID_HEX + 1]; /* out: the instruction id */

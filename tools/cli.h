@@ -39,6 +39,15 @@ void cli_format_time(int64_t t, char *out, size_t len);
 /* Parses "2026-11-22", "2026-11-22 10:00", "-2h", "-3d" or unix seconds. */
 int cli_parse_time(const char *s, int64_t *out);
 
+/* key subcommands in cmd_keytrust.c: argv[0] is the subcommand name. */
+int key_approve(cli *c, int argc, char **argv, const char *usage);
+int key_trust(cli *c, int argc, char **argv, const char *usage);
+int key_untrust(cli *c, int argc, char **argv, const char *usage);
+int key_revoke(cli *c, int argc, char **argv, const char *usage);
+int key_rotate(cli *c, int argc, char **argv, const char *usage);
+int key_publish(cli *c, int argc, char **argv, const char *usage);
+int key_send_to(cli *c, int argc, char **argv, const char *usage);
+
 int cmd_init(cli *c, int argc, char **argv);
 int cmd_key(cli *c, int argc, char **argv);
 int cmd_peer(cli *c, int argc, char **argv);

@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "../inboxes/fileio.h"
+#include "../keystore/trust.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -62,7 +63,8 @@ int cmd_init(cli *c, int argc, char **argv)
     ss_pubkey pk;
     ss_seckey *sk = NULL;
     char text[512], comment[64], pub_name[32];
-    snprintf(comment, sizeof comment, "sitespool public key for site %s", site);
+    int64_t not_after = ss_now() + (int64_t)conf.key_lifetime_days * 86400;
+    ss_pubkey_comment(site, not_after, comment, sizeof comment);
     snprintf(pub_name, sizeof pub_name, "%s.pub", site);
     int rc = ss_keypair_generate(&pk, &sk, &e);
     if (rc == 0)
@@ -78,7 +80,6 @@ int cmd_init(cli *c, int argc, char **argv)
             close(dirfd);
     }
     ss_keyrec rec;
-    int64_t not_after = ss_now() + (int64_t)conf.key_lifetime_days * 86400;
     ss_keyrec_init(&rec, site, &pk, "own", "init", not_after);
     if (rc == 0)
         rc = ss_keys_add(&db, &rec, &e);

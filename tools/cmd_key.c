@@ -8,6 +8,7 @@
  */
 #include "cli.h"
 #include "../keystore/lookup.h"
+#include "../keystore/trust.h"
 #include "../inboxes/fileio.h"
 #include "../inboxes/json.h"
 
@@ -22,13 +23,26 @@ static const char usage[] =
     "usage: sitespool [-C SITE_ROOT] key export [-o FILE|-]\n"
     "       sitespool [-C SITE_ROOT] key import FILE [--site CODE]\n"
     "       sitespool [-C SITE_ROOT] key list [--json]\n"
+    "       sitespool [-C SITE_ROOT] key approve CODE [KEYID]\n"
+    "       sitespool [-C SITE_ROOT] key trust CODE KEYID | key untrust CODE\n"
+    "       sitespool [-C SITE_ROOT] key revoke KEYID\n"
+    "       sitespool [-C SITE_ROOT] key rotate | key publish | key send-to CODE [--unsigned]\n"
     "\n"
     "export  writes this site's public key (minisign format) to FILE, default ./CODE.pub;\n"
     "        give it to the other site's administrator for their inboxes/hman.box.\n"
     "import  trusts a peer's public key file; the site comes from --site, the file name\n"
     "        CODE.pub (.ct4, .ct5) or the key's comment. Compare the printed key id with\n"
     "        the one the other site announced.\n"
-    "list    every key: site, key id, state, source, validity end (days left), last use.\n";
+    "list    every key: site, key id, state, source, validity end (days left), last use;\n"
+    "        and per peer site: blocked or not, the key it was last seen using.\n"
+    "approve trusts a key a site offered on first use (pending); KEYID if several.\n"
+    "trust   trusts KEYID for CODE (a changed key that blocked the site); held data flows.\n"
+    "untrust forgets every key of CODE; its data then waits as for an unknown site.\n"
+    "revoke  KEYID is never accepted again; waiting data signed by it is quarantined.\n"
+    "rotate  makes a new key pair, sends every peer a rollover signed by the current key\n"
+    "        with proof of the new one, and signs with the new key from then on.\n"
+    "publish writes this site's public key into the key directory folder (directory).\n"
+    "send-to sends this site's public key to a peer as a key exchange instruction.\n";
 
 static int key_export(cli *c, int argc, char **argv)
 {
@@ -119,8 +133,7 @@ static int print_key(void *ctx_, const ss_keyrec *k)
     cli_format_time(k->last_seen, seen, sizeof seen);
     cli_format_time(k->not_after, until, sizeof until);
     if (k->not_after) {
-        long long days = (k->not_after - ss_now()) / 86400;
-        snprintf(left, sizeof left, "%lld", days);
+        snprintf(left, sizeof left, "%lld", ss_days_left(k->not_after, ss_now()));
     }
     if (ctx->json) {
         printf("%s{\"site\":", ctx->count ? ",\n " : "[");
@@ -142,6 +155,33 @@ static int print_key(void *ctx_, const ss_keyrec *k)
     return 0;
 }
 
+/* The propagation view: per peer site, the key it was last seen using. */
+static void print_sites(cli *c)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        &c->db, "SELECT site, blocked, blocked_key_id, last_key_id, last_seen FROM sites "
+                "ORDER BY site", NULL);
+    bool header = false;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        char seen[32];
+        const unsigned char *blocked_by = sqlite3_column_text(st, 2);
+        const unsigned char *last_key = sqlite3_column_text(st, 3);
+        cli_format_time(sqlite3_column_int64(st, 4), seen, sizeof seen);
+        if (!header)
+            printf("\n%-8s %-28s %-16s  %s\n", "SITE", "TRUST", "LAST KEY USED", "LAST SEEN");
+        header = true;
+        char trust[40];
+        if (sqlite3_column_int(st, 1))
+            snprintf(trust, sizeof trust, "BLOCKED by %s", blocked_by ? (const char *)blocked_by
+                                                                     : "?");
+        else
+            snprintf(trust, sizeof trust, "ok");
+        printf("%-8s %-28s %-16s  %s\n", sqlite3_column_text(st, 0), trust,
+               last_key && *last_key ? (const char *)last_key : "-", seen);
+    }
+    sqlite3_finalize(st);
+}
+
 static int key_list(cli *c, int argc, char **argv)
 {
     struct list_ctx ctx = {0};
@@ -158,6 +198,8 @@ static int key_list(cli *c, int argc, char **argv)
         return cli_fail(&e);
     if (ctx.json)
         printf("%s]\n", ctx.count ? "" : "[");
+    else
+        print_sites(c);
     return 0;
 }
 
@@ -173,5 +215,14 @@ int cmd_key(cli *c, int argc, char **argv)
         return key_import(c, argc - 1, argv + 1);
     if (!strcmp(argv[1], "list"))
         return key_list(c, argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*run)(cli *, int, char **, const char *);
+    } actions[] = {{"approve", key_approve}, {"trust", key_trust},     {"untrust", key_untrust},
+                   {"revoke", key_revoke},   {"rotate", key_rotate},   {"publish", key_publish},
+                   {"send-to", key_send_to}};
+    for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+        if (!strcmp(argv[1], actions[i].name))
+            return actions[i].run(c, argc - 1, argv + 1, usage);
     return cli_usage(usage, "unknown key subcommand '%s'", argv[1]);
 }
