@@ -58,7 +58,6 @@ void ss_conf_defaults(ss_conf *c)
     c->backlog_warning_age = 86400;
     c->send_retry_interval = 60;
     c->send_retry_max_interval = 3600;
-    c->send_max_concurrency = 3;
     c->batch_max = 256;
     c->compression_level = 6;
 }
@@ -169,8 +168,6 @@ static const struct conf_key conf_keys[] = {
      "First wait before retrying delivery to an unreachable peer; doubles each time."},
     {"send_retry_max_interval", K_DURATION, F(send_retry_max_interval),
      "Longest wait between delivery retries."},
-    {"send_max_concurrency", K_UINT, F(send_max_concurrency),
-     "Pairs the sender daemon delivers per peer per round."},
     {"batch_max", K_UINT, F(batch_max),
      "Pairs the despooler commits in one database transaction and directory fsync."},
     {"compression_level", K_INT, F(compression_level), "zlib level for packages (0-9)."},

@@ -51,7 +51,6 @@ typedef struct ss_conf {
     unsigned backlog_warning_age;
     unsigned send_retry_interval;
     unsigned send_retry_max_interval;
-    unsigned send_max_concurrency;
     unsigned batch_max; /* pairs per despooler batch */
     int compression_level;
     char notify_command[1024];
