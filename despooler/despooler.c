@@ -24,6 +24,10 @@
 #define KEY_PAYLOAD_MAX 4096
 /* Below this many files a batch fsyncs each one; above, one syncfs. */
 #define SMALL_BATCH 4
+/* A file still waiting is warned about again (4414) at most this often. */
+#define BACKLOG_REWARN 86400
+/* A truncated instruction this young may still be being written. */
+#define WRITER_GRACE_S 5
 
 enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT, OUT_GONE };
 
@@ -868,6 +872,13 @@ static bool load_or_reject(ss_despooler *d, const char *name, work *w)
         return true;
     if (e.code == SS_E_NOENT)
         return false; /* gone since the listing */
+    struct stat st;
+    if (e.code == SS_E_TRUNCATED && fstatat(d->receive_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        ss_now() - st.st_mtime < WRITER_GRACE_S) {
+        /* A peer may still be writing it in place: its close wakes us again. */
+        d->stats.waiting++;
+        return false;
+    }
     if (e.code == SS_E_NOTREG)
         QUARANTINE(d, base, 4411, name, e.msg);
     else
@@ -1158,7 +1169,8 @@ static void recheck_waiting_keys(ss_despooler *d)
 }
 
 /* Warns (4414) about files that have waited longer than backlog_warning_age,
- * once per period; removes package leftovers of delivered instructions. */
+ * then again at most once a day (a short age must not turn every rescan
+ * into a warning); removes package leftovers of delivered instructions. */
 static void check_backlog(ss_despooler *d)
 {
     DIR *dir = fdopendir(dup(d->receive_fd));
@@ -1195,7 +1207,7 @@ static void check_backlog(ss_despooler *d)
             continue;
         sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 2, now);
-        sqlite3_bind_int64(q, 3, age_limit);
+        sqlite3_bind_int64(q, 3, age_limit > BACKLOG_REWARN ? age_limit : BACKLOG_REWARN);
         bool warn = sqlite3_step(q) == SQLITE_ROW;
         sqlite3_finalize(q);
         if (warn) {

@@ -12,11 +12,15 @@ int ss_err(ss_error *e, enum ss_errcode code, const char *fmt, ...)
 {
     if (!e)
         return -1;
+    /* Formatted aside first: callers often wrap their own message
+     * (ss_err(e, e->code, "%s: %s", path, e->msg)). */
+    char msg[sizeof e->msg];
     va_list ap;
     va_start(ap, fmt);
-    e->code = code;
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    e->code = code;
+    memcpy(e->msg, msg, sizeof msg);
     return -1;
 }
 
@@ -25,12 +29,14 @@ int ss_err_sys(ss_error *e, const char *fmt, ...)
     int saved = errno;
     if (!e)
         return -1;
+    char msg[sizeof e->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t len = strlen(e->msg);
-    snprintf(e->msg + len, sizeof e->msg - len, ": %s", strerror(saved));
+    size_t len = strlen(msg);
+    snprintf(msg + len, sizeof msg - len, ": %s", strerror(saved));
+    memcpy(e->msg, msg, sizeof msg);
     e->code = saved == ENOENT ? SS_E_NOENT : saved == EEXIST ? SS_E_EXISTS : SS_E_IO;
     errno = saved;
     return -1;

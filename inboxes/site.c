@@ -278,6 +278,9 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
     free(copy);
     if (rc == 0 && c->batch_max == 0)
         rc = ss_err(e, SS_E_CONF, "%s: batch_max must be at least 1", origin);
+    if (rc == 0 && (c->send_retry_interval == 0 || c->send_retry_max_interval == 0))
+        rc = ss_err(e, SS_E_CONF, "%s: send_retry_interval and send_retry_max_interval must be "
+                    "at least 1s", origin);
     return rc;
 }
 

@@ -180,6 +180,11 @@ static const ss_msgdef catalogue[] = {
     {4505, 'E', S, "Sender could not package %1 for site %2: %3",
      "Reading, compressing or signing the file failed; nothing was queued for it.",
      "Fix the cause named in the message and send again."},
+    {4506, 'E', S, "Queued instruction %1 for site %2 has lost its package; it was moved to %3 "
+     "and will not be sent.",
+     "A package file vanished from the outbox (removed by hand, or a damaged disk). The "
+     "instruction alone cannot be delivered, and it must not block the rest of the queue.",
+     "Send the data again; remove the instruction from schedule.box/broken when done."},
 };
 
 const ss_msgdef *ss_catalogue(size_t *count)

@@ -275,36 +275,36 @@ int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item 
     int outbox_fd = ss_open_dir(path, e);
     if (outbox_fd < 0)
         return -1;
-    size_t batch = s->conf->batch_max;
-    ss_atomic *pcks = calloc(batch, sizeof *pcks), *inss = calloc(batch, sizeof *inss);
+    /* Every item is packed under a temporary name before any is published,
+     * so a failure anywhere leaves nothing of this call in the outbox. */
+    ss_atomic *pcks = calloc(n ? n : 1, sizeof *pcks), *inss = calloc(n ? n : 1, sizeof *inss);
     int rc = (pcks && inss) ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        pcks[i].fd = inss[i].fd = -1; /* not begun: aborting them closes nothing */
     if (rc == 0)
         rc = ss_db_begin(s->db, e);
-    for (size_t start = 0; rc == 0 && start < n; start += batch) {
-        size_t count = n - start < batch ? n - start : batch, done = 0;
-        for (; done < count && rc == 0; done++) {
-            ss_send_item *it = &items[start + done];
-            rc = pack_one(s, outbox_fd, to, dest, it, first_seq + start + done, &pcks[done],
-                          &inss[done], e);
-            if (rc != 0) {
-                char name[PATH_MAX];
-                ss_report(s->rep, 4505, item_name(it, name, sizeof name), to, e->msg, NULL);
-            }
+    size_t done = 0;
+    for (; done < n && rc == 0; done++) {
+        ss_send_item *it = &items[done];
+        rc = pack_one(s, outbox_fd, to, dest, it, first_seq + done, &pcks[done], &inss[done], e);
+        if (rc != 0) {
+            char name[PATH_MAX];
+            ss_report(s->rep, 4505, item_name(it, name, sizeof name), to, e->msg, NULL);
         }
-        if (rc == 0)
-            rc = publish_batch(outbox_fd, pcks, inss, count, e);
-        for (size_t i = 0; i < done; i++) {
-            ss_atomic_abort(&pcks[i]);
-            ss_atomic_abort(&inss[i]);
-        }
-        for (size_t i = 0; rc == 0 && i < count; i++) {
-            ss_send_item *it = &items[start + i];
-            char name[PATH_MAX], size[32];
-            snprintf(size, sizeof size, "%" PRIu64, it->size);
-            ss_report(s->rep, 4504, it->id, item_name(it, name, sizeof name), size, to, NULL);
-            if (!s->sk)
-                ss_report(s->rep, 4503, it->id, to, NULL);
-        }
+    }
+    if (rc == 0)
+        rc = publish_batch(outbox_fd, pcks, inss, n, e);
+    for (size_t i = 0; i < done; i++) {
+        ss_atomic_abort(&pcks[i]);
+        ss_atomic_abort(&inss[i]);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        ss_send_item *it = &items[i];
+        char name[PATH_MAX], size[32];
+        snprintf(size, sizeof size, "%" PRIu64, it->size);
+        ss_report(s->rep, 4504, it->id, item_name(it, name, sizeof name), size, to, NULL);
+        if (!s->sk)
+            ss_report(s->rep, 4503, it->id, to, NULL);
     }
     if (rc == 0)
         rc = ss_db_commit(s->db, e);
@@ -417,6 +417,49 @@ static void report_delivered(ss_sender *s, const ss_peer *peer, struct wire_pair
     ss_db_commit(s->db, &ignored);
 }
 
+/* Under the outbox lock, before listing: a queued instruction whose package
+ * is gone can never be delivered, so it must not block the peer's queue; it
+ * is moved to schedule.box/broken/<SITE>/ with status 4506.  Temporary files
+ * of packers killed more than a day ago are removed. */
+static void tidy_outbox(ss_sender *s, int outbox_fd, const char *site)
+{
+    DIR *dir = fdopendir(dup(outbox_fd));
+    if (!dir)
+        return;
+    int64_t now = ss_now();
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        const char *name = de->d_name;
+        struct stat st;
+        if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, ".lock") ||
+            fstatat(outbox_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (ss_name_is_temporary(name)) {
+            if (now - st.st_mtime > 86400 && unlinkat(outbox_fd, name, 0) == 0)
+                ss_logf(ss_reporter_log(s->rep, SS_COMP_SENDER),
+                        "Removed %s, left in the outbox of %s by an interrupted packer", name,
+                        site);
+            continue;
+        }
+        if (!is_queued_ins(name))
+            continue;
+        char pck[NAME_MAX + 1], broken[PATH_MAX], target[PATH_MAX];
+        snprintf(pck, sizeof pck, "%.*s.pck", (int)(strlen(name) - 4), name);
+        if (faccessat(outbox_fd, pck, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+            continue;
+        snprintf(broken, sizeof broken, "%s/inboxes/schedule.box/broken/%s", s->root, site);
+        snprintf(target, sizeof target, "%s/%s", broken, name);
+        int bfd = ss_mkdirs(broken, 0750, NULL) == 0 ? ss_open_dir(broken, NULL) : -1;
+        if (bfd >= 0 && ss_rename_noreplace(outbox_fd, name, bfd, name, NULL) == 0) {
+            (void)ss_fsync_dirfd(bfd, NULL);
+            ss_report(s->rep, 4506, pair_id(name), site, target, NULL);
+        }
+        if (bfd >= 0)
+            close(bfd);
+    }
+    closedir(dir);
+}
+
 int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss_error *e)
 {
     memset(res, 0, sizeof *res);
@@ -437,6 +480,7 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
         close(outbox_fd);
         return -1;
     }
+    tidy_outbox(s, outbox_fd, site);
     struct dirent **names = NULL;
     int count = scandirat(outbox_fd, ".", &names, select_ins, alphasort);
     int rc = count < 0 ? ss_err_sys(e, "cannot list the outbox %s", path) : 0;
@@ -444,6 +488,8 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
     struct wire_pair *pairs = calloc(batch, sizeof *pairs);
     if (!pairs && rc == 0)
         rc = ss_err(e, SS_E_NOMEM, "out of memory");
+    for (size_t i = 0; pairs && i < batch; i++)
+        pairs[i].pck.fd = pairs[i].ins.fd = -1; /* not begun: aborting them closes nothing */
     int peer_fd = -1;
     if (rc == 0 && count > 0) {
         ss_error why = {0};

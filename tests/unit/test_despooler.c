@@ -1,25 +1,260 @@
 /*
- * test_despooler.c - CUnit suite for the despooler library.
+ * test_despooler.c - CUnit suite for the despooler library: batches that
+ * span several transactions, and the restart paths of the exactly-once
+ * order (staged but not committed; committed but not yet renamed).
  */
 #include "testutil.h"
+#include "../../despooler/despooler.h"
+#include "../../inboxes/instruction.h"
+#include "../../keystore/sigfile.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-static void test_placeholder_site(void)
+#define RECEIVE "inboxes/despoolr.box/receive"
+#define INCOMING "inboxes/replmgr.box/incoming"
+
+typedef struct fixture {
+    char *dir;
+    tu_site ps1, ss1;
+    char receive[1100], incoming[1100];
+} fixture;
+
+static void fx_open(fixture *f, unsigned batch_max)
 {
-    char *dir = tu_tempdir("despooler");
-    tu_site s;
-    tu_site_make(&s, dir, "PS1", NULL);
-    CU_ASSERT_EQUAL(ss_db_schema_version(&s.db), SS_DB_SCHEMA_VERSION);
-    tu_site_close(&s);
-    tu_rm_rf(dir);
-    free(dir);
+    f->dir = tu_tempdir("despooler");
+    tu_site_make(&f->ps1, f->dir, "PS1", NULL);
+    tu_site_make(&f->ss1, f->dir, "SS1", NULL);
+    if (batch_max)
+        f->ss1.conf.batch_max = batch_max;
+    ss_keyrec rec;
+    ss_error e = {0};
+    ss_keyrec_init(&rec, "PS1", &f->ps1.pk, "trusted", "test", 0);
+    CU_ASSERT_EQUAL_FATAL(ss_keys_add(&f->ss1.db, &rec, &e), 0);
+    snprintf(f->receive, sizeof f->receive, "%s/" RECEIVE, f->ss1.root);
+    snprintf(f->incoming, sizeof f->incoming, "%s/" INCOMING, f->ss1.root);
+}
+
+static void fx_close(fixture *f)
+{
+    tu_site_close(&f->ps1);
+    tu_site_close(&f->ss1);
+    tu_rm_rf(f->dir);
+    free(f->dir);
+}
+
+/* A signed PS1 -> SS1 pair (zip=none) for payload, dropped into receive. */
+static void make_pair(fixture *f, const char *name, const char *payload, uint64_t seq,
+                      char id[SS_ID_HEX + 1])
+{
+    ss_instr in;
+    memset(&in, 0, sizeof in);
+    ss_instr_new_id(id);
+    memcpy(in.id, id, SS_ID_HEX + 1);
+    strcpy(in.from, "PS1");
+    strcpy(in.to, "SS1");
+    in.type = SS_TYPE_DATA;
+    strcpy(in.dest, "replmgr.box");
+    snprintf(in.name, sizeof in.name, "%s", name);
+    in.size = strlen(payload);
+    in.zip = SS_ZIP_NONE;
+    in.seq = seq;
+    in.created = ss_now();
+    in.expires = in.created + 3600;
+    char tc[1024], sig[SS_SIGFILE_MAX], file[64];
+    CU_ASSERT_EQUAL_FATAL(ss_instr_format(&in, tc, sizeof tc), 0);
+    unsigned char hash[SS_HASH_BYTES];
+    ss_hash h;
+    ss_hash_init(&h);
+    ss_hash_update(&h, payload, strlen(payload));
+    ss_hash_final(&h, hash);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_sign_hash(f->ps1.sk, hash, tc, "sitespool instruction PS1 -> SS1",
+                                       sig, sizeof sig, &e), 0);
+    snprintf(file, sizeof file, "%s.pck", id);
+    tu_write(f->receive, file, payload, strlen(payload));
+    snprintf(file, sizeof file, "%s.ins", id);
+    tu_write(f->receive, file, sig, strlen(sig));
+}
+
+static int drain(fixture *f, ss_despool_stats *stats)
+{
+    ss_despooler d;
+    ss_error e = {0};
+    if (ss_despooler_open(&d, f->ss1.root, &f->ss1.conf, &f->ss1.db, &f->ss1.rep, &e) != 0)
+        return -1;
+    int rc = ss_despooler_drain(&d, &e);
+    *stats = d.stats;
+    ss_despooler_close(&d);
+    return rc;
+}
+
+static int ledger_rows(fixture *f)
+{
+    sqlite3_stmt *st = ss_db_prepare(&f->ss1.db, "SELECT count(*) FROM ledger", NULL);
+    int n = -1;
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void check_file(const char *dir, const char *name, const char *want)
+{
+    size_t len = 0;
+    char *got = tu_read(dir, name, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    CU_ASSERT_EQUAL(len, strlen(want));
+    CU_ASSERT_STRING_EQUAL(got, want);
+    free(got);
+}
+
+/* 10 pairs with batch_max = 4: three transactions, every pair once. */
+static void test_batches(void)
+{
+    fixture f;
+    fx_open(&f, 4);
+    char id[SS_ID_HEX + 1], name[32], payload[64];
+    for (int i = 0; i < 10; i++) {
+        snprintf(name, sizeof name, "f%d.txt", i);
+        snprintf(payload, sizeof payload, "payload %d\n", i);
+        make_pair(&f, name, payload, (uint64_t)i + 1, id);
+    }
+    ss_despool_stats st;
+    CU_ASSERT_EQUAL(drain(&f, &st), 0);
+    CU_ASSERT_EQUAL(st.delivered, 10);
+    CU_ASSERT_EQUAL(st.rejected + st.duplicates + st.waiting, 0);
+    CU_ASSERT_EQUAL(ledger_rows(&f), 10);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4400), 10);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4415), 0); /* seq 1..10: no gap */
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
+    CU_ASSERT_EQUAL(tu_count(f.incoming, ""), 10);
+    for (int i = 0; i < 10; i++) {
+        snprintf(name, sizeof name, "f%d.txt", i);
+        snprintf(payload, sizeof payload, "payload %d\n", i);
+        check_file(f.incoming, name, payload);
+    }
+    fx_close(&f);
+}
+
+static void tmp_name(const char *id, char *out, size_t len)
+{
+    snprintf(out, len, ".sitespool-%s.tmp", id);
+}
+
+static void ledger_add(fixture *f, const char *id, const char *path)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        &f->ss1.db,
+        "INSERT INTO ledger(id, from_site, seq, type, outcome, path, size, time, expires) "
+        "VALUES(?, 'PS1', 1, 'data', 'delivered', ?, 3, ?, ?)",
+        NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ss_now());
+    sqlite3_bind_int64(st, 4, ss_now() + 3600);
+    CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+}
+
+/* Crash after the ledger commit, before the rename: the restart publishes
+ * the staged file under the recorded name, reports no second 4400 and no
+ * duplicate, and removes the pair. */
+static void test_restart_after_commit(void)
+{
+    fixture f;
+    fx_open(&f, 0);
+    char id[SS_ID_HEX + 1], tmp[96];
+    make_pair(&f, "r.txt", "staged data\n", 1, id);
+    tmp_name(id, tmp, sizeof tmp);
+    tu_write(f.incoming, tmp, "staged data\n", 12);
+    ledger_add(&f, id, INCOMING "/r.txt");
+    ss_despool_stats st;
+    CU_ASSERT_EQUAL(drain(&f, &st), 0);
+    check_file(f.incoming, "r.txt", "staged data\n");
+    CU_ASSERT_FALSE(tu_exists(f.incoming, tmp));
+    CU_ASSERT_EQUAL(tu_count(f.incoming, ""), 1);
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4400), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4402), 0);
+    CU_ASSERT_EQUAL(ledger_rows(&f), 1);
+    fx_close(&f);
+}
+
+/* The same, but the recorded name was taken meanwhile: never overwritten,
+ * the staged data goes to name.<id>. */
+static void test_restart_after_commit_name_taken(void)
+{
+    fixture f;
+    fx_open(&f, 0);
+    char id[SS_ID_HEX + 1], tmp[96], unique[64];
+    make_pair(&f, "r.txt", "staged data\n", 1, id);
+    tmp_name(id, tmp, sizeof tmp);
+    tu_write(f.incoming, tmp, "staged data\n", 12);
+    tu_write(f.incoming, "r.txt", "someone else\n", 13);
+    ledger_add(&f, id, INCOMING "/r.txt");
+    ss_despool_stats st;
+    CU_ASSERT_EQUAL(drain(&f, &st), 0);
+    check_file(f.incoming, "r.txt", "someone else\n");
+    snprintf(unique, sizeof unique, "r.txt.%s", id);
+    check_file(f.incoming, unique, "staged data\n");
+    CU_ASSERT_EQUAL(tu_count(f.incoming, ""), 2);
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
+    fx_close(&f);
+}
+
+/* Crash after staging, before the commit: no ledger row, so the leftover
+ * temporary file (here with stale content) is replaced and the pair is
+ * delivered once from the package. */
+static void test_restart_before_commit(void)
+{
+    fixture f;
+    fx_open(&f, 0);
+    char id[SS_ID_HEX + 1], tmp[96];
+    make_pair(&f, "s.txt", "from the package\n", 1, id);
+    tmp_name(id, tmp, sizeof tmp);
+    tu_write(f.incoming, tmp, "half writ", 9);
+    ss_despool_stats st;
+    CU_ASSERT_EQUAL(drain(&f, &st), 0);
+    CU_ASSERT_EQUAL(st.delivered, 1);
+    check_file(f.incoming, "s.txt", "from the package\n");
+    CU_ASSERT_EQUAL(tu_count(f.incoming, ""), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4400), 1);
+    CU_ASSERT_EQUAL(ledger_rows(&f), 1);
+    fx_close(&f);
+}
+
+/* Crash after the rename, before the pair was removed: a duplicate (4402),
+ * nothing delivered again. */
+static void test_restart_after_rename(void)
+{
+    fixture f;
+    fx_open(&f, 0);
+    char id[SS_ID_HEX + 1];
+    make_pair(&f, "t.txt", "done\n", 1, id);
+    tu_write(f.incoming, "t.txt", "done\n", 5);
+    ledger_add(&f, id, INCOMING "/t.txt");
+    ss_despool_stats st;
+    CU_ASSERT_EQUAL(drain(&f, &st), 0);
+    CU_ASSERT_EQUAL(st.delivered, 0);
+    CU_ASSERT_EQUAL(st.duplicates, 1);
+    CU_ASSERT_EQUAL(tu_count(f.incoming, ""), 1);
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4402), 1);
+    fx_close(&f);
 }
 
 int main(void)
 {
     static const tu_test tests[] = {
-        {"a site can be made", test_placeholder_site},
+        {"10 pairs in batches of 4 are delivered once each", test_batches},
+        {"restart after the ledger commit finishes the rename", test_restart_after_commit},
+        {"restart after the commit never overwrites a taken name",
+         test_restart_after_commit_name_taken},
+        {"restart before the commit redoes the delivery", test_restart_before_commit},
+        {"restart after the rename drops the pair as a duplicate", test_restart_after_rename},
     };
     return tu_run("despooler", tests, sizeof tests / sizeof tests[0]);
 }

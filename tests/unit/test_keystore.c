@@ -1,17 +1,1564 @@
 /*
- * test_keystore.c - CUnit suite for the keystore library.
+ * test_keystore.c - CUnit suite for the keystore library and the logs it
+ * writes through: minisign signature files (round trip and every malformed
+ * input, each its own test, each checking the error code and that the
+ * message names the problem), minisign key files (key id form checked
+ * against stock minisign, parse errors, secret key permission and password
+ * refusals), constant-memory signing of a 1 GiB file, the trace-format log
+ * writer (line shape, control characters, rotation under concurrent
+ * writers), status messages (catalogue, store, log, notify_command) and
+ * site.db (WAL, schema version, refusing a newer database).
+ *
+ * Inputs are parsed from heap buffers of exactly their length, so the
+ * sanitizer build catches any read past the end.
  */
 #include "testutil.h"
+#include "../../inboxes/log.h"
+#include "../../keystore/sigfile.h"
 
+#include <fcntl.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
-static void test_placeholder_site(void)
+#define SIG_BLOB_BYTES (2 + SS_KEYID_BYTES + crypto_sign_BYTES)
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static ss_seckey *make_key(ss_pubkey *pk)
 {
-    char *dir = tu_tempdir("keystore");
+    ss_seckey *sk = NULL;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_keypair_generate(pk, &sk, &e), 0);
+    return sk;
+}
+
+static void hash_bytes(const void *data, size_t len, unsigned char out[SS_HASH_BYTES])
+{
+    ss_hash h;
+    ss_hash_init(&h);
+    ss_hash_update(&h, data, len);
+    ss_hash_final(&h, out);
+}
+
+static const char payload[] = "replication data for site SS1\n";
+static const char fields[] = "sitespool/1 id=0123456789abcdef0123456789abcdef from=PS1 to=SS1 "
+                             "type=data dest=replmgr.box name=x.txt size=30 zip=zlib seq=1 "
+                             "created=1 expires=2";
+
+/* A valid signature text over payload with trusted comment tc (malloc'ed). */
+static char *signed_text(const ss_seckey *sk, const char *tc)
+{
+    unsigned char hash[SS_HASH_BYTES];
+    hash_bytes(payload, strlen(payload), hash);
+    char *text = malloc(SS_SIGFILE_MAX);
+    ss_error e = {0};
+    int rc = ss_sign_hash(sk, hash, tc, "sitespool instruction PS1 -> SS1", text, SS_SIGFILE_MAX,
+                          &e);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    return text;
+}
+
+/* Parses exactly len bytes from a heap copy with no terminator after it. */
+static int parse_exact(const char *text, size_t len, ss_sig *sig, ss_error *e)
+{
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, text, len);
+    int rc = ss_sig_parse(copy, len, sig, e);
+    free(copy);
+    return rc;
+}
+
+/* Asserts that parsing fails with code and a message containing needle. */
+static void expect_parse_error(const char *text, size_t len, enum ss_errcode code,
+                               const char *needle)
+{
+    ss_sig *sig = malloc(sizeof *sig);
+    ss_error e = {0};
+    int rc = parse_exact(text, len, sig, &e);
+    CU_ASSERT_EQUAL(rc, -1);
+    CU_ASSERT_EQUAL(e.code, code);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, needle));
+    if (rc != -1 || e.code != code || !strstr(e.msg, needle))
+        fprintf(stderr, "\n    parse gave rc=%d code=%d msg='%s', wanted code=%d with '%s'\n",
+                rc, (int)e.code, e.msg, (int)code, needle);
+    free(sig);
+}
+
+/* Line index (0-based) of text, without its newline, malloc'ed. */
+static char *line_of(const char *text, int index)
+{
+    const char *p = text;
+    for (int i = 0; i < index; i++) {
+        p = strchr(p, '\n');
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        p++;
+    }
+    const char *nl = strchr(p, '\n');
+    size_t n = nl ? (size_t)(nl - p) : strlen(p);
+    char *out = malloc(n + 1);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* text with line index replaced by replacement (each line keeps its '\n'). */
+static char *with_line(const char *text, int index, const char *replacement)
+{
+    size_t cap = strlen(text) + strlen(replacement) + 2;
+    char *out = malloc(cap);
+    size_t o = 0;
+    const char *p = text;
+    for (int i = 0; *p; i++) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        const char *src = i == index ? replacement : p;
+        size_t sn = i == index ? strlen(replacement) : n;
+        memcpy(out + o, src, sn);
+        o += sn;
+        if (nl)
+            out[o++] = '\n';
+        p = nl ? nl + 1 : p + n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* The first n lines of text, each with its newline (malloc'ed). */
+static char *first_lines(const char *text, int n)
+{
+    const char *p = text;
+    for (int i = 0; i < n; i++)
+        p = strchr(p, '\n') + 1;
+    size_t len = (size_t)(p - text);
+    char *out = malloc(len + 1);
+    memcpy(out, text, len);
+    out[len] = '\0';
+    return out;
+}
+
+static char *base64_of(const unsigned char *bin, size_t len)
+{
+    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *out = malloc(cap);
+    sodium_bin2base64(out, cap, bin, len, sodium_base64_VARIANT_ORIGINAL);
+    return out;
+}
+
+/* The decoded signature line (algorithm, key id, signature) of text. */
+static void sig_blob_of(const char *text, unsigned char blob[SIG_BLOB_BYTES])
+{
+    char *line = line_of(text, 1);
+    size_t got = 0;
+    CU_ASSERT_EQUAL_FATAL(sodium_base642bin(blob, SIG_BLOB_BYTES, line, strlen(line), NULL, &got,
+                                            NULL, sodium_base64_VARIANT_ORIGINAL),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(got, SIG_BLOB_BYTES);
+    free(line);
+}
+
+static int run_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_shell(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* signature files                                                     */
+/* ------------------------------------------------------------------ */
+
+static void test_sig_roundtrip(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    CU_ASSERT(ss_sig_looks_signed(text, strlen(text)));
+    ss_sig *sig = malloc(sizeof *sig);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(parse_exact(text, strlen(text), sig, &e), 0);
+    CU_ASSERT_STRING_EQUAL(sig->trusted_comment, fields);
+    CU_ASSERT_STRING_EQUAL(sig->untrusted_comment, "sitespool instruction PS1 -> SS1");
+    CU_ASSERT(memcmp(sig->keyid, pk.keyid, SS_KEYID_BYTES) == 0);
+    unsigned char hash[SS_HASH_BYTES];
+    hash_bytes(payload, strlen(payload), hash);
+    CU_ASSERT_EQUAL(ss_sig_verify_hash(sig, &pk, hash, &e), 0);
+    CU_ASSERT_EQUAL(ss_sig_verify_comment(sig, &pk, &e), 0);
+    CU_ASSERT_EQUAL(ss_sig_verify_package(sig, &pk, hash, &e), 0);
+    /* The text is exactly four lines. */
+    int lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    CU_ASSERT_EQUAL(lines, 4);
+    free(sig);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_crlf_line_ends_accepted(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    char *crlf = malloc(2 * strlen(text) + 1);
+    size_t o = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == '\n')
+            crlf[o++] = '\r';
+        crlf[o++] = *p;
+    }
+    ss_sig *sig = malloc(sizeof *sig);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(parse_exact(crlf, o, sig, &e), 0);
+    unsigned char hash[SS_HASH_BYTES];
+    hash_bytes(payload, strlen(payload), hash);
+    CU_ASSERT_EQUAL(ss_sig_verify_hash(sig, &pk, hash, &e), 0);
+    CU_ASSERT_STRING_EQUAL(sig->trusted_comment, fields);
+    free(sig);
+    free(crlf);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_truncated_each_line_missing(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    static const char *const missing[] = {"untrusted comment", "signature", "trusted comment",
+                                          "global signature"};
+    for (int keep = 0; keep < 4; keep++) {
+        char *part = first_lines(text, keep);
+        char needle[64];
+        snprintf(needle, sizeof needle, "before its %s line", missing[keep]);
+        expect_parse_error(part, strlen(part), SS_E_TRUNCATED, needle);
+        free(part);
+    }
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_truncated_no_final_newline(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    expect_parse_error(text, strlen(text) - 1, SS_E_TRUNCATED, "no newline");
+    /* Cut in the middle of the last line too. */
+    expect_parse_error(text, strlen(text) - 20, SS_E_TRUNCATED, "global signature");
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_truncated_inside_line(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    /* Cut inside the signature line: the rest of the file is missing. */
+    char *line1 = line_of(text, 0);
+    expect_parse_error(text, strlen(line1) + 1 + 30, SS_E_TRUNCATED, "signature line");
+    free(line1);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_bad_base64_signature_line(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    char *line = line_of(text, 1);
+    line[10] = '!';
+    char *bad = with_line(text, 1, line);
+    expect_parse_error(bad, strlen(bad), SS_E_BASE64, "signature line is not valid base64");
+    /* A space inside the base64 is not tolerated either. */
+    line[10] = ' ';
+    free(bad);
+    bad = with_line(text, 1, line);
+    expect_parse_error(bad, strlen(bad), SS_E_BASE64, "signature line is not valid base64");
+    free(bad);
+    free(line);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_bad_base64_global_line(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    char *line = line_of(text, 3);
+    line[5] = '*';
+    char *bad = with_line(text, 3, line);
+    expect_parse_error(bad, strlen(bad), SS_E_BASE64, "global signature line is not valid base64");
+    free(bad);
+    free(line);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_wrong_length_signature_line(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    unsigned char blob[SIG_BLOB_BYTES + 40];
+    sig_blob_of(text, blob);
+    memset(blob + SIG_BLOB_BYTES, 0x41, 40);
+
+    char *short_b64 = base64_of(blob, SIG_BLOB_BYTES - 8);
+    char *bad = with_line(text, 1, short_b64);
+    expect_parse_error(bad, strlen(bad), SS_E_TRUNCATED, "decodes to 66 bytes instead of 74");
+    free(bad);
+
+    char *long_b64 = base64_of(blob, SIG_BLOB_BYTES + 40);
+    bad = with_line(text, 1, long_b64);
+    expect_parse_error(bad, strlen(bad), SS_E_FORMAT, "longer than a 74-byte value");
+    free(bad);
+
+    /* An empty signature line. */
+    bad = with_line(text, 1, "");
+    expect_parse_error(bad, strlen(bad), SS_E_TRUNCATED, "signature line is empty");
+    free(bad);
+    free(short_b64);
+    free(long_b64);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_wrong_length_global_line(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    unsigned char bytes[100];
+    memset(bytes, 0x5a, sizeof bytes);
+    char *short_b64 = base64_of(bytes, 63);
+    char *bad = with_line(text, 3, short_b64);
+    expect_parse_error(bad, strlen(bad), SS_E_TRUNCATED,
+                       "global signature line decodes to 63 bytes instead of 64");
+    free(bad);
+    char *long_b64 = base64_of(bytes, 100);
+    bad = with_line(text, 3, long_b64);
+    expect_parse_error(bad, strlen(bad), SS_E_FORMAT, "global signature line is longer");
+    free(bad);
+    free(short_b64);
+    free(long_b64);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_legacy_algorithm_Ed(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    unsigned char blob[SIG_BLOB_BYTES];
+    sig_blob_of(text, blob);
+    memcpy(blob, "Ed", 2);
+    char *b64 = base64_of(blob, sizeof blob);
+    char *bad = with_line(text, 1, b64);
+    expect_parse_error(bad, strlen(bad), SS_E_ALG, "legacy");
+    free(bad);
+    free(b64);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_unknown_algorithm(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    unsigned char blob[SIG_BLOB_BYTES];
+    sig_blob_of(text, blob);
+    memcpy(blob, "XY", 2);
+    char *b64 = base64_of(blob, sizeof blob);
+    char *bad = with_line(text, 1, b64);
+    expect_parse_error(bad, strlen(bad), SS_E_ALG, "unsupported signature algorithm 0x5859");
+    free(bad);
+    free(b64);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_keyid_mismatch_names_both_ids(void)
+{
+    ss_pubkey pk_a, pk_b;
+    ss_seckey *sk_a = make_key(&pk_a);
+    ss_seckey *sk_b = make_key(&pk_b);
+    char *text = signed_text(sk_a, fields);
+    ss_sig *sig = malloc(sizeof *sig);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(parse_exact(text, strlen(text), sig, &e), 0);
+    unsigned char hash[SS_HASH_BYTES];
+    hash_bytes(payload, strlen(payload), hash);
+    char hex_a[SS_KEYID_HEX + 1], hex_b[SS_KEYID_HEX + 1];
+    ss_keyid_hex(pk_a.keyid, hex_a);
+    ss_keyid_hex(pk_b.keyid, hex_b);
+    for (int i = 0; i < SS_KEYID_HEX; i++)
+        CU_ASSERT(strchr("0123456789ABCDEF", hex_a[i]) != NULL);
+
+    CU_ASSERT_EQUAL(ss_sig_verify_hash(sig, &pk_b, hash, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_KEYID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, hex_a));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, hex_b));
+
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_sig_verify_comment(sig, &pk_b, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_KEYID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, hex_a));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, hex_b));
+
+    /* Same key id but another key: the signature itself fails. */
+    memcpy(pk_b.keyid, pk_a.keyid, SS_KEYID_BYTES);
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_sig_verify_hash(sig, &pk_b, hash, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BADSIG);
+    free(sig);
+    free(text);
+    ss_seckey_free(sk_a);
+    ss_seckey_free(sk_b);
+}
+
+static void test_sig_trusted_comment_too_long(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    size_t n = strlen("trusted comment: ") + SS_TRUSTED_COMMENT_MAX + 1;
+    char *line = malloc(n + 1);
+    strcpy(line, "trusted comment: ");
+    memset(line + strlen("trusted comment: "), 'a', SS_TRUSTED_COMMENT_MAX + 1);
+    line[n] = '\0';
+    char *bad = with_line(text, 2, line);
+    expect_parse_error(bad, strlen(bad), SS_E_COMMENT, "longer than 8192 bytes");
+    free(bad);
+    free(line);
+
+    /* The signer refuses it too. */
+    char *long_tc = malloc(SS_TRUSTED_COMMENT_MAX + 2);
+    memset(long_tc, 'b', SS_TRUSTED_COMMENT_MAX + 1);
+    long_tc[SS_TRUSTED_COMMENT_MAX + 1] = '\0';
+    unsigned char hash[SS_HASH_BYTES] = {0};
+    char *out = malloc(SS_SIGFILE_MAX);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_sign_hash(sk, hash, long_tc, "x", out, SS_SIGFILE_MAX, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_COMMENT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "8192"));
+    free(out);
+    free(long_tc);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_trusted_comment_at_limit_verifies(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *tc = malloc(SS_TRUSTED_COMMENT_MAX + 1);
+    memset(tc, 'c', SS_TRUSTED_COMMENT_MAX);
+    tc[SS_TRUSTED_COMMENT_MAX] = '\0';
+    char *text = signed_text(sk, tc);
+    ss_sig *sig = malloc(sizeof *sig);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(parse_exact(text, strlen(text), sig, &e), 0);
+    unsigned char hash[SS_HASH_BYTES];
+    hash_bytes(payload, strlen(payload), hash);
+    CU_ASSERT_EQUAL(ss_sig_verify_hash(sig, &pk, hash, &e), 0);
+    CU_ASSERT_EQUAL(strlen(sig->trusted_comment), SS_TRUSTED_COMMENT_MAX);
+    free(sig);
+    free(text);
+    free(tc);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_trusted_comment_control_chars(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    static const char *const hostile[] = {"trusted comment: sitespool/1 id=1\x01 from=PS1",
+                                          "trusted comment: sitespool/1\x1b[2J from=PS1",
+                                          "trusted comment: tab\there", "trusted comment: del\x7f",
+                                          "trusted comment: cr\rinside"};
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        char *bad = with_line(text, 2, hostile[i]);
+        expect_parse_error(bad, strlen(bad), SS_E_COMMENT, "trusted comment holds control");
+        free(bad);
+    }
+    /* The signer refuses it too. */
+    unsigned char hash[SS_HASH_BYTES] = {0};
+    char *out = malloc(SS_SIGFILE_MAX);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_sign_hash(sk, hash, "a\nb", "x", out, SS_SIGFILE_MAX, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_COMMENT);
+    free(out);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_missing_untrusted_prefix(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    char *bad = with_line(text, 0, "untrusted: sitespool instruction");
+    expect_parse_error(bad, strlen(bad), SS_E_FORMAT, "must start with 'untrusted comment: '");
+    CU_ASSERT_FALSE(ss_sig_looks_signed(bad, strlen(bad)));
+    free(bad);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_missing_trusted_prefix(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    char *bad = with_line(text, 2, fields); /* the fields without the prefix */
+    expect_parse_error(bad, strlen(bad), SS_E_FORMAT, "must start with 'trusted comment: '");
+    free(bad);
+    bad = with_line(text, 2, "Trusted comment: x");
+    expect_parse_error(bad, strlen(bad), SS_E_FORMAT, "must start with 'trusted comment: '");
+    free(bad);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_trailing_garbage(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    static const char *const tails[] = {"extra\n", "\n", "x"};
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        char *bad = malloc(strlen(text) + strlen(tails[i]) + 1);
+        strcpy(bad, text);
+        strcat(bad, tails[i]);
+        char needle[64];
+        snprintf(needle, sizeof needle, "%zu unexpected bytes follow the global signature",
+                 strlen(tails[i]));
+        expect_parse_error(bad, strlen(bad), SS_E_TRAILING, needle);
+        free(bad);
+    }
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_nul_bytes(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    size_t len = strlen(text);
+    char *bad = malloc(len);
+    memcpy(bad, text, len);
+    char *tc = strstr(bad, "trusted comment: sitespool");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tc);
+    tc[20] = '\0';
+    expect_parse_error(bad, len, SS_E_FORMAT, "NUL");
+    /* And a NUL at the very end (after the last newline). */
+    char *tail = malloc(len + 1);
+    memcpy(tail, text, len);
+    tail[len] = '\0';
+    expect_parse_error(tail, len + 1, SS_E_FORMAT, "NUL");
+    free(tail);
+    free(bad);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_modified_trusted_comment(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    char *tc_line = line_of(text, 2);
+    char *to = strstr(tc_line, "to=SS1");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(to);
+    to[5] = '2'; /* to=SS2 */
+    char *forged = with_line(text, 2, tc_line);
+    ss_sig *sig = malloc(sizeof *sig);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(parse_exact(forged, strlen(forged), sig, &e), 0);
+    unsigned char hash[SS_HASH_BYTES];
+    hash_bytes(payload, strlen(payload), hash);
+    CU_ASSERT_EQUAL(ss_sig_verify_hash(sig, &pk, hash, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BADGLOBAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "trusted comment"));
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_sig_verify_comment(sig, &pk, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BADGLOBAL);
+    free(sig);
+    free(forged);
+    free(tc_line);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+static void test_sig_modified_file(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    ss_sig *sig = malloc(sizeof *sig);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(parse_exact(text, strlen(text), sig, &e), 0);
+    char changed[sizeof payload];
+    memcpy(changed, payload, sizeof payload);
+    changed[0] ^= 1;
+    unsigned char hash[SS_HASH_BYTES];
+    hash_bytes(changed, strlen(changed), hash);
+    CU_ASSERT_EQUAL(ss_sig_verify_hash(sig, &pk, hash, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BADSIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "does not match the package"));
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_sig_verify_package(sig, &pk, hash, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BADSIG);
+    /* The comment alone still verifies: the fields were not touched. */
+    CU_ASSERT_EQUAL(ss_sig_verify_comment(sig, &pk, &e), 0);
+
+    /* Through the whole-file helpers, on disk. */
+    char *dir = tu_tempdir("sigfile");
+    char path[600], sig_path[600];
+    snprintf(path, sizeof path, "%s/data.bin", dir);
+    snprintf(sig_path, sizeof sig_path, "%s/data.bin.minisig", dir);
+    tu_write(dir, "data.bin", payload, strlen(payload));
+    CU_ASSERT_EQUAL(ss_sign_file(sk, path, sig_path, fields, "test", &e), 0);
+    CU_ASSERT_EQUAL(ss_verify_file(&pk, path, sig_path, sig, &e), 0);
+    CU_ASSERT_STRING_EQUAL(sig->trusted_comment, fields);
+    tu_write(dir, "data.bin", changed, strlen(changed));
+    CU_ASSERT_EQUAL(ss_verify_file(&pk, path, sig_path, sig, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BADSIG);
+    tu_rm_rf(dir);
+    free(dir);
+    free(sig);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+/* Every prefix of a valid file, and a file with every single byte flipped,
+ * is either refused with an error or (never) accepted; nothing crashes. */
+static void test_sig_every_prefix_and_byte_flip_never_crashes(void)
+{
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk);
+    char *text = signed_text(sk, fields);
+    size_t len = strlen(text);
+    unsigned char hash[SS_HASH_BYTES];
+    hash_bytes(payload, strlen(payload), hash);
+    ss_sig *sig = malloc(sizeof *sig);
+    int accepted = 0;
+    for (size_t cut = 0; cut < len; cut++) {
+        ss_error e = {0};
+        if (parse_exact(text, cut, sig, &e) == 0)
+            accepted++;
+        else
+            CU_ASSERT(e.code != SS_OK && e.msg[0] != '\0');
+    }
+    CU_ASSERT_EQUAL(accepted, 0);
+    char *copy = malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        memcpy(copy, text, len);
+        copy[i] ^= 0x20;
+        ss_error e = {0};
+        if (parse_exact(copy, len, sig, &e) == 0 && ss_sig_verify_hash(sig, &pk, hash, &e) == 0)
+            accepted++;
+    }
+    /* Flipping case in the untrusted comment is the only harmless change. */
+    char *uc = line_of(text, 0);
+    CU_ASSERT(accepted <= (int)strlen(uc) - (int)strlen("untrusted comment: "));
+    free(uc);
+    free(copy);
+    free(sig);
+    free(text);
+    ss_seckey_free(sk);
+}
+
+/* ------------------------------------------------------------------ */
+/* key files                                                           */
+/* ------------------------------------------------------------------ */
+
+static void test_keyid_hex_matches_stock_minisign(void)
+{
+    char *dir = tu_tempdir("minisign");
+    int rc = run_shell("cd '%s' && minisign -G -W -p m.pub -s m.key >/dev/null 2>&1", dir);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/m.pub", dir);
+    ss_pubkey pk;
+    char comment[256];
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_pubkey_load(path, &pk, comment, sizeof comment, &e), 0);
+    const char *prefix = "minisign public key ";
+    CU_ASSERT_EQUAL_FATAL(strncmp(comment, prefix, strlen(prefix)), 0);
+    const char *minisign_id = comment + strlen(prefix);
+    char hex[SS_KEYID_HEX + 1];
+    ss_keyid_hex(pk.keyid, hex);
+    CU_ASSERT_STRING_EQUAL(hex, minisign_id);
+    /* The printed form parses back to the same bytes. */
+    unsigned char back[SS_KEYID_BYTES];
+    CU_ASSERT_EQUAL(ss_keyid_parse(minisign_id, back), 0);
+    CU_ASSERT(memcmp(back, pk.keyid, SS_KEYID_BYTES) == 0);
+    CU_ASSERT_EQUAL(ss_keyid_parse("0123", back), -1);
+    CU_ASSERT_EQUAL(ss_keyid_parse("0123456789ABCDEG", back), -1);
+
+    /* minisign's unencrypted secret key loads and matches its public key. */
+    snprintf(path, sizeof path, "%s/m.key", dir);
+    ss_seckey *sk = NULL;
+    CU_ASSERT_EQUAL_FATAL(ss_seckey_load(path, &sk, &e), 0);
+    ss_pubkey derived;
+    ss_seckey_public(sk, &derived);
+    CU_ASSERT(memcmp(derived.keyid, pk.keyid, SS_KEYID_BYTES) == 0);
+    CU_ASSERT(memcmp(derived.pk, pk.pk, SS_PK_BYTES) == 0);
+    ss_seckey_free(sk);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+static void test_keyid_hex_is_little_endian(void)
+{
+    const unsigned char id[SS_KEYID_BYTES] = {0xE0, 0xD5, 0x67, 0xB5, 0xBB, 0x75, 0x28, 0x5E};
+    char hex[SS_KEYID_HEX + 1];
+    ss_keyid_hex(id, hex);
+    CU_ASSERT_STRING_EQUAL(hex, "5E2875BBB567D5E0");
+}
+
+static void test_pubkey_roundtrip_and_parse_errors(void)
+{
+    ss_pubkey pk, got;
+    ss_seckey *sk = make_key(&pk);
+    char text[512];
+    CU_ASSERT_EQUAL_FATAL(ss_pubkey_format(&pk, "sitespool public key for site PS1", text,
+                                           sizeof text),
+                          0);
+    char comment[128];
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_pubkey_parse(text, strlen(text), &got, comment, sizeof comment, &e), 0);
+    CU_ASSERT(memcmp(&got, &pk, sizeof pk) == 0);
+    CU_ASSERT_STRING_EQUAL(comment, "sitespool public key for site PS1");
+
+    char *b64 = line_of(text, 1);
+    char bad[512];
+
+    /* Bad base64. */
+    char *broken = strdup(b64);
+    broken[7] = '#';
+    snprintf(bad, sizeof bad, "untrusted comment: k\n%s\n", broken);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BASE64);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "public key line is not valid base64"));
+    free(broken);
+
+    /* Wrong algorithm: a signature-style "ED" blob. */
+    unsigned char blob[2 + SS_KEYID_BYTES + SS_PK_BYTES];
+    size_t n;
+    CU_ASSERT_EQUAL_FATAL(sodium_base642bin(blob, sizeof blob, b64, strlen(b64), NULL, &n, NULL,
+                                            sodium_base64_VARIANT_ORIGINAL),
+                          0);
+    memcpy(blob, "ED", 2);
+    char *alg = base64_of(blob, sizeof blob);
+    snprintf(bad, sizeof bad, "untrusted comment: k\n%s\n", alg);
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_ALG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "algorithm"));
+    free(alg);
+
+    /* Trailing data after the key. */
+    snprintf(bad, sizeof bad, "%sextra line\n", text);
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TRAILING);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "after the public key"));
+    /* ...but a trailing blank line is what editors leave: accepted. */
+    snprintf(bad, sizeof bad, "%s\n", text);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), 0);
+
+    /* Wrong length: the key without its last bytes. */
+    char *shorter = base64_of(blob, sizeof blob - 4);
+    snprintf(bad, sizeof bad, "untrusted comment: k\n%s\n", shorter);
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TRUNCATED);
+    free(shorter);
+
+    /* No comment line prefix; only a comment line. */
+    snprintf(bad, sizeof bad, "%s\n", b64);
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "untrusted comment: "));
+    snprintf(bad, sizeof bad, "untrusted comment: k\n");
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TRUNCATED);
+
+    /* Loading from a file: the message names the file and keeps the cause. */
+    char *dir = tu_tempdir("pubkey");
+    char path[600];
+    snprintf(path, sizeof path, "%s/junk.pub", dir);
+    tu_write(dir, "junk.pub", "junk\n", 5);
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_pubkey_load(path, &got, NULL, 0, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, path));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "the first line must start with 'untrusted comment: '"));
+    tu_rm_rf(dir);
+    free(dir);
+    free(b64);
+    ss_seckey_free(sk);
+}
+
+static void test_seckey_permission_refused(void)
+{
+    char *dir = tu_tempdir("seckey");
+    char path[600];
+    snprintf(path, sizeof path, "%s/PS1.key", dir);
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk), *loaded = NULL;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_seckey_save(path, sk, &e), 0);
+    struct stat st;
+    CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+    CU_ASSERT_EQUAL(st.st_mode & 07777, 0600);
+
+    static const mode_t loose[] = {0640, 0644, 0604};
+    static const char *const shown[] = {"0640", "0644", "0604"};
+    for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+        CU_ASSERT_EQUAL_FATAL(chmod(path, loose[i]), 0);
+        ss_err_clear(&e);
+        CU_ASSERT_EQUAL(ss_seckey_load(path, &loaded, &e), -1);
+        CU_ASSERT_PTR_NULL(loaded);
+        CU_ASSERT_EQUAL(e.code, SS_E_PERM);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, shown[i]));
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "chmod 600"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, path));
+    }
+    CU_ASSERT_EQUAL_FATAL(chmod(path, 0600), 0);
+    CU_ASSERT_EQUAL(ss_seckey_load(path, &loaded, &e), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(loaded);
+    CU_ASSERT(memcmp(loaded->sk, sk->sk, SS_SK_BYTES) == 0);
+    CU_ASSERT(memcmp(loaded->keyid, sk->keyid, SS_KEYID_BYTES) == 0);
+    /* Saving again never replaces the key. */
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_seckey_save(path, sk, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_EXISTS);
+    ss_seckey_free(loaded);
+    ss_seckey_free(sk);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+static void test_seckey_password_encrypted_refused(void)
+{
+    char *dir = tu_tempdir("enckey");
+    int rc = run_shell("cd '%s' && printf 'pw\\npw\\n' | minisign -G -p x.pub -s x.key "
+                       ">/dev/null 2>&1",
+                       dir);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/x.key", dir);
+    size_t len;
+    char *text = tu_read(dir, "x.key", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "encrypted"));
+    free(text);
+    CU_ASSERT_EQUAL_FATAL(chmod(path, 0600), 0);
+    ss_seckey *sk = NULL;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_seckey_load(path, &sk, &e), -1);
+    CU_ASSERT_PTR_NULL(sk);
+    CU_ASSERT_EQUAL(e.code, SS_E_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "password-encrypted"));
+    if (!strstr(e.msg, "password-encrypted"))
+        fprintf(stderr, "\n    message: %s\n", e.msg);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "minisign -G -W"));
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+static void test_seckey_damaged_refused(void)
+{
+    char *dir = tu_tempdir("badkey");
+    char path[600];
+    snprintf(path, sizeof path, "%s/k.key", dir);
+    ss_pubkey pk;
+    ss_seckey *sk = make_key(&pk), *loaded = NULL;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_seckey_save(path, sk, &e), 0);
+    size_t len;
+    char *text = tu_read(dir, "k.key", &len);
+    /* Flip one secret key byte deep in the base64 (checksum must catch it). */
+    char *line = line_of(text, 1);
+    unsigned char blob[256];
+    size_t n;
+    CU_ASSERT_EQUAL_FATAL(sodium_base642bin(blob, sizeof blob, line, strlen(line), NULL, &n, NULL,
+                                            sodium_base64_VARIANT_ORIGINAL),
+                          0);
+    blob[80] ^= 0xff;
+    char *b64 = base64_of(blob, n);
+    char *damaged = with_line(text, 1, b64);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    tu_write(dir, "k.key", damaged, strlen(damaged));
+    CU_ASSERT_EQUAL_FATAL(chmod(path, 0600), 0);
+    CU_ASSERT_EQUAL(ss_seckey_load(path, &loaded, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "checksum"));
+    if (!strstr(e.msg, "checksum"))
+        fprintf(stderr, "\n    message: %s\n", e.msg);
+    free(damaged);
+    free(b64);
+    free(line);
+    free(text);
+    ss_seckey_free(sk);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* a large file in constant memory                                     */
+/* ------------------------------------------------------------------ */
+
+#define LARGE_FILE_BYTES ((off_t)1 << 30)
+#define LARGE_FILE_RSS_LIMIT_KIB (16 * 1024)
+
+/* In the child: sign and verify a sparse 1 GiB file, then check that a
+ * change in its very last byte is caught (so all of it was hashed). */
+static int large_file_child(const char *dir)
+{
+    char path[600], sig_path[600];
+    snprintf(path, sizeof path, "%s/large.bin", dir);
+    snprintf(sig_path, sizeof sig_path, "%s/large.bin.minisig", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || ftruncate(fd, LARGE_FILE_BYTES) != 0 ||
+        pwrite(fd, "head", 4, 0) != 4 || pwrite(fd, "tail", 4, LARGE_FILE_BYTES - 4) != 4)
+        return 10;
+    ss_pubkey pk;
+    ss_seckey *sk = NULL;
+    ss_error e = {0};
+    ss_sig *sig = malloc(sizeof *sig);
+    if (ss_keypair_generate(&pk, &sk, &e) != 0)
+        return 11;
+    if (ss_sign_file(sk, path, sig_path, fields, "large", &e) != 0) {
+        fprintf(stderr, "sign: %s\n", e.msg);
+        return 12;
+    }
+    if (ss_verify_file(&pk, path, sig_path, sig, &e) != 0) {
+        fprintf(stderr, "verify: %s\n", e.msg);
+        return 13;
+    }
+    if (strcmp(sig->trusted_comment, fields) != 0)
+        return 14;
+    if (pwrite(fd, "TAIL", 4, LARGE_FILE_BYTES - 4) != 4)
+        return 15;
+    close(fd);
+    if (ss_verify_file(&pk, path, sig_path, sig, &e) != -1 || e.code != SS_E_BADSIG)
+        return 16;
+    free(sig);
+    ss_seckey_free(sk);
+    return 0;
+}
+
+static void test_large_file_signs_and_verifies_in_flat_memory(void)
+{
+    char *dir = tu_tempdir("large");
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0)
+        _exit(large_file_child(dir));
+    int status = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    CU_ASSERT_EQUAL_FATAL(wait4(pid, &status, 0, &ru), pid);
+    CU_ASSERT(WIFEXITED(status));
+    CU_ASSERT_EQUAL(WEXITSTATUS(status), 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "\n    large file child status 0x%x\n", (unsigned)status);
+#if defined(__SANITIZE_ADDRESS__)
+    (void)ru; /* ASan's shadow memory makes RSS meaningless here. */
+#else
+    CU_ASSERT(ru.ru_maxrss > 0);
+    CU_ASSERT(ru.ru_maxrss < LARGE_FILE_RSS_LIMIT_KIB);
+    if (ru.ru_maxrss >= LARGE_FILE_RSS_LIMIT_KIB)
+        fprintf(stderr, "\n    peak RSS %ld KiB signing 1 GiB\n", ru.ru_maxrss);
+#endif
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* logs                                                                */
+/* ------------------------------------------------------------------ */
+
+#define TRACE_RE                                                                             \
+    "^(.*)  \\$\\$<([A-Z_]+)><([0-9]{2})-([0-9]{2})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2})" \
+    "\\.([0-9]{3})([+-][0-9]{3})><thread=([0-9]+) \\(0x([0-9A-F]+)\\)>$"
+
+typedef struct trace_line {
+    char text[SS_LOG_LINE_MAX];
+    char component[64];
+    struct tm tm;
+    int millis;
+    long bias;
+    long thread;
+    unsigned long thread_hex;
+} trace_line;
+
+/* Parses one log line (without its newline); false when it is malformed. */
+static bool trace_parse(const char *line, trace_line *out)
+{
+    static regex_t re;
+    static bool compiled;
+    if (!compiled) {
+        CU_ASSERT_EQUAL_FATAL(regcomp(&re, TRACE_RE, REG_EXTENDED), 0);
+        compiled = true;
+    }
+    regmatch_t m[13];
+    if (regexec(&re, line, 13, m, 0) != 0)
+        return false;
+    int v[13] = {0};
+    char buf[SS_LOG_LINE_MAX];
+    for (int i = 1; i < 13; i++) {
+        int n = (int)(m[i].rm_eo - m[i].rm_so);
+        snprintf(buf, sizeof buf, "%.*s", n, line + m[i].rm_so);
+        if (i == 1)
+            snprintf(out->text, sizeof out->text, "%s", buf);
+        else if (i == 2)
+            snprintf(out->component, sizeof out->component, "%s", buf);
+        else if (i == 10)
+            out->bias = strtol(buf, NULL, 10);
+        else if (i == 11)
+            out->thread = strtol(buf, NULL, 10);
+        else if (i == 12)
+            out->thread_hex = strtoul(buf, NULL, 16);
+        else
+            v[i] = atoi(buf);
+    }
+    memset(&out->tm, 0, sizeof out->tm);
+    out->tm.tm_mon = v[3] - 1;
+    out->tm.tm_mday = v[4];
+    out->tm.tm_year = v[5] - 1900;
+    out->tm.tm_hour = v[6];
+    out->tm.tm_min = v[7];
+    out->tm.tm_sec = v[8];
+    out->millis = v[9];
+    return v[3] >= 1 && v[3] <= 12 && v[4] >= 1 && v[4] <= 31 && v[6] < 24 && v[7] < 60 &&
+           v[8] < 61;
+}
+
+/* Checks every line of a file: complete ('\n'-terminated) and well-formed;
+ * calls fn on each parsed line; returns the number of lines, -1 if bad. */
+static int check_log_file(const char *dir, const char *name, const char *component,
+                          void (*fn)(const trace_line *, void *), void *ctx)
+{
+    size_t len;
+    char *text = tu_read(dir, name, &len);
+    if (!text)
+        return 0;
+    int lines = 0;
+    bool ok = len == 0 || text[len - 1] == '\n';
+    if (!ok)
+        fprintf(stderr, "\n    %s does not end with a newline\n", name);
+    trace_line *t = malloc(sizeof *t);
+    for (char *p = text, *nl; ok && p < text + len; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + len - p));
+        if (!nl)
+            break;
+        *nl = '\0';
+        if (!trace_parse(p, t) || strcmp(t->component, component) != 0 ||
+            t->thread != (long)t->thread_hex) {
+            fprintf(stderr, "\n    malformed line in %s: '%s'\n", name, p);
+            ok = false;
+            break;
+        }
+        if (fn)
+            fn(t, ctx);
+        lines++;
+    }
+    free(t);
+    free(text);
+    return ok ? lines : -1;
+}
+
+static void test_log_line_shape(void)
+{
+    char *dir = tu_tempdir("log");
+    char path[600];
+    snprintf(path, sizeof path, "%s/despool.log", dir);
+    /* A zone without tzdata: EST5 is UTC-5, so the bias is +300. */
+    char *old_tz = getenv("TZ") ? strdup(getenv("TZ")) : NULL;
+    setenv("TZ", "EST5", 1);
+    tzset();
+    ss_log l;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_log_open(&l, path, "SITESPOOL_DESPOOLER", 0, &e), 0);
+    time_t before = time(NULL);
+    ss_logf(&l, "Will retry instruction %s from site %s %d more times", "4fc1.ins", "SS1", 100);
+    time_t after = time(NULL);
+    ss_log_close(&l);
+    if (old_tz)
+        setenv("TZ", old_tz, 1);
+    else
+        unsetenv("TZ");
+    tzset();
+    free(old_tz);
+
+    size_t len;
+    char *text = tu_read(dir, "despool.log", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT(len > 0 && text[len - 1] == '\n');
+    CU_ASSERT_PTR_NULL(memchr(text, '\n', len - 1)); /* exactly one line */
+    text[len - 1] = '\0';
+    trace_line *t = malloc(sizeof *t);
+    CU_ASSERT_FATAL(trace_parse(text, t));
+    CU_ASSERT_STRING_EQUAL(t->text, "Will retry instruction 4fc1.ins from site SS1 100 more times");
+    CU_ASSERT_STRING_EQUAL(t->component, "SITESPOOL_DESPOOLER");
+    CU_ASSERT_EQUAL(t->bias, 300);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "+300><thread="));
+    CU_ASSERT_EQUAL(t->thread, (long)t->thread_hex);
+    CU_ASSERT_EQUAL(t->thread, (long)gettid());
+    CU_ASSERT(t->millis >= 0 && t->millis <= 999);
+    /* UTC = local time + bias. */
+    time_t utc = timegm(&t->tm) + t->bias * 60;
+    CU_ASSERT(utc >= before && utc <= after);
+    free(t);
+    free(text);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+static void test_log_control_chars_replaced(void)
+{
+    char *dir = tu_tempdir("logctl");
+    char path[600];
+    snprintf(path, sizeof path, "%s/hman.log", dir);
+    ss_log l;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_log_open(&l, path, "SITESPOOL_HMAN", 0, &e), 0);
+    ss_log_text(&l, "name=evil\nSTATMSG: ID=4400 forged\r\t\x1b[31mred\x7f end");
+    /* An over-long text is cut, never split or left without its suffix. */
+    char *huge = malloc(3 * SS_LOG_LINE_MAX);
+    memset(huge, 'h', 3 * SS_LOG_LINE_MAX - 1);
+    huge[3 * SS_LOG_LINE_MAX - 1] = '\0';
+    ss_log_text(&l, huge);
+    free(huge);
+    ss_log_close(&l);
+
+    size_t len;
+    char *text = tu_read(dir, "hman.log", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    char *nl = strchr(text, '\n');
+    CU_ASSERT_PTR_NOT_NULL_FATAL(nl);
+    *nl = '\0';
+    trace_line *t = malloc(sizeof *t);
+    CU_ASSERT(trace_parse(text, t));
+    CU_ASSERT_STRING_EQUAL(t->text, "name=evil?STATMSG: ID=4400 forged???[31mred? end");
+    char *second = nl + 1;
+    nl = strchr(second, '\n');
+    CU_ASSERT_PTR_NOT_NULL_FATAL(nl);
+    CU_ASSERT_EQUAL(nl[1], '\0');
+    *nl = '\0';
+    CU_ASSERT(strlen(second) < SS_LOG_LINE_MAX);
+    CU_ASSERT(trace_parse(second, t));
+    CU_ASSERT_STRING_EQUAL(t->component, "SITESPOOL_HMAN");
+    CU_ASSERT(strlen(t->text) > 3000);
+    free(t);
+    free(text);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+static void test_log_rotation_replaces_lo_(void)
+{
+    char *dir = tu_tempdir("logrot");
+    char path[600];
+    snprintf(path, sizeof path, "%s/sender.log", dir);
+    char rotated[600];
+    ss_log_rotated_name(path, rotated, sizeof rotated);
+    char expect[600];
+    snprintf(expect, sizeof expect, "%s/sender.lo_", dir);
+    CU_ASSERT_STRING_EQUAL(rotated, expect);
+    ss_log_rotated_name("/x/trace", rotated, sizeof rotated);
+    CU_ASSERT_STRING_EQUAL(rotated, "/x/trace.lo_");
+
+    const uint64_t max_bytes = 2000;
+    ss_log l;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_log_open(&l, path, "SITESPOOL_SENDER", max_bytes, &e), 0);
+    struct stat st;
+    ino_t first_rotation_ino = 0;
+    int rotations_seen = 0, line_no = 0;
+    for (; line_no < 5000 && rotations_seen < 2; line_no++) {
+        ss_logf(&l, "line %06d of the rotation test", line_no);
+        CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+        CU_ASSERT((uint64_t)st.st_size <= max_bytes);
+        if (stat(expect, &st) == 0 && st.st_ino != first_rotation_ino) {
+            /* A new .lo_ appeared: the first, or one that replaced it. */
+            rotations_seen++;
+            first_rotation_ino = st.st_ino;
+            CU_ASSERT((uint64_t)st.st_size <= max_bytes);
+        }
+    }
+    ss_log_close(&l);
+    CU_ASSERT_EQUAL(rotations_seen, 2);
+    /* Only the log and one .lo_: the second rotation replaced the first. */
+    CU_ASSERT_EQUAL(tu_count(dir, ""), 2);
+    CU_ASSERT(tu_exists(dir, "sender.lo_"));
+    /* The .lo_ holds the lines just before the current log's first line. */
+    size_t len;
+    char *old = tu_read(dir, "sender.lo_", &len);
+    char *cur = tu_read(dir, "sender.log", NULL);
+    int last_old = -1, first_cur = -1;
+    for (char *p = old; (p = strstr(p, "line ")) != NULL; p += 5)
+        last_old = atoi(p + 5);
+    char *p = strstr(cur, "line ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    first_cur = atoi(p + 5);
+    CU_ASSERT_EQUAL(first_cur, last_old + 1);
+    CU_ASSERT(atoi(strstr(old, "line ") + 5) > 0); /* not the very first lines */
+    CU_ASSERT(check_log_file(dir, "sender.log", "SITESPOOL_SENDER", NULL, NULL) > 0);
+    CU_ASSERT(check_log_file(dir, "sender.lo_", "SITESPOOL_SENDER", NULL, NULL) > 0);
+    free(old);
+    free(cur);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+#define WRITERS 6
+#define LINES_PER_WRITER 1500
+
+static size_t pad_length(int writer, int seq)
+{
+    return (size_t)((writer * 131 + seq * 37) % 400);
+}
+
+static int concurrent_writer(const char *path, int writer)
+{
+    ss_log l;
+    ss_error e = {0};
+    if (ss_log_open(&l, path, "SITESPOOL_DESPOOLER", 16384, &e) != 0)
+        return 1;
+    char pad[512];
+    for (int seq = 0; seq < LINES_PER_WRITER; seq++) {
+        size_t n = pad_length(writer, seq);
+        memset(pad, 'x', n);
+        pad[n] = '\0';
+        ss_logf(&l, "writer=%d seq=%d pad=%s end", writer, seq, pad);
+    }
+    ss_log_close(&l);
+    return 0;
+}
+
+struct concurrent_check {
+    int last_seq[WRITERS];
+    int bad;
+};
+
+static void check_concurrent_line(const trace_line *t, void *ctx_)
+{
+    struct concurrent_check *ctx = ctx_;
+    int writer = -1, seq = -1, used = 0;
+    if (sscanf(t->text, "writer=%d seq=%d pad=%n", &writer, &seq, &used) != 2 || used == 0 ||
+        writer < 0 || writer >= WRITERS) {
+        ctx->bad++;
+        return;
+    }
+    const char *pad = t->text + used;
+    size_t n = strspn(pad, "x");
+    if (n != pad_length(writer, seq) || strcmp(pad + n, " end") != 0)
+        ctx->bad++;
+    /* Each writer's lines appear in order within one file. */
+    if (seq <= ctx->last_seq[writer])
+        ctx->bad++;
+    ctx->last_seq[writer] = seq;
+}
+
+static void test_log_rotation_concurrent_writers_never_split_lines(void)
+{
+    char *dir = tu_tempdir("logconc");
+    char path[600];
+    snprintf(path, sizeof path, "%s/despool.log", dir);
+    pid_t pids[WRITERS];
+    fflush(NULL);
+    for (int w = 0; w < WRITERS; w++) {
+        pids[w] = fork();
+        CU_ASSERT_FATAL(pids[w] >= 0);
+        if (pids[w] == 0)
+            _exit(concurrent_writer(path, w));
+    }
+    for (int w = 0; w < WRITERS; w++) {
+        int status = 0;
+        CU_ASSERT_EQUAL(waitpid(pids[w], &status, 0), pids[w]);
+        CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CU_ASSERT(tu_exists(dir, "despool.lo_"));
+    CU_ASSERT_EQUAL(tu_count(dir, ""), 2);
+    static const char *const files[] = {"despool.lo_", "despool.log"};
+    for (int f = 0; f < 2; f++) {
+        struct concurrent_check ctx = {.bad = 0};
+        for (int w = 0; w < WRITERS; w++)
+            ctx.last_seq[w] = -1;
+        int lines = check_log_file(dir, files[f], "SITESPOOL_DESPOOLER", check_concurrent_line,
+                                   &ctx);
+        CU_ASSERT(lines > 0);
+        CU_ASSERT_EQUAL(ctx.bad, 0);
+    }
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* status messages                                                     */
+/* ------------------------------------------------------------------ */
+
+static void test_catalogue_ids_ranges_and_fixed_meanings(void)
+{
+    size_t n = 0;
+    const ss_msgdef *cat = ss_catalogue(&n);
+    CU_ASSERT_FATAL(n > 3);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++)
+            CU_ASSERT_NOT_EQUAL(cat[i].id, cat[j].id);
+        int lo = cat[i].component == SS_COMP_DESPOOLER ? 4400
+                 : cat[i].component == SS_COMP_SENDER  ? 4500
+                                                       : 3300;
+        CU_ASSERT(cat[i].id >= lo && cat[i].id <= lo + 99);
+        CU_ASSERT(cat[i].severity == 'I' || cat[i].severity == 'W' || cat[i].severity == 'E');
+        CU_ASSERT(cat[i].format && cat[i].format[0]);
+        CU_ASSERT(cat[i].explanation && cat[i].explanation[0]);
+        CU_ASSERT(cat[i].remedy && cat[i].remedy[0]);
+        CU_ASSERT_PTR_EQUAL(ss_msgdef_find(cat[i].id), &cat[i]);
+    }
+    static const struct {
+        int id;
+        char severity;
+    } fixed[] = {{4400, 'I'}, {4404, 'E'}, {4405, 'W'}};
+    for (size_t i = 0; i < 3; i++) {
+        const ss_msgdef *d = ss_msgdef_find(fixed[i].id);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+        CU_ASSERT_EQUAL(d->severity, fixed[i].severity);
+        CU_ASSERT_EQUAL(d->component, SS_COMP_DESPOOLER);
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(ss_msgdef_find(4404)->format, "not signed"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ss_msgdef_find(4405)->format, "no valid public key"));
+    CU_ASSERT_PTR_NULL(ss_msgdef_find(4499));
+    CU_ASSERT_STRING_EQUAL(ss_component_name(SS_COMP_DESPOOLER), "SITESPOOL_DESPOOLER");
+    CU_ASSERT_STRING_EQUAL(ss_component_log(SS_COMP_DESPOOLER), "despool.log");
+    enum ss_component c;
+    CU_ASSERT_EQUAL(ss_component_parse("sender", &c), 0);
+    CU_ASSERT_EQUAL(c, SS_COMP_SENDER);
+    CU_ASSERT_EQUAL(ss_component_parse("SITESPOOL_HMAN", &c), 0);
+    CU_ASSERT_EQUAL(c, SS_COMP_HMAN);
+    CU_ASSERT_EQUAL(ss_component_parse("nobody", &c), -1);
+}
+
+static void test_msg_render_insertion_strings(void)
+{
+    const char *istr[] = {"A", "BB"};
+    char out[64];
+    ss_msg_render("%1-%2-%3.", 2, istr, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "A-BB-.");
+    char tiny[5];
+    ss_msg_render("%2%2%2%2", 2, istr, tiny, sizeof tiny);
+    CU_ASSERT_STRING_EQUAL(tiny, "BBBB");
+    ss_msg_render("100%", 0, NULL, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "100%");
+}
+
+static void test_report_stores_logs_and_statmsg(void)
+{
+    char *dir = tu_tempdir("report");
     tu_site s;
     tu_site_make(&s, dir, "PS1", NULL);
-    CU_ASSERT_EQUAL(ss_db_schema_version(&s.db), SS_DB_SCHEMA_VERSION);
+    ss_report(&s.rep, 4405, "abc.ins", "SS1", "5E2875BBB567D5E0", "99", "5", NULL);
+    ss_report(&s.rep, 3300, "5E2875BBB567D5E0", "SS1", "evil\nSTATMSG: ID=9999 \"x\"", NULL);
+    CU_ASSERT_EQUAL(tu_status_count(&s, 4405), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&s, 3300), 1);
+
+    sqlite3_stmt *st = ss_db_prepare(
+        &s.db, "SELECT severity, component, site, istr, text FROM status WHERE msg_id=4405",
+        NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_step(st), SQLITE_ROW);
+    char expected_text[2048];
+    const char *istr[] = {"abc.ins", "SS1", "5E2875BBB567D5E0", "99", "5"};
+    ss_msg_render(ss_msgdef_find(4405)->format, 5, istr, expected_text, sizeof expected_text);
+    CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(st, 0), "W");
+    CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(st, 1), "SITESPOOL_DESPOOLER");
+    CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(st, 2), "PS1");
+    CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(st, 3),
+                           "[\"abc.ins\",\"SS1\",\"5E2875BBB567D5E0\",\"99\",\"5\"]");
+    CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(st, 4), expected_text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(expected_text, "retry 99 more times"));
+    sqlite3_finalize(st);
+
+    char logs[600];
+    snprintf(logs, sizeof logs, "%s/logs", s.root);
+    char *despool = tu_read(logs, "despool.log", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(despool);
+    CU_ASSERT_PTR_NOT_NULL(strstr(despool, expected_text));
+    CU_ASSERT_PTR_NOT_NULL(strstr(despool, "STATMSG: ID=4405 SEV=W "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(despool, "COMP=\"SITESPOOL_DESPOOLER\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(despool, "SITE=PS1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(despool, "ISTR0=\"abc.ins\" ISTR1=\"SS1\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(despool, "ISTR4=\"5\""));
+    CU_ASSERT(check_log_file(logs, "despool.log", "SITESPOOL_DESPOOLER", NULL, NULL) == 2);
+
+    /* 3300 belongs to the hierarchy manager: hman.log, not despool.log. */
+    char *hman = tu_read(logs, "hman.log", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(hman);
+    CU_ASSERT_PTR_NOT_NULL(strstr(hman, "STATMSG: ID=3300 SEV=I "));
+    CU_ASSERT_PTR_NULL(strstr(despool, "ID=3300"));
+    /* A hostile insertion string cannot start a line of its own. */
+    CU_ASSERT_PTR_NULL(strstr(hman, "\nSTATMSG: ID=9999"));
+    CU_ASSERT(check_log_file(logs, "hman.log", "SITESPOOL_HMAN", NULL, NULL) == 2);
+    free(hman);
+    free(despool);
     tu_site_close(&s);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* Value of NAME=... in env-style text (malloc'ed), NULL when absent. */
+static char *env_value(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (!strncmp(p, name, n) && p[n] == '=') {
+            const char *v = p + n + 1, *end = strchr(v, '\n');
+            return strndup(v, end ? (size_t)(end - v) : strlen(v));
+        }
+    }
+    return NULL;
+}
+
+static void test_report_runs_notify_command_with_environment(void)
+{
+    char *dir = tu_tempdir("notify");
+    tu_site s;
+    tu_site_make(&s, dir, "PS1", NULL);
+    snprintf(s.conf.notify_command, sizeof s.conf.notify_command,
+             "env > '%s/notify.tmp' && mv '%s/notify.tmp' '%s/notify.env'", dir, dir, dir);
+    ss_report(&s.rep, 4404, "0123456789abcdef0123456789abcdef", "SS1", NULL);
+
+    char *env = NULL;
+    for (int i = 0; i < 100 && !(env = tu_read(dir, "notify.env", NULL)); i++)
+        usleep(50 * 1000);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(env);
+    const char *istr[] = {"0123456789abcdef0123456789abcdef", "SS1"};
+    char expected_text[2048];
+    ss_msg_render(ss_msgdef_find(4404)->format, 2, istr, expected_text, sizeof expected_text);
+    static const char *const names[] = {"SITESPOOL_STATUS_ID", "SITESPOOL_STATUS_SEVERITY",
+                                        "SITESPOOL_STATUS_TEXT", "SITESPOOL_STATUS_ISTR0",
+                                        "SITESPOOL_STATUS_ISTR1", "SITESPOOL_STATUS_COMPONENT",
+                                        "SITESPOOL_STATUS_SITE"};
+    const char *want[] = {"4404", "E", expected_text, istr[0], istr[1], "SITESPOOL_DESPOOLER",
+                          "PS1"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *v = env_value(env, names[i]);
+        CU_ASSERT_PTR_NOT_NULL(v);
+        if (v)
+            CU_ASSERT_STRING_EQUAL(v, want[i]);
+        free(v);
+    }
+    char *none = env_value(env, "SITESPOOL_STATUS_ISTR2");
+    CU_ASSERT_PTR_NULL(none);
+    free(none);
+    free(env);
+    tu_site_close(&s);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* site.db                                                             */
+/* ------------------------------------------------------------------ */
+
+static void test_db_wal_and_schema_version(void)
+{
+    char *dir = tu_tempdir("db");
+    char path[600];
+    snprintf(path, sizeof path, "%s/site.db", dir);
+    ss_db db;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_db_open(&db, path, false, &e), -1); /* missing, no create */
+    CU_ASSERT_EQUAL(e.code, SS_E_DB);
+    CU_ASSERT_PTR_NULL(db.h);
+    CU_ASSERT_EQUAL_FATAL(ss_db_open(&db, path, true, &e), 0);
+    CU_ASSERT_EQUAL(ss_db_schema_version(&db), SS_DB_SCHEMA_VERSION);
+    ss_db_close(&db);
+
+    /* Another connection sees WAL mode persisted in the file. */
+    sqlite3 *h = NULL;
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_step(st), SQLITE_ROW);
+    CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+
+    /* Reopening an up-to-date database changes nothing. */
+    CU_ASSERT_EQUAL_FATAL(ss_db_open(&db, path, false, &e), 0);
+    CU_ASSERT_EQUAL(ss_db_schema_version(&db), SS_DB_SCHEMA_VERSION);
+    ss_db_close(&db);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+static void test_db_newer_schema_refused(void)
+{
+    char *dir = tu_tempdir("dbnew");
+    char path[600];
+    snprintf(path, sizeof path, "%s/site.db", dir);
+    ss_db db;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_db_open(&db, path, true, &e), 0);
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", SS_DB_SCHEMA_VERSION + 1);
+    CU_ASSERT_EQUAL_FATAL(ss_db_exec(&db, pragma, &e), 0);
+    ss_db_close(&db);
+
+    CU_ASSERT_EQUAL(ss_db_open(&db, path, false, &e), -1);
+    CU_ASSERT_PTR_NULL(db.h);
+    CU_ASSERT_EQUAL(e.code, SS_E_DB);
+    char version[32];
+    snprintf(version, sizeof version, "schema version %d", SS_DB_SCHEMA_VERSION + 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, version));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "newer"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "upgrade sitespool"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, path));
+
+    /* The refused database was left as it was. */
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_step(st), SQLITE_ROW);
+    CU_ASSERT_EQUAL(sqlite3_column_int(st, 0), SS_DB_SCHEMA_VERSION + 1);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
     tu_rm_rf(dir);
     free(dir);
 }
@@ -19,7 +1566,50 @@ static void test_placeholder_site(void)
 int main(void)
 {
     static const tu_test tests[] = {
-        {"a site can be made", test_placeholder_site},
+        {"signature round trip", test_sig_roundtrip},
+        {"signature with CRLF line ends is accepted", test_sig_crlf_line_ends_accepted},
+        {"truncated: each line missing", test_sig_truncated_each_line_missing},
+        {"truncated: no final newline", test_sig_truncated_no_final_newline},
+        {"truncated: cut inside the signature line", test_sig_truncated_inside_line},
+        {"bad base64 in the signature line", test_sig_bad_base64_signature_line},
+        {"bad base64 in the global signature line", test_sig_bad_base64_global_line},
+        {"wrong length of the signature line", test_sig_wrong_length_signature_line},
+        {"wrong length of the global signature line", test_sig_wrong_length_global_line},
+        {"legacy algorithm Ed refused", test_sig_legacy_algorithm_Ed},
+        {"unknown algorithm refused", test_sig_unknown_algorithm},
+        {"key id mismatch names both ids", test_sig_keyid_mismatch_names_both_ids},
+        {"trusted comment over 8192 bytes", test_sig_trusted_comment_too_long},
+        {"trusted comment of exactly 8192 bytes verifies",
+         test_sig_trusted_comment_at_limit_verifies},
+        {"trusted comment with control characters", test_sig_trusted_comment_control_chars},
+        {"missing 'untrusted comment: ' prefix", test_sig_missing_untrusted_prefix},
+        {"missing 'trusted comment: ' prefix", test_sig_missing_trusted_prefix},
+        {"trailing garbage after the global signature", test_sig_trailing_garbage},
+        {"NUL bytes", test_sig_nul_bytes},
+        {"modified trusted comment (BADGLOBAL)", test_sig_modified_trusted_comment},
+        {"modified file (BADSIG)", test_sig_modified_file},
+        {"every prefix and byte flip: refused, never a crash",
+         test_sig_every_prefix_and_byte_flip_never_crashes},
+        {"key id hex matches stock minisign", test_keyid_hex_matches_stock_minisign},
+        {"key id hex is little-endian", test_keyid_hex_is_little_endian},
+        {"public key round trip and parse errors", test_pubkey_roundtrip_and_parse_errors},
+        {"secret key with loose permissions refused", test_seckey_permission_refused},
+        {"password-encrypted secret key refused", test_seckey_password_encrypted_refused},
+        {"damaged secret key refused", test_seckey_damaged_refused},
+        {"1 GiB file signs and verifies in flat memory",
+         test_large_file_signs_and_verifies_in_flat_memory},
+        {"log line shape", test_log_line_shape},
+        {"log control characters become '?'", test_log_control_chars_replaced},
+        {"log rotation replaces .lo_", test_log_rotation_replaces_lo_},
+        {"log rotation with concurrent writers never splits lines",
+         test_log_rotation_concurrent_writers_never_split_lines},
+        {"catalogue ids, ranges and fixed meanings", test_catalogue_ids_ranges_and_fixed_meanings},
+        {"insertion strings render", test_msg_render_insertion_strings},
+        {"report stores, logs and writes STATMSG", test_report_stores_logs_and_statmsg},
+        {"report runs notify_command with the message in its environment",
+         test_report_runs_notify_command_with_environment},
+        {"site.db is WAL at the current schema version", test_db_wal_and_schema_version},
+        {"a newer site.db is refused", test_db_newer_schema_refused},
     };
     return tu_run("keystore", tests, sizeof tests / sizeof tests[0]);
 }

@@ -1,25 +1,497 @@
 /*
- * test_sender.c - CUnit suite for the sender library.
+ * test_sender.c - CUnit suite for the sender library: backoff, packing and
+ * delivery between two real sites, the outbox counts, unreachable peers and
+ * the "nothing of a failed call stays visible" contract of ss_sender_pack.
  */
 #include "testutil.h"
+#include "../../inboxes/fileio.h"
+#include "../../keystore/sigfile.h"
+#include "../../sender/sender.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <utime.h>
+#include <zlib.h>
 
-static void test_placeholder_site(void)
+/* Two sites PS1 -> SS1 in one temporary folder, PS1's sender open. */
+typedef struct fixture {
+    char *dir;
+    tu_site ps, ss;
+    ss_sender snd;
+    char receive[1024], outbox[1024];
+} fixture;
+
+/* Settings are changed in f->ps.conf after opening (the sender reads them
+ * through its pointer): site.conf refuses a key set twice. */
+static void fx_open(fixture *f)
 {
-    char *dir = tu_tempdir("sender");
-    tu_site s;
-    tu_site_make(&s, dir, "PS1", NULL);
-    CU_ASSERT_EQUAL(ss_db_schema_version(&s.db), SS_DB_SCHEMA_VERSION);
-    tu_site_close(&s);
-    tu_rm_rf(dir);
-    free(dir);
+    ss_error e = {0};
+    f->dir = tu_tempdir("sender");
+    tu_site_make(&f->ps, f->dir, "PS1", NULL);
+    tu_site_make(&f->ss, f->dir, "SS1", NULL);
+    snprintf(f->receive, sizeof f->receive, "%s/" SS_DIR_RECEIVE, f->ss.root);
+    snprintf(f->outbox, sizeof f->outbox, "%s/" SS_DIR_OUTBOX "/SS1", f->ps.root);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_add(&f->ps.db, "SS1", f->receive, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        ss_sender_open(&f->snd, f->ps.root, &f->ps.conf, &f->ps.db, &f->ps.rep, true, &e), 0);
+}
+
+static void fx_close(fixture *f)
+{
+    ss_sender_close(&f->snd);
+    tu_site_close(&f->ps);
+    tu_site_close(&f->ss);
+    tu_rm_rf(f->dir);
+    free(f->dir);
+}
+
+/* Verifies dir/<id>.pck + .ins with pk, parses the fields into *in and
+ * checks that the package inflates (with zlib itself) to want/want_len. */
+static void check_pair(const char *dir, const char *id, const ss_pubkey *pk, ss_instr *in,
+                       const void *want, size_t want_len)
+{
+    char pck[1100], ins[1100];
+    snprintf(pck, sizeof pck, "%s/%s.pck", dir, id);
+    snprintf(ins, sizeof ins, "%s/%s.ins", dir, id);
+    ss_sig sig;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_verify_file(pk, pck, ins, &sig, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_instr_parse(in, sig.trusted_comment, &e), 0);
+    CU_ASSERT_STRING_EQUAL(in->id, id);
+    size_t plen = 0;
+    char name[64];
+    snprintf(name, sizeof name, "%s.pck", id);
+    unsigned char *packed = (unsigned char *)tu_read(dir, name, &plen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(packed);
+    uLongf out_len = want_len + 16;
+    unsigned char *out = malloc(out_len);
+    CU_ASSERT_EQUAL(uncompress(out, &out_len, packed, plen), Z_OK);
+    CU_ASSERT_EQUAL(out_len, want_len);
+    CU_ASSERT(out_len == want_len && memcmp(out, want, want_len) == 0);
+    free(out);
+    free(packed);
+}
+
+static int count_plain(const char *dir, const char *suffix)
+{
+    /* tu_count counts dot-names too; count only the names readers pick up. */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "find '%s' -maxdepth 1 -type f ! -name '.*' -name '*%s' | wc -l",
+             dir, suffix);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+/* Makes sure fd 0 is open (a previous failure may have closed it), so a
+ * test can tell whether the code under test closes a descriptor it never
+ * opened. */
+static void ensure_fd0(void)
+{
+    if (fcntl(0, F_GETFD) == -1) {
+        int fd = open("/dev/null", O_RDONLY);
+        CU_ASSERT_EQUAL_FATAL(fd, 0);
+    }
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_backoff_doubles_and_caps(void)
+{
+    ss_conf c;
+    ss_conf_defaults(&c);
+    c.send_retry_interval = 60;
+    c.send_retry_max_interval = 3600;
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 0), 60);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 1), 60);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 2), 120);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 3), 240);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 6), 1920);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 7), 3600); /* 3840 capped */
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 8), 3600);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 1000000), 3600);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, ~0u), 3600);
+    for (unsigned f = 1; f < 64; f++) {
+        unsigned a = ss_sender_backoff(&c, f), b = ss_sender_backoff(&c, f + 1);
+        CU_ASSERT(b == a * 2 || b == 3600);
+        CU_ASSERT(b >= a);
+    }
+    c.send_retry_interval = 1;
+    c.send_retry_max_interval = 2;
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 1), 1);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 2), 2);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 3), 2);
+    c.send_retry_interval = 0; /* treated as one second */
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 1), 1);
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 2), 2);
+    c.send_retry_interval = 7200; /* first wait above the cap: capped */
+    c.send_retry_max_interval = 3600;
+    CU_ASSERT_EQUAL(ss_sender_backoff(&c, 1), 3600);
+}
+
+static void test_pack_deliver_verifies(void)
+{
+    fixture f;
+    fx_open(&f);
+    f.ps.conf.package_lifetime = 3600;
+    ss_error e = {0};
+    static const char a[] = "first payload\n";
+    char *b = malloc(300000);
+    for (size_t i = 0; i < 300000; i++)
+        b[i] = (char)(i * 7 + i / 1000);
+    tu_write(f.dir, "a.txt", a, sizeof a - 1);
+    tu_write(f.dir, "b.bin", b, 300000);
+    tu_write(f.dir, "empty", "", 0);
+    char pa[1024], pb[1024], pe[1024];
+    snprintf(pa, sizeof pa, "%s/a.txt", f.dir);
+    snprintf(pb, sizeof pb, "%s/b.bin", f.dir);
+    snprintf(pe, sizeof pe, "%s/empty", f.dir);
+    ss_send_item items[3] = {
+        {.path = pa, .name = "r\xc3\xa9sum\xc3\xa9 1.txt", .type = SS_TYPE_DATA},
+        {.path = pb, .type = SS_TYPE_DATA},
+        {.path = pe, .type = SS_TYPE_DATA},
+    };
+    int64_t before = ss_now();
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "hman.box", items, 3, &e), 0);
+    int64_t after = ss_now();
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".pck"), 3);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 3);
+    CU_ASSERT_EQUAL(count_plain(f.receive, ""), 0);
+    CU_ASSERT_EQUAL(items[0].size, sizeof a - 1);
+    CU_ASSERT_EQUAL(items[1].size, 300000);
+    CU_ASSERT_EQUAL(items[2].size, 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 3);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4503), 0);
+
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 3);
+    CU_ASSERT_EQUAL(res.queued, 0);
+    CU_ASSERT_FALSE(res.unreachable);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 0);
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 6); /* no temporary names either */
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4500), 3);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4502), 0);
+
+    const void *want[3] = {a, b, ""};
+    size_t want_len[3] = {sizeof a - 1, 300000, 0};
+    const char *names[3] = {"r\xc3\xa9sum\xc3\xa9 1.txt", "b.bin", "empty"};
+    for (int i = 0; i < 3; i++) {
+        ss_instr in;
+        CU_ASSERT_TRUE(ss_id_valid(items[i].id));
+        check_pair(f.receive, items[i].id, &f.ps.pk, &in, want[i], want_len[i]);
+        CU_ASSERT_STRING_EQUAL(in.from, "PS1");
+        CU_ASSERT_STRING_EQUAL(in.to, "SS1");
+        CU_ASSERT_EQUAL(in.type, SS_TYPE_DATA);
+        CU_ASSERT_STRING_EQUAL(in.dest, "hman.box");
+        CU_ASSERT_STRING_EQUAL(in.name, names[i]);
+        CU_ASSERT_EQUAL(in.size, want_len[i]);
+        CU_ASSERT_EQUAL(in.zip, SS_ZIP_ZLIB);
+        CU_ASSERT_EQUAL(in.seq, (uint64_t)i + 1);
+        CU_ASSERT(in.created >= before && in.created <= after);
+        CU_ASSERT_EQUAL(in.expires - in.created, 3600);
+    }
+    /* A signature by another key does not verify. */
+    ss_sig sig;
+    char pck[1100], ins[1100];
+    snprintf(pck, sizeof pck, "%s/%s.pck", f.receive, items[0].id);
+    snprintf(ins, sizeof ins, "%s/%s.ins", f.receive, items[0].id);
+    CU_ASSERT_NOT_EQUAL(ss_verify_file(&f.ss.pk, pck, ins, &sig, &e), 0);
+
+    /* Sequence numbers continue across calls. */
+    ss_send_item more = {.path = pa, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &more, 1, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    ss_instr in;
+    check_pair(f.receive, more.id, &f.ps.pk, &in, a, sizeof a - 1);
+    CU_ASSERT_EQUAL(in.seq, 4);
+    CU_ASSERT_STRING_EQUAL(in.name, "a.txt");
+    free(b);
+    fx_close(&f);
+}
+
+static void test_outbox_info_counts(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    ss_outbox_info q = {.queued = 99, .oldest = 99};
+    /* No outbox yet: nothing queued. */
+    CU_ASSERT_EQUAL(ss_outbox_info_get(f.ps.root, "SS1", &q, &e), 0);
+    CU_ASSERT_EQUAL(q.queued, 0);
+    CU_ASSERT_EQUAL(q.oldest, 0);
+
+    tu_write(f.dir, "x", "xyz", 3);
+    char px[1024];
+    snprintf(px, sizeof px, "%s/x", f.dir);
+    ss_send_item items[3] = {{.path = px, .name = "x1"}, {.path = px, .name = "x2"},
+                             {.path = px, .name = "x3"}};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", items, 3, &e), 0);
+    CU_ASSERT_EQUAL(ss_outbox_info_get(f.ps.root, "SS1", &q, &e), 0);
+    CU_ASSERT_EQUAL(q.queued, 3);
+    int64_t now = ss_now();
+    CU_ASSERT(q.oldest <= now && q.oldest >= now - 5);
+
+    /* The oldest is the smallest instruction mtime. */
+    char name[1200];
+    snprintf(name, sizeof name, "%s/%012d-%s.ins", f.outbox, 2, items[1].id);
+    struct utimbuf ut = {.actime = 1000000000, .modtime = 1000000000};
+    CU_ASSERT_EQUAL(utime(name, &ut), 0);
+    CU_ASSERT_EQUAL(ss_outbox_info_get(f.ps.root, "SS1", &q, &e), 0);
+    CU_ASSERT_EQUAL(q.queued, 3);
+    CU_ASSERT_EQUAL(q.oldest, 1000000000);
+
+    /* Temporary names, stray packages and the lock are not queued pairs. */
+    tu_write(f.outbox, ".000000000009-0123456789abcdef0123456789abcdef.ins.1234.tmp", "t", 1);
+    tu_write(f.outbox, "000000000009-0123456789abcdef0123456789abcdef.ins.tmp", "t", 1);
+    tu_write(f.outbox, "000000000010-0123456789abcdef0123456789abcdee.pck", "t", 1);
+    CU_ASSERT_EQUAL(ss_outbox_info_get(f.ps.root, "SS1", &q, &e), 0);
+    CU_ASSERT_EQUAL(q.queued, 3);
+
+    /* Another peer's outbox is separate. */
+    CU_ASSERT_EQUAL(ss_outbox_info_get(f.ps.root, "SS2", &q, &e), 0);
+    CU_ASSERT_EQUAL(q.queued, 0);
+    fx_close(&f);
+}
+
+static void test_unreachable_then_back(void)
+{
+    fixture f;
+    fx_open(&f);
+    f.ps.conf.send_retry_interval = 10;
+    f.ps.conf.send_retry_max_interval = 100;
+    ss_error e = {0};
+    char away[1100];
+    snprintf(away, sizeof away, "%s.away", f.receive);
+    CU_ASSERT_EQUAL_FATAL(rename(f.receive, away), 0);
+
+    tu_write(f.dir, "x", "payload", 7);
+    char px[1024];
+    snprintf(px, sizeof px, "%s/x", f.dir);
+    ss_send_item items[2] = {{.path = px, .name = "one"}, {.path = px, .name = "two"}};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", items, 2, &e), 0);
+    ss_deliver_result res;
+    for (unsigned attempt = 1; attempt <= 3; attempt++) {
+        int64_t t0 = ss_now();
+        CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+        CU_ASSERT_TRUE(res.unreachable);
+        CU_ASSERT_EQUAL(res.delivered, 0);
+        CU_ASSERT_EQUAL(res.queued, 2);
+        ss_peer p;
+        CU_ASSERT_EQUAL(ss_peer_get(&f.ps.db, "SS1", &p, &e), 1);
+        CU_ASSERT_EQUAL(p.failures, attempt);
+        CU_ASSERT_PTR_NOT_NULL(strstr(p.last_error, "No such file"));
+        int64_t wait = p.next_attempt - t0;
+        unsigned want = ss_sender_backoff(&f.ps.conf, attempt);
+        CU_ASSERT(wait >= (int64_t)want && wait <= (int64_t)want + 2);
+    }
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4501), 3);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 2);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".pck"), 2);
+
+    CU_ASSERT_EQUAL_FATAL(rename(away, f.receive), 0);
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_FALSE(res.unreachable);
+    CU_ASSERT_EQUAL(res.delivered, 2);
+    CU_ASSERT_EQUAL(res.queued, 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4502), 1);
+    ss_peer p;
+    CU_ASSERT_EQUAL(ss_peer_get(&f.ps.db, "SS1", &p, &e), 1);
+    CU_ASSERT_EQUAL(p.failures, 0);
+    CU_ASSERT_STRING_EQUAL(p.last_error, "");
+    CU_ASSERT(p.last_success > 0);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 0);
+    for (int i = 0; i < 2; i++) {
+        ss_instr in;
+        check_pair(f.receive, items[i].id, &f.ps.pk, &in, "payload", 7);
+        CU_ASSERT_EQUAL(in.seq, (uint64_t)i + 1);
+    }
+    /* Nothing queued: delivering again is a no-op. */
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 0);
+    CU_ASSERT_FALSE(res.unreachable);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4502), 1);
+    fx_close(&f);
+}
+
+static void test_unknown_peer_is_an_error(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    ss_deliver_result res;
+    CU_ASSERT_NOT_EQUAL(ss_sender_deliver(&f.snd, "XX9", &res, &e), 0);
+    CU_ASSERT_EQUAL(e.code, SS_E_NOENT);
+    fx_close(&f);
+}
+
+static void test_unsigned_one_line(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_sender_close(&f.snd);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(
+        ss_sender_open(&f.snd, f.ps.root, &f.ps.conf, &f.ps.db, &f.ps.rep, false, &e), 0);
+    tu_write(f.dir, "u.txt", "unsigned\n", 9);
+    char pu[1024];
+    snprintf(pu, sizeof pu, "%s/u.txt", f.dir);
+    ss_send_item it = {.path = pu};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &it, 1, &e), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4503), 1);
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    char name[64];
+    snprintf(name, sizeof name, "%s.ins", it.id);
+    size_t len = 0;
+    char *text = tu_read(f.receive, name, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_EQUAL(strncmp(text, "sitespool/1 id=", 15), 0);
+    CU_ASSERT(len > 0 && text[len - 1] == '\n');
+    CU_ASSERT_PTR_EQUAL(strchr(text, '\n'), text + len - 1); /* exactly one line */
+    CU_ASSERT_FALSE(ss_sig_looks_signed(text, len));
+    text[len - 1] = '\0';
+    ss_instr in;
+    CU_ASSERT_EQUAL(ss_instr_parse(&in, text, &e), 0);
+    CU_ASSERT_STRING_EQUAL(in.id, it.id);
+    CU_ASSERT_STRING_EQUAL(in.name, "u.txt");
+    CU_ASSERT_EQUAL(in.size, 9);
+    free(text);
+    fx_close(&f);
+}
+
+/* ss_sender_pack: "On failure nothing of the failed call stays visible in
+ * the outbox", whichever item fails and however the items are batched. */
+static void pack_failure_case(unsigned batch_max, size_t n_before_bad)
+{
+    fixture f;
+    fx_open(&f);
+    f.ps.conf.batch_max = batch_max;
+    ss_error e = {0};
+    tu_write(f.dir, "good", "good", 4);
+    char good[1024], bad[1024];
+    snprintf(good, sizeof good, "%s/good", f.dir);
+    snprintf(bad, sizeof bad, "%s/missing", f.dir);
+    ss_send_item items[8];
+    memset(items, 0, sizeof items);
+    for (size_t i = 0; i < n_before_bad; i++)
+        items[i].path = good;
+    items[n_before_bad].path = bad;
+    items[n_before_bad + 1].path = good;
+    /* fd 0 belongs to the caller: a failed pack must not close it. */
+    ensure_fd0();
+    CU_ASSERT_NOT_EQUAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", items, n_before_bad + 2, &e),
+                        0);
+    CU_ASSERT_NOT_EQUAL(fcntl(0, F_GETFD), -1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4505), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 0);
+    CU_ASSERT_EQUAL(tu_count(f.outbox, ".pck"), 0);
+    CU_ASSERT_EQUAL(tu_count(f.outbox, ".ins"), 0);
+    CU_ASSERT_EQUAL(tu_count(f.outbox, ".tmp"), 0);
+    ss_outbox_info q;
+    CU_ASSERT_EQUAL(ss_outbox_info_get(f.ps.root, "SS1", &q, &e), 0);
+    CU_ASSERT_EQUAL(q.queued, 0);
+    /* A later call still works; a reserved number may be skipped, never reused. */
+    ss_send_item ok = {.path = good};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &ok, 1, &e), 0);
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 1);
+    ss_instr in;
+    check_pair(f.receive, ok.id, &f.ps.pk, &in, "good", 4);
+    CU_ASSERT(in.seq > n_before_bad + 2);
+    fx_close(&f);
+}
+
+static void test_pack_failure_first_item(void)
+{
+    pack_failure_case(256, 0);
+}
+
+static void test_pack_failure_same_batch(void)
+{
+    pack_failure_case(256, 2);
+}
+
+static void test_pack_failure_later_batch(void)
+{
+    pack_failure_case(2, 3);
+}
+
+/* A queued instruction whose package is gone cannot be delivered: it is
+ * set aside (4506) so it cannot block the queue, without touching
+ * descriptors that were never opened. */
+static void test_deliver_missing_package(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    tu_write(f.dir, "x", "x", 1);
+    char px[1024], pck[1200];
+    snprintf(px, sizeof px, "%s/x", f.dir);
+    ss_send_item it = {.path = px};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &it, 1, &e), 0);
+    snprintf(pck, sizeof pck, "%s/%012d-%s.pck", f.outbox, 1, it.id);
+    CU_ASSERT_EQUAL_FATAL(unlink(pck), 0);
+    ensure_fd0();
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_NOT_EQUAL(fcntl(0, F_GETFD), -1);
+    CU_ASSERT_FALSE(res.unreachable);
+    CU_ASSERT_EQUAL(res.delivered, 0);
+    CU_ASSERT_EQUAL(res.queued, 0);
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0); /* no temporary file left either */
+    CU_ASSERT_EQUAL(tu_count(f.outbox, ".ins"), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4506), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4501), 0);
+    fx_close(&f);
+}
+
+static void test_pack_refuses_bad_names(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    tu_write(f.dir, "g", "g", 1);
+    char g[1024];
+    snprintf(g, sizeof g, "%s/g", f.dir);
+    const char *bad[] = {".hidden", "a/b", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ss_send_item it = {.path = g, .name = bad[i]};
+        CU_ASSERT_NOT_EQUAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &it, 1, &e), 0);
+    }
+    /* A directory is not a file to send. */
+    ss_send_item d = {.path = f.dir};
+    CU_ASSERT_NOT_EQUAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &d, 1, &e), 0);
+    CU_ASSERT_EQUAL(tu_count(f.outbox, ".ins"), 0);
+    CU_ASSERT_EQUAL(tu_count(f.outbox, ".pck"), 0);
+    fx_close(&f);
 }
 
 int main(void)
 {
     static const tu_test tests[] = {
-        {"a site can be made", test_placeholder_site},
+        {"backoff doubles and caps", test_backoff_doubles_and_caps},
+        {"pack + deliver produce verifiable pairs", test_pack_deliver_verifies},
+        {"outbox info counts queued pairs", test_outbox_info_counts},
+        {"unreachable peer keeps pairs, then delivers", test_unreachable_then_back},
+        {"unknown peer is an error", test_unknown_peer_is_an_error},
+        {"unsigned instruction is one line", test_unsigned_one_line},
+        {"failed pack (first item) leaves nothing", test_pack_failure_first_item},
+        {"failed pack (same batch) leaves nothing", test_pack_failure_same_batch},
+        {"failed pack (later batch) leaves nothing", test_pack_failure_later_batch},
+        {"pack refuses bad names and directories", test_pack_refuses_bad_names},
+        {"deliver with a missing package closes nothing", test_deliver_missing_package},
     };
     return tu_run("sender", tests, sizeof tests / sizeof tests[0]);
 }

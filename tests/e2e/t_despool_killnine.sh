@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Exactly once under kill -9: 1,000 small pairs in SS1's receive, the
+# despooler (daemon and --once, alternately) killed with SIGKILL at random
+# moments and restarted until receive is empty; then every payload must be
+# in incoming exactly once, under its own name, with nothing left over, and
+# the ledger must hold exactly 1,000 rows.
+. "$(dirname "$0")/lib.sh"
+N=${KILLNINE_PAIRS:-1000}
+# batch_max = 50 (a site.conf setting; default 256) puts more batch
+# commits, renames and removals inside the kill windows.
+mksite PS1; mksite SS1 "batch_max = 50"; pair PS1 SS1
+mkdir "$T/src"
+for i in $(seq 1 "$N"); do
+  printf 'seq %d %s\n' "$i" "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$T/src/p$i.txt"
+done
+"$S" -C "$T/PS1" send --to SS1 "$T/src"/* >/dev/null
+R=$(receive SS1); I=$(incoming SS1)
+assert_eq "$(find "$R" -name '*.ins' | wc -l)" "$N" "$N instructions in receive"
+assert_eq "$(find "$R" -name '*.pck' | wc -l)" "$N" "$N packages in receive"
+pass "$N pairs queued and delivered into SS1's receive"
+
+left() { find "$R" -maxdepth 1 -name '*.ins' | wc -l; }
+kills=0 midway=0 round=0 prev=$N
+while [ "$(left)" -gt 0 ]; do
+  round=$((round + 1))
+  [ "$round" -le 400 ] || fail "receive not empty after 400 rounds"
+  if [ $((round % 2)) = 1 ]; then
+    "$S" -C "$T/SS1" despool >>"$T/daemon.out" 2>&1 &
+  else
+    "$S" -C "$T/SS1" despool --once >>"$T/once.out" 2>&1 &
+  fi
+  pid=$!
+  sleep "$(printf '0.%03d' $((50 + RANDOM % 451)))"
+  if kill -KILL "$pid" 2>/dev/null; then
+    kills=$((kills + 1))
+  fi
+  wait "$pid" 2>/dev/null || true
+  now=$(left)
+  # Killed while it was working through receive (some delivered, some left).
+  if [ "$now" -gt 0 ] && [ "$now" -lt "$prev" ]; then midway=$((midway + 1)); fi
+  prev=$now; [ -z "${KN_DEBUG:-}" ] || echo "# round $round left $now"
+done
+echo "# $round rounds, $kills SIGKILLs, $midway of them in the middle of the work"
+[ "$kills" -ge 5 ] || fail "only $kills kills landed; the test did not test anything"
+[ "$midway" -ge 2 ] || fail "only $midway kills landed in the middle of the work"
+
+# One clean run: finishes anything staged but not yet published.
+despool_once SS1 >/dev/null
+
+# Every payload exactly once, by name and by content.
+assert_eq "$(count_all "$R")" 0 "receive empty"
+assert_eq "$(count_all "$(rejected SS1)")" 0 "nothing rejected"
+leftovers=$(find "$T/SS1/inboxes" -name '.sitespool-*' -o -name '*.tmp' | head -n 5)
+[ -z "$leftovers" ] || fail "temporary files left: $leftovers"
+assert_eq "$(count_all "$I")" "$N" "files in incoming"
+python3 - "$T/src" "$I" <<'PY' || fail "incoming does not hold every payload exactly once"
+import collections, os, sys
+src, inc = sys.argv[1], sys.argv[2]
+want = {n: open(os.path.join(src, n), 'rb').read() for n in os.listdir(src)}
+got = {n: open(os.path.join(inc, n), 'rb').read() for n in os.listdir(inc)}
+extra = sorted(set(got) - set(want))
+missing = sorted(set(want) - set(got))
+if extra or missing:
+    print("extra names:", extra[:10], "missing names:", missing[:10]); sys.exit(1)
+bad = [n for n in want if got[n] != want[n]]
+if bad:
+    print("content differs:", bad[:10]); sys.exit(1)
+dups = [c for c, k in collections.Counter(got.values()).items() if k > 1]
+if dups:
+    print("duplicate contents:", dups[:3]); sys.exit(1)
+PY
+pass "all $N payloads in incoming exactly once, under their own names, no leftovers"
+assert_eq "$(ledger_count SS1)" "$N" "ledger rows"
+assert_eq "$(sqlite3 -readonly "$T/SS1/site.db" "SELECT count(DISTINCT path) FROM ledger WHERE outcome='delivered'")" \
+  "$N" "distinct delivered paths in the ledger"
+assert_eq "$(status_count SS1 4400)" "$N" "4400 messages (stored with the ledger rows)"
+echo "# $(status_count SS1 4402) leftover pairs of delivered instructions removed as duplicates (4402);" \
+  "$(grep -c 'interrupted by a restart' "$T/SS1/logs/despool.log" || true) deliveries finished after a restart"
+pass "ledger holds exactly $N deliveries after $kills SIGKILLs"
