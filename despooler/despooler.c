@@ -86,6 +86,8 @@ static int db_step_done(ss_despooler *d, sqlite3_stmt *st, const char *what)
 /* The pair left receive: forget its backlog warnings and hold notes. */
 static void forget_backlog(ss_despooler *d, const char *base)
 {
+    if (!d->notes_pending)
+        return;
     sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM backlog WHERE name IN (?1||'.ins', "
                                             "?1||'.pck')", NULL);
     if (st) {
@@ -206,6 +208,8 @@ static int load_work(ss_despooler *d, const char *ins_name, work *w, ss_error *e
 
 static void retry_forget(ss_despooler *d, const char *id)
 {
+    if (!d->retries_pending)
+        return;
     sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM retries WHERE id=?", NULL);
     if (st) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -317,10 +321,40 @@ static enum outcome key_changed(ss_despooler *d, const work *w, const char *trus
     return hold(d, w, reason);
 }
 
-/* Finds and checks the key, then authenticates the instruction fields. */
+static const ss_keyrec *usable_cached(const ss_despooler *d, const work *w)
+{
+    for (int i = 0; i < d->nusable; i++)
+        if (!strcmp(d->usable[i].site, w->in.from) &&
+            !memcmp(d->usable[i].keyid, w->sig.keyid, SS_KEYID_BYTES))
+            return &d->usable[i].key;
+    return NULL;
+}
+
+static void usable_remember(ss_despooler *d, const work *w, const ss_keyrec *key)
+{
+    if (w->in.type != SS_TYPE_DATA || d->nusable >= (int)(sizeof d->usable / sizeof d->usable[0]))
+        return;
+    snprintf(d->usable[d->nusable].site, sizeof d->usable[0].site, "%s", w->in.from);
+    memcpy(d->usable[d->nusable].keyid, w->sig.keyid, SS_KEYID_BYTES);
+    d->usable[d->nusable++].key = *key;
+}
+
+/* Finds and checks the key, then authenticates the instruction fields.
+ * Within a batch's data pass a (site, key) found usable once is not looked
+ * up again: revocations, blocks and approvals take effect from the next
+ * batch, milliseconds later. */
 static enum outcome authenticate(ss_despooler *d, work *w, const char *base, ss_keyrec *key)
 {
     ss_error e = {0};
+    const ss_keyrec *cached = usable_cached(d, w);
+    if (cached) {
+        *key = *cached;
+        if (ss_sig_verify_comment(&w->sig, &key->pk, &e) != 0) {
+            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
+            return OUT_DONE;
+        }
+        return OUT_STAGED;
+    }
     char blocked_by[SS_KEYID_HEX + 1], reason[160];
     /* A blocked site's data waits; its rollover may be what unblocks it. */
     if (w->in.type == SS_TYPE_DATA && ss_site_blocked(d->db, w->in.from, blocked_by)) {
@@ -360,13 +394,11 @@ static enum outcome authenticate(ss_despooler *d, work *w, const char *base, ss_
         return OUT_DONE;
     }
     retry_forget(d, w->in.id);
-    ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
-            "Verifying signature for instruction %s from site %s with key %s", w->ins_name,
-            w->in.from, w->keyid);
     if (ss_sig_verify_comment(&w->sig, &key->pk, &e) != 0) {
         QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
         return OUT_DONE;
     }
+    usable_remember(d, w, key);
     return OUT_STAGED;
 }
 
@@ -524,14 +556,33 @@ static int stream_package(int pck_fd, const work *w, struct unpack_sink *sink,
     return 0;
 }
 
+/* A descriptor of inboxes/<dest>/incoming for one staged item (a dup of the
+ * batch's cached one, so each item can close its own). */
 static int open_dest(ss_despooler *d, const char *dest, ss_error *e)
 {
+    for (int i = 0; i < d->ndests; i++)
+        if (!strcmp(d->dests[i].dest, dest))
+            return dup(d->dests[i].fd);
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/inboxes/%s/incoming", d->root, dest) >= (int)sizeof path)
         return ss_err(e, SS_E_TOOBIG, "path too long");
     if (ss_mkdirs(path, 0750, e) != 0)
         return -1;
-    return ss_open_dir(path, e);
+    int fd = ss_open_dir(path, e);
+    if (fd >= 0 && d->ndests < (int)(sizeof d->dests / sizeof d->dests[0])) {
+        snprintf(d->dests[d->ndests].dest, sizeof d->dests[0].dest, "%s", dest);
+        d->dests[d->ndests++].fd = fd;
+        return dup(fd);
+    }
+    return fd;
+}
+
+static void forget_batch_caches(ss_despooler *d)
+{
+    for (int i = 0; i < d->ndests; i++)
+        close(d->dests[i].fd);
+    d->ndests = 0;
+    d->nusable = 0;
 }
 
 /* Opens the package; OUT_STAGED with *fd set, or the outcome to return. */
@@ -836,7 +887,7 @@ static enum outcome process_one(ss_despooler *d, work *w)
     memset(&key, 0, sizeof key);
     base_of(w->ins_name, base, sizeof base);
     /* Revocation is checked before anything else. */
-    if (w->is_signed && ss_key_is_revoked(d->db, w->keyid)) {
+    if (w->is_signed && !usable_cached(d, w) && ss_key_is_revoked(d->db, w->keyid)) {
         QUARANTINE(d, base, 4421, w->in.id, w->in.from, w->keyid);
         return OUT_DONE;
     }
@@ -851,8 +902,12 @@ static enum outcome process_one(ss_despooler *d, work *w)
         return OUT_DONE;
     }
     enum outcome o = OUT_STAGED;
-    if (w->is_signed)
+    if (w->is_signed) {
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                "Verifying signature for instruction %s from site %s with key %s", w->ins_name,
+                w->in.from, w->keyid);
         o = authenticate(d, w, base, &key);
+    }
     if (o == OUT_STAGED)
         o = check_fields(d, w, base);
     if (o != OUT_STAGED)
@@ -1070,17 +1125,17 @@ static int type_rank(const work *w)
 static int process_batch(ss_despooler *d, struct dirent **names, int count, work *batch,
                          ss_error *e)
 {
-    size_t n = 0;
+    size_t n = 0, rejected_before = d->stats.rejected;
     for (int i = 0; i < count; i++)
         if (ins_name_valid(d, names[i]->d_name) && load_or_reject(d, names[i]->d_name, &batch[n]))
             n++;
     int rc = 0;
     for (int pass = 0; pass < 2; pass++) {
+        d->nusable = 0; /* key instructions of pass 0 may change what is usable */
         for (size_t i = 0; i < n; i++) {
             if (type_rank(&batch[i]) != pass)
                 continue;
             if (process_one(d, &batch[i]) != OUT_STAGED) {
-                batch[i].dest_fd = batch[i].dest_fd >= 0 ? batch[i].dest_fd : -1;
                 ss_atomic_abort(&batch[i].out);
                 if (batch[i].dest_fd >= 0)
                     close(batch[i].dest_fd);
@@ -1090,8 +1145,10 @@ static int process_batch(ss_despooler *d, struct dirent **names, int count, work
     }
     rc = commit_batch(d, batch, n, e);
     release_batch(batch, n);
+    forget_batch_caches(d);
     (void)ss_fsync_dirfd(d->receive_fd, NULL);
-    (void)ss_fsync_dirfd(d->rejected_fd, NULL);
+    if (d->stats.rejected != rejected_before)
+        (void)ss_fsync_dirfd(d->rejected_fd, NULL);
     return rc;
 }
 
@@ -1227,6 +1284,16 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
 {
     size_t before = d->stats.delivered + d->stats.rejected + d->stats.duplicates;
     d->stats.waiting = 0;
+    sqlite3_stmt *q = ss_db_prepare(d->db,
+                                    "SELECT EXISTS(SELECT 1 FROM retries), EXISTS(SELECT 1 FROM "
+                                    "backlog) OR EXISTS(SELECT 1 FROM holds)",
+                                    NULL);
+    d->retries_pending = d->notes_pending = true; /* if in doubt, clean up */
+    if (q && sqlite3_step(q) == SQLITE_ROW) {
+        d->retries_pending = sqlite3_column_int(q, 0) != 0;
+        d->notes_pending = sqlite3_column_int(q, 1) != 0;
+    }
+    sqlite3_finalize(q);
     if (ss_hman_scan(&d->keys, NULL, force_add, d, e) < 0)
         ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "hman.box: %s", e->msg);
     recheck_waiting_keys(d);

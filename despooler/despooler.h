@@ -57,6 +57,23 @@ typedef struct ss_despooler {
     /* Sites whose key just arrived: their waiting instructions retry now. */
     char force[SS_FORCE_MAX][SS_SITE_CODE_MAX + 1];
     int nforce;
+    /* Per scan: whether retry, backlog and hold rows exist at all, so the
+     * common case does not pay for deletes of rows that are not there. */
+    bool retries_pending;
+    bool notes_pending;
+    /* Per batch (data pass): keys already found usable for a site, and the
+     * destination folders already opened. */
+    struct {
+        char site[SS_SITE_CODE_MAX + 1];
+        unsigned char keyid[8];
+        ss_keyrec key;
+    } usable[8];
+    int nusable;
+    struct {
+        char dest[40];
+        int fd;
+    } dests[8];
+    int ndests;
     ss_despool_stats stats;
 } ss_despooler;
 

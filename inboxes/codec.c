@@ -62,6 +62,16 @@ int ss_deflater_finish(ss_deflater *d, ss_sink_fn sink, void *ctx, ss_error *e)
     return deflate_pump(d, Z_FINISH, sink, ctx, e);
 }
 
+int ss_deflater_reset(ss_deflater *d, ss_error *e)
+{
+    d->in_bytes = d->out_bytes = 0;
+    if (d->zip == SS_ZIP_NONE)
+        return 0;
+    if (deflateReset(&d->z) != Z_OK)
+        return ss_err(e, SS_E_ZLIB, "cannot reset zlib compression");
+    return 0;
+}
+
 void ss_deflater_free(ss_deflater *d)
 {
     if (d->out) {

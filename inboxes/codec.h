@@ -37,6 +37,9 @@ int ss_deflater_init(ss_deflater *d, enum ss_zip zip, int level, ss_error *e);
 int ss_deflater_feed(ss_deflater *d, const void *in, size_t len, ss_sink_fn sink, void *ctx,
                      ss_error *e);
 int ss_deflater_finish(ss_deflater *d, ss_sink_fn sink, void *ctx, ss_error *e);
+/* Makes a finished deflater ready for the next stream without reallocating
+ * zlib's state (a fresh deflateInit costs more than packing a small file). */
+int ss_deflater_reset(ss_deflater *d, ss_error *e);
 void ss_deflater_free(ss_deflater *d);
 
 typedef struct ss_inflater {

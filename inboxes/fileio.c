@@ -47,10 +47,8 @@ int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat
         return ss_err(e, SS_E_TOOBIG, "%s is %lld bytes, more than the limit of %llu", name,
                       (long long)st->st_size, (unsigned long long)max_bytes);
     }
-    /* Back to blocking reads now that we know it is a regular file. */
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0)
-        (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    /* O_NONBLOCK only kept a fifo from blocking the open; regular files
+     * ignore it, so there is nothing to undo. */
     return fd;
 }
 
@@ -225,8 +223,10 @@ int ss_atomic_begin_named(ss_atomic *a, int dirfd, const char *name, const char 
     if (snprintf(a->final, sizeof a->final, "%s", name) >= (int)sizeof a->final ||
         snprintf(a->tmp, sizeof a->tmp, "%s", tmp_name) >= (int)sizeof a->tmp)
         return ss_err(e, SS_E_TOOBIG, "file name too long: %s", name);
-    (void)unlinkat(dirfd, a->tmp, 0);
-    a->fd = openat(dirfd, a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    a->fd = openat(dirfd, a->tmp, flags, mode);
+    if (a->fd < 0 && errno == EEXIST && unlinkat(dirfd, a->tmp, 0) == 0)
+        a->fd = openat(dirfd, a->tmp, flags, mode); /* a stale one from a crash */
     if (a->fd < 0) {
         a->tmp[0] = '\0';
         return ss_err_sys(e, "cannot create temporary file for %s", name);

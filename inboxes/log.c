@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@ static int log_reopen(ss_log *l)
         return -1;
     struct stat st;
     l->ino = fstat(l->fd, &st) == 0 ? st.st_ino : 0;
+    l->size_estimate = fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    l->lines_since_check = 0;
     return 0;
 }
 
@@ -55,17 +58,24 @@ void ss_log_rotated_name(const char *path, char *out, size_t len)
 }
 
 /* Renames a full log to .lo_; the flock makes concurrent writers agree on
- * who rotates, and the inode check makes the others just reopen. */
+ * who rotates, and the inode check makes the others just reopen.  The file
+ * is only looked at every 32 lines or when this writer's own count says it
+ * is full, so a busy despooler does not pay two stat calls per line. */
 static void log_rotate_if_full(ss_log *l, size_t incoming)
 {
     struct stat path_st, fd_st;
+    bool full = l->max_bytes && l->size_estimate + incoming > l->max_bytes;
+    if (!full && ++l->lines_since_check < 32)
+        return;
+    l->lines_since_check = 0;
     if (stat(l->path, &path_st) != 0 || path_st.st_ino != l->ino) {
         (void)log_reopen(l);
         if (l->fd < 0)
             return;
     }
-    if (l->max_bytes == 0 || fstat(l->fd, &fd_st) != 0 ||
-        (uint64_t)fd_st.st_size + incoming <= l->max_bytes)
+    if (fstat(l->fd, &fd_st) == 0)
+        l->size_estimate = (uint64_t)fd_st.st_size;
+    if (l->max_bytes == 0 || l->size_estimate + incoming <= l->max_bytes)
         return;
     if (flock(l->fd, LOCK_EX) != 0)
         return;
@@ -111,6 +121,8 @@ void ss_log_text(ss_log *l, const char *text)
         do {
             w = write(l->fd, line, n);
         } while (w < 0 && errno == EINTR);
+        if (w > 0)
+            l->size_estimate += (uint64_t)w;
     }
 }
 

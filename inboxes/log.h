@@ -28,6 +28,8 @@
 typedef struct ss_log {
     int fd;
     ino_t ino;
+    uint64_t size_estimate; /* bytes in the file as far as this writer knows */
+    unsigned lines_since_check;
     uint64_t max_bytes;
     char path[PATH_MAX];
     char component[48];

@@ -76,6 +76,7 @@ int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_d
     snprintf(r->root, sizeof r->root, "%s", root);
     r->conf = conf;
     r->db = db;
+    gethostname(r->host, sizeof r->host - 1);
     for (int i = 0; i < SS_COMP_COUNT; i++)
         r->logs[i].fd = -1;
     for (int i = 0; i < SS_COMP_COUNT; i++) {
@@ -151,8 +152,7 @@ static void log_statmsg(ss_reporter *r, const ss_msgdef *def, int nistr,
                         const char *const istr[])
 {
     char line[SS_LOG_LINE_MAX];
-    char host[64] = "";
-    gethostname(host, sizeof host - 1);
+    const char *host = r->host;
     int n = snprintf(line, sizeof line,
                      "STATMSG: ID=%d SEV=%c LEV=M SOURCE=\"SITESPOOL\" COMP=\"%s\" SYS=%s "
                      "SITE=%s PID=%d",

@@ -44,6 +44,7 @@ typedef struct ss_reporter {
     ss_db *db;
     ss_log logs[SS_COMP_COUNT];
     bool stderr_echo; /* also print messages on stderr (interactive commands) */
+    char host[64];    /* SYS= in STATMSG lines */
 } ss_reporter;
 
 int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db,

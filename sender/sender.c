@@ -79,6 +79,11 @@ void ss_sender_close(ss_sender *s)
 {
     ss_seckey_free(s->sk);
     s->sk = NULL;
+    if (s->deflater_ready)
+        ss_deflater_free(&s->deflater);
+    s->deflater_ready = false;
+    free(s->buf);
+    s->buf = NULL;
 }
 
 unsigned ss_sender_backoff(const ss_conf *conf, unsigned failures)
@@ -134,30 +139,38 @@ static int open_input(const char *path, ss_error *e)
 }
 
 /* Streams one input (in_fd, or data when in_fd < 0) into pck: deflate and
- * hash in one pass. */
-static int pack_payload(int in_fd, const ss_send_item *it, ss_atomic *pck, const ss_conf *conf,
+ * hash in one pass, with the sender's reused zlib state and buffer. */
+static int pack_payload(ss_sender *s, int in_fd, const ss_send_item *it, ss_atomic *pck,
                         enum ss_zip zip, unsigned char hash[SS_HASH_BYTES], uint64_t *size,
                         ss_error *e)
 {
     struct pack_sink ps = {.fd = pck->fd};
     ss_hash_init(&ps.hash);
-    ss_deflater d;
-    if (ss_deflater_init(&d, zip, conf->compression_level, e) != 0)
-        return -1;
-    unsigned char *buf = malloc(READ_CHUNK);
-    int rc = buf ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
+    ss_deflater *d = &s->deflater;
+    int rc = 0;
+    if (!s->buf && !(s->buf = malloc(READ_CHUNK)))
+        return ss_err(e, SS_E_NOMEM, "out of memory");
+    if (!s->deflater_ready) {
+        rc = ss_deflater_init(d, zip, s->conf->compression_level, e);
+        s->deflater_ready = rc == 0;
+    } else {
+        rc = ss_deflater_reset(d, e);
+    }
     ssize_t n = 0;
     if (in_fd < 0 && rc == 0)
-        rc = ss_deflater_feed(&d, it->data, it->data_len, pack_sink_write, &ps, e);
-    while (in_fd >= 0 && rc == 0 && (n = ss_read_full(in_fd, buf, READ_CHUNK, e)) > 0)
-        rc = ss_deflater_feed(&d, buf, (size_t)n, pack_sink_write, &ps, e);
+        rc = ss_deflater_feed(d, it->data, it->data_len, pack_sink_write, &ps, e);
+    while (in_fd >= 0 && rc == 0 && (n = ss_read_full(in_fd, s->buf, READ_CHUNK, e)) > 0)
+        rc = ss_deflater_feed(d, s->buf, (size_t)n, pack_sink_write, &ps, e);
     if (rc == 0 && n < 0)
         rc = -1;
     if (rc == 0)
-        rc = ss_deflater_finish(&d, pack_sink_write, &ps, e);
-    *size = d.in_bytes;
-    ss_deflater_free(&d);
-    free(buf);
+        rc = ss_deflater_finish(d, pack_sink_write, &ps, e);
+    *size = d->in_bytes;
+    if (rc != 0 && s->deflater_ready) {
+        /* A failed stream leaves zlib mid-way: start clean next time. */
+        ss_deflater_free(d);
+        s->deflater_ready = false;
+    }
     if (rc == 0)
         ss_hash_final(&ps.hash, hash);
     return rc;
@@ -222,7 +235,7 @@ static int pack_one(ss_sender *s, int outbox_fd, const char *to, const char *des
     unsigned char hash[SS_HASH_BYTES];
     int rc = ss_atomic_begin(pck, outbox_fd, final, 0640, e);
     if (rc == 0)
-        rc = pack_payload(in_fd, it, pck, s->conf, in.zip, hash, &in.size, e);
+        rc = pack_payload(s, in_fd, it, pck, in.zip, hash, &in.size, e);
     if (in_fd >= 0)
         close(in_fd);
     if (rc == 0)
@@ -347,8 +360,44 @@ static int copy_to_peer(int outbox_fd, const char *src, int peer_fd, const char 
     return rc;
 }
 
-static int deliver_batch(int outbox_fd, int peer_fd, struct wire_pair *pairs, size_t n,
-                         ss_error *e)
+/* True when the package already reached the peer (an earlier delivery by
+ * rename stopped between the package and its instruction). */
+static bool package_at_peer(int outbox_fd, int peer_fd, const struct wire_pair *p)
+{
+    char src[160], wire[64];
+    snprintf(src, sizeof src, "%s.pck", p->queued);
+    snprintf(wire, sizeof wire, "%s.pck", pair_id(p->queued));
+    return faccessat(outbox_fd, src, F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+           faccessat(peer_fd, wire, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Same filesystem: the queued files, already durable, are renamed into the
+ * peer's inbox - no copy, no unlink, and a pair is never in both places. */
+static int deliver_batch_by_rename(int outbox_fd, int peer_fd, struct wire_pair *pairs,
+                                   size_t n, ss_error *e)
+{
+    static const char *const exts[] = {"pck", "ins"}; /* packages first */
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < n; i++) {
+            char src[160], wire[64];
+            if (k == 0 && package_at_peer(outbox_fd, peer_fd, &pairs[i]))
+                continue;
+            snprintf(src, sizeof src, "%s.%s", pairs[i].queued, exts[k]);
+            snprintf(wire, sizeof wire, "%s.%s", pair_id(pairs[i].queued), exts[k]);
+            if (renameat(outbox_fd, src, peer_fd, wire) != 0)
+                return ss_err_sys(e, "cannot move %s into the peer's inbox", src);
+        }
+    }
+    if (ss_fsync_dirfd(peer_fd, e) != 0)
+        return -1;
+    return ss_fsync_dirfd(outbox_fd, e);
+}
+
+/* Another filesystem (a mounted share): copy under temporary names, one
+ * flush for the batch, rename packages then instructions, then remove the
+ * queued files. */
+static int deliver_batch_by_copy(int outbox_fd, int peer_fd, struct wire_pair *pairs, size_t n,
+                                 ss_error *e)
 {
     int rc = 0;
     size_t copied = 0;
@@ -358,7 +407,8 @@ static int deliver_batch(int outbox_fd, int peer_fd, struct wire_pair *pairs, si
         const char *id = pair_id(p->queued);
         snprintf(src, sizeof src, "%s.pck", p->queued);
         snprintf(wire, sizeof wire, "%s.pck", id);
-        rc = copy_to_peer(outbox_fd, src, peer_fd, wire, &p->pck, e);
+        if (!package_at_peer(outbox_fd, peer_fd, p))
+            rc = copy_to_peer(outbox_fd, src, peer_fd, wire, &p->pck, e);
         if (rc == 0) {
             snprintf(src, sizeof src, "%s.ins", p->queued);
             snprintf(wire, sizeof wire, "%s.ins", id);
@@ -369,7 +419,8 @@ static int deliver_batch(int outbox_fd, int peer_fd, struct wire_pair *pairs, si
         rc = ss_sync_fs(peer_fd, e);
     /* Packages become visible before any instruction that names them. */
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = ss_atomic_rename(&pairs[i].pck, 0, e);
+        if (pairs[i].pck.tmp[0])
+            rc = ss_atomic_rename(&pairs[i].pck, 0, e);
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = ss_atomic_rename(&pairs[i].ins, 0, e);
     if (rc == 0)
@@ -388,6 +439,17 @@ static int deliver_batch(int outbox_fd, int peer_fd, struct wire_pair *pairs, si
         (void)unlinkat(outbox_fd, name, 0);
     }
     return ss_fsync_dirfd(outbox_fd, e);
+}
+
+static int deliver_batch(int outbox_fd, int peer_fd, bool same_fs, struct wire_pair *pairs,
+                         size_t n, ss_error *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        pairs[i].pck.fd = pairs[i].ins.fd = -1;
+        pairs[i].pck.tmp[0] = pairs[i].ins.tmp[0] = '\0';
+    }
+    return same_fs ? deliver_batch_by_rename(outbox_fd, peer_fd, pairs, n, e)
+                   : deliver_batch_by_copy(outbox_fd, peer_fd, pairs, n, e);
 }
 
 static void report_unreachable(ss_sender *s, const ss_peer *peer, const char *reason,
@@ -418,10 +480,12 @@ static void report_delivered(ss_sender *s, const ss_peer *peer, struct wire_pair
 }
 
 /* Under the outbox lock, before listing: a queued instruction whose package
- * is gone can never be delivered, so it must not block the peer's queue; it
- * is moved to schedule.box/broken/<SITE>/ with status 4506.  Temporary files
- * of packers killed more than a day ago are removed. */
-static void tidy_outbox(ss_sender *s, int outbox_fd, const char *site)
+ * is gone (neither queued nor already at the peer) can never be delivered,
+ * so it must not block the peer's queue; it is moved to
+ * schedule.box/broken/<SITE>/ with status 4506.  A package without its
+ * instruction, and temporary files older than a day, are leftovers of
+ * killed senders and are removed. */
+static void tidy_outbox(ss_sender *s, int outbox_fd, int peer_fd, const char *site)
 {
     DIR *dir = fdopendir(dup(outbox_fd));
     if (!dir)
@@ -441,11 +505,27 @@ static void tidy_outbox(ss_sender *s, int outbox_fd, const char *site)
                         site);
             continue;
         }
+        size_t len = strlen(name);
+        if (len > 4 && !strcmp(name + len - 4, ".pck")) {
+            /* Packers publish under this lock, so a package without its
+             * instruction here was left by a send killed mid-publish. */
+            char ins[NAME_MAX + 1];
+            snprintf(ins, sizeof ins, "%.*s.ins", (int)(len - 4), name);
+            if (faccessat(outbox_fd, ins, F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+                unlinkat(outbox_fd, name, 0) == 0)
+                ss_logf(ss_reporter_log(s->rep, SS_COMP_SENDER),
+                        "Removed %s from the outbox of %s: its send was interrupted before the "
+                        "instruction was queued", name, site);
+            continue;
+        }
         if (!is_queued_ins(name))
             continue;
-        char pck[NAME_MAX + 1], broken[PATH_MAX], target[PATH_MAX];
+        char pck[NAME_MAX + 1], broken[PATH_MAX], target[PATH_MAX], wire[64];
         snprintf(pck, sizeof pck, "%.*s.pck", (int)(strlen(name) - 4), name);
-        if (faccessat(outbox_fd, pck, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        snprintf(wire, sizeof wire, "%.*s.pck", (int)(strlen(pair_id(name)) - 4), pair_id(name));
+        /* Without the peer we cannot tell a lost package from a delivered one. */
+        if (faccessat(outbox_fd, pck, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || peer_fd < 0 ||
+            faccessat(peer_fd, wire, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
             continue;
         snprintf(broken, sizeof broken, "%s/inboxes/schedule.box/broken/%s", s->root, site);
         snprintf(target, sizeof target, "%s/%s", broken, name);
@@ -480,7 +560,12 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
         close(outbox_fd);
         return -1;
     }
-    tidy_outbox(s, outbox_fd, site);
+    ss_error why = {0};
+    int peer_fd = ss_open_dir(peer.inbox, &why);
+    struct stat outbox_st, peer_st;
+    bool same_fs = peer_fd >= 0 && fstat(outbox_fd, &outbox_st) == 0 &&
+                   fstat(peer_fd, &peer_st) == 0 && outbox_st.st_dev == peer_st.st_dev;
+    tidy_outbox(s, outbox_fd, peer_fd, site);
     struct dirent **names = NULL;
     int count = scandirat(outbox_fd, ".", &names, select_ins, alphasort);
     int rc = count < 0 ? ss_err_sys(e, "cannot list the outbox %s", path) : 0;
@@ -488,12 +573,7 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
     struct wire_pair *pairs = calloc(batch, sizeof *pairs);
     if (!pairs && rc == 0)
         rc = ss_err(e, SS_E_NOMEM, "out of memory");
-    for (size_t i = 0; pairs && i < batch; i++)
-        pairs[i].pck.fd = pairs[i].ins.fd = -1; /* not begun: aborting them closes nothing */
-    int peer_fd = -1;
     if (rc == 0 && count > 0) {
-        ss_error why = {0};
-        peer_fd = ss_open_dir(peer.inbox, &why);
         for (int start = 0; peer_fd >= 0 && start < count; start += (int)batch) {
             size_t n = (size_t)(count - start) < batch ? (size_t)(count - start) : batch;
             for (size_t i = 0; i < n; i++) {
@@ -501,7 +581,7 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
                 snprintf(pairs[i].queued, sizeof pairs[i].queued, "%.*s",
                          (int)(strlen(nm) - 4), nm);
             }
-            if (deliver_batch(outbox_fd, peer_fd, pairs, n, &why) != 0)
+            if (deliver_batch(outbox_fd, peer_fd, same_fs, pairs, n, &why) != 0)
                 break;
             report_delivered(s, &peer, pairs, n);
             res->delivered += n;

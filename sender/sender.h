@@ -42,6 +42,10 @@ typedef struct ss_sender {
     ss_reporter *rep;
     ss_seckey *sk; /* NULL when sending unsigned */
     ss_pubkey pk;
+    /* Reused for every item: one zlib state and one read buffer. */
+    ss_deflater deflater;
+    bool deflater_ready;
+    unsigned char *buf;
 } ss_sender;
 
 /* Loads the site's secret key unless sign is false. */

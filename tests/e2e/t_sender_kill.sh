@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# A sender killed with SIGKILL at random moments never leaves a name without
-# a leading dot that a despooler (or the deliverer) would pick up: every such
-# file in the peer's receive and in the outbox is part of a complete pair that
-# stock minisign verifies.  A later `send --flush` delivers what was queued.
+# A sender killed with SIGKILL at random moments never leaves an instruction
+# that a despooler (or the deliverer) would pick up without its package:
+# every instruction visible in the peer's receive or in the outbox is whole
+# and stock minisign verifies it.  Packages go first, so a package may wait
+# for its instruction (in receive, with the instruction still queued; or in
+# the outbox, from a send killed mid-publish).  A later `send --flush`
+# completes or cleans up everything: nothing is lost, nothing is left over.
 . "$(dirname "$0")/lib.sh"
 mksite PS1 "batch_max = 2" "compression_level = 1"; mksite SS1
 peer PS1 SS1
@@ -44,19 +47,30 @@ for round in $(seq 1 $ROUNDS); do
   if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
   wait "$pid" 2>/dev/null || true
 
-  # Orphan packages are reported, not accepted: check_pairs fails on them.
-  for d in "$R" "$Q"; do
-    for p in $(find "$d" -maxdepth 1 -name '*.pck' ! -name '.*' -printf '%f\n'); do
-      [ -f "$d/${p%.pck}.ins" ] || { orphans=$((orphans + 1)); echo "# round $round: orphan $d/$p"; }
-    done
+  # Every visible instruction is whole: its package beside it, or (a
+  # delivery stopped between packages and instructions) already in receive.
+  nr=0; nq=0
+  for ins in $(find "$R" "$Q" -maxdepth 1 -name '*.ins' ! -name '.*'); do
+    id=$(basename "$ins" .ins); id=${id#*-}
+    pck=${ins%.ins}.pck; [ -f "$pck" ] || pck=$R/$id.pck
+    [ -f "$pck" ] || fail "round $round: $ins has no package anywhere"
+    verify_pair "$PUB" "$pck" "$ins" >/dev/null || fail "round $round: minisign rejects $ins"
+    case $ins in "$R"/*) nr=$((nr + 1));; *) nq=$((nq + 1));; esac
   done
-  nr=$(check_pairs "$R" "$PUB") || exit 1
-  nq=$(check_pairs "$Q" "$PUB") || exit 1
+  # A package in receive waits for its instruction, which must still be queued.
+  for p in $(find "$R" -maxdepth 1 -name '*.pck' ! -name '.*' -printf '%f\n'); do
+    id=${p%.pck}
+    [ -f "$R/$id.ins" ] || ls "$Q"/*-"$id".ins >/dev/null 2>&1 ||
+      { orphans=$((orphans + 1)); echo "# round $round: orphan $R/$p"; }
+  done
   t=$(( $(tmp_count "$R") + $(tmp_count "$Q") ))
   leftover_tmp=$((leftover_tmp + t))
   echo "# round $round: killed $what after ${delay} ms: $nr pair(s) in receive, $nq queued, $t temporary file(s) left"
 
   before_r=$(ids_in "$R"); before_q=$(ids_in "$Q")
+  interrupted=$(find "$Q" -maxdepth 1 -name '*.pck' ! -name '.*' -printf '%f\n' |
+    while read -r p; do [ -f "$Q/${p%.pck}.ins" ] || echo "$p"; done | grep -c . || true)
+  [ "$interrupted" = 0 ] || echo "# round $round: $interrupted queued package(s) without instruction (send killed mid-publish)"
   both=$(comm -12 <(echo "$before_r") <(echo "$before_q") | grep -c . || true)
   redelivered=$((redelivered + both))
   "$S" -C "$T/PS1" send --flush --to SS1 >/dev/null || fail "round $round: flush after the kill failed"
@@ -64,6 +78,7 @@ for round in $(seq 1 $ROUNDS); do
   assert_eq "$(ids_in "$R")" "$(sort -u <(echo "$before_r") <(echo "$before_q") | grep .)" \
     "round $round: receive holds what was delivered plus what was queued"
   nr=$(check_pairs "$R" "$PUB") || exit 1
+  assert_eq "$(find "$Q" -maxdepth 1 -type f -name '*.pck' | wc -l)" 0 "round $round: no package left in the outbox"
   # What was published is whole: every file either arrived or was never queued,
   # and a queued file's payload is intact.
   for ins in "$R"/*.ins; do

@@ -121,7 +121,7 @@ static void test_batches(void)
         snprintf(payload, sizeof payload, "payload %d\n", i);
         make_pair(&f, name, payload, (uint64_t)i + 1, id);
     }
-    ss_despool_stats st;
+    ss_despool_stats st = {0};
     CU_ASSERT_EQUAL(drain(&f, &st), 0);
     CU_ASSERT_EQUAL(st.delivered, 10);
     CU_ASSERT_EQUAL(st.rejected + st.duplicates + st.waiting, 0);
@@ -171,7 +171,7 @@ static void test_restart_after_commit(void)
     tmp_name(id, tmp, sizeof tmp);
     tu_write(f.incoming, tmp, "staged data\n", 12);
     ledger_add(&f, id, INCOMING "/r.txt");
-    ss_despool_stats st;
+    ss_despool_stats st = {0};
     CU_ASSERT_EQUAL(drain(&f, &st), 0);
     check_file(f.incoming, "r.txt", "staged data\n");
     CU_ASSERT_FALSE(tu_exists(f.incoming, tmp));
@@ -195,7 +195,7 @@ static void test_restart_after_commit_name_taken(void)
     tu_write(f.incoming, tmp, "staged data\n", 12);
     tu_write(f.incoming, "r.txt", "someone else\n", 13);
     ledger_add(&f, id, INCOMING "/r.txt");
-    ss_despool_stats st;
+    ss_despool_stats st = {0};
     CU_ASSERT_EQUAL(drain(&f, &st), 0);
     check_file(f.incoming, "r.txt", "someone else\n");
     snprintf(unique, sizeof unique, "r.txt.%s", id);
@@ -216,7 +216,7 @@ static void test_restart_before_commit(void)
     make_pair(&f, "s.txt", "from the package\n", 1, id);
     tmp_name(id, tmp, sizeof tmp);
     tu_write(f.incoming, tmp, "half writ", 9);
-    ss_despool_stats st;
+    ss_despool_stats st = {0};
     CU_ASSERT_EQUAL(drain(&f, &st), 0);
     CU_ASSERT_EQUAL(st.delivered, 1);
     check_file(f.incoming, "s.txt", "from the package\n");
@@ -236,7 +236,7 @@ static void test_restart_after_rename(void)
     make_pair(&f, "t.txt", "done\n", 1, id);
     tu_write(f.incoming, "t.txt", "done\n", 5);
     ledger_add(&f, id, INCOMING "/t.txt");
-    ss_despool_stats st;
+    ss_despool_stats st = {0};
     CU_ASSERT_EQUAL(drain(&f, &st), 0);
     CU_ASSERT_EQUAL(st.delivered, 0);
     CU_ASSERT_EQUAL(st.duplicates, 1);
