@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,24 @@ int cli_usage(const char *usage_text, const char *fmt, ...)
     va_end(ap);
     fputs(usage_text, stderr);
     return EXIT_USAGE;
+}
+
+int cli_site_option(int argc, char **argv, const char *usage_text, const char **site)
+{
+    static const struct option opts[] = {{"site", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+        if (ch == 's')
+            *site = optarg;
+        else if (ch == 'h')
+            return fputs(usage_text, stdout), -1;
+        else
+            return cli_usage(usage_text, "bad option");
+    }
+    return 0;
 }
 
 bool cli_wants_help(int argc, char **argv)

@@ -32,6 +32,10 @@ void cli_close(cli *c);
 /* Prints "sitespool: <message>" to stderr; returns exit code 1. */
 int cli_fail(const ss_error *e);
 int cli_usage(const char *usage_text, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses "[--site CODE] [--help] ARGS..." for init and key import: returns
+ * -1 after printing usage for --help, a usage exit code for a bad option,
+ * else 0 with *site set (or left NULL) and optind at the first argument. */
+int cli_site_option(int argc, char **argv, const char *usage_text, const char **site);
 /* True when argv holds -h or --help at the front. */
 bool cli_wants_help(int argc, char **argv);
 /* "2026-11-22 10:23:45" in local time; "-" for 0. */

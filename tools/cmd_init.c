@@ -23,20 +23,10 @@ static const char usage[] =
 
 int cmd_init(cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"site", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *site = NULL;
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
-        if (ch == 's')
-            site = optarg;
-        else if (ch == 'h')
-            return fputs(usage, stdout), 0;
-        else
-            return cli_usage(usage, "bad option for init");
-    }
+    int rc0 = cli_site_option(argc, argv, usage, &site);
+    if (rc0 != 0)
+        return rc0 < 0 ? 0 : rc0;
     if (!site || optind != argc)
         return cli_usage(usage, "init needs --site CODE and nothing else");
     if (!ss_site_code_valid(site))

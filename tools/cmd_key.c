@@ -96,18 +96,10 @@ static int key_export(cli *c, int argc, char **argv)
 
 static int key_import(cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"site", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *site = NULL;
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
-        if (ch == 's')
-            site = optarg;
-        else
-            return ch == 'h' ? (fputs(usage, stdout), 0) : cli_usage(usage, "bad option");
-    }
+    int rc0 = cli_site_option(argc, argv, usage, &site);
+    if (rc0 != 0)
+        return rc0 < 0 ? 0 : rc0;
     if (optind + 1 != argc)
         return cli_usage(usage, "import takes exactly one key file");
     const char *path = argv[optind];
