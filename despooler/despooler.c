@@ -28,6 +28,8 @@
 #define BACKLOG_REWARN 86400
 /* A truncated instruction this young may still be being written. */
 #define WRITER_GRACE_S 5
+/* A temporary file in receive older than this is a dead writer's. */
+#define STALE_TMP_AGE (2 * 86400)
 
 enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT, OUT_GONE };
 
@@ -1240,8 +1242,19 @@ static void check_backlog(ss_despooler *d)
         const char *name = de->d_name;
         size_t len = strlen(name);
         struct stat st;
-        if (ss_name_is_temporary(name) || len < 5 ||
+        if (!strcmp(name, ".") || !strcmp(name, "..") ||
             fstatat(d->receive_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (ss_name_is_temporary(name)) {
+            /* A peer's writer killed mid-copy leaves its temporary file. */
+            if (S_ISREG(st.st_mode) && now - st.st_mtime > STALE_TMP_AGE &&
+                unlinkat(d->receive_fd, name, 0) == 0)
+                ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                        "Removed %s: a temporary file a sender left in receive %lld hours ago",
+                        name, (long long)((now - st.st_mtime) / 3600));
+            continue;
+        }
+        if (len < 5)
             continue;
         char base[64], other[96], path[PATH_MAX];
         int64_t t;

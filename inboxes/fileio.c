@@ -181,7 +181,9 @@ int ss_atomic_begin(ss_atomic *a, int dirfd, const char *name, mode_t mode, ss_e
         if (errno != EEXIST)
             break;
     }
-    return ss_err_sys(e, "cannot create temporary file for %s", name);
+    ss_err_sys(e, "cannot create temporary file for %s", name);
+    a->tmp[0] = '\0'; /* nothing of ours to remove on abort */
+    return -1;
 }
 
 void ss_atomic_abort(ss_atomic *a)

@@ -96,7 +96,7 @@ int cmd_send(cli *c, int argc, char **argv)
     if (cli_open(c) != 0)
         return 1;
     bool sign = !unsigned_mode && c->conf.sign_instructions;
-    if (!sign)
+    if (!sign && !flush)
         fprintf(stderr, "sitespool: warning: sending unsigned instructions; a peer that "
                 "requires secure key exchange rejects them (status 4404)\n");
     ss_sender s;
