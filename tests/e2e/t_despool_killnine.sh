@@ -20,7 +20,7 @@ assert_eq "$(find "$R" -name '*.pck' | wc -l)" "$N" "$N packages in receive"
 pass "$N pairs queued and delivered into SS1's receive"
 
 left() { find "$R" -maxdepth 1 -name '*.ins' | wc -l; }
-kills=0 midway=0 round=0 prev=$N
+kills=0 midway=0 round=0 prev=$N window=150
 while [ "$(left)" -gt 0 ]; do
   round=$((round + 1))
   [ "$round" -le 400 ] || fail "receive not empty after 400 rounds"
@@ -30,8 +30,11 @@ while [ "$(left)" -gt 0 ]; do
     "$S" -C "$T/SS1" despool --once >>"$T/once.out" 2>&1 &
   fi
   pid=$!
-  # 10-150 ms: a drain of all 1,000 pairs takes well under a second.
-  sleep "$(printf '0.%03d' $((10 + RANDOM % 141)))"
+  # A random moment within the window; the window starts at 150 ms (a drain
+  # of all pairs takes well under a second) and widens whenever a round made
+  # no progress, so slow builds (sanitizers) are killed mid-work too.
+  delay=$((10 + RANDOM % window))
+  sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
   if kill -KILL "$pid" 2>/dev/null; then
     kills=$((kills + 1))
   fi
@@ -39,6 +42,7 @@ while [ "$(left)" -gt 0 ]; do
   now=$(left)
   # Killed while it was working through receive (some delivered, some left).
   if [ "$now" -gt 0 ] && [ "$now" -lt "$prev" ]; then midway=$((midway + 1)); fi
+  if [ "$now" -eq "$prev" ] && [ "$window" -lt 4000 ]; then window=$((window + 100)); fi
   prev=$now; [ -z "${KN_DEBUG:-}" ] || echo "# round $round left $now"
 done
 echo "# $round rounds, $kills SIGKILLs, $midway of them in the middle of the work"
