@@ -30,7 +30,9 @@ assert_eq "$(status_count PS1 4405)" 1 "missing key reported"
 "$S" -C "$T/SS2" key publish >/dev/null
 for _ in $(seq 1 100); do [ -f "$(incoming PS1)/b.txt" ] && break; sleep 0.05; done
 cmp "$T/b.txt" "$(incoming PS1)/b.txt" || fail "publishing the key did not release the waiting data at once"
-assert_eq "$(status_count PS1 4417)" 1 "4417 raised"
+status_text PS1 3300 | grep -q "for site SS2 from $T/directory/SS2.pub" || fail "import from the directory not recorded"
+# 4417 is raised when the periodic recheck finds the key first; a scan already
+# under way finds it through the instruction's own lookup. Either way: at once.
 kill -TERM "${DAEMONS[0]}"; wait "${DAEMONS[0]}"; DAEMONS=()
 pass "a key published in the directory retries the waiting instructions at once"
 
