@@ -31,7 +31,9 @@
 /* A temporary file in receive older than this is a dead writer's. */
 #define STALE_TMP_AGE (2 * 86400)
 
-enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT, OUT_GONE };
+/* What became of an instruction: staged for the batch commit, finished
+ * (delivered, quarantined or removed), or left in receive for later. */
+enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT };
 
 /* One instruction being processed. */
 typedef struct work {
@@ -63,8 +65,7 @@ static void base_of(const char *name, char *out, size_t len)
 static bool force_has(const ss_despooler *d, const char *site)
 {
     for (int i = 0; i < d->nforce; i++)
-        if (!strcmp(d->force[i], site))
-            return true;
+        if (!strcmp(d->force[i], site)) return true;
     return false;
 }
 
@@ -88,10 +89,11 @@ static int db_step_done(ss_despooler *d, sqlite3_stmt *st, const char *what)
 /* The pair left receive: forget its backlog warnings and hold notes. */
 static void forget_backlog(ss_despooler *d, const char *base)
 {
-    if (!d->notes_pending)
-        return;
-    sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM backlog WHERE name IN (?1||'.ins', "
-                                            "?1||'.pck')", NULL);
+    if (!d->notes_pending) return;
+    sqlite3_stmt *st = ss_db_prepare(d->db,
+                                     "DELETE FROM backlog WHERE name IN (?1||'.ins', "
+                                     "?1||'.pck')",
+                                     NULL);
     if (st) {
         sqlite3_bind_text(st, 1, base, -1, SQLITE_STATIC);
         db_step_done(d, st, "clearing backlog notes");
@@ -112,12 +114,11 @@ static void move_to_rejected(ss_despooler *d, const char *name, const char *reas
     snprintf(target, sizeof target, "%s", name);
     for (int attempt = 0; attempt < 100; attempt++) {
         ss_error e = {0};
-        if (ss_rename_noreplace(d->receive_fd, name, d->rejected_fd, target, &e) == 0)
-            return;
+        if (ss_rename_noreplace(d->receive_fd, name, d->rejected_fd, target, &e) == 0) return;
         if (e.code != SS_E_EXISTS) {
             if (e.code != SS_E_NOENT)
-                ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
-                        "Cannot quarantine %s (%s): %s", name, reason, e.msg);
+                ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot quarantine %s (%s): %s",
+                        name, reason, e.msg);
             return;
         }
         snprintf(target, sizeof target, "%s.%lld-%d", name, (long long)ss_now(), attempt + 1);
@@ -132,9 +133,8 @@ static void quarantine(ss_despooler *d, const char *base, int msg_id, const char
     char name[96], why[2300], text[2048];
     const ss_msgdef *def = ss_msgdef_find(msg_id);
     ss_msg_render(def ? def->format : "", nistr, istr, text, sizeof text);
-    int n = snprintf(why, sizeof why, "status %d (%c): %s\nrejected at %lld by site %s\n",
-                     msg_id, def ? def->severity : 'E', text, (long long)ss_now(),
-                     d->conf->site_code);
+    int n = snprintf(why, sizeof why, "status %d (%c): %s\nrejected at %lld by site %s\n", msg_id,
+                     def ? def->severity : 'E', text, (long long)ss_now(), d->conf->site_code);
     snprintf(name, sizeof name, "%s.why", base);
     ss_error e = {0};
     (void)unlinkat(d->rejected_fd, name, 0);
@@ -149,10 +149,10 @@ static void quarantine(ss_despooler *d, const char *base, int msg_id, const char
     d->stats.rejected++;
 }
 
-#define QUARANTINE(d, base, id, ...)                                                            \
-    do {                                                                                        \
-        const char *istr_[] = {__VA_ARGS__};                                                    \
-        quarantine(d, base, id, istr_, (int)(sizeof istr_ / sizeof istr_[0]));                  \
+#define QUARANTINE(d, base, id, ...)                                                               \
+    do {                                                                                           \
+        const char *istr_[] = {__VA_ARGS__};                                                       \
+        quarantine(d, base, id, istr_, (int)(sizeof istr_ / sizeof istr_[0]));                     \
     } while (0)
 
 /* Removes a pair from receive (after delivery or as a duplicate). */
@@ -178,31 +178,28 @@ static int load_work(ss_despooler *d, const char *ins_name, work *w, ss_error *e
     snprintf(w->ins_name, sizeof w->ins_name, "%s", ins_name);
     base_of(ins_name, base, sizeof base);
     snprintf(w->pck_name, sizeof w->pck_name, "%s.pck", base);
-    if (ss_read_small_file(d->receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0)
-        return -1;
+    if (ss_read_small_file(d->receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) return -1;
     int rc;
     if (ss_sig_looks_signed(text, len)) {
         w->is_signed = true;
         rc = ss_sig_parse(text, len, &w->sig, e);
-        if (rc == 0)
-            rc = ss_instr_parse(&w->in, w->sig.trusted_comment, e);
+        if (rc == 0) rc = ss_instr_parse(&w->in, w->sig.trusted_comment, e);
         ss_keyid_hex(w->sig.keyid, w->keyid);
     } else {
         /* The unsigned form: exactly one line. */
         char *nl = memchr(text, '\n', len);
         if (memchr(text, '\0', len) || (nl && (size_t)(nl - text) + 1 != len))
-            rc = ss_err(e, SS_E_FORMAT, "not a signature file and not a one-line unsigned "
+            rc = ss_err(e, SS_E_FORMAT,
+                        "not a signature file and not a one-line unsigned "
                         "instruction");
         else {
-            if (nl)
-                *nl = '\0';
+            if (nl) *nl = '\0';
             rc = ss_instr_parse(&w->in, text, e);
         }
     }
     free(text);
     if (rc == 0 && strcmp(base, w->in.id) != 0)
-        rc = ss_err(e, SS_E_FIELD, "the file name does not match the instruction id %s",
-                    w->in.id);
+        rc = ss_err(e, SS_E_FIELD, "the file name does not match the instruction id %s", w->in.id);
     return rc;
 }
 
@@ -210,8 +207,7 @@ static int load_work(ss_despooler *d, const char *ins_name, work *w, ss_error *e
 
 static void retry_forget(ss_despooler *d, const char *id)
 {
-    if (!d->retries_pending)
-        return;
+    if (!d->retries_pending) return;
     sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM retries WHERE id=?", NULL);
     if (st) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -225,8 +221,7 @@ static int retry_get(ss_despooler *d, const char *id, int *attempts, int64_t *ne
     sqlite3_stmt *st =
         ss_db_prepare(d->db, "SELECT attempts, next_at FROM retries WHERE id=?", NULL);
     int found = 0;
-    if (!st)
-        return 0;
+    if (!st) return 0;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         *attempts = sqlite3_column_int(st, 0);
@@ -289,11 +284,11 @@ static enum outcome key_missing(ss_despooler *d, work *w, const char *base)
  * raised once per instruction and reason, not on every scan. */
 static enum outcome hold(ss_despooler *d, const work *w, const char *reason)
 {
-    sqlite3_stmt *st = ss_db_prepare(
-        d->db,
-        "INSERT INTO holds(id, from_site, reason, since) VALUES(?1,?2,?3,?4) "
-        "ON CONFLICT(id) DO UPDATE SET reason=?3 WHERE reason<>?3 RETURNING id",
-        NULL);
+    sqlite3_stmt *st =
+        ss_db_prepare(d->db,
+                      "INSERT INTO holds(id, from_site, reason, since) VALUES(?1,?2,?3,?4) "
+                      "ON CONFLICT(id) DO UPDATE SET reason=?3 WHERE reason<>?3 RETURNING id",
+                      NULL);
     bool fresh = false;
     if (st) {
         sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
@@ -303,8 +298,7 @@ static enum outcome hold(ss_despooler *d, const work *w, const char *reason)
         fresh = sqlite3_step(st) == SQLITE_ROW;
         sqlite3_finalize(st);
     }
-    if (fresh)
-        ss_report(d->rep, 4420, w->in.id, w->in.from, reason, NULL);
+    if (fresh) ss_report(d->rep, 4420, w->in.id, w->in.from, reason, NULL);
     d->stats.waiting++;
     return OUT_WAIT;
 }
@@ -318,8 +312,8 @@ static enum outcome key_changed(ss_despooler *d, const work *w, const char *trus
         (void)ss_site_set_blocked(d->db, w->in.from, w->keyid, NULL);
         ss_report(d->rep, 3303, w->in.from, w->keyid, trusted, NULL);
     }
-    snprintf(reason, sizeof reason, "site %s is blocked after a key change (key %s)",
-             w->in.from, w->keyid);
+    snprintf(reason, sizeof reason, "site %s is blocked after a key change (key %s)", w->in.from,
+             w->keyid);
     return hold(d, w, reason);
 }
 
@@ -382,8 +376,7 @@ static enum outcome authenticate(ss_despooler *d, work *w, const char *base, ss_
     }
     const char *unusable = ss_key_unusable_reason(key, ss_now());
     if (unusable && (!strcmp(key->state, "pending") || !strcmp(unusable, "expired"))) {
-        snprintf(reason, sizeof reason, "key %s of site %s is %s", w->keyid, w->in.from,
-                 unusable);
+        snprintf(reason, sizeof reason, "key %s of site %s is %s", w->keyid, w->in.from, unusable);
         return hold(d, w, reason);
     }
     if (unusable) {
@@ -411,8 +404,7 @@ static int ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len
 {
     sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT path, time FROM ledger WHERE id=?", NULL);
     int found = 0;
-    if (!st)
-        return 0;
+    if (!st) return 0;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         const unsigned char *p = sqlite3_column_text(st, 0);
@@ -435,14 +427,12 @@ static bool finish_interrupted(ss_despooler *d, const work *w, const char *rel_p
 {
     char dir[PATH_MAX], tmp[96], final[PATH_MAX];
     const char *slash = strrchr(rel_path, '/');
-    if (!slash)
-        return false;
+    if (!slash) return false;
     snprintf(dir, sizeof dir, "%s/%.*s", d->root, (int)(slash - rel_path), rel_path);
     snprintf(final, sizeof final, "%s", slash + 1);
     tmp_name_for(w->in.id, tmp, sizeof tmp);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return false;
+    if (dfd < 0) return false;
     bool done = false;
     if (faccessat(dfd, tmp, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
         ss_error e = {0};
@@ -514,10 +504,8 @@ struct unpack_sink {
 static int unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
 {
     struct unpack_sink *s = ctx;
-    if (s->fd >= 0)
-        return ss_write_all(s->fd, data, len, e);
-    if (s->buf_len + len > s->buf_cap)
-        return ss_err(e, SS_E_SIZE, "key payload too large");
+    if (s->fd >= 0) return ss_write_all(s->fd, data, len, e);
+    if (s->buf_len + len > s->buf_cap) return ss_err(e, SS_E_SIZE, "key payload too large");
     memcpy(s->buf + s->buf_len, data, len);
     s->buf_len += len;
     return 0;
@@ -531,8 +519,7 @@ static int stream_package(int pck_fd, const work *w, struct unpack_sink *sink,
     ss_hash h;
     ss_inflater inf;
     ss_hash_init(&h);
-    if (ss_inflater_init(&inf, w->in.zip, w->in.size, e) != 0)
-        return -1;
+    if (ss_inflater_init(&inf, w->in.zip, w->in.size, e) != 0) return -1;
     unsigned char *buf = malloc(READ_CHUNK);
     if (!buf) {
         ss_inflater_free(&inf);
@@ -547,13 +534,11 @@ static int stream_package(int pck_fd, const work *w, struct unpack_sink *sink,
     }
     if (inflating && n == 0 && ss_inflater_finish(&inf, unpack_err) == 0 &&
         inf.out_bytes != w->in.size)
-        ss_err(unpack_err, SS_E_SIZE,
-               "it expands to %" PRIu64 " bytes, not the declared %" PRIu64, inf.out_bytes,
-               w->in.size);
+        ss_err(unpack_err, SS_E_SIZE, "it expands to %" PRIu64 " bytes, not the declared %" PRIu64,
+               inf.out_bytes, w->in.size);
     ss_inflater_free(&inf);
     free(buf);
-    if (n < 0)
-        return -1;
+    if (n < 0) return -1;
     ss_hash_final(&h, hash);
     return 0;
 }
@@ -563,13 +548,11 @@ static int stream_package(int pck_fd, const work *w, struct unpack_sink *sink,
 static int open_dest(ss_despooler *d, const char *dest, ss_error *e)
 {
     for (int i = 0; i < d->ndests; i++)
-        if (!strcmp(d->dests[i].dest, dest))
-            return dup(d->dests[i].fd);
+        if (!strcmp(d->dests[i].dest, dest)) return dup(d->dests[i].fd);
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/inboxes/%s/incoming", d->root, dest) >= (int)sizeof path)
         return ss_err(e, SS_E_TOOBIG, "path too long");
-    if (ss_mkdirs(path, 0750, e) != 0)
-        return -1;
+    if (ss_mkdirs(path, 0750, e) != 0) return -1;
     int fd = ss_open_dir(path, e);
     if (fd >= 0 && d->ndests < (int)(sizeof d->dests / sizeof d->dests[0])) {
         snprintf(d->dests[d->ndests].dest, sizeof d->dests[0].dest, "%s", dest);
@@ -593,8 +576,7 @@ static enum outcome open_package(ss_despooler *d, work *w, const char *base, int
     ss_error e = {0};
     struct stat st;
     *fd = ss_open_regular(d->receive_fd, w->pck_name, d->conf->max_package_bytes, &st, &e);
-    if (*fd >= 0)
-        return OUT_STAGED;
+    if (*fd >= 0) return OUT_STAGED;
     if (e.code == SS_E_NOTREG) {
         QUARANTINE(d, base, 4411, w->pck_name, e.msg);
         return OUT_DONE;
@@ -621,8 +603,7 @@ static enum outcome verify_and_unpack(ss_despooler *d, work *w, const char *base
 {
     ss_error unpack_err = {0}, sig_err = {0};
     unsigned char hash[SS_HASH_BYTES];
-    if (stream_package(pck_fd, w, sink, hash, &unpack_err, io_err) != 0)
-        return OUT_WAIT;
+    if (stream_package(pck_fd, w, sink, hash, &unpack_err, io_err) != 0) return OUT_WAIT;
     if (w->is_signed && ss_sig_verify_package(&w->sig, &key->pk, hash, &sig_err) != 0) {
         QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, sig_err.msg);
         return OUT_DONE;
@@ -639,8 +620,7 @@ static enum outcome stage_data(ss_despooler *d, work *w, const char *base, const
 {
     int pck_fd;
     enum outcome o = open_package(d, w, base, &pck_fd);
-    if (o != OUT_STAGED)
-        return o;
+    if (o != OUT_STAGED) return o;
     ss_error e = {0};
     char tmp[96];
     tmp_name_for(w->in.id, tmp, sizeof tmp);
@@ -659,8 +639,7 @@ static enum outcome stage_data(ss_despooler *d, work *w, const char *base, const
     }
     if (o != OUT_STAGED) {
         ss_atomic_abort(&w->out);
-        if (w->dest_fd >= 0)
-            close(w->dest_fd);
+        if (w->dest_fd >= 0) close(w->dest_fd);
         w->dest_fd = -1;
     }
     return o;
@@ -673,8 +652,7 @@ static void ledger_insert(ss_despooler *d, const work *w, const char *outcome, c
         "INSERT OR IGNORE INTO ledger(id, from_site, seq, type, outcome, path, size, time, "
         "expires) VALUES(?,?,?,?,?,?,?,?,?)",
         NULL);
-    if (!st)
-        return;
+    if (!st) return;
     sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)w->in.seq);
@@ -694,8 +672,7 @@ static enum outcome read_key_payload(ss_despooler *d, work *w, const char *base,
 {
     int pck_fd;
     enum outcome o = open_package(d, w, base, &pck_fd);
-    if (o != OUT_STAGED)
-        return o;
+    if (o != OUT_STAGED) return o;
     struct unpack_sink sink = {.fd = -1, .buf = buf, .buf_cap = KEY_PAYLOAD_MAX};
     ss_error e = {0}, unpack_err = {0};
     int rc = stream_package(pck_fd, w, &sink, hash, &unpack_err, &e);
@@ -722,8 +699,8 @@ static void key_instruction_done(ss_despooler *d, const work *w, const char *bas
 /* Trusts pk for the site as the result of a key exchange or rollover: a
  * pending record becomes trusted, a block caused by this key is lifted, and
  * the site's held data is retried now. */
-static void trust_key(ss_despooler *d, const char *site, const ss_pubkey *pk,
-                      const char *source, int64_t not_after, const char *origin)
+static void trust_key(ss_despooler *d, const char *site, const ss_pubkey *pk, const char *source,
+                      int64_t not_after, const char *origin)
 {
     ss_keyrec rec, existing;
     ss_error e = {0};
@@ -736,8 +713,7 @@ static void trust_key(ss_despooler *d, const char *site, const ss_pubkey *pk,
         ss_report(d->rep, 3301, origin, e.msg, NULL);
         return;
     }
-    if (known == 0)
-        ss_report(d->rep, 3300, rec.key_id, site, origin, NULL);
+    if (known == 0) ss_report(d->rep, 3300, rec.key_id, site, origin, NULL);
     if (ss_site_blocked(d->db, site, blocked_by) && !strcmp(blocked_by, rec.key_id)) {
         (void)ss_site_clear_block(d->db, site, NULL);
         ss_report(d->rep, 3306, site, rec.key_id, origin, NULL);
@@ -800,10 +776,8 @@ static enum outcome key_exchange(ss_despooler *d, work *w, const char *base)
     char buf[KEY_PAYLOAD_MAX + 1], comment[SS_COMMENT_MAX + 1];
     size_t len = 0;
     unsigned char hash[SS_HASH_BYTES];
-    if (o == OUT_STAGED)
-        o = read_key_payload(d, w, base, buf, &len, hash);
-    if (o != OUT_STAGED)
-        return o;
+    if (o == OUT_STAGED) o = read_key_payload(d, w, base, buf, &len, hash);
+    if (o != OUT_STAGED) return o;
     ss_pubkey offered;
     if (ss_pubkey_parse(buf, len, &offered, comment, sizeof comment, &e) != 0) {
         QUARANTINE(d, base, 4422, w->in.id, w->in.from, e.msg);
@@ -838,16 +812,14 @@ static enum outcome key_exchange(ss_despooler *d, work *w, const char *base)
 /* type=rollover, signed by the site's trusted key: the payload names the
  * next key and proves its possession; the next key is trusted and the old
  * one retired, still accepted for rollover_grace_days (offline sites). */
-static enum outcome apply_rollover(ss_despooler *d, work *w, const char *base,
-                                   const ss_keyrec *key)
+static enum outcome apply_rollover(ss_despooler *d, work *w, const char *base, const ss_keyrec *key)
 {
     char buf[KEY_PAYLOAD_MAX + 1];
     size_t len = 0;
     unsigned char hash[SS_HASH_BYTES], previous[SS_KEYID_BYTES];
     ss_error e = {0};
     enum outcome o = read_key_payload(d, w, base, buf, &len, hash);
-    if (o != OUT_STAGED)
-        return o;
+    if (o != OUT_STAGED) return o;
     if (ss_sig_verify_package(&w->sig, &key->pk, hash, &e) != 0) {
         QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
         return OUT_DONE;
@@ -893,8 +865,7 @@ static enum outcome process_one(ss_despooler *d, work *w)
         QUARANTINE(d, base, 4421, w->in.id, w->in.from, w->keyid);
         return OUT_DONE;
     }
-    if (w->in.type == SS_TYPE_KEY)
-        return key_exchange(d, w, base);
+    if (w->in.type == SS_TYPE_KEY) return key_exchange(d, w, base);
     if (!w->is_signed && w->in.type == SS_TYPE_ROLLOVER) {
         QUARANTINE(d, base, 4422, w->in.id, w->in.from, "a rollover must be signed");
         return OUT_DONE;
@@ -910,12 +881,9 @@ static enum outcome process_one(ss_despooler *d, work *w)
                 w->in.from, w->keyid);
         o = authenticate(d, w, base, &key);
     }
-    if (o == OUT_STAGED)
-        o = check_fields(d, w, base);
-    if (o != OUT_STAGED)
-        return o;
-    if (w->in.type == SS_TYPE_ROLLOVER)
-        return apply_rollover(d, w, base, &key);
+    if (o == OUT_STAGED) o = check_fields(d, w, base);
+    if (o != OUT_STAGED) return o;
+    if (w->in.type == SS_TYPE_ROLLOVER) return apply_rollover(d, w, base, &key);
     return stage_data(d, w, base, &key);
 }
 
@@ -925,10 +893,8 @@ static bool load_or_reject(ss_despooler *d, const char *name, work *w)
     ss_error e = {0};
     char base[64];
     base_of(name, base, sizeof base);
-    if (load_work(d, name, w, &e) == 0)
-        return true;
-    if (e.code == SS_E_NOENT)
-        return false; /* gone since the listing */
+    if (load_work(d, name, w, &e) == 0) return true;
+    if (e.code == SS_E_NOENT) return false; /* gone since the listing */
     struct stat st;
     if (e.code == SS_E_TRUNCATED && fstatat(d->receive_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         ss_now() - st.st_mtime < WRITER_GRACE_S) {
@@ -953,10 +919,8 @@ static void choose_final_name(work *batch, size_t i)
     for (size_t j = 0; j < i && !taken; j++)
         taken = batch[j].dest_fd >= 0 && !strcmp(batch[j].in.dest, w->in.dest) &&
                 !strcmp(batch[j].out.final, w->in.name);
-    if (taken)
-        snprintf(w->out.final, sizeof w->out.final, "%.200s.%s", w->in.name, w->in.id);
-    snprintf(w->dest_rel, sizeof w->dest_rel, "inboxes/%s/incoming/%s", w->in.dest,
-             w->out.final);
+    if (taken) snprintf(w->out.final, sizeof w->out.final, "%.200s.%s", w->in.name, w->in.id);
+    snprintf(w->dest_rel, sizeof w->dest_rel, "inboxes/%s/incoming/%s", w->in.dest, w->out.final);
 }
 
 static void note_sequence(ss_despooler *d, const work *w)
@@ -967,8 +931,7 @@ static void note_sequence(ss_despooler *d, const work *w)
         "ON CONFLICT(site) DO UPDATE SET last_seq_in=max(last_seq_in, ?2), last_key_id=?3, "
         "last_seen=?4 RETURNING (SELECT last_seq_in FROM sites WHERE site=?1)",
         NULL);
-    if (!st)
-        return;
+    if (!st) return;
     sqlite3_bind_text(st, 1, w->in.from, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)w->in.seq);
     sqlite3_bind_text(st, 3, w->is_signed ? w->keyid : "", -1, SQLITE_STATIC);
@@ -990,8 +953,7 @@ static void note_sequence(ss_despooler *d, const work *w)
 static bool dest_seen_before(const work *batch, size_t i)
 {
     for (size_t j = 0; j < i; j++)
-        if (batch[j].dest_fd >= 0 && !strcmp(batch[j].in.dest, batch[i].in.dest))
-            return true;
+        if (batch[j].dest_fd >= 0 && !strcmp(batch[j].in.dest, batch[i].in.dest)) return true;
     return false;
 }
 
@@ -1001,8 +963,7 @@ static void flush_staged(ss_despooler *d, work *batch, size_t n, size_t staged)
 {
     for (size_t i = 0; i < n; i++) {
         work *w = &batch[i];
-        if (w->dest_fd < 0)
-            continue;
+        if (w->dest_fd < 0) continue;
         ss_error e = {0};
         bool ok = ss_atomic_close(&w->out, staged <= SMALL_BATCH, &e) == 0;
         if (ok && staged > SMALL_BATCH && !dest_seen_before(batch, i))
@@ -1024,22 +985,17 @@ static int commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
     size_t staged = 0;
     for (size_t i = 0; i < n; i++)
         staged += batch[i].dest_fd >= 0;
-    if (!staged)
-        return 0;
+    if (!staged) return 0;
     flush_staged(d, batch, n, staged);
     for (size_t i = 0; i < n; i++)
-        if (batch[i].dest_fd >= 0)
-            choose_final_name(batch, i);
-    if (ss_db_begin(d->db, e) != 0)
-        return -1;
+        if (batch[i].dest_fd >= 0) choose_final_name(batch, i);
+    if (ss_db_begin(d->db, e) != 0) return -1;
     for (size_t i = 0; i < n; i++) {
         work *w = &batch[i];
-        if (w->dest_fd < 0)
-            continue;
+        if (w->dest_fd < 0) continue;
         ledger_insert(d, w, "delivered", w->dest_rel);
         note_sequence(d, w);
-        if (w->is_signed)
-            (void)ss_keys_touch(d->db, w->in.from, w->keyid, ss_now(), NULL);
+        if (w->is_signed) (void)ss_keys_touch(d->db, w->in.from, w->keyid, ss_now(), NULL);
         ss_report(d->rep, 4400, w->in.id, w->in.from, w->dest_rel, NULL);
     }
     if (ss_db_commit(d->db, e) != 0) {
@@ -1048,8 +1004,7 @@ static int commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
     }
     for (size_t i = 0; i < n; i++) {
         work *w = &batch[i];
-        if (w->dest_fd < 0)
-            continue;
+        if (w->dest_fd < 0) continue;
         ss_error re = {0};
         if (ss_atomic_rename(&w->out, SS_ATOMIC_NOREPLACE, &re) != 0 && re.code == SS_E_EXISTS) {
             /* Someone created the name since we chose it: take the unique one. */
@@ -1063,8 +1018,7 @@ static int commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
             (void)ss_fsync_dirfd(batch[i].dest_fd, NULL);
     for (size_t i = 0; i < n; i++) {
         work *w = &batch[i];
-        if (w->dest_fd < 0)
-            continue;
+        if (w->dest_fd < 0) continue;
         char base[64];
         base_of(w->ins_name, base, sizeof base);
         remove_pair(d, base);
@@ -1077,8 +1031,7 @@ static void release_batch(work *batch, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         ss_atomic_abort(&batch[i].out);
-        if (batch[i].dest_fd >= 0)
-            close(batch[i].dest_fd);
+        if (batch[i].dest_fd >= 0) close(batch[i].dest_fd);
         batch[i].dest_fd = -1;
     }
 }
@@ -1103,8 +1056,7 @@ static bool ins_name_valid(ss_despooler *d, const char *name)
     char base[64];
     if (strlen(name) == SS_ID_HEX + 4) {
         base_of(name, base, sizeof base);
-        if (ss_id_valid(base))
-            return true;
+        if (ss_id_valid(base)) return true;
     }
     if (strlen(name) < sizeof base) {
         /* Like any quarantined pair: with its package, and a .why file. */
@@ -1135,12 +1087,10 @@ static int process_batch(ss_despooler *d, struct dirent **names, int count, work
     for (int pass = 0; pass < 2; pass++) {
         d->nusable = 0; /* key instructions of pass 0 may change what is usable */
         for (size_t i = 0; i < n; i++) {
-            if (type_rank(&batch[i]) != pass)
-                continue;
+            if (type_rank(&batch[i]) != pass) continue;
             if (process_one(d, &batch[i]) != OUT_STAGED) {
                 ss_atomic_abort(&batch[i].out);
-                if (batch[i].dest_fd >= 0)
-                    close(batch[i].dest_fd);
+                if (batch[i].dest_fd >= 0) close(batch[i].dest_fd);
                 batch[i].dest_fd = -1;
             }
         }
@@ -1149,8 +1099,7 @@ static int process_batch(ss_despooler *d, struct dirent **names, int count, work
     release_batch(batch, n);
     forget_batch_caches(d);
     (void)ss_fsync_dirfd(d->receive_fd, NULL);
-    if (d->stats.rejected != rejected_before)
-        (void)ss_fsync_dirfd(d->rejected_fd, NULL);
+    if (d->stats.rejected != rejected_before) (void)ss_fsync_dirfd(d->rejected_fd, NULL);
     return rc;
 }
 
@@ -1183,8 +1132,7 @@ static void recheck_waiting_keys(ss_despooler *d)
     } waiting[SS_FORCE_MAX];
     int n = 0;
     sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT id, from_site, key_id FROM retries", NULL);
-    if (!st)
-        return;
+    if (!st) return;
     char stale[SS_FORCE_MAX][SS_ID_HEX + 1];
     int nstale = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -1194,8 +1142,7 @@ static void recheck_waiting_keys(ss_despooler *d)
         char name[64];
         snprintf(name, sizeof name, "%s.ins", id);
         if (faccessat(d->receive_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0) {
-            if (nstale < SS_FORCE_MAX)
-                snprintf(stale[nstale++], sizeof stale[0], "%s", id);
+            if (nstale < SS_FORCE_MAX) snprintf(stale[nstale++], sizeof stale[0], "%s", id);
             continue;
         }
         int i = 0;
@@ -1206,8 +1153,7 @@ static void recheck_waiting_keys(ss_despooler *d)
             snprintf(waiting[n].key_id, sizeof waiting[n].key_id, "%s", key_id);
             waiting[n++].count = 0;
         }
-        if (i < n)
-            waiting[i].count++;
+        if (i < n) waiting[i].count++;
     }
     sqlite3_finalize(st);
     for (int i = 0; i < nstale; i++)
@@ -1233,8 +1179,7 @@ static void recheck_waiting_keys(ss_despooler *d)
 static void check_backlog(ss_despooler *d)
 {
     DIR *dir = fdopendir(dup(d->receive_fd));
-    if (!dir)
-        return;
+    if (!dir) return;
     rewinddir(dir);
     int64_t now = ss_now(), age_limit = d->conf->backlog_warning_age;
     struct dirent *de;
@@ -1254,8 +1199,7 @@ static void check_backlog(ss_despooler *d)
                         name, (long long)((now - st.st_mtime) / 3600));
             continue;
         }
-        if (len < 5)
-            continue;
+        if (len < 5) continue;
         char base[64], other[96], path[PATH_MAX];
         int64_t t;
         base_of(name, base, sizeof base);
@@ -1266,15 +1210,13 @@ static void check_backlog(ss_despooler *d)
             (void)unlinkat(d->receive_fd, name, 0); /* left over after a delivery */
             continue;
         }
-        if (now - st.st_mtime < age_limit)
-            continue;
+        if (now - st.st_mtime < age_limit) continue;
         sqlite3_stmt *q = ss_db_prepare(
             d->db,
             "INSERT INTO backlog(name, warned) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE "
             "SET warned=?2 WHERE warned <= ?2 - ?3 RETURNING name",
             NULL);
-        if (!q)
-            continue;
+        if (!q) continue;
         sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 2, now);
         sqlite3_bind_int64(q, 3, age_limit > BACKLOG_REWARN ? age_limit : BACKLOG_REWARN);
@@ -1284,7 +1226,7 @@ static void check_backlog(ss_despooler *d)
             char hours[32];
             snprintf(hours, sizeof hours, "%lld", (long long)((now - st.st_mtime) / 3600));
             ss_report(d->rep, 4414, name, hours,
-                      orphan ? "a package without its instruction"
+                      orphan   ? "a package without its instruction"
                       : is_pck ? "its instruction is waiting"
                                : "waiting for its package or the sender's key",
                       NULL);
@@ -1312,8 +1254,7 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
     recheck_waiting_keys(d);
     struct dirent **names = NULL;
     int count = scandirat(d->receive_fd, ".", &names, select_ins, alphasort);
-    if (count < 0)
-        return ss_err_sys(e, "cannot list %s", d->receive_path);
+    if (count < 0) return ss_err_sys(e, "cannot list %s", d->receive_path);
     size_t batch_max = d->conf->batch_max;
     work *batch = calloc(batch_max, sizeof *batch);
     int rc = batch ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
@@ -1334,8 +1275,7 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
         sqlite3_bind_int64(st, 1, ss_now() - 86400);
         db_step_done(d, st, "pruning the ledger");
     }
-    if (progress)
-        *progress = d->stats.delivered + d->stats.rejected + d->stats.duplicates > before;
+    if (progress) *progress = d->stats.delivered + d->stats.rejected + d->stats.duplicates > before;
     return rc;
 }
 
@@ -1343,8 +1283,7 @@ int ss_despooler_drain(ss_despooler *d, ss_error *e)
 {
     bool progress = true;
     while (progress)
-        if (ss_despooler_scan(d, &progress, e) != 0)
-            return -1;
+        if (ss_despooler_scan(d, &progress, e) != 0) return -1;
     return 0;
 }
 
@@ -1355,8 +1294,7 @@ static int64_t next_retry_in(ss_despooler *d)
     int64_t in = -1;
     if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
         in = sqlite3_column_int64(st, 0) - ss_now();
-        if (in < 0)
-            in = 0;
+        if (in < 0) in = 0;
     }
     sqlite3_finalize(st);
     return in;
@@ -1378,16 +1316,13 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
     while (rc == 0 && !*stop) {
         int64_t wait_ms = (int64_t)d->conf->rescan_interval * 1000 - (ss_now_ms() - last_scan_ms);
         int64_t retry = next_retry_in(d);
-        if (retry >= 0 && retry * 1000 < wait_ms)
-            wait_ms = retry * 1000;
-        if (wait_ms < 0)
-            wait_ms = 0;
+        if (retry >= 0 && retry * 1000 < wait_ms) wait_ms = retry * 1000;
+        if (wait_ms < 0) wait_ms = 0;
         int mask = ss_watch_wait(&w, (int)wait_ms);
-        if (*stop)
-            break;
+        if (*stop) break;
         if (mask < 0)
             ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "inotify read failed; relying "
-                    "on rescans");
+                                                                "on rescans");
         if (mask > 0 && (mask & SS_WATCH_OVERFLOW))
             ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                     "inotify queue overflowed; rescanning the inboxes");
@@ -1413,8 +1348,7 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
     char path[PATH_MAX];
     ss_path(path, sizeof path, root, ".despool.lock");
     d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (d->lock_fd < 0)
-        return ss_err_sys(e, "cannot open %s", path);
+    if (d->lock_fd < 0) return ss_err_sys(e, "cannot open %s", path);
     if (flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         char pid[32] = "";
         ssize_t n = pread(d->lock_fd, pid, sizeof pid - 1, 0);
@@ -1422,8 +1356,10 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
         pid[strcspn(pid, "\n")] = '\0';
         close(d->lock_fd);
         d->lock_fd = -1;
-        return ss_err(e, SS_E_LOCKED, "another despooler (pid %s) is already running for site "
-                      "%s; stop it first", pid[0] ? pid : "?", conf->site_code);
+        return ss_err(e, SS_E_LOCKED,
+                      "another despooler (pid %s) is already running for site "
+                      "%s; stop it first",
+                      pid[0] ? pid : "?", conf->site_code);
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
@@ -1441,11 +1377,8 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
 
 void ss_despooler_close(ss_despooler *d)
 {
-    if (d->receive_fd >= 0)
-        close(d->receive_fd);
-    if (d->rejected_fd >= 0)
-        close(d->rejected_fd);
-    if (d->lock_fd >= 0)
-        close(d->lock_fd);
+    if (d->receive_fd >= 0) close(d->receive_fd);
+    if (d->rejected_fd >= 0) close(d->rejected_fd);
+    if (d->lock_fd >= 0) close(d->lock_fd);
     d->receive_fd = d->rejected_fd = d->lock_fd = -1;
 }

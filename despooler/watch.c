@@ -16,11 +16,9 @@ int ss_watch_open(ss_watch *w, const char *const dirs[], int ndirs, ss_error *e)
 {
     memset(w, 0, sizeof *w);
     w->fd = -1;
-    if (ndirs > SS_WATCH_MAX)
-        return ss_err(e, SS_E_USAGE, "too many watched folders");
+    if (ndirs > SS_WATCH_MAX) return ss_err(e, SS_E_USAGE, "too many watched folders");
     w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (w->fd < 0)
-        return ss_err_sys(e, "cannot initialise inotify");
+    if (w->fd < 0) return ss_err_sys(e, "cannot initialise inotify");
     for (int i = 0; i < ndirs; i++) {
         w->wd[i] = inotify_add_watch(w->fd, dirs[i], WATCH_EVENTS);
         if (w->wd[i] < 0) {
@@ -35,13 +33,10 @@ int ss_watch_open(ss_watch *w, const char *const dirs[], int ndirs, ss_error *e)
 
 static int event_bit(const ss_watch *w, const struct inotify_event *ev)
 {
-    if (ev->mask & IN_Q_OVERFLOW)
-        return SS_WATCH_OVERFLOW;
-    if (ev->len && ss_name_is_temporary(ev->name))
-        return 0;
+    if (ev->mask & IN_Q_OVERFLOW) return SS_WATCH_OVERFLOW;
+    if (ev->len && ss_name_is_temporary(ev->name)) return 0;
     for (int i = 0; i < w->ndirs; i++)
-        if (w->wd[i] == ev->wd)
-            return 1 << i;
+        if (w->wd[i] == ev->wd) return 1 << i;
     return 0;
 }
 
@@ -49,15 +44,13 @@ int ss_watch_wait(ss_watch *w, int timeout_ms)
 {
     struct pollfd pfd = {.fd = w->fd, .events = POLLIN};
     int ready = poll(&pfd, 1, timeout_ms);
-    if (ready <= 0)
-        return (ready == 0 || errno == EINTR) ? 0 : -1;
+    if (ready <= 0) return (ready == 0 || errno == EINTR) ? 0 : -1;
     /* Drain everything queued: one scan answers a whole burst. */
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
     int mask = 0;
     for (;;) {
         ssize_t n = read(w->fd, buf, sizeof buf);
-        if (n <= 0)
-            return (n < 0 && errno != EAGAIN && errno != EINTR) ? -1 : mask;
+        if (n <= 0) return (n < 0 && errno != EAGAIN && errno != EINTR) ? -1 : mask;
         for (char *p = buf; p < buf + n;) {
             const struct inotify_event *ev = (const struct inotify_event *)p;
             mask |= event_bit(w, ev);
@@ -68,8 +61,7 @@ int ss_watch_wait(ss_watch *w, int timeout_ms)
 
 void ss_watch_close(ss_watch *w)
 {
-    if (w->fd >= 0)
-        close(w->fd);
+    if (w->fd >= 0) close(w->fd);
     w->fd = -1;
     w->ndirs = 0;
 }

@@ -10,11 +10,9 @@ int ss_deflater_init(ss_deflater *d, enum ss_zip zip, int level, ss_error *e)
 {
     memset(d, 0, sizeof *d);
     d->zip = zip;
-    if (zip == SS_ZIP_NONE)
-        return 0;
+    if (zip == SS_ZIP_NONE) return 0;
     d->out = malloc(SS_CODEC_CHUNK);
-    if (!d->out)
-        return ss_err(e, SS_E_NOMEM, "out of memory for the compressor");
+    if (!d->out) return ss_err(e, SS_E_NOMEM, "out of memory for the compressor");
     if (deflateInit(&d->z, level) != Z_OK) {
         free(d->out);
         d->out = NULL;
@@ -30,11 +28,9 @@ static int deflate_pump(ss_deflater *d, int flush, ss_sink_fn sink, void *ctx, s
         d->z.next_out = d->out;
         d->z.avail_out = SS_CODEC_CHUNK;
         zrc = deflate(&d->z, flush);
-        if (zrc == Z_STREAM_ERROR)
-            return ss_err(e, SS_E_ZLIB, "zlib compression failed");
+        if (zrc == Z_STREAM_ERROR) return ss_err(e, SS_E_ZLIB, "zlib compression failed");
         size_t have = SS_CODEC_CHUNK - d->z.avail_out;
-        if (have && sink(ctx, d->out, have, e) != 0)
-            return -1;
+        if (have && sink(ctx, d->out, have, e) != 0) return -1;
         d->out_bytes += have;
     } while (d->z.avail_out == 0 || (flush == Z_FINISH && zrc != Z_STREAM_END));
     return 0;
@@ -55,8 +51,7 @@ int ss_deflater_feed(ss_deflater *d, const void *in, size_t len, ss_sink_fn sink
 
 int ss_deflater_finish(ss_deflater *d, ss_sink_fn sink, void *ctx, ss_error *e)
 {
-    if (d->zip == SS_ZIP_NONE)
-        return 0;
+    if (d->zip == SS_ZIP_NONE) return 0;
     d->z.next_in = NULL;
     d->z.avail_in = 0;
     return deflate_pump(d, Z_FINISH, sink, ctx, e);
@@ -65,10 +60,8 @@ int ss_deflater_finish(ss_deflater *d, ss_sink_fn sink, void *ctx, ss_error *e)
 int ss_deflater_reset(ss_deflater *d, ss_error *e)
 {
     d->in_bytes = d->out_bytes = 0;
-    if (d->zip == SS_ZIP_NONE)
-        return 0;
-    if (deflateReset(&d->z) != Z_OK)
-        return ss_err(e, SS_E_ZLIB, "cannot reset zlib compression");
+    if (d->zip == SS_ZIP_NONE) return 0;
+    if (deflateReset(&d->z) != Z_OK) return ss_err(e, SS_E_ZLIB, "cannot reset zlib compression");
     return 0;
 }
 
@@ -86,11 +79,9 @@ int ss_inflater_init(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error *
     memset(f, 0, sizeof *f);
     f->zip = zip;
     f->limit = limit;
-    if (zip == SS_ZIP_NONE)
-        return 0;
+    if (zip == SS_ZIP_NONE) return 0;
     f->out = malloc(SS_CODEC_CHUNK);
-    if (!f->out)
-        return ss_err(e, SS_E_NOMEM, "out of memory for the decompressor");
+    if (!f->out) return ss_err(e, SS_E_NOMEM, "out of memory for the decompressor");
     if (inflateInit(&f->z) != Z_OK) {
         free(f->out);
         f->out = NULL;
@@ -114,12 +105,9 @@ static int inflate_emit(ss_inflater *f, const void *buf, size_t len, ss_sink_fn 
 int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink, void *ctx,
                      ss_error *e)
 {
-    if (f->zip == SS_ZIP_NONE)
-        return inflate_emit(f, in, len, sink, ctx, e);
-    if (len == 0)
-        return 0;
-    if (f->ended)
-        return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
+    if (f->zip == SS_ZIP_NONE) return inflate_emit(f, in, len, sink, ctx, e);
+    if (len == 0) return 0;
+    if (f->ended) return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
     f->z.next_in = (Bytef *)in;
     f->z.avail_in = (uInt)len;
     /* Loop while input remains or zlib filled the buffer (it may hold more). */
@@ -130,14 +118,10 @@ int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink
         if (zrc == Z_NEED_DICT || zrc == Z_DATA_ERROR || zrc == Z_STREAM_ERROR)
             return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (%s)",
                           f->z.msg ? f->z.msg : "data error");
-        if (zrc == Z_MEM_ERROR)
-            return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
-        if (zrc == Z_STREAM_END)
-            f->ended = true;
-        if (inflate_emit(f, f->out, SS_CODEC_CHUNK - f->z.avail_out, sink, ctx, e) != 0)
-            return -1;
-        if (zrc == Z_BUF_ERROR)
-            break;
+        if (zrc == Z_MEM_ERROR) return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
+        if (zrc == Z_STREAM_END) f->ended = true;
+        if (inflate_emit(f, f->out, SS_CODEC_CHUNK - f->z.avail_out, sink, ctx, e) != 0) return -1;
+        if (zrc == Z_BUF_ERROR) break;
     } while (!f->ended && (f->z.avail_in > 0 || f->z.avail_out == 0));
     if (f->ended && f->z.avail_in > 0)
         return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");

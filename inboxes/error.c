@@ -23,8 +23,7 @@ static void set_message(ss_error *e, const char *suffix, const char *fmt, va_lis
 
 int ss_err(ss_error *e, enum ss_errcode code, const char *fmt, ...)
 {
-    if (!e)
-        return -1;
+    if (!e) return -1;
     va_list ap;
     va_start(ap, fmt);
     set_message(e, NULL, fmt, ap);
@@ -36,8 +35,7 @@ int ss_err(ss_error *e, enum ss_errcode code, const char *fmt, ...)
 int ss_err_sys(ss_error *e, const char *fmt, ...)
 {
     int saved = errno;
-    if (!e)
-        return -1;
+    if (!e) return -1;
     va_list ap;
     va_start(ap, fmt);
     set_message(e, strerror(saved), fmt, ap);

@@ -12,29 +12,29 @@
 
 enum ss_errcode {
     SS_OK = 0,
-    SS_E_IO,         /* an operating system call failed */
-    SS_E_NOENT,      /* a file or directory does not exist */
-    SS_E_EXISTS,     /* refusing to overwrite */
-    SS_E_NOTREG,     /* not a regular file (symlink, fifo, device, directory) */
-    SS_E_TOOBIG,     /* beyond a size limit */
-    SS_E_PERM,       /* unsafe permissions */
-    SS_E_FORMAT,     /* malformed input, see message */
-    SS_E_TRUNCATED,  /* input ends early */
-    SS_E_BASE64,     /* bad base64 */
-    SS_E_ALG,        /* unsupported algorithm */
-    SS_E_KEYID,      /* key id mismatch */
-    SS_E_COMMENT,    /* comment too long or not printable */
-    SS_E_TRAILING,   /* trailing garbage */
-    SS_E_BADSIG,     /* signature does not verify */
-    SS_E_BADGLOBAL,  /* trusted comment signature does not verify */
-    SS_E_FIELD,      /* instruction field missing or invalid */
-    SS_E_ZLIB,       /* corrupt compressed stream */
-    SS_E_SIZE,       /* decompressed size differs from the declared one */
-    SS_E_DB,         /* database error */
-    SS_E_CONF,       /* bad setting */
+    SS_E_IO,        /* an operating system call failed */
+    SS_E_NOENT,     /* a file or directory does not exist */
+    SS_E_EXISTS,    /* refusing to overwrite */
+    SS_E_NOTREG,    /* not a regular file (symlink, fifo, device, directory) */
+    SS_E_TOOBIG,    /* beyond a size limit */
+    SS_E_PERM,      /* unsafe permissions */
+    SS_E_FORMAT,    /* malformed input, see message */
+    SS_E_TRUNCATED, /* input ends early */
+    SS_E_BASE64,    /* bad base64 */
+    SS_E_ALG,       /* unsupported algorithm */
+    SS_E_KEYID,     /* key id mismatch */
+    SS_E_COMMENT,   /* comment too long or not printable */
+    SS_E_TRAILING,  /* trailing garbage */
+    SS_E_BADSIG,    /* signature does not verify */
+    SS_E_BADGLOBAL, /* trusted comment signature does not verify */
+    SS_E_FIELD,     /* instruction field missing or invalid */
+    SS_E_ZLIB,      /* corrupt compressed stream */
+    SS_E_SIZE,      /* decompressed size differs from the declared one */
+    SS_E_DB,        /* database error */
+    SS_E_CONF,      /* bad setting */
     SS_E_NOMEM,
     SS_E_USAGE,
-    SS_E_LOCKED,     /* another process holds the lock */
+    SS_E_LOCKED, /* another process holds the lock */
 };
 
 typedef struct ss_error {

@@ -21,8 +21,7 @@ bool ss_name_is_temporary(const char *name)
     return name[0] == '.' || (len >= 4 && strcmp(name + len - 4, ".tmp") == 0);
 }
 
-int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat *st,
-                    ss_error *e)
+int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat *st, ss_error *e)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
@@ -31,8 +30,7 @@ int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat
         return ss_err_sys(e, "cannot open %s", name);
     }
     struct stat local;
-    if (!st)
-        st = &local;
+    if (!st) st = &local;
     if (fstat(fd, st) != 0) {
         ss_err_sys(e, "cannot stat %s", name);
         close(fd);
@@ -52,13 +50,12 @@ int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat
     return fd;
 }
 
-int ss_read_small_file(int dirfd, const char *name, size_t max_bytes, char **out,
-                       size_t *out_len, ss_error *e)
+int ss_read_small_file(int dirfd, const char *name, size_t max_bytes, char **out, size_t *out_len,
+                       ss_error *e)
 {
     struct stat st;
     int fd = ss_open_regular(dirfd, name, max_bytes, &st, e);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     size_t cap = (size_t)st.st_size;
     char *buf = malloc(cap + 2);
     if (!buf) {
@@ -78,8 +75,7 @@ int ss_read_small_file(int dirfd, const char *name, size_t max_bytes, char **out
     }
     buf[n] = '\0';
     *out = buf;
-    if (out_len)
-        *out_len = (size_t)n;
+    if (out_len) *out_len = (size_t)n;
     return 0;
 }
 
@@ -89,8 +85,7 @@ int ss_write_all(int fd, const void *buf, size_t len, ss_error *e)
     while (len > 0) {
         ssize_t n = write(fd, p, len);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return ss_err_sys(e, "write failed");
         }
         p += n;
@@ -106,13 +101,11 @@ ssize_t ss_read_full(int fd, void *buf, size_t len, ss_error *e)
     while (got < len) {
         ssize_t n = read(fd, p + got, len - got);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             ss_err_sys(e, "read failed");
             return -1;
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         got += (size_t)n;
     }
     return (ssize_t)got;
@@ -120,24 +113,21 @@ ssize_t ss_read_full(int fd, void *buf, size_t len, ss_error *e)
 
 int ss_fsync_dirfd(int dirfd, ss_error *e)
 {
-    if (fsync(dirfd) != 0 && errno != EINVAL)
-        return ss_err_sys(e, "cannot fsync directory");
+    if (fsync(dirfd) != 0 && errno != EINVAL) return ss_err_sys(e, "cannot fsync directory");
     return 0;
 }
 
 int ss_open_dir(const char *path, ss_error *e)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return ss_err_sys(e, "cannot open directory %s", path);
+    if (fd < 0) return ss_err_sys(e, "cannot open directory %s", path);
     return fd;
 }
 
 int ss_fsync_dir(const char *path, ss_error *e)
 {
     int fd = ss_open_dir(path, e);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     int rc = ss_fsync_dirfd(fd, e);
     close(fd);
     return rc;
@@ -155,8 +145,7 @@ int ss_mkdirs(const char *path, mode_t mode, ss_error *e)
             if (mkdir(buf, mode) != 0 && errno != EEXIST)
                 return ss_err_sys(e, "cannot create directory %s", buf);
             *p = saved;
-            if (saved == '\0')
-                break;
+            if (saved == '\0') break;
         }
     }
     struct stat st;
@@ -176,10 +165,8 @@ int ss_atomic_begin(ss_atomic *a, int dirfd, const char *name, mode_t mode, ss_e
             (int)sizeof a->tmp)
             return ss_err(e, SS_E_TOOBIG, "file name too long: %s", name);
         a->fd = openat(dirfd, a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-        if (a->fd >= 0)
-            return 0;
-        if (errno != EEXIST)
-            break;
+        if (a->fd >= 0) return 0;
+        if (errno != EEXIST) break;
     }
     ss_err_sys(e, "cannot create temporary file for %s", name);
     a->tmp[0] = '\0'; /* nothing of ours to remove on abort */
@@ -201,8 +188,7 @@ void ss_atomic_abort(ss_atomic *a)
 int ss_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname,
                         ss_error *e)
 {
-    if (renameat2(olddirfd, oldname, newdirfd, newname, RENAME_NOREPLACE) == 0)
-        return 0;
+    if (renameat2(olddirfd, oldname, newdirfd, newname, RENAME_NOREPLACE) == 0) return 0;
     if (errno == EEXIST)
         return ss_err(e, SS_E_EXISTS, "%s already exists; not overwriting it", newname);
     if (errno != EINVAL && errno != ENOSYS)
@@ -260,24 +246,20 @@ int ss_atomic_rename(ss_atomic *a, unsigned flags, ss_error *e)
         rc = ss_rename_noreplace(a->dirfd, a->tmp, a->dirfd, a->final, e);
     } else {
         rc = renameat(a->dirfd, a->tmp, a->dirfd, a->final);
-        if (rc != 0)
-            ss_err_sys(e, "cannot rename into %s", a->final);
+        if (rc != 0) ss_err_sys(e, "cannot rename into %s", a->final);
     }
     if (rc != 0) {
-        if (e && e->code != SS_E_EXISTS)
-            ss_atomic_abort(a);
+        if (e && e->code != SS_E_EXISTS) ss_atomic_abort(a);
         return -1;
     }
     a->tmp[0] = '\0';
-    if ((flags & SS_ATOMIC_SYNC_DIR) && ss_fsync_dirfd(a->dirfd, e) != 0)
-        return -1;
+    if ((flags & SS_ATOMIC_SYNC_DIR) && ss_fsync_dirfd(a->dirfd, e) != 0) return -1;
     return 0;
 }
 
 int ss_atomic_commit(ss_atomic *a, unsigned flags, ss_error *e)
 {
-    if (ss_atomic_close(a, true, e) != 0)
-        return -1;
+    if (ss_atomic_close(a, true, e) != 0) return -1;
     if (ss_atomic_rename(a, flags, e) != 0) {
         ss_atomic_abort(a);
         return -1;
@@ -287,8 +269,7 @@ int ss_atomic_commit(ss_atomic *a, unsigned flags, ss_error *e)
 
 int ss_sync_fs(int fd, ss_error *e)
 {
-    if (syncfs(fd) != 0)
-        return ss_err_sys(e, "cannot flush the filesystem (syncfs)");
+    if (syncfs(fd) != 0) return ss_err_sys(e, "cannot flush the filesystem (syncfs)");
     return 0;
 }
 
@@ -301,17 +282,14 @@ int64_t ss_copy_fd(int in_fd, int out_fd, ss_error *e)
             total += n;
             continue;
         }
-        if (n == 0)
-            return total;
-        if (errno == EINTR)
-            continue;
+        if (n == 0) return total;
+        if (errno == EINTR) continue;
         if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
             return ss_err_sys(e, "copy failed");
         break; /* fall back to read/write */
     }
     char *buf = malloc(128 * 1024);
-    if (!buf)
-        return ss_err(e, SS_E_NOMEM, "out of memory");
+    if (!buf) return ss_err(e, SS_E_NOMEM, "out of memory");
     ssize_t n;
     while ((n = ss_read_full(in_fd, buf, 128 * 1024, e)) > 0) {
         if (ss_write_all(out_fd, buf, (size_t)n, e) != 0) {
@@ -328,8 +306,7 @@ int ss_write_file_atomic(int dirfd, const char *name, const void *data, size_t l
                          unsigned flags, ss_error *e)
 {
     ss_atomic a;
-    if (ss_atomic_begin(&a, dirfd, name, mode, e) != 0)
-        return -1;
+    if (ss_atomic_begin(&a, dirfd, name, mode, e) != 0) return -1;
     if (ss_write_all(a.fd, data, len, e) != 0) {
         ss_atomic_abort(&a);
         return -1;

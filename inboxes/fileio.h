@@ -24,13 +24,12 @@ bool ss_name_is_temporary(const char *name);
 
 /* Opens dirfd/name read-only, refusing symlinks and non-regular files and
  * files larger than max_bytes (0: no limit).  Fills *st when not NULL. */
-int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat *st,
-                    ss_error *e);
+int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat *st, ss_error *e);
 
 /* Reads a whole small regular file (<= max_bytes) into a NUL-terminated
  * malloc'ed buffer. */
-int ss_read_small_file(int dirfd, const char *name, size_t max_bytes, char **out,
-                       size_t *out_len, ss_error *e);
+int ss_read_small_file(int dirfd, const char *name, size_t max_bytes, char **out, size_t *out_len,
+                       ss_error *e);
 
 int ss_write_all(int fd, const void *buf, size_t len, ss_error *e);
 /* Reads up to len bytes, retrying on short reads; returns bytes read or -1. */

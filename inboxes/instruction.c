@@ -15,9 +15,12 @@
 const char *ss_itype_name(enum ss_itype t)
 {
     switch (t) {
-    case SS_TYPE_KEY: return "key";
-    case SS_TYPE_ROLLOVER: return "rollover";
-    default: return "data";
+    case SS_TYPE_KEY:
+        return "key";
+    case SS_TYPE_ROLLOVER:
+        return "rollover";
+    default:
+        return "data";
     }
 }
 
@@ -30,22 +33,18 @@ void ss_instr_new_id(char out[SS_ID_HEX + 1])
 
 bool ss_id_valid(const char *id)
 {
-    if (strlen(id) != SS_ID_HEX)
-        return false;
+    if (strlen(id) != SS_ID_HEX) return false;
     for (const char *p = id; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
     return true;
 }
 
 bool ss_file_name_valid(const char *name)
 {
     size_t n = strlen(name);
-    if (n == 0 || n > SS_NAME_MAX || name[0] == '.')
-        return false;
+    if (n == 0 || n > SS_NAME_MAX || name[0] == '.') return false;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        if (*p == '/' || *p < 0x20 || *p == 0x7f)
-            return false;
+        if (*p == '/' || *p < 0x20 || *p == 0x7f) return false;
     return true;
 }
 
@@ -56,8 +55,7 @@ int ss_pct_encode(const char *in, char *out, size_t len)
     for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
         bool plain = isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~';
         size_t need = plain ? 1 : 3;
-        if (o + need >= len)
-            return -1;
+        if (o + need >= len) return -1;
         if (plain) {
             out[o++] = (char)*p;
         } else {
@@ -72,12 +70,9 @@ int ss_pct_encode(const char *in, char *out, size_t len)
 
 static int hexval(int c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -87,16 +82,13 @@ int ss_pct_decode(const char *in, size_t in_len, char *out, size_t len)
     for (size_t i = 0; i < in_len; i++) {
         int c = (unsigned char)in[i];
         if (c == '%') {
-            if (i + 2 >= in_len)
-                return -1;
+            if (i + 2 >= in_len) return -1;
             int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
+            if (hi < 0 || lo < 0) return -1;
             c = hi * 16 + lo;
             i += 2;
         }
-        if (c == 0 || o + 1 >= len)
-            return -1;
+        if (c == 0 || o + 1 >= len) return -1;
         out[o++] = (char)c;
     }
     out[o] = '\0';
@@ -106,38 +98,39 @@ int ss_pct_decode(const char *in, size_t in_len, char *out, size_t len)
 int ss_instr_format(const ss_instr *in, char *out, size_t len)
 {
     char name[SS_NAME_MAX * 3 + 1];
-    if (ss_pct_encode(in->name, name, sizeof name) != 0)
-        return -1;
+    if (ss_pct_encode(in->name, name, sizeof name) != 0) return -1;
     int n = snprintf(out, len,
                      SS_INSTR_MAGIC " id=%s from=%s to=%s type=%s dest=%s name=%s size=%" PRIu64
-                                    " zip=%s seq=%" PRIu64 " created=%" PRId64
-                                    " expires=%" PRId64,
-                     in->id, in->from, in->to, ss_itype_name(in->type), in->dest, name,
-                     in->size, in->zip == SS_ZIP_ZLIB ? "zlib" : "none", in->seq, in->created,
-                     in->expires);
+                                    " zip=%s seq=%" PRIu64 " created=%" PRId64 " expires=%" PRId64,
+                     in->id, in->from, in->to, ss_itype_name(in->type), in->dest, name, in->size,
+                     in->zip == SS_ZIP_ZLIB ? "zlib" : "none", in->seq, in->created, in->expires);
     return (n < 0 || (size_t)n >= len) ? -1 : 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
 {
-    if (!*s || strlen(s) > 20)
-        return -1;
+    if (!*s || strlen(s) > 20) return -1;
     for (const char *p = s; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            return -1;
-    if (s[0] == '0' && s[1])
-        return -1; /* one canonical spelling per number */
+        if (!isdigit((unsigned char)*p)) return -1;
+    if (s[0] == '0' && s[1]) return -1; /* one canonical spelling per number */
     errno = 0;
     unsigned long long v = strtoull(s, NULL, 10);
-    if (errno)
-        return -1;
+    if (errno) return -1;
     *out = v;
     return 0;
 }
 
 enum field_bit {
-    F_ID = 1 << 0, F_FROM = 1 << 1, F_TO = 1 << 2, F_TYPE = 1 << 3, F_DEST = 1 << 4,
-    F_NAME = 1 << 5, F_SIZE = 1 << 6, F_ZIP = 1 << 7, F_SEQ = 1 << 8, F_CREATED = 1 << 9,
+    F_ID = 1 << 0,
+    F_FROM = 1 << 1,
+    F_TO = 1 << 2,
+    F_TYPE = 1 << 3,
+    F_DEST = 1 << 4,
+    F_NAME = 1 << 5,
+    F_SIZE = 1 << 6,
+    F_ZIP = 1 << 7,
+    F_SEQ = 1 << 8,
+    F_CREATED = 1 << 9,
     F_EXPIRES = 1 << 10,
 };
 static const char *const field_names[] = {"id",   "from", "to",  "type",    "dest",   "name",
@@ -147,8 +140,7 @@ static const char *const field_names[] = {"id",   "from", "to",  "type",    "des
 static int field_index(const char *key, size_t klen)
 {
     for (int i = 0; i < 11; i++)
-        if (strlen(field_names[i]) == klen && !memcmp(field_names[i], key, klen))
-            return i;
+        if (strlen(field_names[i]) == klen && !memcmp(field_names[i], key, klen)) return i;
     return -1;
 }
 
@@ -157,8 +149,7 @@ static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
     uint64_t u;
     switch (1 << idx) {
     case F_ID:
-        if (!ss_id_valid(v))
-            return ss_err(e, SS_E_FIELD, "id must be 32 lowercase hex digits");
+        if (!ss_id_valid(v)) return ss_err(e, SS_E_FIELD, "id must be 32 lowercase hex digits");
         memcpy(in->id, v, SS_ID_HEX + 1);
         return 0;
     case F_FROM:
@@ -180,8 +171,7 @@ static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
         return 0;
     case F_DEST:
         if (!ss_dest_name_valid(v))
-            return ss_err(e, SS_E_FIELD, "dest '%.40s' is not an inbox name like replmgr.box",
-                          v);
+            return ss_err(e, SS_E_FIELD, "dest '%.40s' is not an inbox name like replmgr.box", v);
         strcpy(in->dest, v);
         return 0;
     case F_NAME:
@@ -219,7 +209,8 @@ int ss_instr_parse(ss_instr *in, const char *text, ss_error *e)
     memset(in, 0, sizeof *in);
     size_t mlen = strlen(SS_INSTR_MAGIC);
     if (strncmp(text, SS_INSTR_MAGIC, mlen) != 0 || (text[mlen] != ' ' && text[mlen] != '\0'))
-        return ss_err(e, SS_E_FIELD, "the instruction does not start with '" SS_INSTR_MAGIC
+        return ss_err(e, SS_E_FIELD,
+                      "the instruction does not start with '" SS_INSTR_MAGIC
                       "' (not a sitespool instruction, or a newer version)");
     unsigned seen = 0;
     const char *p = text + mlen;
@@ -230,8 +221,7 @@ int ss_instr_parse(ss_instr *in, const char *text, ss_error *e)
         size_t tok = strcspn(p, " ");
         const char *eq = memchr(p, '=', tok);
         if (!eq || eq == p)
-            return ss_err(e, SS_E_FIELD, "'%.*s' is not key=value", (int)(tok > 40 ? 40 : tok),
-                          p);
+            return ss_err(e, SS_E_FIELD, "'%.*s' is not key=value", (int)(tok > 40 ? 40 : tok), p);
         for (const char *k = p; k < eq; k++)
             if (!islower((unsigned char)*k) && *k != '_' && !isdigit((unsigned char)*k))
                 return ss_err(e, SS_E_FIELD, "bad field key '%.*s'", (int)(eq - p), p);
@@ -241,10 +231,11 @@ int ss_instr_parse(ss_instr *in, const char *text, ss_error *e)
                 return ss_err(e, SS_E_FIELD, "field '%s' appears twice", field_names[idx]);
             char value[SS_NAME_MAX + 1];
             if (ss_pct_decode(eq + 1, tok - (size_t)(eq + 1 - p), value, sizeof value) != 0)
-                return ss_err(e, SS_E_FIELD, "field '%s' has a bad percent-encoding or is too "
-                              "long", field_names[idx]);
-            if (set_field(in, idx, value, e) != 0)
-                return -1;
+                return ss_err(e, SS_E_FIELD,
+                              "field '%s' has a bad percent-encoding or is too "
+                              "long",
+                              field_names[idx]);
+            if (set_field(in, idx, value, e) != 0) return -1;
             seen |= 1u << idx;
         } /* unknown keys are ignored: forward compatibility */
         p += tok;
@@ -254,7 +245,6 @@ int ss_instr_parse(ss_instr *in, const char *text, ss_error *e)
             if (!(seen & (1u << i)))
                 return ss_err(e, SS_E_FIELD, "required field '%s' is missing", field_names[i]);
     }
-    if (in->expires < in->created)
-        return ss_err(e, SS_E_FIELD, "expires is before created");
+    if (in->expires < in->created) return ss_err(e, SS_E_FIELD, "expires is before created");
     return 0;
 }

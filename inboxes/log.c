@@ -17,11 +17,9 @@
 
 static int log_reopen(ss_log *l)
 {
-    if (l->fd >= 0)
-        close(l->fd);
+    if (l->fd >= 0) close(l->fd);
     l->fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (l->fd < 0)
-        return -1;
+    if (l->fd < 0) return -1;
     struct stat st;
     l->ino = fstat(l->fd, &st) == 0 ? st.st_ino : 0;
     l->size_estimate = fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
@@ -29,22 +27,19 @@ static int log_reopen(ss_log *l)
     return 0;
 }
 
-int ss_log_open(ss_log *l, const char *path, const char *component, uint64_t max_bytes,
-                ss_error *e)
+int ss_log_open(ss_log *l, const char *path, const char *component, uint64_t max_bytes, ss_error *e)
 {
     l->fd = -1;
     l->max_bytes = max_bytes;
     snprintf(l->path, sizeof l->path, "%s", path);
     snprintf(l->component, sizeof l->component, "%s", component);
-    if (log_reopen(l) != 0)
-        return ss_err_sys(e, "cannot open log %s", path);
+    if (log_reopen(l) != 0) return ss_err_sys(e, "cannot open log %s", path);
     return 0;
 }
 
 void ss_log_close(ss_log *l)
 {
-    if (l->fd >= 0)
-        close(l->fd);
+    if (l->fd >= 0) close(l->fd);
     l->fd = -1;
 }
 
@@ -65,20 +60,15 @@ static void log_rotate_if_full(ss_log *l, size_t incoming)
 {
     struct stat path_st, fd_st;
     bool full = l->max_bytes && l->size_estimate + incoming > l->max_bytes;
-    if (!full && ++l->lines_since_check < 32)
-        return;
+    if (!full && ++l->lines_since_check < 32) return;
     l->lines_since_check = 0;
     if (stat(l->path, &path_st) != 0 || path_st.st_ino != l->ino) {
         (void)log_reopen(l);
-        if (l->fd < 0)
-            return;
+        if (l->fd < 0) return;
     }
-    if (fstat(l->fd, &fd_st) == 0)
-        l->size_estimate = (uint64_t)fd_st.st_size;
-    if (l->max_bytes == 0 || l->size_estimate + incoming <= l->max_bytes)
-        return;
-    if (flock(l->fd, LOCK_EX) != 0)
-        return;
+    if (fstat(l->fd, &fd_st) == 0) l->size_estimate = (uint64_t)fd_st.st_size;
+    if (l->max_bytes == 0 || l->size_estimate + incoming <= l->max_bytes) return;
+    if (flock(l->fd, LOCK_EX) != 0) return;
     if (stat(l->path, &path_st) == 0 && path_st.st_ino == l->ino) {
         char rotated[PATH_MAX];
         ss_log_rotated_name(l->path, rotated, sizeof rotated);
@@ -96,17 +86,16 @@ static size_t format_suffix(const ss_log *l, char *out, size_t len)
     localtime_r(&tv.tv_sec, &tm);
     long bias = -tm.tm_gmtoff / 60;
     pid_t tid = gettid();
-    int n = snprintf(out, len, "  $$<%s><%02d-%02d-%04d %02d:%02d:%02d.%03d%+04ld><thread=%d (0x%X)>\n",
-                     l->component, tm.tm_mon + 1, tm.tm_mday, tm.tm_year + 1900, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000), bias, (int)tid,
-                     (unsigned)tid);
+    int n =
+        snprintf(out, len, "  $$<%s><%02d-%02d-%04d %02d:%02d:%02d.%03d%+04ld><thread=%d (0x%X)>\n",
+                 l->component, tm.tm_mon + 1, tm.tm_mday, tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec, (int)(tv.tv_usec / 1000), bias, (int)tid, (unsigned)tid);
     return n < 0 ? 0 : (size_t)n;
 }
 
 void ss_log_text(ss_log *l, const char *text)
 {
-    if (!l || l->fd < 0)
-        return;
+    if (!l || l->fd < 0) return;
     char line[SS_LOG_LINE_MAX];
     char suffix[160];
     size_t slen = format_suffix(l, suffix, sizeof suffix);
@@ -121,8 +110,7 @@ void ss_log_text(ss_log *l, const char *text)
         do {
             w = write(l->fd, line, n);
         } while (w < 0 && errno == EINTR);
-        if (w > 0)
-            l->size_estimate += (uint64_t)w;
+        if (w > 0) l->size_estimate += (uint64_t)w;
     }
 }
 

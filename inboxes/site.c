@@ -19,8 +19,7 @@
 bool ss_site_code_valid(const char *code)
 {
     size_t n = strlen(code);
-    if (n < 3 || n > SS_SITE_CODE_MAX)
-        return false;
+    if (n < 3 || n > SS_SITE_CODE_MAX) return false;
     for (size_t i = 0; i < n; i++)
         if (!((code[i] >= 'A' && code[i] <= 'Z') || (code[i] >= '0' && code[i] <= '9')))
             return false;
@@ -30,8 +29,7 @@ bool ss_site_code_valid(const char *code)
 bool ss_dest_name_valid(const char *dest)
 {
     size_t n = strlen(dest);
-    if (n < 5 || n > 36 || strcmp(dest + n - 4, ".box") != 0)
-        return false;
+    if (n < 5 || n > 36 || strcmp(dest + n - 4, ".box") != 0) return false;
     for (size_t i = 0; i < n - 4; i++)
         if (!((dest[i] >= 'a' && dest[i] <= 'z') || (dest[i] >= '0' && dest[i] <= '9') ||
               dest[i] == '_'))
@@ -67,22 +65,28 @@ int ss_parse_duration(const char *s, unsigned *out)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno || !isdigit((unsigned char)s[0]))
-        return -1;
+    if (end == s || errno || !isdigit((unsigned char)s[0])) return -1;
     unsigned long long mul = 1;
     if (*end) {
         switch (*end++) {
-        case 's': mul = 1; break;
-        case 'm': mul = 60; break;
-        case 'h': mul = 3600; break;
-        case 'd': mul = 86400; break;
-        default: return -1;
-        }
-        if (*end)
+        case 's':
+            mul = 1;
+            break;
+        case 'm':
+            mul = 60;
+            break;
+        case 'h':
+            mul = 3600;
+            break;
+        case 'd':
+            mul = 86400;
+            break;
+        default:
             return -1;
+        }
+        if (*end) return -1;
     }
-    if (v > UINT32_MAX / mul)
-        return -1;
+    if (v > UINT32_MAX / mul) return -1;
     *out = (unsigned)(v * mul);
     return 0;
 }
@@ -92,21 +96,28 @@ int ss_parse_size(const char *s, uint64_t *out)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno || !isdigit((unsigned char)s[0]))
-        return -1;
+    if (end == s || errno || !isdigit((unsigned char)s[0])) return -1;
     unsigned shift = 0;
     if (*end) {
         switch (*end++) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        default: return -1;
-        }
-        if (*end)
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        default:
             return -1;
+        }
+        if (*end) return -1;
     }
-    if (v > (UINT64_MAX >> shift))
-        return -1;
+    if (v > (UINT64_MAX >> shift)) return -1;
     *out = (uint64_t)v << shift;
     return 0;
 }
@@ -180,8 +191,7 @@ static const struct conf_key conf_keys[] = {
 static const struct conf_key *conf_key_find(const char *name)
 {
     for (size_t i = 0; i < sizeof conf_keys / sizeof conf_keys[0]; i++)
-        if (!strcmp(conf_keys[i].name, name))
-            return &conf_keys[i];
+        if (!strcmp(conf_keys[i].name, name)) return &conf_keys[i];
     return NULL;
 }
 
@@ -189,33 +199,32 @@ static int conf_set(ss_conf *c, const struct conf_key *k, const char *v)
 {
     void *p = (char *)c + k->offset;
     switch (k->kind) {
-    case K_BOOL: return parse_bool(v, p);
-    case K_DURATION: return ss_parse_duration(v, p);
-    case K_SIZE: return ss_parse_size(v, p);
+    case K_BOOL:
+        return parse_bool(v, p);
+    case K_DURATION:
+        return ss_parse_duration(v, p);
+    case K_SIZE:
+        return ss_parse_size(v, p);
     case K_UINT: {
         char *end;
         errno = 0;
         unsigned long u = strtoul(v, &end, 10);
-        if (!isdigit((unsigned char)*v) || *end || errno || u > UINT32_MAX)
-            return -1;
+        if (!isdigit((unsigned char)*v) || *end || errno || u > UINT32_MAX) return -1;
         *(unsigned *)p = (unsigned)u;
         return 0;
     }
     case K_INT: {
         char *end;
         long l = strtol(v, &end, 10);
-        if (end == v || *end || l < 0 || l > 9)
-            return -1;
+        if (end == v || *end || l < 0 || l > 9) return -1;
         *(int *)p = (int)l;
         return 0;
     }
     case K_SITE:
-        if (!ss_site_code_valid(v))
-            return -1;
+        if (!ss_site_code_valid(v)) return -1;
         /* fall through */
     case K_STRING:
-        if (strlen(v) >= k->size)
-            return -1;
+        if (strlen(v) >= k->size) return -1;
         memcpy(p, v, strlen(v) + 1);
         return 0;
     }
@@ -235,20 +244,17 @@ static char *trim(char *s)
 int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
 {
     char *copy = strdup(text);
-    if (!copy)
-        return ss_err(e, SS_E_NOMEM, "out of memory");
+    if (!copy) return ss_err(e, SS_E_NOMEM, "out of memory");
     bool seen[sizeof conf_keys / sizeof conf_keys[0]] = {0};
     int rc = 0, lineno = 0;
     char *next = copy;
     while (next) {
         char *line = next;
         next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
+        if (next) *next++ = '\0';
         lineno++;
         char *s = trim(line);
-        if (*s == '\0' || *s == '#')
-            continue;
+        if (*s == '\0' || *s == '#') continue;
         char *eq = strchr(s, '=');
         if (!eq) {
             rc = ss_err(e, SS_E_CONF, "%s:%d: expected 'key = value', found '%.60s'", origin,
@@ -259,8 +265,10 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
         char *key = trim(s), *value = trim(eq + 1);
         const struct conf_key *k = conf_key_find(key);
         if (!k) {
-            rc = ss_err(e, SS_E_CONF, "%s:%d: unknown setting '%s' (sitespool init writes "
-                        "every setting with its explanation)", origin, lineno, key);
+            rc = ss_err(e, SS_E_CONF,
+                        "%s:%d: unknown setting '%s' (sitespool init writes "
+                        "every setting with its explanation)",
+                        origin, lineno, key);
             break;
         }
         size_t idx = (size_t)(k - conf_keys);
@@ -279,8 +287,10 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
     if (rc == 0 && c->batch_max == 0)
         rc = ss_err(e, SS_E_CONF, "%s: batch_max must be at least 1", origin);
     if (rc == 0 && (c->send_retry_interval == 0 || c->send_retry_max_interval == 0))
-        rc = ss_err(e, SS_E_CONF, "%s: send_retry_interval and send_retry_max_interval must be "
-                    "at least 1s", origin);
+        rc = ss_err(e, SS_E_CONF,
+                    "%s: send_retry_interval and send_retry_max_interval must be "
+                    "at least 1s",
+                    origin);
     return rc;
 }
 
@@ -298,31 +308,29 @@ int ss_conf_load(ss_conf *c, const char *root, ss_error *e)
         return ss_err(e, SS_E_TOOBIG, "site path too long");
     int dirfd = ss_open_dir(root, e);
     if (dirfd < 0)
-        return ss_err(e, SS_E_NOENT, "%s is not a site folder (run 'sitespool init' or set "
-                      "-C / SITESPOOL_SITE)", root);
+        return ss_err(e, SS_E_NOENT,
+                      "%s is not a site folder (run 'sitespool init' or set "
+                      "-C / SITESPOOL_SITE)",
+                      root);
     char *text = NULL;
     int rc = ss_read_small_file(dirfd, SS_FILE_CONF, 1 << 20, &text, NULL, e);
     close(dirfd);
-    if (rc != 0)
-        return ss_err(e, e->code, "cannot read %s: %s", path, e->msg);
+    if (rc != 0) return ss_err(e, e->code, "cannot read %s: %s", path, e->msg);
     rc = ss_conf_parse(c, text, path, e);
     free(text);
-    if (rc == 0 && !c->site_code[0])
-        return ss_err(e, SS_E_CONF, "%s: site_code is not set", path);
+    if (rc == 0 && !c->site_code[0]) return ss_err(e, SS_E_CONF, "%s: site_code is not set", path);
     return rc;
 }
 
 bool ss_conf_dest_allowed(const ss_conf *c, const char *dest)
 {
-    if (!ss_dest_name_valid(dest))
-        return false;
+    if (!ss_dest_name_valid(dest)) return false;
     size_t n = strlen(dest);
     for (const char *p = c->allowed_dest; *p;) {
         while (*p == ' ' || *p == ',')
             p++;
         size_t len = strcspn(p, " ,");
-        if (len == n && !strncmp(p, dest, n))
-            return true;
+        if (len == n && !strncmp(p, dest, n)) return true;
         p += len;
     }
     return false;
@@ -332,13 +340,25 @@ static void render_value(const ss_conf *c, const struct conf_key *k, char *out, 
 {
     const void *p = (const char *)c + k->offset;
     switch (k->kind) {
-    case K_BOOL: snprintf(out, len, "%s", *(const bool *)p ? "yes" : "no"); break;
-    case K_DURATION: snprintf(out, len, "%us", *(const unsigned *)p); break;
-    case K_UINT: snprintf(out, len, "%u", *(const unsigned *)p); break;
-    case K_INT: snprintf(out, len, "%d", *(const int *)p); break;
-    case K_SIZE: snprintf(out, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+    case K_BOOL:
+        snprintf(out, len, "%s", *(const bool *)p ? "yes" : "no");
+        break;
+    case K_DURATION:
+        snprintf(out, len, "%us", *(const unsigned *)p);
+        break;
+    case K_UINT:
+        snprintf(out, len, "%u", *(const unsigned *)p);
+        break;
+    case K_INT:
+        snprintf(out, len, "%d", *(const int *)p);
+        break;
+    case K_SIZE:
+        snprintf(out, len, "%llu", (unsigned long long)*(const uint64_t *)p);
+        break;
     case K_SITE:
-    case K_STRING: snprintf(out, len, "%s", (const char *)p); break;
+    case K_STRING:
+        snprintf(out, len, "%s", (const char *)p);
+        break;
     }
 }
 
@@ -346,8 +366,7 @@ char *ss_conf_render(const ss_conf *c)
 {
     size_t cap = 16384, used = 0;
     char *out = malloc(cap);
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     used += (size_t)snprintf(out, cap,
                              "# sitespool site settings: 'key = value', '#' starts a comment.\n"
                              "# Durations take s, m, h or d; sizes take k, M or G.\n");
@@ -367,37 +386,35 @@ char *ss_conf_render(const ss_conf *c)
 int ss_site_make_tree(const char *root, ss_error *e)
 {
     static const char *const dirs[] = {
-        SS_DIR_KEYS, SS_DIR_LOGS, SS_DIR_RECEIVE, SS_DIR_REJECTED, SS_DIR_HMAN,
-        SS_DIR_HMAN_PUBKEY, SS_DIR_OUTBOX, "inboxes/replmgr.box/incoming",
+        SS_DIR_KEYS, SS_DIR_LOGS,        SS_DIR_RECEIVE, SS_DIR_REJECTED,
+        SS_DIR_HMAN, SS_DIR_HMAN_PUBKEY, SS_DIR_OUTBOX,  "inboxes/replmgr.box/incoming",
     };
     char path[PATH_MAX];
-    if (ss_mkdirs(root, 0750, e) != 0)
-        return -1;
+    if (ss_mkdirs(root, 0750, e) != 0) return -1;
     if (ss_path(path, sizeof path, root, SS_FILE_CONF) != 0)
         return ss_err(e, SS_E_TOOBIG, "site path too long");
     if (access(path, F_OK) == 0)
-        return ss_err(e, SS_E_EXISTS, "%s already holds a site (%s exists); refusing to "
-                      "overwrite it", root, path);
+        return ss_err(e, SS_E_EXISTS,
+                      "%s already holds a site (%s exists); refusing to "
+                      "overwrite it",
+                      root, path);
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (ss_path(path, sizeof path, root, dirs[i]) != 0 || ss_mkdirs(path, 0750, e) != 0)
             return -1;
     }
-    if (ss_path(path, sizeof path, root, SS_DIR_KEYS) == 0)
-        (void)chmod(path, 0700);
+    if (ss_path(path, sizeof path, root, SS_DIR_KEYS) == 0) (void)chmod(path, 0700);
     return 0;
 }
 
 int ss_site_write_conf(const char *root, const ss_conf *c, ss_error *e)
 {
     char *text = ss_conf_render(c);
-    if (!text)
-        return ss_err(e, SS_E_NOMEM, "out of memory");
+    if (!text) return ss_err(e, SS_E_NOMEM, "out of memory");
     int dirfd = ss_open_dir(root, e);
     int rc = dirfd < 0 ? -1
                        : ss_write_file_atomic(dirfd, SS_FILE_CONF, text, strlen(text), 0640,
                                               SS_ATOMIC_NOREPLACE | SS_ATOMIC_SYNC_DIR, e);
-    if (dirfd >= 0)
-        close(dirfd);
+    if (dirfd >= 0) close(dirfd);
     free(text);
     return rc;
 }

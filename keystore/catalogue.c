@@ -26,7 +26,8 @@ static const ss_msgdef catalogue[] = {
      "A new signing key pair was made for this site.",
      "Send the public key to every peer ('sitespool key export', then drop it into the "
      "peer's hman.box)."},
-    {3303, 'E', H, "Site %1 presented key %2, but this site trusts key(s) %3 for it and neither "
+    {3303, 'E', H,
+     "Site %1 presented key %2, but this site trusts key(s) %3 for it and neither "
      "a rollover nor an administrator vouched for the new key. Site %1 is blocked: its data is "
      "held until an administrator decides.",
      "A trusted site's key changed without a rollover signed by its trusted key (the Ivanti "
@@ -39,26 +40,31 @@ static const ss_msgdef catalogue[] = {
      "A key nears the end of its validity (expiry_warning_days before; repeated daily).",
      "For this site's own key run 'sitespool key rotate' (peers keep accepting the old key "
      "for rollover_grace_days); for a peer's key ask its administrator to rotate."},
-    {3305, 'W', H, "Site %1 offered key %2 in an unauthenticated key exchange; it waits for "
+    {3305, 'W', H,
+     "Site %1 offered key %2 in an unauthenticated key exchange; it waits for "
      "approval ('sitespool key approve %1 %2').",
      "Trust on first use needs an administrator's consent (require_secure_key_exchange = no, "
      "tofu_auto_approve = no). Data from the site is held meanwhile.",
      "Confirm the key id with the other site's administrator, then approve it."},
-    {3306, 'I', H, "Key %2 of site %1 is trusted by an administrator's decision (%3); held data "
+    {3306, 'I', H,
+     "Key %2 of site %1 is trusted by an administrator's decision (%3); held data "
      "is released.",
      "'key approve', 'key trust' or a first key from the key directory made the key trusted.",
      "None."},
-    {3307, 'W', H, "Trust in site %1 was removed (%2 key(s) forgotten); its data now waits as for "
-     "an unknown site.", "'sitespool key untrust' was run.",
-     "Exchange keys again when the site should be trusted."},
-    {3308, 'I', H, "Rotated the key of site %1 from %2 to %3; rollover instructions queued for %4 "
+    {3307, 'W', H,
+     "Trust in site %1 was removed (%2 key(s) forgotten); its data now waits as for "
+     "an unknown site.",
+     "'sitespool key untrust' was run.", "Exchange keys again when the site should be trusted."},
+    {3308, 'I', H,
+     "Rotated the key of site %1 from %2 to %3; rollover instructions queued for %4 "
      "peer(s).",
      "A new key pair signs from now on; peers accept the old key for their rollover_grace_days.",
      "Watch 'sitespool key list' until every peer was last seen after the rotation; then the "
      "old key can be revoked."},
-    {3309, 'I', H, "Site %1 rolled its key over from %2 to %3; the old key stays accepted until "
-     "%4.", "A rollover signed by the trusted key, with proof of the new key, was accepted.",
-     "None."},
+    {3309, 'I', H,
+     "Site %1 rolled its key over from %2 to %3; the old key stays accepted until "
+     "%4.",
+     "A rollover signed by the trusted key, with proof of the new key, was accepted.", "None."},
     {3310, 'W', H, "Key %1 of site %2 was revoked; it is never accepted again.",
      "'sitespool key revoke' was run.", "None."},
     {3311, 'I', H, "Published key %1 of site %2 in the key directory %3.",
@@ -71,59 +77,71 @@ static const ss_msgdef catalogue[] = {
      "An instruction and its package were verified, decompressed and delivered.", "None."},
     {4401, 'I', D, "Despooler started for site %1 (watching %2).",
      "The despooler daemon started and scanned its receive inbox.", "None."},
-    {4402, 'W', D, "Instruction %1 from site %2 was already processed on %3; this copy was "
+    {4402, 'W', D,
+     "Instruction %1 from site %2 was already processed on %3; this copy was "
      "removed and not delivered again.",
      "The same instruction id arrived twice (a resend or a replay). Delivery is exactly once.",
      "None, unless the sender resends on purpose; then check its outbox handling."},
-    {4403, 'E', D, "Instruction file %1 could not be read: %2. The files were moved to "
+    {4403, 'E', D,
+     "Instruction file %1 could not be read: %2. The files were moved to "
      "despoolr.box/rejected.",
      "The instruction is malformed, truncated, not a regular file, or not a sitespool "
      "instruction.",
      "Read the .why file next to it in despoolr.box/rejected; ask the sending site to resend."},
-    {4404, 'E', D, "Despooler received an instruction and package %1 from site %2 but did not "
+    {4404, 'E', D,
+     "Despooler received an instruction and package %1 from site %2 but did not "
      "process them because they are not signed and this site requires secure key exchange.",
      "The instruction (or key exchange) is unsigned while require_secure_key_exchange = yes. "
      "The files were moved to despoolr.box/rejected.",
      "Make the sending site sign its instructions (sign_instructions = yes) and exchange public "
      "keys manually; or, on a trusted network only, set require_secure_key_exchange = no."},
-    {4405, 'W', D, "Despooler received instruction %1 with replication data from site %2 but "
+    {4405, 'W', D,
+     "Despooler received instruction %1 with replication data from site %2 but "
      "did not process it because no valid public key (id %3) for that site was found. It will "
      "retry %4 more times, next retry in about %5 minutes.",
      "The sending site's public key is not in the keystore, the key directory or hman.box. The "
      "files stay in despoolr.box/receive and the lookup is retried.",
      "Get the sending site's public key ('sitespool key export' there) and drop it into this "
      "site's inboxes/hman.box; waiting instructions are retried at once."},
-    {4406, 'E', D, "Gave up looking for the public key (id %3) of site %2 for instruction %1 "
+    {4406, 'E', D,
+     "Gave up looking for the public key (id %3) of site %2 for instruction %1 "
      "after %4 attempts; the files were moved to despoolr.box/rejected.",
      "The key lookup retries (key_lookup_retries) ran out. Nothing was deleted.",
      "Exchange keys, then move the pair from despoolr.box/rejected back into "
      "despoolr.box/receive (package first)."},
-    {4407, 'E', D, "Instruction %1 from site %2 failed verification with key %3: %4. The files "
+    {4407, 'E', D,
+     "Instruction %1 from site %2 failed verification with key %3: %4. The files "
      "were moved to despoolr.box/rejected.",
      "The signature does not match the package or the instruction fields: the files were "
      "forged or damaged in transit.",
      "Ask the sending site to resend; if it recurs, suspect the link or a forger."},
-    {4408, 'E', D, "Instruction %1 from site %2 is addressed to site %3, not to this site; it "
+    {4408, 'E', D,
+     "Instruction %1 from site %2 is addressed to site %3, not to this site; it "
      "was moved to despoolr.box/rejected.",
      "A peer delivered into the wrong site's inbox.",
      "Fix the peer address on the sending site ('sitespool peer add')."},
-    {4409, 'W', D, "Instruction %1 from site %2 expired at %3; it was moved to "
+    {4409, 'W', D,
+     "Instruction %1 from site %2 expired at %3; it was moved to "
      "despoolr.box/rejected and not delivered.",
      "The instruction's expires time passed before it could be processed (or it is a replay).",
      "Ask the sending site to resend the data if it is still needed."},
-    {4410, 'E', D, "Instruction %1 from site %2 names destination %3, which this site does not "
+    {4410, 'E', D,
+     "Instruction %1 from site %2 names destination %3, which this site does not "
      "allow; it was moved to despoolr.box/rejected.",
      "Only inboxes listed in allowed_dest receive data.",
      "Add the inbox to allowed_dest in site.conf if it should receive data."},
-    {4411, 'E', D, "File %1 in the receive inbox is not a regular file (%2); it was moved to "
+    {4411, 'E', D,
+     "File %1 in the receive inbox is not a regular file (%2); it was moved to "
      "despoolr.box/rejected.",
      "Symbolic links, fifos, devices and directories are never followed or read.",
      "Find out who placed it there; peers must write regular files."},
-    {4412, 'E', D, "Package %1 from site %2 is too large (%3 bytes; max_package_bytes is %4); "
+    {4412, 'E', D,
+     "Package %1 from site %2 is too large (%3 bytes; max_package_bytes is %4); "
      "it was moved to despoolr.box/rejected.",
      "The package file or its declared size is over the limit.",
      "Raise max_package_bytes if such packages are expected."},
-    {4413, 'E', D, "Package %1 from site %2 could not be unpacked: %3. Nothing was delivered; "
+    {4413, 'E', D,
+     "Package %1 from site %2 could not be unpacked: %3. Nothing was delivered; "
      "the files were moved to despoolr.box/rejected.",
      "The verified package is not a valid compressed stream or does not expand to exactly its "
      "declared size (a decompression bomb is stopped at the declared size).",
@@ -133,11 +151,14 @@ static const ss_msgdef catalogue[] = {
      "arrived. It is kept, never deleted.",
      "Check the sending site's sender.log and the link; see the other status messages for this "
      "instruction."},
-    {4415, 'W', D, "Instruction %1 from site %2 has sequence number %3; numbers %4 to %5 from "
+    {4415, 'W', D,
+     "Instruction %1 from site %2 has sequence number %3; numbers %4 to %5 from "
      "that site have not been seen.",
      "Instructions from a site are numbered; a gap means some were lost or are still on the "
-     "way.", "Check the sending site's outbox and sender.log."},
-    {4416, 'E', D, "Could not deliver package %1 from site %2 into %3: %4. The files stay in "
+     "way.",
+     "Check the sending site's outbox and sender.log."},
+    {4416, 'E', D,
+     "Could not deliver package %1 from site %2 into %3: %4. The files stay in "
      "the receive inbox and will be retried.",
      "Writing into the destination inbox failed (disk full, permissions).",
      "Fix the destination folder; the despooler retries at its next scan."},
@@ -151,12 +172,14 @@ static const ss_msgdef catalogue[] = {
      "this message is raised once per instruction and reason.",
      "See the hman status messages for the site: 'sitespool key approve', 'key trust' or "
      "'key untrust' decide; an expired key needs the sending site to rotate its key."},
-    {4421, 'E', D, "Instruction %1 from site %2 is signed with revoked key %3; it was moved to "
+    {4421, 'E', D,
+     "Instruction %1 from site %2 is signed with revoked key %3; it was moved to "
      "despoolr.box/rejected.",
      "A revoked key is never accepted again, whatever else is true of the instruction.",
      "If the data is still needed, ask the sending site to resend it signed with its current "
      "key."},
-    {4422, 'E', D, "Key exchange %1 from site %2 was not accepted: %3. It was moved to "
+    {4422, 'E', D,
+     "Key exchange %1 from site %2 was not accepted: %3. It was moved to "
      "despoolr.box/rejected.",
      "A key exchange or rollover instruction failed a check of its own (a missing or forged "
      "proof of the new key, a payload that is not a public key, or a rollover not signed by "
@@ -166,7 +189,8 @@ static const ss_msgdef catalogue[] = {
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},
-    {4501, 'W', S, "Sender could not reach site %1 at %2: %3. %4 package(s) stay queued in the "
+    {4501, 'W', S,
+     "Sender could not reach site %1 at %2: %3. %4 package(s) stay queued in the "
      "outbox; next retry in about %5 minutes.",
      "The peer's receive inbox is missing, read-only or full. Nothing is dropped.",
      "Check the peer address ('sitespool peer list') and the mount or link."},
@@ -174,13 +198,15 @@ static const ss_msgdef catalogue[] = {
      "A peer that was unreachable accepts deliveries again.", "None."},
     {4503, 'W', S, "Sender queued package %1 for site %2 without a signature.",
      "--unsigned (or sign_instructions = no) was used. A peer that requires secure key "
-     "exchange rejects it with 4404.", "Sign instructions unless the peer expects unsigned data."},
+     "exchange rejects it with 4404.",
+     "Sign instructions unless the peer expects unsigned data."},
     {4504, 'I', S, "Sender queued package %1 (%2, %3 bytes) for site %4.",
      "A file was compressed, signed and put into the outbox.", "None."},
     {4505, 'E', S, "Sender could not package %1 for site %2: %3",
      "Reading, compressing or signing the file failed; nothing was queued for it.",
      "Fix the cause named in the message and send again."},
-    {4506, 'E', S, "Queued instruction %1 for site %2 has lost its package; it was moved to %3 "
+    {4506, 'E', S,
+     "Queued instruction %1 for site %2 has lost its package; it was moved to %3 "
      "and will not be sent.",
      "A package file vanished from the outbox (removed by hand, or a damaged disk). The "
      "instruction alone cannot be delivered, and it must not block the rest of the queue.",
@@ -196,7 +222,6 @@ const ss_msgdef *ss_catalogue(size_t *count)
 const ss_msgdef *ss_msgdef_find(int id)
 {
     for (size_t i = 0; i < sizeof catalogue / sizeof catalogue[0]; i++)
-        if (catalogue[i].id == id)
-            return &catalogue[i];
+        if (catalogue[i].id == id) return &catalogue[i];
     return NULL;
 }

@@ -83,8 +83,7 @@ int ss_db_schema_version(ss_db *db)
 {
     sqlite3_stmt *st = ss_db_prepare(db, "PRAGMA user_version", NULL);
     int v = -1;
-    if (st && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int(st, 0);
+    if (st && sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return v;
 }
@@ -93,22 +92,21 @@ static int migrate(ss_db *db, const char *path, ss_error *e)
 {
     int version = ss_db_schema_version(db);
     int latest = (int)(sizeof migrations / sizeof migrations[0]);
-    if (version < 0)
-        return ss_db_fail(db, "reading the schema version", e);
+    if (version < 0) return ss_db_fail(db, "reading the schema version", e);
     if (version > latest)
-        return ss_err(e, SS_E_DB, "%s has schema version %d, newer than this sitespool "
-                      "understands (%d); upgrade sitespool", path, version, latest);
+        return ss_err(e, SS_E_DB,
+                      "%s has schema version %d, newer than this sitespool "
+                      "understands (%d); upgrade sitespool",
+                      path, version, latest);
     for (; version < latest; version++) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
-        if (ss_db_begin(db, e) != 0)
-            return -1;
+        if (ss_db_begin(db, e) != 0) return -1;
         if (ss_db_exec(db, migrations[version], e) != 0 || ss_db_exec(db, pragma, e) != 0) {
             ss_db_rollback(db);
             return -1;
         }
-        if (ss_db_commit(db, e) != 0)
-            return -1;
+        if (ss_db_commit(db, e) != 0) return -1;
     }
     return 0;
 }
@@ -124,8 +122,10 @@ int ss_db_open(ss_db *db, const char *path, bool create, ss_error *e)
         return -1;
     }
     sqlite3_busy_timeout(db->h, 10000);
-    if (ss_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                       "PRAGMA foreign_keys=ON;", e) != 0 ||
+    if (ss_db_exec(db,
+                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                   "PRAGMA foreign_keys=ON;",
+                   e) != 0 ||
         migrate(db, path, e) != 0) {
         ss_db_close(db);
         return -1;
@@ -135,8 +135,7 @@ int ss_db_open(ss_db *db, const char *path, bool create, ss_error *e)
 
 void ss_db_close(ss_db *db)
 {
-    if (db->h)
-        sqlite3_close_v2(db->h);
+    if (db->h) sqlite3_close_v2(db->h);
     db->h = NULL;
 }
 

@@ -34,8 +34,7 @@ void ss_keyid_hex(const unsigned char keyid[SS_KEYID_BYTES], char out[SS_KEYID_H
 
 int ss_keyid_parse(const char *hex, unsigned char keyid[SS_KEYID_BYTES])
 {
-    if (strlen(hex) != SS_KEYID_HEX)
-        return -1;
+    if (strlen(hex) != SS_KEYID_HEX) return -1;
     unsigned char be[SS_KEYID_BYTES];
     size_t bin_len;
     if (sodium_hex2bin(be, sizeof be, hex, SS_KEYID_HEX, NULL, &bin_len, NULL) != 0 ||
@@ -49,15 +48,13 @@ int ss_keyid_parse(const char *hex, unsigned char keyid[SS_KEYID_BYTES])
 ss_seckey *ss_seckey_new(void)
 {
     ss_seckey *sk = sodium_malloc(sizeof *sk);
-    if (sk)
-        sodium_memzero(sk, sizeof *sk);
+    if (sk) sodium_memzero(sk, sizeof *sk);
     return sk;
 }
 
 void ss_seckey_free(ss_seckey *sk)
 {
-    if (sk)
-        sodium_free(sk); /* wipes before releasing */
+    if (sk) sodium_free(sk); /* wipes before releasing */
 }
 
 void ss_seckey_public(const ss_seckey *sk, ss_pubkey *pk)
@@ -69,8 +66,7 @@ void ss_seckey_public(const ss_seckey *sk, ss_pubkey *pk)
 int ss_keypair_generate(ss_pubkey *pk, ss_seckey **out, ss_error *e)
 {
     ss_seckey *sk = ss_seckey_new();
-    if (!sk)
-        return ss_err(e, SS_E_NOMEM, "cannot allocate secure memory for a secret key");
+    if (!sk) return ss_err(e, SS_E_NOMEM, "cannot allocate secure memory for a secret key");
     randombytes_buf(sk->keyid, sizeof sk->keyid);
     crypto_sign_keypair(pk->pk, sk->sk);
     memcpy(pk->keyid, sk->keyid, SS_KEYID_BYTES);
@@ -94,13 +90,11 @@ int ss_pubkey_format(const ss_pubkey *pk, const char *comment, char *out, size_t
 static const char *next_line(const char **cursor, const char *end, size_t *line_len)
 {
     const char *start = *cursor;
-    if (start >= end)
-        return NULL;
+    if (start >= end) return NULL;
     const char *nl = memchr(start, '\n', (size_t)(end - start));
     const char *stop = nl ? nl : end;
     *line_len = (size_t)(stop - start);
-    if (*line_len && start[*line_len - 1] == '\r')
-        (*line_len)--;
+    if (*line_len && start[*line_len - 1] == '\r') (*line_len)--;
     *cursor = nl ? nl + 1 : end;
     return start;
 }
@@ -128,8 +122,9 @@ int ss_pubkey_parse(const char *text, size_t len, ss_pubkey *pk, char *comment_o
     line = next_line(&cursor, end, &line_len);
     if (!line || line_len < strlen(UNTRUSTED_PREFIX) ||
         memcmp(line, UNTRUSTED_PREFIX, strlen(UNTRUSTED_PREFIX)) != 0)
-        return ss_err(e, SS_E_FORMAT, "not a public key file: the first line must start with '"
-                      UNTRUSTED_PREFIX "'");
+        return ss_err(e, SS_E_FORMAT,
+                      "not a public key file: the first line must start with '" UNTRUSTED_PREFIX
+                      "'");
     if (line_len - strlen(UNTRUSTED_PREFIX) > SS_COMMENT_MAX)
         return ss_err(e, SS_E_COMMENT, "the public key comment is longer than %d bytes",
                       SS_COMMENT_MAX);
@@ -137,11 +132,9 @@ int ss_pubkey_parse(const char *text, size_t len, ss_pubkey *pk, char *comment_o
         snprintf(comment_out, comment_len, "%.*s", (int)(line_len - strlen(UNTRUSTED_PREFIX)),
                  line + strlen(UNTRUSTED_PREFIX));
     line = next_line(&cursor, end, &line_len);
-    if (!line)
-        return ss_err(e, SS_E_TRUNCATED, "the public key file ends after its comment line");
+    if (!line) return ss_err(e, SS_E_TRUNCATED, "the public key file ends after its comment line");
     unsigned char blob[PK_BLOB];
-    if (decode_b64_exact(line, line_len, blob, sizeof blob, "public key", e) != 0)
-        return -1;
+    if (decode_b64_exact(line, line_len, blob, sizeof blob, "public key", e) != 0) return -1;
     if (memcmp(blob, "Ed", 2) != 0)
         return ss_err(e, SS_E_ALG, "unsupported public key algorithm (expected Ed25519 'Ed')");
     for (; cursor < end; cursor++)
@@ -157,12 +150,10 @@ int ss_pubkey_load(const char *path, ss_pubkey *pk, char *comment_out, size_t co
 {
     char *text = NULL;
     size_t len;
-    if (ss_read_small_file(AT_FDCWD, path, 4096, &text, &len, e) != 0)
-        return -1;
+    if (ss_read_small_file(AT_FDCWD, path, 4096, &text, &len, e) != 0) return -1;
     int rc = ss_pubkey_parse(text, len, pk, comment_out, comment_len, e);
     free(text);
-    if (rc != 0)
-        return ss_err(e, e->code, "%s: %s", path, e->msg);
+    if (rc != 0) return ss_err(e, e->code, "%s: %s", path, e->msg);
     return 0;
 }
 
@@ -186,7 +177,7 @@ int ss_seckey_save(const char *path, const ss_seckey *sk, ss_error *e)
         goto out;
     }
     sodium_memzero(blob, SK_BLOB);
-    memcpy(blob, "Ed", 2);  /* signature algorithm */
+    memcpy(blob, "Ed", 2);     /* signature algorithm */
     memcpy(blob + 4, "B2", 2); /* checksum algorithm; kdf "\0\0" = not encrypted */
     memcpy(blob + 54, sk->keyid, SS_KEYID_BYTES);
     memcpy(blob + 62, sk->sk, SS_SK_BYTES);
@@ -198,16 +189,13 @@ int ss_seckey_save(const char *path, const ss_seckey *sk, ss_error *e)
     snprintf(dir, sizeof dir, "%s", path);
     snprintf(base, sizeof base, "%s", path);
     int dirfd = ss_open_dir(dirname(dir), e);
-    if (dirfd < 0)
-        goto out;
+    if (dirfd < 0) goto out;
     rc = ss_write_file_atomic(dirfd, basename(base), text, strlen(text), 0600,
                               SS_ATOMIC_NOREPLACE | SS_ATOMIC_SYNC_DIR, e);
     close(dirfd);
 out:
-    if (blob)
-        sodium_free(blob);
-    if (text)
-        sodium_free(text);
+    if (blob) sodium_free(blob);
+    if (text) sodium_free(text);
     return rc;
 }
 
@@ -220,14 +208,13 @@ static int seckey_parse(const char *text, size_t len, unsigned char *blob, ss_er
         memcmp(line, UNTRUSTED_PREFIX, strlen(UNTRUSTED_PREFIX)) != 0)
         return ss_err(e, SS_E_FORMAT, "not a minisign secret key file");
     line = next_line(&cursor, end, &line_len);
-    if (!line)
-        return ss_err(e, SS_E_TRUNCATED, "the secret key file ends after its comment line");
-    if (decode_b64_exact(line, line_len, blob, SK_BLOB, "secret key", e) != 0)
-        return -1;
+    if (!line) return ss_err(e, SS_E_TRUNCATED, "the secret key file ends after its comment line");
+    if (decode_b64_exact(line, line_len, blob, SK_BLOB, "secret key", e) != 0) return -1;
     if (memcmp(blob, "Ed", 2) != 0 || memcmp(blob + 4, "B2", 2) != 0)
         return ss_err(e, SS_E_ALG, "unsupported secret key algorithm");
     if (blob[2] != 0 || blob[3] != 0)
-        return ss_err(e, SS_E_FORMAT, "the secret key is password-encrypted; a daemon cannot "
+        return ss_err(e, SS_E_FORMAT,
+                      "the secret key is password-encrypted; a daemon cannot "
                       "type a password. Make an unencrypted key (minisign -G -W) or let "
                       "'sitespool init' make one");
     unsigned char chk[32], zero[32] = {0};
@@ -242,11 +229,11 @@ int ss_seckey_load(const char *path, ss_seckey **out, ss_error *e)
 {
     struct stat st;
     int fd = ss_open_regular(AT_FDCWD, path, 4096, &st, e);
-    if (fd < 0)
-        return ss_err(e, e->code, "cannot open secret key: %s", e->msg);
+    if (fd < 0) return ss_err(e, e->code, "cannot open secret key: %s", e->msg);
     if (st.st_mode & 077) {
         close(fd);
-        return ss_err(e, SS_E_PERM, "secret key %s has mode %04o: group or others can read it. "
+        return ss_err(e, SS_E_PERM,
+                      "secret key %s has mode %04o: group or others can read it. "
                       "Refusing to use it; run 'chmod 600 %s' and consider the key "
                       "compromised if others had access",
                       path, (unsigned)(st.st_mode & 07777), path);
@@ -260,8 +247,7 @@ int ss_seckey_load(const char *path, ss_seckey **out, ss_error *e)
         goto out;
     }
     ssize_t n = ss_read_full(fd, text, 4096, e);
-    if (n < 0)
-        goto out;
+    if (n < 0) goto out;
     if (seckey_parse(text, (size_t)n, blob, e) != 0) {
         ss_err(e, e->code, "%s: %s", path, e->msg);
         goto out;
@@ -273,10 +259,8 @@ int ss_seckey_load(const char *path, ss_seckey **out, ss_error *e)
     rc = 0;
 out:
     close(fd);
-    if (text)
-        sodium_free(text);
-    if (blob)
-        sodium_free(blob);
+    if (text) sodium_free(text);
+    if (blob) sodium_free(blob);
     ss_seckey_free(sk);
     return rc;
 }

@@ -35,20 +35,21 @@ static void administrator_vouched(const ss_keyctx *k, const ss_keyrec *rec, cons
         (void)ss_site_clear_block(k->db, rec->site, NULL);
         released = true;
     }
-    if (released)
-        ss_report(k->rep, 3306, rec->site, rec->key_id, how, NULL);
+    if (released) ss_report(k->rep, 3306, rec->site, rec->key_id, how, NULL);
 }
 
-int ss_key_import_file(const ss_keyctx *k, const char *path, const char *site,
-                       const char *source, ss_keyrec *out, ss_error *e)
+int ss_key_import_file(const ss_keyctx *k, const char *path, const char *site, const char *source,
+                       ss_keyrec *out, ss_error *e)
 {
     ss_pubkey pk;
     char code[SS_SITE_CODE_MAX + 1], comment[SS_COMMENT_MAX + 1];
     ss_keyrec rec;
     int rc = ss_pubkey_file_site(path, site, &pk, code, comment, sizeof comment, e);
     if (rc == 0 && !strcmp(code, k->conf->site_code))
-        rc = ss_err(e, SS_E_USAGE, "it is a key for this site (%s) itself; import keys of peers "
-                    "only", code);
+        rc = ss_err(e, SS_E_USAGE,
+                    "it is a key for this site (%s) itself; import keys of peers "
+                    "only",
+                    code);
     if (rc == 0) {
         ss_keyrec_init(&rec, code, &pk, "trusted", source, ss_pubkey_comment_not_after(comment));
         if (ss_key_is_revoked(k->db, rec.key_id))
@@ -62,8 +63,7 @@ int ss_key_import_file(const ss_keyctx *k, const char *path, const char *site,
     }
     ss_report(k->rep, 3300, rec.key_id, code, path, NULL);
     administrator_vouched(k, &rec, source);
-    if (out)
-        *out = rec;
+    if (out) *out = rec;
     return 0;
 }
 
@@ -74,8 +74,7 @@ static bool is_key_file(const char *name, char site[SS_SITE_CODE_MAX + 1])
         (strcasecmp(dot, ".pub") && strcasecmp(dot, ".ct4") && strcasecmp(dot, ".ct5")))
         return false;
     size_t n = (size_t)(dot - name);
-    if (n > SS_SITE_CODE_MAX)
-        return false;
+    if (n > SS_SITE_CODE_MAX) return false;
     for (size_t i = 0; i < n; i++)
         site[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
     site[n] = '\0';
@@ -90,25 +89,21 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
         ss_path(archive, sizeof archive, k->root, SS_DIR_HMAN_PUBKEY) != 0)
         return ss_err(e, SS_E_TOOBIG, "path too long");
     DIR *d = opendir(hman);
-    if (!d)
-        return ss_err_sys(e, "cannot read %s", hman);
+    if (!d) return ss_err_sys(e, "cannot read %s", hman);
     int imported = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         char site[SS_SITE_CODE_MAX + 1], path[PATH_MAX], dest[PATH_MAX];
-        if (!is_key_file(de->d_name, site) || (only_site && strcmp(site, only_site)))
-            continue;
-        if (snprintf(path, sizeof path, "%s/%s", hman, de->d_name) >= (int)sizeof path)
-            continue;
+        if (!is_key_file(de->d_name, site) || (only_site && strcmp(site, only_site))) continue;
+        if (snprintf(path, sizeof path, "%s/%s", hman, de->d_name) >= (int)sizeof path) continue;
         ss_error why = {0};
         if (ss_key_import_file(k, path, site, "hman", NULL, &why) == 0) {
             if (snprintf(dest, sizeof dest, "%s/%s", archive, de->d_name) >= (int)sizeof dest ||
                 rename(path, dest) != 0)
-                ss_logf(ss_reporter_log(k->rep, SS_COMP_HMAN), "Cannot archive %s to %s: %s",
-                        path, dest, strerror(errno));
+                ss_logf(ss_reporter_log(k->rep, SS_COMP_HMAN), "Cannot archive %s to %s: %s", path,
+                        dest, strerror(errno));
             imported++;
-            if (on_site)
-                on_site(ctx, site);
+            if (on_site) on_site(ctx, site);
         } else {
             if (snprintf(dest, sizeof dest, "%s.bad", path) < (int)sizeof dest)
                 (void)rename(path, dest);
@@ -127,8 +122,7 @@ static int directory_lookup(const ss_keyctx *k, const char *site,
                             const unsigned char keyid[SS_KEYID_BYTES], ss_error *e)
 {
     char path[PATH_MAX], comment[SS_COMMENT_MAX + 1];
-    if (!k->conf->directory[0])
-        return 0;
+    if (!k->conf->directory[0]) return 0;
     if (snprintf(path, sizeof path, "%s/%s.pub", k->conf->directory, site) >= (int)sizeof path)
         return 0;
     ss_pubkey pk;
@@ -139,16 +133,13 @@ static int directory_lookup(const ss_keyctx *k, const char *site,
                     path, why.msg);
         return 0;
     }
-    if (memcmp(pk.keyid, keyid, SS_KEYID_BYTES) != 0)
-        return 0;
+    if (memcmp(pk.keyid, keyid, SS_KEYID_BYTES) != 0) return 0;
     char trusted[160];
     ss_site_trusted_list(k->db, site, trusted, sizeof trusted);
-    if (!trusted[0])
-        return ss_key_import_file(k, path, site, "directory", NULL, e) == 0 ? 1 : 0;
+    if (!trusted[0]) return ss_key_import_file(k, path, site, "directory", NULL, e) == 0 ? 1 : 0;
     ss_keyrec rec;
     ss_keyrec_init(&rec, site, &pk, "pending", "directory", ss_pubkey_comment_not_after(comment));
-    if (ss_key_is_revoked(k->db, rec.key_id) || ss_keys_add(k->db, &rec, e) != 0)
-        return 0;
+    if (ss_key_is_revoked(k->db, rec.key_id) || ss_keys_add(k->db, &rec, e) != 0) return 0;
     if (!ss_site_blocked(k->db, site, NULL)) {
         (void)ss_site_set_blocked(k->db, site, rec.key_id, NULL);
         ss_report(k->rep, 3303, site, rec.key_id, trusted, NULL);
@@ -162,8 +153,7 @@ int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[
     char hex[SS_KEYID_HEX + 1];
     ss_keyid_hex(keyid, hex);
     int found = ss_keys_get(k->db, site, hex, out, e);
-    if (found != 0)
-        return found;
+    if (found != 0) return found;
     if (directory_lookup(k, site, keyid, e) > 0 || ss_hman_scan(k, site, NULL, NULL, e) > 0)
         return ss_keys_get(k->db, site, hex, out, e);
     return 0;
@@ -178,8 +168,7 @@ void ss_warn_expiring_keys(const ss_keyctx *k)
         "AND state IN ('own','trusted') AND (warned_at IS NULL OR warned_at <= ?1 - 86400) "
         "RETURNING site, key_id, not_after",
         NULL);
-    if (!st)
-        return;
+    if (!st) return;
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, (int64_t)k->conf->expiry_warning_days * 86400);
     struct expiring {

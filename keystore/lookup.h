@@ -25,8 +25,8 @@ typedef struct ss_keyctx {
 } ss_keyctx;
 
 /* Imports one public key file for site (NULL: derive it) as trusted. */
-int ss_key_import_file(const ss_keyctx *k, const char *path, const char *site,
-                       const char *source, ss_keyrec *out, ss_error *e);
+int ss_key_import_file(const ss_keyctx *k, const char *path, const char *site, const char *source,
+                       ss_keyrec *out, ss_error *e);
 
 /* Imports every key file waiting in hman.box.  on_site is called with the
  * site of each key imported.  Returns the number imported, -1 on error. */

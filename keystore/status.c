@@ -21,10 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *const component_names[SS_COMP_COUNT] = {
-    "SITESPOOL_DESPOOLER", "SITESPOOL_SENDER", "SITESPOOL_HMAN"};
-static const char *const component_logs[SS_COMP_COUNT] = {"despool.log", "sender.log",
-                                                          "hman.log"};
+static const char *const component_names[SS_COMP_COUNT] = {"SITESPOOL_DESPOOLER",
+                                                           "SITESPOOL_SENDER", "SITESPOOL_HMAN"};
+static const char *const component_logs[SS_COMP_COUNT] = {"despool.log", "sender.log", "hman.log"};
 
 const char *ss_component_name(enum ss_component c)
 {
@@ -48,8 +47,7 @@ int ss_component_parse(const char *name, enum ss_component *out)
     return -1;
 }
 
-void ss_msg_render(const char *format, int nistr, const char *const istr[], char *out,
-                   size_t len)
+void ss_msg_render(const char *format, int nistr, const char *const istr[], char *out, size_t len)
 {
     size_t o = 0;
     for (const char *p = format; *p && o + 1 < len; p++) {
@@ -57,8 +55,7 @@ void ss_msg_render(const char *format, int nistr, const char *const istr[], char
             int i = p[1] - '1';
             const char *s = i < nistr && istr[i] ? istr[i] : "";
             size_t n = strlen(s);
-            if (n > len - o - 1)
-                n = len - o - 1;
+            if (n > len - o - 1) n = len - o - 1;
             memcpy(out + o, s, n);
             o += n;
             p++;
@@ -69,8 +66,7 @@ void ss_msg_render(const char *format, int nistr, const char *const istr[], char
     out[o] = '\0';
 }
 
-int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db,
-                     ss_error *e)
+int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db, ss_error *e)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->root, sizeof r->root, "%s", root);
@@ -107,12 +103,10 @@ static char *istr_json(int nistr, const char *const istr[])
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     fputc('[', f);
     for (int i = 0; i < nistr; i++) {
-        if (i)
-            fputc(',', f);
+        if (i) fputc(',', f);
         ss_json_string(f, istr[i] ? istr[i] : "");
     }
     fputc(']', f);
@@ -123,14 +117,13 @@ static char *istr_json(int nistr, const char *const istr[])
 static void store(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[],
                   const char *text, int64_t time_ms)
 {
-    if (!r->db || !r->db->h)
-        return;
+    if (!r->db || !r->db->h) return;
     char *json = istr_json(nistr, istr);
-    sqlite3_stmt *st = ss_db_prepare(
-        r->db,
-        "INSERT INTO status(time_ms,msg_id,severity,component,site,istr,text) "
-        "VALUES(?,?,?,?,?,?,?)",
-        NULL);
+    sqlite3_stmt *st =
+        ss_db_prepare(r->db,
+                      "INSERT INTO status(time_ms,msg_id,severity,component,site,istr,text) "
+                      "VALUES(?,?,?,?,?,?,?)",
+                      NULL);
     if (st && json) {
         char sev[2] = {def->severity, '\0'};
         sqlite3_bind_int64(st, 1, time_ms);
@@ -148,8 +141,7 @@ static void store(ss_reporter *r, const ss_msgdef *def, int nistr, const char *c
     free(json);
 }
 
-static void log_statmsg(ss_reporter *r, const ss_msgdef *def, int nistr,
-                        const char *const istr[])
+static void log_statmsg(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[])
 {
     char line[SS_LOG_LINE_MAX];
     const char *host = r->host;
@@ -162,8 +154,7 @@ static void log_statmsg(ss_reporter *r, const ss_msgdef *def, int nistr,
         char clean[SS_ISTR_LEN];
         snprintf(clean, sizeof clean, "%s", istr[i] ? istr[i] : "");
         for (char *c = clean; *c; c++)
-            if (*c == '"')
-                *c = '\'';
+            if (*c == '"') *c = '\'';
         n += snprintf(line + n, sizeof line - (size_t)n, " ISTR%d=\"%s\"", i, clean);
     }
     ss_log_text(&r->logs[def->component], line);
@@ -172,8 +163,7 @@ static void log_statmsg(ss_reporter *r, const ss_msgdef *def, int nistr,
 static void notify(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[],
                    const char *text)
 {
-    if (!r->conf->notify_command[0])
-        return;
+    if (!r->conf->notify_command[0]) return;
     pid_t child = fork();
     if (child < 0) {
         ss_logf(&r->logs[def->component], "Could not run notify_command: fork failed");
@@ -181,8 +171,7 @@ static void notify(ss_reporter *r, const ss_msgdef *def, int nistr, const char *
     }
     if (child == 0) {
         /* First child: fork the runner and exit at once so nobody waits. */
-        if (fork() != 0)
-            _exit(0);
+        if (fork() != 0) _exit(0);
         setsid();
         char buf[32];
         snprintf(buf, sizeof buf, "%d", def->id);
@@ -216,8 +205,7 @@ void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[])
     ss_log_text(&r->logs[def->component], text);
     log_statmsg(r, def, nistr, istr);
     store(r, def, nistr, istr, text, ss_now_ms());
-    if (r->stderr_echo)
-        fprintf(stderr, "sitespool: %d %c %s\n", def->id, def->severity, text);
+    if (r->stderr_echo) fprintf(stderr, "sitespool: %d %c %s\n", def->id, def->severity, text);
     notify(r, def, nistr, istr, text);
 }
 

@@ -35,8 +35,7 @@ int ss_component_parse(const char *name, enum ss_component *out);
 const ss_msgdef *ss_catalogue(size_t *count);
 const ss_msgdef *ss_msgdef_find(int id);
 /* Renders format with insertion strings into out. */
-void ss_msg_render(const char *format, int nistr, const char *const istr[], char *out,
-                   size_t len);
+void ss_msg_render(const char *format, int nistr, const char *const istr[], char *out, size_t len);
 
 typedef struct ss_reporter {
     char root[PATH_MAX];
@@ -47,8 +46,7 @@ typedef struct ss_reporter {
     char host[64];    /* SYS= in STATMSG lines */
 } ss_reporter;
 
-int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db,
-                     ss_error *e);
+int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db, ss_error *e);
 void ss_reporter_close(ss_reporter *r);
 ss_log *ss_reporter_log(ss_reporter *r, enum ss_component c);
 /* Raises message id with insertion strings (a NULL-terminated list). */

@@ -38,21 +38,19 @@ static void row_to_keyrec(sqlite3_stmt *st, ss_keyrec *k)
     k->grace_until = sqlite3_column_int64(st, 8);
 }
 
-#define KEY_COLUMNS \
+#define KEY_COLUMNS                                                                                \
     "site, key_id, public_key, state, source, created, not_after, last_seen, grace_until"
 
 int ss_keys_get(ss_db *db, const char *site, const char *key_id, ss_keyrec *out, ss_error *e)
 {
     sqlite3_stmt *st =
         ss_db_prepare(db, "SELECT " KEY_COLUMNS " FROM keys WHERE site=? AND key_id=?", e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        if (out)
-            row_to_keyrec(st, out);
+        if (out) row_to_keyrec(st, out);
         rc = 1;
     } else if (rc == SQLITE_DONE) {
         rc = 0;
@@ -67,18 +65,18 @@ int ss_keys_add(ss_db *db, const ss_keyrec *k, ss_error *e)
 {
     ss_keyrec existing;
     int found = ss_keys_get(db, k->site, k->key_id, &existing, e);
-    if (found < 0)
-        return -1;
+    if (found < 0) return -1;
     if (found) {
         if (sodium_memcmp(existing.pk.pk, k->pk.pk, SS_PK_BYTES) != 0)
-            return ss_err(e, SS_E_EXISTS, "site %s already has a different key with id %s; "
-                          "refusing the new one (forged key id?)", k->site, k->key_id);
+            return ss_err(e, SS_E_EXISTS,
+                          "site %s already has a different key with id %s; "
+                          "refusing the new one (forged key id?)",
+                          k->site, k->key_id);
         return 0;
     }
-    sqlite3_stmt *st = ss_db_prepare(
-        db, "INSERT INTO keys(" KEY_COLUMNS ") VALUES(?,?,?,?,?,?,?,NULL,NULL)", e);
-    if (!st)
-        return -1;
+    sqlite3_stmt *st =
+        ss_db_prepare(db, "INSERT INTO keys(" KEY_COLUMNS ") VALUES(?,?,?,?,?,?,?,NULL,NULL)", e);
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, k->site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, k->key_id, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 3, k->pk.pk, SS_PK_BYTES, SQLITE_STATIC);
@@ -101,16 +99,13 @@ int ss_keys_foreach(ss_db *db, const char *site, ss_keyrec_fn fn, void *ctx, ss_
         site ? "SELECT " KEY_COLUMNS " FROM keys WHERE site=? ORDER BY site, created, key_id"
              : "SELECT " KEY_COLUMNS " FROM keys ORDER BY state<>'own', site, created, key_id",
         e);
-    if (!st)
-        return -1;
-    if (site)
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    if (!st) return -1;
+    if (site) sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ss_keyrec k;
         row_to_keyrec(st, &k);
-        if (fn(ctx, &k) != 0)
-            break;
+        if (fn(ctx, &k) != 0) break;
     }
     rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : ss_db_fail(db, "listing keys", e);
     sqlite3_finalize(st);
@@ -121,8 +116,7 @@ int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when,
 {
     sqlite3_stmt *st =
         ss_db_prepare(db, "UPDATE keys SET last_seen=? WHERE site=? AND key_id=?", e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     sqlite3_bind_int64(st, 1, when);
     sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
@@ -133,13 +127,11 @@ int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when,
 
 int ss_peer_add(ss_db *db, const char *site, const char *inbox, ss_error *e)
 {
-    sqlite3_stmt *st = ss_db_prepare(
-        db,
-        "INSERT INTO peers(site, inbox, added) VALUES(?,?,?) "
-        "ON CONFLICT(site) DO UPDATE SET inbox=excluded.inbox",
-        e);
-    if (!st)
-        return -1;
+    sqlite3_stmt *st = ss_db_prepare(db,
+                                     "INSERT INTO peers(site, inbox, added) VALUES(?,?,?) "
+                                     "ON CONFLICT(site) DO UPDATE SET inbox=excluded.inbox",
+                                     e);
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, inbox, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, ss_now());
@@ -151,8 +143,7 @@ int ss_peer_add(ss_db *db, const char *site, const char *inbox, ss_error *e)
 int ss_peer_remove(ss_db *db, const char *site, ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(db, "DELETE FROM peers WHERE site=?", e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "removing a peer", e);
     sqlite3_finalize(st);
@@ -162,7 +153,7 @@ int ss_peer_remove(ss_db *db, const char *site, ss_error *e)
     return rc;
 }
 
-#define PEER_COLUMNS \
+#define PEER_COLUMNS                                                                               \
     "site, inbox, added, last_success, next_attempt, failures, next_seq, last_error"
 
 static void row_to_peer(sqlite3_stmt *st, ss_peer *p)
@@ -182,13 +173,11 @@ static void row_to_peer(sqlite3_stmt *st, ss_peer *p)
 int ss_peer_get(ss_db *db, const char *site, ss_peer *out, ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(db, "SELECT " PEER_COLUMNS " FROM peers WHERE site=?", e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        if (out)
-            row_to_peer(st, out);
+        if (out) row_to_peer(st, out);
         rc = 1;
     } else {
         rc = rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading a peer", e);
@@ -200,28 +189,23 @@ int ss_peer_get(ss_db *db, const char *site, ss_peer *out, ss_error *e)
 int ss_peer_foreach(ss_db *db, ss_peer_fn fn, void *ctx, ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(db, "SELECT " PEER_COLUMNS " FROM peers ORDER BY site", e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ss_peer p;
         row_to_peer(st, &p);
-        if (fn(ctx, &p) != 0)
-            break;
+        if (fn(ctx, &p) != 0) break;
     }
     rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : ss_db_fail(db, "listing peers", e);
     sqlite3_finalize(st);
     return rc;
 }
 
-int ss_peer_take_seqs(ss_db *db, const char *site, uint64_t count, uint64_t *first,
-                      ss_error *e)
+int ss_peer_take_seqs(ss_db *db, const char *site, uint64_t count, uint64_t *first, ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(
-        db, "UPDATE peers SET next_seq = next_seq + ?2 WHERE site=?1 RETURNING next_seq - ?2",
-        e);
-    if (!st)
-        return -1;
+        db, "UPDATE peers SET next_seq = next_seq + ?2 WHERE site=?1 RETURNING next_seq - ?2", e);
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)count);
     int rc = sqlite3_step(st);
@@ -229,8 +213,10 @@ int ss_peer_take_seqs(ss_db *db, const char *site, uint64_t count, uint64_t *fir
         *first = (uint64_t)sqlite3_column_int64(st, 0);
         rc = 0;
     } else if (rc == SQLITE_DONE) {
-        rc = ss_err(e, SS_E_NOENT, "site %s is not a peer; add it first with 'sitespool peer "
-                    "add %s --inbox PATH'", site, site);
+        rc = ss_err(e, SS_E_NOENT,
+                    "site %s is not a peer; add it first with 'sitespool peer "
+                    "add %s --inbox PATH'",
+                    site, site);
     } else {
         rc = ss_db_fail(db, "numbering an instruction", e);
     }
@@ -247,8 +233,7 @@ int ss_peer_record_attempt(ss_db *db, const char *site, bool ok, const char *err
              "WHERE site=?"
            : "UPDATE peers SET failures=failures+1, last_error=?, next_attempt=? WHERE site=?",
         e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     if (ok) {
         sqlite3_bind_int64(st, 1, ss_now());
         sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
@@ -262,8 +247,7 @@ int ss_peer_record_attempt(ss_db *db, const char *site, bool ok, const char *err
     return rc;
 }
 
-int ss_own_key_paths(const char *root, const char *site, char *sk_path, char *pk_path,
-                     size_t len)
+int ss_own_key_paths(const char *root, const char *site, char *sk_path, char *pk_path, size_t len)
 {
     if (sk_path && snprintf(sk_path, len, "%s/" SS_DIR_KEYS "/%s.key", root, site) >= (int)len)
         return -1;
@@ -272,14 +256,12 @@ int ss_own_key_paths(const char *root, const char *site, char *sk_path, char *pk
     return 0;
 }
 
-int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubkey *pk,
-                    ss_error *e)
+int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubkey *pk, ss_error *e)
 {
     char sk_path[PATH_MAX];
     if (ss_own_key_paths(root, c->site_code, sk_path, NULL, sizeof sk_path) != 0)
         return ss_err(e, SS_E_TOOBIG, "site path too long");
-    if (ss_seckey_load(sk_path, sk, e) != 0)
-        return -1;
+    if (ss_seckey_load(sk_path, sk, e) != 0) return -1;
     ss_seckey_public(*sk, pk);
     return 0;
 }
@@ -293,13 +275,11 @@ static int site_from_name(const char *path, char site[SS_SITE_CODE_MAX + 1])
     if (!dot || (strcasecmp(dot, ".pub") && strcasecmp(dot, ".ct4") && strcasecmp(dot, ".ct5")))
         return -1;
     size_t n = (size_t)(dot - base);
-    if (n > SS_SITE_CODE_MAX)
-        return -1;
+    if (n > SS_SITE_CODE_MAX) return -1;
     memcpy(site, base, n);
     site[n] = '\0';
     for (char *p = site; *p; p++)
-        if (*p >= 'a' && *p <= 'z')
-            *p = (char)(*p - 'a' + 'A');
+        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
     return ss_site_code_valid(site) ? 0 : -1;
 }
 
@@ -307,17 +287,14 @@ int ss_pubkey_file_site(const char *path, const char *explicit_site, ss_pubkey *
                         char site_out[SS_SITE_CODE_MAX + 1], char *comment, size_t comment_len,
                         ss_error *e)
 {
-    if (ss_pubkey_load(path, pk, comment, comment_len, e) != 0)
-        return -1;
+    if (ss_pubkey_load(path, pk, comment, comment_len, e) != 0) return -1;
     if (explicit_site) {
         if (!ss_site_code_valid(explicit_site))
-            return ss_err(e, SS_E_USAGE, "'%s' is not a site code (3-8 of A-Z0-9)",
-                          explicit_site);
+            return ss_err(e, SS_E_USAGE, "'%s' is not a site code (3-8 of A-Z0-9)", explicit_site);
         snprintf(site_out, SS_SITE_CODE_MAX + 1, "%s", explicit_site);
         return 0;
     }
-    if (site_from_name(path, site_out) == 0)
-        return 0;
+    if (site_from_name(path, site_out) == 0) return 0;
     const char *tag = strstr(comment, "for site ");
     if (tag) {
         char code[16];
@@ -326,6 +303,8 @@ int ss_pubkey_file_site(const char *path, const char *explicit_site, ss_pubkey *
             return 0;
         }
     }
-    return ss_err(e, SS_E_USAGE, "cannot tell which site %s belongs to; name it <SITE>.pub or "
-                  "pass --site CODE", path);
+    return ss_err(e, SS_E_USAGE,
+                  "cannot tell which site %s belongs to; name it <SITE>.pub or "
+                  "pass --site CODE",
+                  path);
 }

@@ -50,23 +50,20 @@ typedef struct ss_peer {
 } ss_peer;
 
 int ss_peer_add(ss_db *db, const char *site, const char *inbox, ss_error *e);
-int ss_peer_remove(ss_db *db, const char *site, ss_error *e); /* SS_E_NOENT if unknown */
+int ss_peer_remove(ss_db *db, const char *site, ss_error *e);            /* SS_E_NOENT if unknown */
 int ss_peer_get(ss_db *db, const char *site, ss_peer *out, ss_error *e); /* 1, 0, -1 */
 typedef int (*ss_peer_fn)(void *ctx, const ss_peer *p);
 int ss_peer_foreach(ss_db *db, ss_peer_fn fn, void *ctx, ss_error *e);
 /* Reserves count consecutive outgoing sequence numbers for site; *first
  * receives the first of them. */
-int ss_peer_take_seqs(ss_db *db, const char *site, uint64_t count, uint64_t *first,
-                      ss_error *e);
+int ss_peer_take_seqs(ss_db *db, const char *site, uint64_t count, uint64_t *first, ss_error *e);
 int ss_peer_record_attempt(ss_db *db, const char *site, bool ok, const char *error,
                            int64_t next_attempt, ss_error *e);
 
 /* keys/<SITE>.key and keys/<SITE>.pub */
-int ss_own_key_paths(const char *root, const char *site, char *sk_path, char *pk_path,
-                     size_t len);
+int ss_own_key_paths(const char *root, const char *site, char *sk_path, char *pk_path, size_t len);
 /* Loads this site's secret key and the matching public key. */
-int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubkey *pk,
-                    ss_error *e);
+int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubkey *pk, ss_error *e);
 
 /* Reads a public key file and derives the site it is for: the explicit
  * site, else the file name <SITE>.pub|.ct4|.ct5, else the comment

@@ -14,14 +14,12 @@ int ss_site_keys_in_state(ss_db *db, const char *site, const char *state,
 {
     sqlite3_stmt *st = ss_db_prepare(
         db, "SELECT key_id FROM keys WHERE site=? AND state=? ORDER BY created, key_id", e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
     int n = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
-        if (n < max && ids)
-            snprintf(ids[n], SS_KEYID_HEX + 1, "%s", sqlite3_column_text(st, 0));
+        if (n < max && ids) snprintf(ids[n], SS_KEYID_HEX + 1, "%s", sqlite3_column_text(st, 0));
         n++;
     }
     sqlite3_finalize(st);
@@ -44,8 +42,7 @@ int ss_site_blocked(ss_db *db, const char *site, char key_id[SS_KEYID_HEX + 1])
     sqlite3_stmt *st =
         ss_db_prepare(db, "SELECT blocked_key_id FROM sites WHERE site=? AND blocked=1", NULL);
     int blocked = 0;
-    if (!st)
-        return 0;
+    if (!st) return 0;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         blocked = 1;
@@ -58,15 +55,12 @@ int ss_site_blocked(ss_db *db, const char *site, char key_id[SS_KEYID_HEX + 1])
     return blocked;
 }
 
-static int exec_site(ss_db *db, const char *sql, const char *site, const char *key_id,
-                     ss_error *e)
+static int exec_site(ss_db *db, const char *sql, const char *site, const char *key_id, ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(db, sql, e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    if (key_id)
-        sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
+    if (key_id) sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "updating site trust", e);
     sqlite3_finalize(st);
     return rc;
@@ -91,8 +85,7 @@ int ss_keys_set_state(ss_db *db, const char *site, const char *key_id, const cha
 {
     sqlite3_stmt *st = ss_db_prepare(
         db, "UPDATE keys SET state=?3, grace_until=?4 WHERE site=?1 AND key_id=?2", e);
-    if (!st)
-        return -1;
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
@@ -126,28 +119,24 @@ int ss_site_untrust(ss_db *db, const char *site, ss_error *e)
                   NULL, e) != 0)
         return -1;
     int removed = sqlite3_changes(db->h);
-    if (ss_site_clear_block(db, site, e) != 0)
-        return -1;
+    if (ss_site_clear_block(db, site, e) != 0) return -1;
     return removed;
 }
 
 const char *ss_key_unusable_reason(const ss_keyrec *k, int64_t now)
 {
-    if (!strcmp(k->state, "revoked"))
-        return "revoked";
-    if (!strcmp(k->state, "pending"))
-        return "waiting for an administrator's approval";
+    if (!strcmp(k->state, "revoked")) return "revoked";
+    if (!strcmp(k->state, "pending")) return "waiting for an administrator's approval";
     if (!strcmp(k->state, "retired") && (!k->grace_until || now > k->grace_until))
         return "retired by a rollover and past its grace period";
-    if (k->not_after && now > k->not_after)
-        return "expired";
+    if (k->not_after && now > k->not_after) return "expired";
     return NULL;
 }
 
 #define ROLLOVER_MAGIC "sitespool-rollover/1"
 
-static void rollover_statement(const char *site, const char *previous, const char *next,
-                               char *out, size_t len)
+static void rollover_statement(const char *site, const char *previous, const char *next, char *out,
+                               size_t len)
 {
     snprintf(out, len, ROLLOVER_MAGIC " site=%s previous=%s next=%s", site, previous, next);
 }
@@ -169,8 +158,7 @@ void ss_pubkey_comment(const char *site, int64_t not_after, char *out, size_t le
 int64_t ss_pubkey_comment_not_after(const char *comment)
 {
     const char *p = strstr(comment, " valid until ");
-    if (!p)
-        return 0;
+    if (!p) return 0;
     char *end;
     long long v = strtoll(p + 13, &end, 10);
     return (end != p + 13 && v > 0) ? (int64_t)v : 0;
@@ -207,16 +195,14 @@ int ss_rollover_parse(const char *site, const char *text, size_t len,
     /* The public key file is the first two lines; the proof line follows. */
     const char *nl = memchr(text, '\n', len);
     const char *nl2 = nl ? memchr(nl + 1, '\n', len - (size_t)(nl + 1 - text)) : NULL;
-    if (!nl2)
-        return ss_err(e, SS_E_FORMAT, "the rollover payload is not a public key and a proof");
+    if (!nl2) return ss_err(e, SS_E_FORMAT, "the rollover payload is not a public key and a proof");
     char comment[SS_COMMENT_MAX + 1];
     if (ss_pubkey_parse(text, (size_t)(nl2 + 1 - text), next, comment, sizeof comment, e) != 0)
         return -1;
     *next_not_after = ss_pubkey_comment_not_after(comment);
     const char *line = nl2 + 1;
     size_t line_len = len - (size_t)(line - text);
-    if (line_len && line[line_len - 1] == '\n')
-        line_len--;
+    if (line_len && line[line_len - 1] == '\n') line_len--;
     char buf[256], old_id[SS_KEYID_HEX + 1], proof_b64[128];
     if (line_len >= sizeof buf)
         return ss_err(e, SS_E_FORMAT, "the rollover proof line is too long");

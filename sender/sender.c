@@ -47,31 +47,27 @@ int ss_outbox_info_get(const char *root, const char *site, ss_outbox_info *out, 
     if (outbox_path(root, site, path, sizeof path) != 0)
         return ss_err(e, SS_E_TOOBIG, "path too long");
     DIR *d = opendir(path);
-    if (!d)
-        return errno == ENOENT ? 0 : ss_err_sys(e, "cannot read outbox %s", path);
+    if (!d) return errno == ENOENT ? 0 : ss_err_sys(e, "cannot read outbox %s", path);
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         struct stat st;
-        if (!is_queued_ins(de->d_name) || fstatat(dirfd(d), de->d_name, &st, 0) != 0)
-            continue;
+        if (!is_queued_ins(de->d_name) || fstatat(dirfd(d), de->d_name, &st, 0) != 0) continue;
         out->queued++;
-        if (!out->oldest || st.st_mtime < out->oldest)
-            out->oldest = st.st_mtime;
+        if (!out->oldest || st.st_mtime < out->oldest) out->oldest = st.st_mtime;
     }
     closedir(d);
     return 0;
 }
 
-int ss_sender_open(ss_sender *s, const char *root, const ss_conf *conf, ss_db *db,
-                   ss_reporter *rep, bool sign, ss_error *e)
+int ss_sender_open(ss_sender *s, const char *root, const ss_conf *conf, ss_db *db, ss_reporter *rep,
+                   bool sign, ss_error *e)
 {
     memset(s, 0, sizeof *s);
     s->root = root;
     s->conf = conf;
     s->db = db;
     s->rep = rep;
-    if (sign && ss_own_key_load(root, conf, &s->sk, &s->pk, e) != 0)
-        return -1;
+    if (sign && ss_own_key_load(root, conf, &s->sk, &s->pk, e) != 0) return -1;
     return 0;
 }
 
@@ -79,8 +75,7 @@ void ss_sender_close(ss_sender *s)
 {
     ss_seckey_free(s->sk);
     s->sk = NULL;
-    if (s->deflater_ready)
-        ss_deflater_free(&s->deflater);
+    if (s->deflater_ready) ss_deflater_free(&s->deflater);
     s->deflater_ready = false;
     free(s->buf);
     s->buf = NULL;
@@ -91,8 +86,7 @@ unsigned ss_sender_backoff(const ss_conf *conf, unsigned failures)
     uint64_t wait = conf->send_retry_interval ? conf->send_retry_interval : 1;
     for (unsigned i = 1; i < failures && wait < conf->send_retry_max_interval; i++)
         wait *= 2;
-    if (wait > conf->send_retry_max_interval)
-        wait = conf->send_retry_max_interval;
+    if (wait > conf->send_retry_max_interval) wait = conf->send_retry_max_interval;
     return (unsigned)wait;
 }
 
@@ -100,8 +94,7 @@ unsigned ss_sender_backoff(const ss_conf *conf, unsigned failures)
 static int lock_outbox(int outbox_fd, ss_error *e)
 {
     int fd = openat(outbox_fd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (fd < 0)
-        return ss_err_sys(e, "cannot open the outbox lock");
+    if (fd < 0) return ss_err_sys(e, "cannot open the outbox lock");
     if (flock(fd, LOCK_EX) != 0) {
         close(fd);
         return ss_err_sys(e, "cannot lock the outbox");
@@ -125,11 +118,9 @@ static int pack_sink_write(void *ctx, const void *buf, size_t len, ss_error *e)
 
 static int open_input(const char *path, ss_error *e)
 {
-    if (!strcmp(path, "-"))
-        return dup(STDIN_FILENO);
+    if (!strcmp(path, "-")) return dup(STDIN_FILENO);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return ss_err_sys(e, "cannot open %s", path);
+    if (fd < 0) return ss_err_sys(e, "cannot open %s", path);
     struct stat st;
     if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
         close(fd);
@@ -148,8 +139,7 @@ static int pack_payload(ss_sender *s, int in_fd, const ss_send_item *it, ss_atom
     ss_hash_init(&ps.hash);
     ss_deflater *d = &s->deflater;
     int rc = 0;
-    if (!s->buf && !(s->buf = malloc(READ_CHUNK)))
-        return ss_err(e, SS_E_NOMEM, "out of memory");
+    if (!s->buf && !(s->buf = malloc(READ_CHUNK))) return ss_err(e, SS_E_NOMEM, "out of memory");
     if (!s->deflater_ready) {
         rc = ss_deflater_init(d, zip, s->conf->compression_level, e);
         s->deflater_ready = rc == 0;
@@ -161,18 +151,15 @@ static int pack_payload(ss_sender *s, int in_fd, const ss_send_item *it, ss_atom
         rc = ss_deflater_feed(d, it->data, it->data_len, pack_sink_write, &ps, e);
     while (in_fd >= 0 && rc == 0 && (n = ss_read_full(in_fd, s->buf, READ_CHUNK, e)) > 0)
         rc = ss_deflater_feed(d, s->buf, (size_t)n, pack_sink_write, &ps, e);
-    if (rc == 0 && n < 0)
-        rc = -1;
-    if (rc == 0)
-        rc = ss_deflater_finish(d, pack_sink_write, &ps, e);
+    if (rc == 0 && n < 0) rc = -1;
+    if (rc == 0) rc = ss_deflater_finish(d, pack_sink_write, &ps, e);
     *size = d->in_bytes;
     if (rc != 0 && s->deflater_ready) {
         /* A failed stream leaves zlib mid-way: start clean next time. */
         ss_deflater_free(d);
         s->deflater_ready = false;
     }
-    if (rc == 0)
-        ss_hash_final(&ps.hash, hash);
+    if (rc == 0) ss_hash_final(&ps.hash, hash);
     return rc;
 }
 
@@ -187,30 +174,26 @@ static int write_instruction(ss_sender *s, ss_atomic *ins, const ss_instr *in,
         return ss_write_all(ins->fd, fields, strlen(fields), e);
     }
     char *text = malloc(SS_SIGFILE_MAX);
-    if (!text)
-        return ss_err(e, SS_E_NOMEM, "out of memory");
+    if (!text) return ss_err(e, SS_E_NOMEM, "out of memory");
     char comment[64];
     snprintf(comment, sizeof comment, "sitespool instruction %s -> %s", in->from, in->to);
     int rc = ss_sign_hash(s->sk, hash, fields, comment, text, SS_SIGFILE_MAX, e);
-    if (rc == 0)
-        rc = ss_write_all(ins->fd, text, strlen(text), e);
+    if (rc == 0) rc = ss_write_all(ins->fd, text, strlen(text), e);
     free(text);
     return rc;
 }
 
 static const char *item_name(const ss_send_item *it, char *buf, size_t len)
 {
-    if (it->name)
-        return it->name;
-    if (!it->path || !strcmp(it->path, "-"))
-        return "stdin";
+    if (it->name) return it->name;
+    if (!it->path || !strcmp(it->path, "-")) return "stdin";
     snprintf(buf, len, "%s", it->path);
     return basename(buf);
 }
 
 /* Packs one item into two closed (not yet flushed) temporary files. */
-static int pack_one(ss_sender *s, int outbox_fd, const char *to, const char *dest,
-                    ss_send_item *it, uint64_t seq, ss_atomic *pck, ss_atomic *ins, ss_error *e)
+static int pack_one(ss_sender *s, int outbox_fd, const char *to, const char *dest, ss_send_item *it,
+                    uint64_t seq, ss_atomic *pck, ss_atomic *ins, ss_error *e)
 {
     char namebuf[PATH_MAX], final[128];
     ss_instr in = {0};
@@ -229,17 +212,13 @@ static int pack_one(ss_sender *s, int outbox_fd, const char *to, const char *des
     in.expires = in.created + s->conf->package_lifetime;
 
     int in_fd = it->path ? open_input(it->path, e) : -1;
-    if (it->path && in_fd < 0)
-        return -1;
+    if (it->path && in_fd < 0) return -1;
     snprintf(final, sizeof final, "%012" PRIu64 "-%s.pck", seq, in.id);
     unsigned char hash[SS_HASH_BYTES];
     int rc = ss_atomic_begin(pck, outbox_fd, final, 0640, e);
-    if (rc == 0)
-        rc = pack_payload(s, in_fd, it, pck, in.zip, hash, &in.size, e);
-    if (in_fd >= 0)
-        close(in_fd);
-    if (rc == 0)
-        rc = ss_atomic_close(pck, false, e);
+    if (rc == 0) rc = pack_payload(s, in_fd, it, pck, in.zip, hash, &in.size, e);
+    if (in_fd >= 0) close(in_fd);
+    if (rc == 0) rc = ss_atomic_close(pck, false, e);
     snprintf(final, sizeof final, "%012" PRIu64 "-%s.ins", seq, in.id);
     if (rc == 0 && (rc = ss_atomic_begin(ins, outbox_fd, final, 0640, e)) == 0) {
         rc = write_instruction(s, ins, &in, hash, e);
@@ -259,43 +238,37 @@ static int pack_one(ss_sender *s, int outbox_fd, const char *to, const char *des
 
 static int publish_batch(int outbox_fd, ss_atomic *pcks, ss_atomic *inss, size_t n, ss_error *e)
 {
-    if (ss_sync_fs(outbox_fd, e) != 0)
-        return -1;
+    if (ss_sync_fs(outbox_fd, e) != 0) return -1;
     int lock = lock_outbox(outbox_fd, e);
-    if (lock < 0)
-        return -1;
+    if (lock < 0) return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = ss_atomic_rename(&pcks[i], 0, e);
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = ss_atomic_rename(&inss[i], 0, e);
-    if (rc == 0)
-        rc = ss_fsync_dirfd(outbox_fd, e);
+    if (rc == 0) rc = ss_fsync_dirfd(outbox_fd, e);
     close(lock);
     return rc;
 }
 
-int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item *items,
-                   size_t n, ss_error *e)
+int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item *items, size_t n,
+                   ss_error *e)
 {
     char path[PATH_MAX];
     if (outbox_path(s->root, to, path, sizeof path) != 0 || ss_mkdirs(path, 0750, e) != 0)
         return ss_err(e, SS_E_IO, "cannot create the outbox for %s", to);
     uint64_t first_seq;
     /* Reserve the numbers first: a crash can leave a gap, never a duplicate. */
-    if (ss_peer_take_seqs(s->db, to, n, &first_seq, e) != 0)
-        return -1;
+    if (ss_peer_take_seqs(s->db, to, n, &first_seq, e) != 0) return -1;
     int outbox_fd = ss_open_dir(path, e);
-    if (outbox_fd < 0)
-        return -1;
+    if (outbox_fd < 0) return -1;
     /* Every item is packed under a temporary name before any is published,
      * so a failure anywhere leaves nothing of this call in the outbox. */
     ss_atomic *pcks = calloc(n ? n : 1, sizeof *pcks), *inss = calloc(n ? n : 1, sizeof *inss);
     int rc = (pcks && inss) ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < n; i++)
         pcks[i].fd = inss[i].fd = -1; /* not begun: aborting them closes nothing */
-    if (rc == 0)
-        rc = ss_db_begin(s->db, e);
+    if (rc == 0) rc = ss_db_begin(s->db, e);
     size_t done = 0;
     for (; done < n && rc == 0; done++) {
         ss_send_item *it = &items[done];
@@ -305,8 +278,7 @@ int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item 
             ss_report(s->rep, 4505, item_name(it, name, sizeof name), to, e->msg, NULL);
         }
     }
-    if (rc == 0)
-        rc = publish_batch(outbox_fd, pcks, inss, n, e);
+    if (rc == 0) rc = publish_batch(outbox_fd, pcks, inss, n, e);
     for (size_t i = 0; i < done; i++) {
         ss_atomic_abort(&pcks[i]);
         ss_atomic_abort(&inss[i]);
@@ -316,8 +288,7 @@ int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item 
         char name[PATH_MAX], size[32];
         snprintf(size, sizeof size, "%" PRIu64, it->size);
         ss_report(s->rep, 4504, it->id, item_name(it, name, sizeof name), size, to, NULL);
-        if (!s->sk)
-            ss_report(s->rep, 4503, it->id, to, NULL);
+        if (!s->sk) ss_report(s->rep, 4503, it->id, to, NULL);
     }
     if (rc == 0)
         rc = ss_db_commit(s->db, e);
@@ -347,11 +318,9 @@ static int copy_to_peer(int outbox_fd, const char *src, int peer_fd, const char 
                         ss_atomic *a, ss_error *e)
 {
     int in = ss_open_regular(outbox_fd, src, 0, NULL, e);
-    if (in < 0)
-        return -1;
+    if (in < 0) return -1;
     int rc = ss_atomic_begin(a, peer_fd, wire_name, 0640, e);
-    if (rc == 0 && ss_copy_fd(in, a->fd, e) < 0)
-        rc = -1;
+    if (rc == 0 && ss_copy_fd(in, a->fd, e) < 0) rc = -1;
     if (rc == 0)
         rc = ss_atomic_close(a, false, e);
     else if (a->fd >= 0 || a->tmp[0])
@@ -373,23 +342,21 @@ static bool package_at_peer(int outbox_fd, int peer_fd, const struct wire_pair *
 
 /* Same filesystem: the queued files, already durable, are renamed into the
  * peer's inbox - no copy, no unlink, and a pair is never in both places. */
-static int deliver_batch_by_rename(int outbox_fd, int peer_fd, struct wire_pair *pairs,
-                                   size_t n, ss_error *e)
+static int deliver_batch_by_rename(int outbox_fd, int peer_fd, struct wire_pair *pairs, size_t n,
+                                   ss_error *e)
 {
     static const char *const exts[] = {"pck", "ins"}; /* packages first */
     for (int k = 0; k < 2; k++) {
         for (size_t i = 0; i < n; i++) {
             char src[160], wire[64];
-            if (k == 0 && package_at_peer(outbox_fd, peer_fd, &pairs[i]))
-                continue;
+            if (k == 0 && package_at_peer(outbox_fd, peer_fd, &pairs[i])) continue;
             snprintf(src, sizeof src, "%s.%s", pairs[i].queued, exts[k]);
             snprintf(wire, sizeof wire, "%s.%s", pair_id(pairs[i].queued), exts[k]);
             if (renameat(outbox_fd, src, peer_fd, wire) != 0)
                 return ss_err_sys(e, "cannot move %s into the peer's inbox", src);
         }
     }
-    if (ss_fsync_dirfd(peer_fd, e) != 0)
-        return -1;
+    if (ss_fsync_dirfd(peer_fd, e) != 0) return -1;
     return ss_fsync_dirfd(outbox_fd, e);
 }
 
@@ -415,22 +382,18 @@ static int deliver_batch_by_copy(int outbox_fd, int peer_fd, struct wire_pair *p
             rc = copy_to_peer(outbox_fd, src, peer_fd, wire, &p->ins, e);
         }
     }
-    if (rc == 0)
-        rc = ss_sync_fs(peer_fd, e);
+    if (rc == 0) rc = ss_sync_fs(peer_fd, e);
     /* Packages become visible before any instruction that names them. */
     for (size_t i = 0; i < n && rc == 0; i++)
-        if (pairs[i].pck.tmp[0])
-            rc = ss_atomic_rename(&pairs[i].pck, 0, e);
+        if (pairs[i].pck.tmp[0]) rc = ss_atomic_rename(&pairs[i].pck, 0, e);
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = ss_atomic_rename(&pairs[i].ins, 0, e);
-    if (rc == 0)
-        rc = ss_fsync_dirfd(peer_fd, e);
+    if (rc == 0) rc = ss_fsync_dirfd(peer_fd, e);
     for (size_t i = 0; i < copied; i++) {
         ss_atomic_abort(&pairs[i].pck);
         ss_atomic_abort(&pairs[i].ins);
     }
-    if (rc != 0)
-        return -1;
+    if (rc != 0) return -1;
     for (size_t i = 0; i < n; i++) {
         char name[160];
         snprintf(name, sizeof name, "%s.ins", pairs[i].queued);
@@ -452,8 +415,7 @@ static int deliver_batch(int outbox_fd, int peer_fd, bool same_fs, struct wire_p
                    : deliver_batch_by_copy(outbox_fd, peer_fd, pairs, n, e);
 }
 
-static void report_unreachable(ss_sender *s, const ss_peer *peer, const char *reason,
-                               size_t queued)
+static void report_unreachable(ss_sender *s, const ss_peer *peer, const char *reason, size_t queued)
 {
     unsigned wait = ss_sender_backoff(s->conf, peer->failures + 1);
     char count[32], minutes[32];
@@ -466,8 +428,7 @@ static void report_unreachable(ss_sender *s, const ss_peer *peer, const char *re
     ss_db_commit(s->db, &ignored);
 }
 
-static void report_delivered(ss_sender *s, const ss_peer *peer, struct wire_pair *pairs,
-                             size_t n)
+static void report_delivered(ss_sender *s, const ss_peer *peer, struct wire_pair *pairs, size_t n)
 {
     ss_error ignored;
     ss_db_begin(s->db, &ignored);
@@ -488,8 +449,7 @@ static void report_delivered(ss_sender *s, const ss_peer *peer, struct wire_pair
 static void tidy_outbox(ss_sender *s, int outbox_fd, int peer_fd, const char *site)
 {
     DIR *dir = fdopendir(dup(outbox_fd));
-    if (!dir)
-        return;
+    if (!dir) return;
     int64_t now = ss_now();
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
@@ -515,11 +475,11 @@ static void tidy_outbox(ss_sender *s, int outbox_fd, int peer_fd, const char *si
                 unlinkat(outbox_fd, name, 0) == 0)
                 ss_logf(ss_reporter_log(s->rep, SS_COMP_SENDER),
                         "Removed %s from the outbox of %s: its send was interrupted before the "
-                        "instruction was queued", name, site);
+                        "instruction was queued",
+                        name, site);
             continue;
         }
-        if (!is_queued_ins(name))
-            continue;
+        if (!is_queued_ins(name)) continue;
         char pck[NAME_MAX + 1], broken[PATH_MAX], target[PATH_MAX], wire[64];
         snprintf(pck, sizeof pck, "%.*s.pck", (int)(strlen(name) - 4), name);
         snprintf(wire, sizeof wire, "%.*s.pck", (int)(strlen(pair_id(name)) - 4), pair_id(name));
@@ -534,8 +494,7 @@ static void tidy_outbox(ss_sender *s, int outbox_fd, int peer_fd, const char *si
             (void)ss_fsync_dirfd(bfd, NULL);
             ss_report(s->rep, 4506, pair_id(name), site, target, NULL);
         }
-        if (bfd >= 0)
-            close(bfd);
+        if (bfd >= 0) close(bfd);
     }
     closedir(dir);
 }
@@ -547,14 +506,15 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
     int found = ss_peer_get(s->db, site, &peer, e);
     if (found <= 0)
         return found < 0 ? -1
-                         : ss_err(e, SS_E_NOENT, "site %s is not a peer ('sitespool peer add "
-                                  "%s --inbox PATH')", site, site);
+                         : ss_err(e, SS_E_NOENT,
+                                  "site %s is not a peer ('sitespool peer add "
+                                  "%s --inbox PATH')",
+                                  site, site);
     char path[PATH_MAX];
     if (outbox_path(s->root, site, path, sizeof path) != 0 || ss_mkdirs(path, 0750, e) != 0)
         return -1;
     int outbox_fd = ss_open_dir(path, e);
-    if (outbox_fd < 0)
-        return -1;
+    if (outbox_fd < 0) return -1;
     int lock = lock_outbox(outbox_fd, e);
     if (lock < 0) {
         close(outbox_fd);
@@ -571,18 +531,16 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
     int rc = count < 0 ? ss_err_sys(e, "cannot list the outbox %s", path) : 0;
     size_t batch = s->conf->batch_max;
     struct wire_pair *pairs = calloc(batch, sizeof *pairs);
-    if (!pairs && rc == 0)
-        rc = ss_err(e, SS_E_NOMEM, "out of memory");
+    if (!pairs && rc == 0) rc = ss_err(e, SS_E_NOMEM, "out of memory");
     if (rc == 0 && count > 0) {
         for (int start = 0; peer_fd >= 0 && start < count; start += (int)batch) {
             size_t n = (size_t)(count - start) < batch ? (size_t)(count - start) : batch;
             for (size_t i = 0; i < n; i++) {
                 const char *nm = names[start + (int)i]->d_name;
-                snprintf(pairs[i].queued, sizeof pairs[i].queued, "%.*s",
-                         (int)(strlen(nm) - 4), nm);
+                snprintf(pairs[i].queued, sizeof pairs[i].queued, "%.*s", (int)(strlen(nm) - 4),
+                         nm);
             }
-            if (deliver_batch(outbox_fd, peer_fd, same_fs, pairs, n, &why) != 0)
-                break;
+            if (deliver_batch(outbox_fd, peer_fd, same_fs, pairs, n, &why) != 0) break;
             report_delivered(s, &peer, pairs, n);
             res->delivered += n;
         }
@@ -600,8 +558,7 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
             }
         }
     }
-    if (peer_fd >= 0)
-        close(peer_fd);
+    if (peer_fd >= 0) close(peer_fd);
     for (int i = 0; i < count; i++)
         free(names[i]);
     free(names);

@@ -49,15 +49,15 @@ typedef struct ss_sender {
 } ss_sender;
 
 /* Loads the site's secret key unless sign is false. */
-int ss_sender_open(ss_sender *s, const char *root, const ss_conf *conf, ss_db *db,
-                   ss_reporter *rep, bool sign, ss_error *e);
+int ss_sender_open(ss_sender *s, const char *root, const ss_conf *conf, ss_db *db, ss_reporter *rep,
+                   bool sign, ss_error *e);
 void ss_sender_close(ss_sender *s);
 
 typedef struct ss_send_item {
-    const char *path;  /* file to send; "-" for standard input; NULL: data */
-    const char *data;  /* in-memory payload (key and rollover instructions) */
+    const char *path; /* file to send; "-" for standard input; NULL: data */
+    const char *data; /* in-memory payload (key and rollover instructions) */
     size_t data_len;
-    const char *name;  /* delivered file name; NULL: the input's base name */
+    const char *name; /* delivered file name; NULL: the input's base name */
     enum ss_itype type;
     char id[SS_ID_HEX + 1]; /* out: the instruction id */
     uint64_t size;          /* out: payload bytes */
@@ -66,8 +66,8 @@ typedef struct ss_send_item {
 /* Packs items for peer `to` into its outbox: one database transaction and
  * one flush for all of them.  On failure nothing of the failed call stays
  * visible in the outbox. */
-int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item *items,
-                   size_t n, ss_error *e);
+int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item *items, size_t n,
+                   ss_error *e);
 
 typedef struct ss_deliver_result {
     size_t delivered;

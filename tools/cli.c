@@ -14,8 +14,7 @@ int cli_open(cli *c)
 {
     ss_error e = {0};
     char db_path[PATH_MAX];
-    if (ss_conf_load(&c->conf, c->root, &e) != 0)
-        return cli_fail(&e), -1;
+    if (ss_conf_load(&c->conf, c->root, &e) != 0) return cli_fail(&e), -1;
     if (ss_path(db_path, sizeof db_path, c->root, SS_FILE_DB) != 0 ||
         ss_db_open(&c->db, db_path, false, &e) != 0)
         return cli_fail(&e), -1;
@@ -29,8 +28,7 @@ int cli_open(cli *c)
 
 void cli_close(cli *c)
 {
-    if (!c->open)
-        return;
+    if (!c->open) return;
     ss_reporter_close(&c->rep);
     ss_db_close(&c->db);
     c->open = false;
@@ -93,8 +91,7 @@ int cli_parse_time(const char *s, int64_t *out)
 {
     if (s[0] == '-') {
         unsigned secs;
-        if (ss_parse_duration(s + 1, &secs) != 0)
-            return -1;
+        if (ss_parse_duration(s + 1, &secs) != 0) return -1;
         *out = ss_now() - secs;
         return 0;
     }
@@ -115,8 +112,7 @@ int cli_parse_time(const char *s, int64_t *out)
     }
     char *num_end;
     long long v = strtoll(s, &num_end, 10);
-    if (num_end == s || *num_end)
-        return -1;
+    if (num_end == s || *num_end) return -1;
     *out = v;
     return 0;
 }

@@ -34,12 +34,10 @@ int cmd_despool(cli *c, int argc, char **argv)
         else
             return cli_usage(usage, "unknown argument '%s'", argv[i]);
     }
-    if (cli_open(c) != 0)
-        return 1;
+    if (cli_open(c) != 0) return 1;
     ss_despooler d;
     ss_error e = {0};
-    if (ss_despooler_open(&d, c->root, &c->conf, &c->db, &c->rep, &e) != 0)
-        return cli_fail(&e);
+    if (ss_despooler_open(&d, c->root, &c->conf, &c->db, &c->rep, &e) != 0) return cli_fail(&e);
     /* No SA_RESTART: a signal interrupts the wait so the stop is prompt;
      * the current batch is always finished first. */
     struct sigaction sa = {0};
@@ -47,8 +45,7 @@ int cmd_despool(cli *c, int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     int rc = once ? ss_despooler_drain(&d, &e) : ss_despooler_run(&d, &stop_requested, &e);
-    if (rc != 0)
-        cli_fail(&e);
+    if (rc != 0) cli_fail(&e);
     if (once)
         printf("delivered %zu, rejected %zu, duplicates %zu, waiting %zu\n", d.stats.delivered,
                d.stats.rejected, d.stats.duplicates, d.stats.waiting);

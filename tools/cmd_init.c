@@ -25,10 +25,8 @@ int cmd_init(cli *c, int argc, char **argv)
 {
     const char *site = NULL;
     int rc0 = cli_site_option(argc, argv, usage, &site);
-    if (rc0 != 0)
-        return rc0 < 0 ? 0 : rc0;
-    if (!site || optind != argc)
-        return cli_usage(usage, "init needs --site CODE and nothing else");
+    if (rc0 != 0) return rc0 < 0 ? 0 : rc0;
+    if (!site || optind != argc) return cli_usage(usage, "init needs --site CODE and nothing else");
     if (!ss_site_code_valid(site))
         return cli_usage(usage, "'%s' is not a site code (3-8 characters of A-Z and 0-9)", site);
 
@@ -41,15 +39,14 @@ int cmd_init(cli *c, int argc, char **argv)
         ss_path(keys_dir, sizeof keys_dir, c->root, SS_DIR_KEYS) != 0 ||
         ss_own_key_paths(c->root, site, sk_path, pk_path, sizeof sk_path) != 0)
         return ss_err(&e, SS_E_TOOBIG, "site path too long"), cli_fail(&e);
-    if (ss_site_make_tree(c->root, &e) != 0)
-        return cli_fail(&e);
+    if (ss_site_make_tree(c->root, &e) != 0) return cli_fail(&e);
     if (access(sk_path, F_OK) == 0)
         return ss_err(&e, SS_E_EXISTS, "%s already exists; refusing to replace a key pair",
-                      sk_path), cli_fail(&e);
+                      sk_path),
+               cli_fail(&e);
 
     ss_db db;
-    if (ss_db_open(&db, db_path, true, &e) != 0)
-        return cli_fail(&e);
+    if (ss_db_open(&db, db_path, true, &e) != 0) return cli_fail(&e);
     ss_pubkey pk;
     ss_seckey *sk = NULL;
     char text[512], comment[64], pub_name[32];
@@ -57,8 +54,7 @@ int cmd_init(cli *c, int argc, char **argv)
     ss_pubkey_comment(site, not_after, comment, sizeof comment);
     snprintf(pub_name, sizeof pub_name, "%s.pub", site);
     int rc = ss_keypair_generate(&pk, &sk, &e);
-    if (rc == 0)
-        rc = ss_seckey_save(sk_path, sk, &e);
+    if (rc == 0) rc = ss_seckey_save(sk_path, sk, &e);
     ss_seckey_free(sk);
     if (rc == 0) {
         ss_pubkey_format(&pk, comment, text, sizeof text);
@@ -66,21 +62,16 @@ int cmd_init(cli *c, int argc, char **argv)
         rc = dirfd < 0 ? -1
                        : ss_write_file_atomic(dirfd, pub_name, text, strlen(text), 0644,
                                               SS_ATOMIC_NOREPLACE | SS_ATOMIC_SYNC_DIR, &e);
-        if (dirfd >= 0)
-            close(dirfd);
+        if (dirfd >= 0) close(dirfd);
     }
     ss_keyrec rec;
     ss_keyrec_init(&rec, site, &pk, "own", "init", not_after);
-    if (rc == 0)
-        rc = ss_keys_add(&db, &rec, &e);
+    if (rc == 0) rc = ss_keys_add(&db, &rec, &e);
     ss_db_close(&db);
-    if (rc == 0)
-        rc = ss_site_write_conf(c->root, &conf, &e);
-    if (rc != 0)
-        return cli_fail(&e);
+    if (rc == 0) rc = ss_site_write_conf(c->root, &conf, &e);
+    if (rc != 0) return cli_fail(&e);
 
-    if (cli_open(c) != 0)
-        return 1;
+    if (cli_open(c) != 0) return 1;
     char until[32];
     cli_format_time(not_after, until, sizeof until);
     ss_report(&c->rep, 3302, rec.key_id, site, until, NULL);

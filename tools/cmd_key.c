@@ -55,14 +55,12 @@ static int key_export(cli *c, int argc, char **argv)
         else
             return ch == 'h' ? (fputs(usage, stdout), 0) : cli_usage(usage, "bad option");
     }
-    if (optind != argc)
-        return cli_usage(usage, "export takes no arguments besides -o FILE");
+    if (optind != argc) return cli_usage(usage, "export takes no arguments besides -o FILE");
     char pk_path[PATH_MAX], def[64], *text = NULL;
     ss_error e = {0};
     ss_own_key_paths(c->root, c->conf.site_code, NULL, pk_path, sizeof pk_path);
     size_t len;
-    if (ss_read_small_file(AT_FDCWD, pk_path, 4096, &text, &len, &e) != 0)
-        return cli_fail(&e);
+    if (ss_read_small_file(AT_FDCWD, pk_path, 4096, &text, &len, &e) != 0) return cli_fail(&e);
     ss_pubkey pk;
     if (ss_pubkey_parse(text, len, &pk, NULL, 0, &e) != 0) {
         free(text);
@@ -81,13 +79,11 @@ static int key_export(cli *c, int argc, char **argv)
             ss_err_sys(&e, "cannot write %s", out);
             rc = cli_fail(&e);
         }
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         if (rc == 0) {
             char id[SS_KEYID_HEX + 1];
             ss_keyid_hex(pk.keyid, id);
-            fprintf(stderr, "Wrote public key %s of site %s to %s\n", id, c->conf.site_code,
-                    out);
+            fprintf(stderr, "Wrote public key %s of site %s to %s\n", id, c->conf.site_code, out);
         }
     }
     free(text);
@@ -98,16 +94,13 @@ static int key_import(cli *c, int argc, char **argv)
 {
     const char *site = NULL;
     int rc0 = cli_site_option(argc, argv, usage, &site);
-    if (rc0 != 0)
-        return rc0 < 0 ? 0 : rc0;
-    if (optind + 1 != argc)
-        return cli_usage(usage, "import takes exactly one key file");
+    if (rc0 != 0) return rc0 < 0 ? 0 : rc0;
+    if (optind + 1 != argc) return cli_usage(usage, "import takes exactly one key file");
     const char *path = argv[optind];
     ss_error e = {0};
     ss_keyrec rec;
     ss_keyctx k = {c->root, &c->conf, &c->db, &c->rep};
-    if (ss_key_import_file(&k, path, site, "import", &rec, &e) != 0)
-        return cli_fail(&e);
+    if (ss_key_import_file(&k, path, site, "import", &rec, &e) != 0) return cli_fail(&e);
     printf("Trusted key %s for site %s\n", rec.key_id, rec.site);
     return 0;
 }
@@ -134,8 +127,8 @@ static int print_key(void *ctx_, const ss_keyrec *k)
         ss_json_string(stdout, k->state);
         printf(",\"source\":");
         ss_json_string(stdout, k->source);
-        printf(",\"created\":%lld,\"not_after\":%lld,\"last_seen\":%lld}",
-               (long long)k->created, (long long)k->not_after, (long long)k->last_seen);
+        printf(",\"created\":%lld,\"not_after\":%lld,\"last_seen\":%lld}", (long long)k->created,
+               (long long)k->not_after, (long long)k->last_seen);
     } else {
         if (!ctx->count)
             printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", "SITE", "KEY ID", "STATE",
@@ -150,9 +143,11 @@ static int print_key(void *ctx_, const ss_keyrec *k)
 /* The propagation view: per peer site, the key it was last seen using. */
 static void print_sites(cli *c)
 {
-    sqlite3_stmt *st = ss_db_prepare(
-        &c->db, "SELECT site, blocked, blocked_key_id, last_key_id, last_seen FROM sites "
-                "ORDER BY site", NULL);
+    sqlite3_stmt *st =
+        ss_db_prepare(&c->db,
+                      "SELECT site, blocked, blocked_key_id, last_key_id, last_seen FROM sites "
+                      "ORDER BY site",
+                      NULL);
     bool header = false;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         char seen[32];
@@ -164,8 +159,8 @@ static void print_sites(cli *c)
         header = true;
         char trust[40];
         if (sqlite3_column_int(st, 1))
-            snprintf(trust, sizeof trust, "BLOCKED by %s", blocked_by ? (const char *)blocked_by
-                                                                     : "?");
+            snprintf(trust, sizeof trust, "BLOCKED by %s",
+                     blocked_by ? (const char *)blocked_by : "?");
         else
             snprintf(trust, sizeof trust, "ok");
         printf("%-8s %-28s %-16s  %s\n", sqlite3_column_text(st, 0), trust,
@@ -186,8 +181,7 @@ static int key_list(cli *c, int argc, char **argv)
             return cli_usage(usage, "unknown argument '%s'", argv[i]);
     }
     ss_error e = {0};
-    if (ss_keys_foreach(&c->db, NULL, print_key, &ctx, &e) != 0)
-        return cli_fail(&e);
+    if (ss_keys_foreach(&c->db, NULL, print_key, &ctx, &e) != 0) return cli_fail(&e);
     if (ctx.json)
         printf("%s]\n", ctx.count ? "" : "[");
     else
@@ -199,22 +193,17 @@ int cmd_key(cli *c, int argc, char **argv)
 {
     if (argc < 2 || cli_wants_help(argc, argv))
         return argc < 2 ? cli_usage(usage, "key needs a subcommand") : (fputs(usage, stdout), 0);
-    if (cli_open(c) != 0)
-        return 1;
-    if (!strcmp(argv[1], "export"))
-        return key_export(c, argc - 1, argv + 1);
-    if (!strcmp(argv[1], "import"))
-        return key_import(c, argc - 1, argv + 1);
-    if (!strcmp(argv[1], "list"))
-        return key_list(c, argc - 1, argv + 1);
+    if (cli_open(c) != 0) return 1;
+    if (!strcmp(argv[1], "export")) return key_export(c, argc - 1, argv + 1);
+    if (!strcmp(argv[1], "import")) return key_import(c, argc - 1, argv + 1);
+    if (!strcmp(argv[1], "list")) return key_list(c, argc - 1, argv + 1);
     static const struct {
         const char *name;
         int (*run)(cli *, int, char **, const char *);
-    } actions[] = {{"approve", key_approve}, {"trust", key_trust},     {"untrust", key_untrust},
-                   {"revoke", key_revoke},   {"rotate", key_rotate},   {"publish", key_publish},
+    } actions[] = {{"approve", key_approve}, {"trust", key_trust},   {"untrust", key_untrust},
+                   {"revoke", key_revoke},   {"rotate", key_rotate}, {"publish", key_publish},
                    {"send-to", key_send_to}};
     for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
-        if (!strcmp(argv[1], actions[i].name))
-            return actions[i].run(c, argc - 1, argv + 1, usage);
+        if (!strcmp(argv[1], actions[i].name)) return actions[i].run(c, argc - 1, argv + 1, usage);
     return cli_usage(usage, "unknown key subcommand '%s'", argv[1]);
 }

@@ -23,11 +23,9 @@
 static void wake_despooler(cli *c)
 {
     char dir[PATH_MAX], stamp[32];
-    if (ss_path(dir, sizeof dir, c->root, SS_DIR_HMAN) != 0)
-        return;
+    if (ss_path(dir, sizeof dir, c->root, SS_DIR_HMAN) != 0) return;
     int dfd = ss_open_dir(dir, NULL);
-    if (dfd < 0)
-        return;
+    if (dfd < 0) return;
     int n = snprintf(stamp, sizeof stamp, "%lld\n", (long long)ss_now());
     (void)ss_write_file_atomic(dfd, "trust.changed", stamp, (size_t)n, 0640, 0, NULL);
     close(dfd);
@@ -44,20 +42,21 @@ static int make_trusted(cli *c, const char *site, const char *key_id, const char
     ss_error e = {0};
     ss_keyrec k;
     int found = ss_keys_get(&c->db, site, key_id, &k, &e);
-    if (found < 0)
-        return cli_fail(&e);
+    if (found < 0) return cli_fail(&e);
     if (!found)
-        return ss_err(&e, SS_E_NOENT, "the public key %s of site %s is not known here: import "
+        return ss_err(&e, SS_E_NOENT,
+                      "the public key %s of site %s is not known here: import "
                       "its key file ('sitespool key import FILE') or drop it into "
-                      "inboxes/hman.box", key_id, site), cli_fail(&e);
+                      "inboxes/hman.box",
+                      key_id, site),
+               cli_fail(&e);
     if (!strcmp(k.state, "revoked"))
         return ss_err(&e, SS_E_PERM, "key %s is revoked and is never trusted again", key_id),
                cli_fail(&e);
     if (!strcmp(k.state, "own"))
         return ss_err(&e, SS_E_USAGE, "key %s is this site's own key", key_id), cli_fail(&e);
     char blocked_by[SS_KEYID_HEX + 1];
-    if (ss_keys_set_state(&c->db, site, key_id, "trusted", 0, &e) != 0)
-        return cli_fail(&e);
+    if (ss_keys_set_state(&c->db, site, key_id, "trusted", 0, &e) != 0) return cli_fail(&e);
     if (ss_site_blocked(&c->db, site, blocked_by) && !strcmp(blocked_by, key_id))
         (void)ss_site_clear_block(&c->db, site, &e);
     ss_report(&c->rep, 3306, site, key_id, how, NULL);
@@ -68,46 +67,39 @@ static int make_trusted(cli *c, const char *site, const char *key_id, const char
 
 int key_approve(cli *c, int argc, char **argv, const char *usage)
 {
-    if (argc < 2 || argc > 3)
-        return cli_usage(usage, "approve needs CODE [KEYID]");
+    if (argc < 2 || argc > 3) return cli_usage(usage, "approve needs CODE [KEYID]");
     const char *site = argv[1];
-    if (!ss_site_code_valid(site))
-        return bad_site(usage, site);
-    if (argc == 3)
-        return make_trusted(c, site, argv[2], "approved by an administrator");
+    if (!ss_site_code_valid(site)) return bad_site(usage, site);
+    if (argc == 3) return make_trusted(c, site, argv[2], "approved by an administrator");
     char ids[8][SS_KEYID_HEX + 1];
     int n = ss_site_keys_in_state(&c->db, site, "pending", ids, 8, NULL);
-    if (n == 1)
-        return make_trusted(c, site, ids[0], "approved by an administrator");
+    if (n == 1) return make_trusted(c, site, ids[0], "approved by an administrator");
     if (n == 0)
         fprintf(stderr, "sitespool: site %s has no key waiting for approval\n", site);
     else
-        fprintf(stderr, "sitespool: site %s has %d pending keys; name one: 'sitespool key "
-                "approve %s KEYID' (see 'sitespool key list')\n", site, n, site);
+        fprintf(stderr,
+                "sitespool: site %s has %d pending keys; name one: 'sitespool key "
+                "approve %s KEYID' (see 'sitespool key list')\n",
+                site, n, site);
     return 1;
 }
 
 int key_trust(cli *c, int argc, char **argv, const char *usage)
 {
-    if (argc != 3)
-        return cli_usage(usage, "trust needs CODE KEYID");
-    if (!ss_site_code_valid(argv[1]))
-        return bad_site(usage, argv[1]);
+    if (argc != 3) return cli_usage(usage, "trust needs CODE KEYID");
+    if (!ss_site_code_valid(argv[1])) return bad_site(usage, argv[1]);
     return make_trusted(c, argv[1], argv[2], "trusted by an administrator");
 }
 
 int key_untrust(cli *c, int argc, char **argv, const char *usage)
 {
-    if (argc != 2)
-        return cli_usage(usage, "untrust needs CODE");
-    if (!ss_site_code_valid(argv[1]))
-        return bad_site(usage, argv[1]);
+    if (argc != 2) return cli_usage(usage, "untrust needs CODE");
+    if (!ss_site_code_valid(argv[1])) return bad_site(usage, argv[1]);
     if (!strcmp(argv[1], c->conf.site_code))
         return cli_usage(usage, "%s is this site itself", argv[1]);
     ss_error e = {0};
     int removed = ss_site_untrust(&c->db, argv[1], &e);
-    if (removed < 0)
-        return cli_fail(&e);
+    if (removed < 0) return cli_fail(&e);
     char count[32];
     snprintf(count, sizeof count, "%d", removed);
     ss_report(&c->rep, 3307, argv[1], count, NULL);
@@ -118,13 +110,11 @@ int key_untrust(cli *c, int argc, char **argv, const char *usage)
 
 int key_revoke(cli *c, int argc, char **argv, const char *usage)
 {
-    if (argc != 2)
-        return cli_usage(usage, "revoke needs KEYID");
+    if (argc != 2) return cli_usage(usage, "revoke needs KEYID");
     const char *key_id = argv[1];
     ss_error e = {0};
     sqlite3_stmt *st = ss_db_prepare(&c->db, "SELECT site, state FROM keys WHERE key_id=?", &e);
-    if (!st)
-        return cli_fail(&e);
+    if (!st) return cli_fail(&e);
     sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
     char sites[8][SS_SITE_CODE_MAX + 1];
     int n = 0;
@@ -136,13 +126,16 @@ int key_revoke(cli *c, int argc, char **argv, const char *usage)
     sqlite3_finalize(st);
     if (n == 0)
         return ss_err(&e, SS_E_NOENT, "no key %s is in the keystore ('sitespool key list')",
-                      key_id), cli_fail(&e);
+                      key_id),
+               cli_fail(&e);
     if (current_own)
-        return ss_err(&e, SS_E_USAGE, "%s is this site's current key; run 'sitespool key "
-                      "rotate' first, then revoke the old key", key_id), cli_fail(&e);
+        return ss_err(&e, SS_E_USAGE,
+                      "%s is this site's current key; run 'sitespool key "
+                      "rotate' first, then revoke the old key",
+                      key_id),
+               cli_fail(&e);
     for (int i = 0; i < n; i++) {
-        if (ss_keys_set_state(&c->db, sites[i], key_id, "revoked", 0, &e) != 0)
-            return cli_fail(&e);
+        if (ss_keys_set_state(&c->db, sites[i], key_id, "revoked", 0, &e) != 0) return cli_fail(&e);
         ss_report(&c->rep, 3310, key_id, sites[i], NULL);
     }
     wake_despooler(c);
@@ -155,24 +148,21 @@ static char *own_pubkey_text(cli *c, size_t *len, ss_error *e)
 {
     char pk_path[PATH_MAX], *text = NULL;
     ss_own_key_paths(c->root, c->conf.site_code, NULL, pk_path, sizeof pk_path);
-    if (ss_read_small_file(AT_FDCWD, pk_path, 4096, &text, len, e) != 0)
-        return NULL;
+    if (ss_read_small_file(AT_FDCWD, pk_path, 4096, &text, len, e) != 0) return NULL;
     return text;
 }
 
 int key_publish(cli *c, int argc, char **argv, const char *usage)
 {
     (void)argv;
-    if (argc != 1)
-        return cli_usage(usage, "publish takes no arguments");
+    if (argc != 1) return cli_usage(usage, "publish takes no arguments");
     ss_error e = {0};
     if (!c->conf.directory[0])
         return ss_err(&e, SS_E_CONF, "no key directory: set 'directory = /path' in site.conf"),
                cli_fail(&e);
     size_t len;
     char *text = own_pubkey_text(c, &len, &e);
-    if (!text)
-        return cli_fail(&e);
+    if (!text) return cli_fail(&e);
     ss_pubkey pk;
     char name[32], key_id[SS_KEYID_HEX + 1];
     int rc = ss_pubkey_parse(text, len, &pk, NULL, 0, &e);
@@ -182,11 +172,9 @@ int key_publish(cli *c, int argc, char **argv, const char *usage)
         rc = ss_write_file_atomic(dfd, name, text, len, 0644, SS_ATOMIC_SYNC_DIR, &e);
     else
         rc = -1;
-    if (dfd >= 0)
-        close(dfd);
+    if (dfd >= 0) close(dfd);
     free(text);
-    if (rc != 0)
-        return cli_fail(&e);
+    if (rc != 0) return cli_fail(&e);
     ss_keyid_hex(pk.keyid, key_id);
     ss_report(&c->rep, 3311, key_id, c->conf.site_code, c->conf.directory, NULL);
     printf("Published key %s in %s/%s\n", key_id, c->conf.directory, name);
@@ -202,12 +190,10 @@ static int send_key_payload(cli *c, ss_sender *s, const char *peer, enum ss_ityp
              type == SS_TYPE_KEY ? "pub" : "rollover");
     ss_send_item item = {.data = payload, .data_len = len, .name = name, .type = type};
     ss_error e = {0};
-    if (ss_sender_pack(s, peer, "hman.box", &item, 1, &e) != 0)
-        return cli_fail(&e);
+    if (ss_sender_pack(s, peer, "hman.box", &item, 1, &e) != 0) return cli_fail(&e);
     memcpy(id_out, item.id, sizeof item.id);
     ss_deliver_result res;
-    if (ss_sender_deliver(s, peer, &res, &e) != 0)
-        return cli_fail(&e);
+    if (ss_sender_deliver(s, peer, &res, &e) != 0) return cli_fail(&e);
     if (res.unreachable) {
         fprintf(stderr, "sitespool: %s is unreachable; the instruction stays queued\n", peer);
         return EXIT_TEMPFAIL;
@@ -218,16 +204,13 @@ static int send_key_payload(cli *c, ss_sender *s, const char *peer, enum ss_ityp
 int key_send_to(cli *c, int argc, char **argv, const char *usage)
 {
     bool unsigned_mode = argc == 3 && !strcmp(argv[2], "--unsigned");
-    if (argc != 2 && !unsigned_mode)
-        return cli_usage(usage, "send-to needs CODE [--unsigned]");
+    if (argc != 2 && !unsigned_mode) return cli_usage(usage, "send-to needs CODE [--unsigned]");
     const char *peer = argv[1];
-    if (!ss_site_code_valid(peer))
-        return bad_site(usage, peer);
+    if (!ss_site_code_valid(peer)) return bad_site(usage, peer);
     ss_error e = {0};
     size_t len;
     char *text = own_pubkey_text(c, &len, &e);
-    if (!text)
-        return cli_fail(&e);
+    if (!text) return cli_fail(&e);
     ss_sender s;
     bool sign = !unsigned_mode && c->conf.sign_instructions;
     if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, sign, &e) != 0) {
@@ -262,11 +245,10 @@ static int rotate_peer(void *ctx_, const ss_peer *p)
 {
     struct rotate_ctx *ctx = ctx_;
     char id[SS_ID_HEX + 1];
-    int rc = send_key_payload(ctx->c, ctx->s, p->site, SS_TYPE_ROLLOVER, ctx->payload, ctx->len,
-                              id);
+    int rc =
+        send_key_payload(ctx->c, ctx->s, p->site, SS_TYPE_ROLLOVER, ctx->payload, ctx->len, id);
     ctx->peers++;
-    if (rc != 0 && ctx->exit_code == 0)
-        ctx->exit_code = rc;
+    if (rc != 0 && ctx->exit_code == 0) ctx->exit_code = rc;
     return 0;
 }
 
@@ -280,14 +262,12 @@ static int save_next_keys(cli *c, const ss_pubkey *pk, const ss_seckey *sk, int6
     ss_path(keys_dir, sizeof keys_dir, c->root, SS_DIR_KEYS);
     snprintf(sk_path, len, "%s/%s.%s.key", keys_dir, c->conf.site_code, id);
     snprintf(pk_path, len, "%s/%s.%s.pub", keys_dir, c->conf.site_code, id);
-    if (ss_seckey_save(sk_path, sk, e) != 0)
-        return -1;
+    if (ss_seckey_save(sk_path, sk, e) != 0) return -1;
     ss_pubkey_comment(c->conf.site_code, not_after, comment, sizeof comment);
     ss_pubkey_format(pk, comment, text, sizeof text);
     snprintf(name, sizeof name, "%s.%s.pub", c->conf.site_code, id);
     int dfd = ss_open_dir(keys_dir, e);
-    if (dfd < 0)
-        return -1;
+    if (dfd < 0) return -1;
     int rc = ss_write_file_atomic(dfd, name, text, strlen(text), 0644,
                                   SS_ATOMIC_NOREPLACE | SS_ATOMIC_SYNC_DIR, e);
     close(dfd);
@@ -296,8 +276,8 @@ static int save_next_keys(cli *c, const ss_pubkey *pk, const ss_seckey *sk, int6
 
 /* Makes the next key the current one: the old files are kept with their
  * key id in the name. */
-static int swap_current_keys(cli *c, const char *old_id, const char *next_sk,
-                             const char *next_pk, ss_error *e)
+static int swap_current_keys(cli *c, const char *old_id, const char *next_sk, const char *next_pk,
+                             ss_error *e)
 {
     char cur_sk[PATH_MAX], cur_pk[PATH_MAX], old_sk[PATH_MAX], old_pk[PATH_MAX];
     ss_own_key_paths(c->root, c->conf.site_code, cur_sk, cur_pk, sizeof cur_sk);
@@ -316,30 +296,26 @@ static int swap_current_keys(cli *c, const char *old_id, const char *next_sk,
 int key_rotate(cli *c, int argc, char **argv, const char *usage)
 {
     (void)argv;
-    if (argc != 1)
-        return cli_usage(usage, "rotate takes no arguments");
+    if (argc != 1) return cli_usage(usage, "rotate takes no arguments");
     ss_error e = {0};
     ss_sender s;
-    if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, true, &e) != 0)
-        return cli_fail(&e);
+    if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, true, &e) != 0) return cli_fail(&e);
     ss_pubkey next_pk;
     ss_seckey *next_sk = NULL;
-    char old_id[SS_KEYID_HEX + 1], next_id[SS_KEYID_HEX + 1], sk_path[PATH_MAX],
-        pk_path[PATH_MAX], payload[1024], count[32];
+    char old_id[SS_KEYID_HEX + 1], next_id[SS_KEYID_HEX + 1], sk_path[PATH_MAX], pk_path[PATH_MAX],
+        payload[1024], count[32];
     int64_t not_after = ss_now() + (int64_t)c->conf.key_lifetime_days * 86400;
     ss_keyid_hex(s.pk.keyid, old_id);
     int rc = ss_keypair_generate(&next_pk, &next_sk, &e);
     if (rc == 0)
-        rc = save_next_keys(c, &next_pk, next_sk, not_after, sk_path, pk_path, sizeof sk_path,
-                            &e);
+        rc = save_next_keys(c, &next_pk, next_sk, not_after, sk_path, pk_path, sizeof sk_path, &e);
     if (rc == 0)
         rc = ss_rollover_payload(c->conf.site_code, &s.pk, next_sk, not_after, payload,
                                  sizeof payload, &e);
     ss_seckey_free(next_sk);
     ss_keyrec rec;
     ss_keyrec_init(&rec, c->conf.site_code, &next_pk, "own", "rotate", not_after);
-    if (rc == 0)
-        rc = ss_keys_add(&c->db, &rec, &e);
+    if (rc == 0) rc = ss_keys_add(&c->db, &rec, &e);
     if (rc != 0) {
         ss_sender_close(&s);
         return cli_fail(&e);
@@ -347,8 +323,7 @@ int key_rotate(cli *c, int argc, char **argv, const char *usage)
     ss_keyid_hex(next_pk.keyid, next_id);
     /* Rollovers are signed by the current key: queue them before the swap. */
     struct rotate_ctx ctx = {c, &s, payload, strlen(payload), 0, 0};
-    if (ss_peer_foreach(&c->db, rotate_peer, &ctx, &e) != 0)
-        ctx.exit_code = cli_fail(&e);
+    if (ss_peer_foreach(&c->db, rotate_peer, &ctx, &e) != 0) ctx.exit_code = cli_fail(&e);
     ss_sender_close(&s);
     int64_t grace_until = ss_now() + (int64_t)c->conf.rollover_grace_days * 86400;
     if (swap_current_keys(c, old_id, sk_path, pk_path, &e) != 0 ||

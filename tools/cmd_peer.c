@@ -36,15 +36,11 @@ static int peer_add(cli *c, int argc, char **argv)
     if (optind + 1 != argc || !inbox)
         return cli_usage(usage, "peer add needs CODE and --inbox PATH");
     const char *code = argv[optind];
-    if (!ss_site_code_valid(code))
-        return cli_usage(usage, "'%s' is not a site code", code);
-    if (!strcmp(code, c->conf.site_code))
-        return cli_usage(usage, "%s is this site itself", code);
-    if (inbox[0] != '/')
-        return cli_usage(usage, "the inbox must be an absolute path");
+    if (!ss_site_code_valid(code)) return cli_usage(usage, "'%s' is not a site code", code);
+    if (!strcmp(code, c->conf.site_code)) return cli_usage(usage, "%s is this site itself", code);
+    if (inbox[0] != '/') return cli_usage(usage, "the inbox must be an absolute path");
     ss_error e = {0};
-    if (ss_peer_add(&c->db, code, inbox, &e) != 0)
-        return cli_fail(&e);
+    if (ss_peer_add(&c->db, code, inbox, &e) != 0) return cli_fail(&e);
     printf("Peer %s delivers into %s\n", code, inbox);
     return 0;
 }
@@ -74,8 +70,7 @@ static int print_peer(void *ctx_, const ss_peer *p)
     } else {
         char last[32], age[32] = "-";
         cli_format_time(p->last_success, last, sizeof last);
-        if (q.queued)
-            snprintf(age, sizeof age, "%lldm", oldest / 60);
+        if (q.queued) snprintf(age, sizeof age, "%lldm", oldest / 60);
         if (!ctx->count)
             printf("%-8s %6s %8s %-19s  %s\n", "SITE", "QUEUED", "OLDEST", "LAST SUCCESS",
                    "INBOX / LAST ERROR");
@@ -91,23 +86,18 @@ int cmd_peer(cli *c, int argc, char **argv)
 {
     if (argc < 2 || cli_wants_help(argc, argv))
         return argc < 2 ? cli_usage(usage, "peer needs a subcommand") : (fputs(usage, stdout), 0);
-    if (cli_open(c) != 0)
-        return 1;
+    if (cli_open(c) != 0) return 1;
     ss_error e = {0};
-    if (!strcmp(argv[1], "add"))
-        return peer_add(c, argc - 1, argv + 1);
+    if (!strcmp(argv[1], "add")) return peer_add(c, argc - 1, argv + 1);
     if (!strcmp(argv[1], "remove")) {
-        if (argc != 3)
-            return cli_usage(usage, "peer remove needs CODE");
-        if (ss_peer_remove(&c->db, argv[2], &e) != 0)
-            return cli_fail(&e);
+        if (argc != 3) return cli_usage(usage, "peer remove needs CODE");
+        if (ss_peer_remove(&c->db, argv[2], &e) != 0) return cli_fail(&e);
         printf("Removed peer %s\n", argv[2]);
         return 0;
     }
     if (!strcmp(argv[1], "list")) {
         struct list_ctx ctx = {c, argc > 2 && !strcmp(argv[2], "--json"), 0};
-        if (ss_peer_foreach(&c->db, print_peer, &ctx, &e) != 0)
-            return cli_fail(&e);
+        if (ss_peer_foreach(&c->db, print_peer, &ctx, &e) != 0) return cli_fail(&e);
         if (ctx.json)
             printf("%s]\n", ctx.count ? "" : "[");
         else if (!ctx.count)

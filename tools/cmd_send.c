@@ -37,13 +37,13 @@ static int deliver_peer(ss_sender *s, const char *site, int *exit_code)
         *exit_code = cli_fail(&e);
         return -1;
     }
-    if (res.delivered)
-        printf("Delivered %zu pair(s) to %s\n", res.delivered, site);
+    if (res.delivered) printf("Delivered %zu pair(s) to %s\n", res.delivered, site);
     if (res.unreachable) {
-        fprintf(stderr, "sitespool: %s is unreachable; %zu pair(s) stay queued (see "
-                "'sitespool status --id 4501')\n", site, res.queued);
-        if (*exit_code == 0)
-            *exit_code = EXIT_TEMPFAIL;
+        fprintf(stderr,
+                "sitespool: %s is unreachable; %zu pair(s) stay queued (see "
+                "'sitespool status --id 4501')\n",
+                site, res.queued);
+        if (*exit_code == 0) *exit_code = EXIT_TEMPFAIL;
     }
     return 0;
 }
@@ -73,36 +73,46 @@ int cmd_send(cli *c, int argc, char **argv)
     optind = 1;
     while ((ch = getopt_long(argc, argv, "t:d:n:h", opts, NULL)) != -1) {
         switch (ch) {
-        case 't': to = optarg; break;
-        case 'd': dest = optarg; break;
-        case 'n': name = optarg; break;
-        case 'u': unsigned_mode = true; break;
-        case 'f': flush = true; break;
-        case 'q': queue_only = true; break;
-        case 'h': return fputs(send_usage, stdout), 0;
-        default: return cli_usage(send_usage, "bad option for send");
+        case 't':
+            to = optarg;
+            break;
+        case 'd':
+            dest = optarg;
+            break;
+        case 'n':
+            name = optarg;
+            break;
+        case 'u':
+            unsigned_mode = true;
+            break;
+        case 'f':
+            flush = true;
+            break;
+        case 'q':
+            queue_only = true;
+            break;
+        case 'h':
+            return fputs(send_usage, stdout), 0;
+        default:
+            return cli_usage(send_usage, "bad option for send");
         }
     }
     int nfiles = argc - optind;
     if (flush ? nfiles != 0 : (nfiles == 0 || !to))
         return cli_usage(send_usage, flush ? "--flush takes no files"
                                            : "send needs --to CODE and at least one FILE");
-    if (to && !ss_site_code_valid(to))
-        return cli_usage(send_usage, "'%s' is not a site code", to);
+    if (to && !ss_site_code_valid(to)) return cli_usage(send_usage, "'%s' is not a site code", to);
     if (!ss_dest_name_valid(dest))
         return cli_usage(send_usage, "'%s' is not an inbox name like replmgr.box", dest);
-    if (name && nfiles != 1)
-        return cli_usage(send_usage, "--name needs exactly one FILE");
-    if (cli_open(c) != 0)
-        return 1;
+    if (name && nfiles != 1) return cli_usage(send_usage, "--name needs exactly one FILE");
+    if (cli_open(c) != 0) return 1;
     bool sign = !unsigned_mode && c->conf.sign_instructions;
     if (!sign && !flush)
         fprintf(stderr, "sitespool: warning: sending unsigned instructions; a peer that "
-                "requires secure key exchange rejects them (status 4404)\n");
+                        "requires secure key exchange rejects them (status 4404)\n");
     ss_sender s;
     ss_error e = {0};
-    if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, sign, &e) != 0)
-        return cli_fail(&e);
+    if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, sign, &e) != 0) return cli_fail(&e);
     int exit_code = 0;
     if (flush) {
         struct flush_ctx ctx = {&s, 0};
@@ -114,8 +124,7 @@ int cmd_send(cli *c, int argc, char **argv)
         return ctx.exit_code;
     }
     ss_send_item *items = calloc((size_t)nfiles, sizeof *items);
-    if (!items)
-        return ss_sender_close(&s), 1;
+    if (!items) return ss_sender_close(&s), 1;
     for (int i = 0; i < nfiles; i++) {
         items[i].path = argv[optind + i];
         items[i].name = name;
@@ -125,11 +134,9 @@ int cmd_send(cli *c, int argc, char **argv)
         exit_code = cli_fail(&e);
     } else {
         printf("Queued %d file(s) for %s", nfiles, to);
-        if (nfiles == 1)
-            printf(" (instruction %s)", items[0].id);
+        if (nfiles == 1) printf(" (instruction %s)", items[0].id);
         printf("\n");
-        if (!queue_only)
-            (void)deliver_peer(&s, to, &exit_code);
+        if (!queue_only) (void)deliver_peer(&s, to, &exit_code);
     }
     free(items);
     ss_sender_close(&s);
@@ -161,8 +168,7 @@ static int sender_round_peer(void *ctx_, const ss_peer *p)
     struct round_ctx *ctx = ctx_;
     ss_outbox_info q;
     ss_error e = {0};
-    if (ss_outbox_info_get(ctx->s->root, p->site, &q, &e) != 0 || q.queued == 0)
-        return 0;
+    if (ss_outbox_info_get(ctx->s->root, p->site, &q, &e) != 0 || q.queued == 0) return 0;
     int64_t now = ss_now();
     if (!ctx->ignore_backoff && p->next_attempt > now) {
         if (!ctx->next_wakeup || p->next_attempt < ctx->next_wakeup)
@@ -171,8 +177,8 @@ static int sender_round_peer(void *ctx_, const ss_peer *p)
     }
     ss_deliver_result res;
     if (ss_sender_deliver(ctx->s, p->site, &res, &e) != 0)
-        ss_logf(ss_reporter_log(ctx->s->rep, SS_COMP_SENDER), "Delivery to %s failed: %s",
-                p->site, e.msg);
+        ss_logf(ss_reporter_log(ctx->s->rep, SS_COMP_SENDER), "Delivery to %s failed: %s", p->site,
+                e.msg);
     return 0;
 }
 
@@ -187,12 +193,10 @@ int cmd_sender(cli *c, int argc, char **argv)
         else
             return cli_usage(sender_usage, "unknown argument '%s'", argv[i]);
     }
-    if (cli_open(c) != 0)
-        return 1;
+    if (cli_open(c) != 0) return 1;
     ss_sender s;
     ss_error e = {0};
-    if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, c->conf.sign_instructions,
-                       &e) != 0)
+    if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, c->conf.sign_instructions, &e) != 0)
         return cli_fail(&e);
     struct sigaction sa = {0};
     sa.sa_handler = on_stop;
@@ -204,8 +208,7 @@ int cmd_sender(cli *c, int argc, char **argv)
         struct round_ctx ctx = {&s, 0, once};
         if (ss_peer_foreach(&c->db, sender_round_peer, &ctx, &e) != 0)
             ss_logf(log, "Cannot list peers: %s", e.msg);
-        if (once)
-            break;
+        if (once) break;
         /* New pairs are delivered by `send` itself; this loop only retries. */
         for (int i = 0; i < 10 && !sender_stop; i++)
             usleep(100 * 1000);

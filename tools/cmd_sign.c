@@ -24,8 +24,7 @@ static const char verify_usage[] =
 
 int cmd_sign(cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     const char *sig_path = NULL, *comment = NULL;
     int ch;
     optind = 1;
@@ -37,16 +36,14 @@ int cmd_sign(cli *c, int argc, char **argv)
         else
             return ch == 'h' ? (fputs(sign_usage, stdout), 0) : cli_usage(sign_usage, "bad option");
     }
-    if (optind + 1 != argc)
-        return cli_usage(sign_usage, "sign takes exactly one FILE");
+    if (optind + 1 != argc) return cli_usage(sign_usage, "sign takes exactly one FILE");
     const char *path = argv[optind];
     char def_sig[PATH_MAX], def_comment[128];
     if (!sig_path) {
         snprintf(def_sig, sizeof def_sig, "%s.minisig", path);
         sig_path = def_sig;
     }
-    if (cli_open(c) != 0)
-        return 1;
+    if (cli_open(c) != 0) return 1;
     if (!comment) {
         snprintf(def_comment, sizeof def_comment, "signed by sitespool site %s at %lld",
                  c->conf.site_code, (long long)ss_now());
@@ -55,14 +52,12 @@ int cmd_sign(cli *c, int argc, char **argv)
     ss_error e = {0};
     ss_seckey *sk = NULL;
     ss_pubkey pk;
-    if (ss_own_key_load(c->root, &c->conf, &sk, &pk, &e) != 0)
-        return cli_fail(&e);
+    if (ss_own_key_load(c->root, &c->conf, &sk, &pk, &e) != 0) return cli_fail(&e);
     char uc[64];
     snprintf(uc, sizeof uc, "signature from sitespool site %s", c->conf.site_code);
     int rc = ss_sign_file(sk, path, sig_path, comment, uc, &e);
     ss_seckey_free(sk);
-    if (rc != 0)
-        return cli_fail(&e);
+    if (rc != 0) return cli_fail(&e);
     printf("Signed %s into %s\n", path, sig_path);
     return 0;
 }
@@ -77,15 +72,13 @@ struct verify_ctx {
 static int try_key(void *ctx_, const ss_keyrec *k)
 {
     struct verify_ctx *ctx = ctx_;
-    if (!strcmp(k->state, "revoked") || !strcmp(k->state, "pending"))
-        return 0;
+    if (!strcmp(k->state, "revoked") || !strcmp(k->state, "pending")) return 0;
     ss_error e = {0};
     if (ss_verify_file(&k->pk, ctx->path, ctx->sig_path, &ctx->sig, &e) == 0) {
         ctx->ok = true;
         return 1;
     }
-    if (e.code != SS_E_KEYID || ctx->e.code == SS_OK)
-        ctx->e = e;
+    if (e.code != SS_E_KEYID || ctx->e.code == SS_OK) ctx->e = e;
     return 0;
 }
 
@@ -123,15 +116,12 @@ int cmd_verify(cli *c, int argc, char **argv)
             ss_verify_file(&pk, ctx.path, sig_path, &ctx.sig, &ctx.e) == 0)
             ctx.ok = true;
     } else {
-        if (cli_open(c) != 0)
-            return 1;
-        if (ss_keys_foreach(&c->db, site, try_key, &ctx, &ctx.e) != 0)
-            return cli_fail(&ctx.e);
+        if (cli_open(c) != 0) return 1;
+        if (ss_keys_foreach(&c->db, site, try_key, &ctx, &ctx.e) != 0) return cli_fail(&ctx.e);
         if (!ctx.ok && ctx.e.code == SS_OK)
             ss_err(&ctx.e, SS_E_NOENT, "no key of site %s is in the keystore", site);
     }
-    if (!ctx.ok)
-        return cli_fail(&ctx.e);
+    if (!ctx.ok) return cli_fail(&ctx.e);
     printf("Signature and comment signature verified\nTrusted comment: %s\n",
            ctx.sig.trusted_comment);
     return 0;

@@ -71,13 +71,11 @@ static int query(cli *c, const struct filter *f, int64_t *after_seq)
         " WHERE seq > ?1 AND time_ms >= ?2 AND (?3 = 0 OR msg_id = ?3)"
         " AND (?4 IS NULL OR component = ?4) ORDER BY seq DESC LIMIT ?5) ORDER BY seq",
         &e);
-    if (!st)
-        return cli_fail(&e);
+    if (!st) return cli_fail(&e);
     sqlite3_bind_int64(st, 1, *after_seq);
     sqlite3_bind_int64(st, 2, f->since_ms);
     sqlite3_bind_int(st, 3, f->id);
-    if (f->component)
-        sqlite3_bind_text(st, 4, f->component, -1, SQLITE_STATIC);
+    if (f->component) sqlite3_bind_text(st, 4, f->component, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, f->limit > 0 ? f->limit : -1);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -86,8 +84,7 @@ static int query(cli *c, const struct filter *f, int64_t *after_seq)
     }
     sqlite3_finalize(st);
     fflush(stdout);
-    if (rc != SQLITE_DONE)
-        return ss_db_fail(&c->db, "reading status messages", &e), cli_fail(&e);
+    if (rc != SQLITE_DONE) return ss_db_fail(&c->db, "reading status messages", &e), cli_fail(&e);
     return 0;
 }
 
@@ -98,8 +95,7 @@ static int print_catalogue(bool markdown, bool json)
     if (markdown)
         printf("| id | sev | component | message | explanation | remedy |\n"
                "|---|---|---|---|---|---|\n");
-    if (json)
-        printf("[");
+    if (json) printf("[");
     for (size_t i = 0; i < n; i++) {
         const ss_msgdef *m = &cat[i];
         const char *comp = ss_component_name(m->component);
@@ -116,12 +112,11 @@ static int print_catalogue(bool markdown, bool json)
             ss_json_string(stdout, m->remedy);
             printf("}");
         } else {
-            printf("%d %c %s\n    %s\n    Explanation: %s\n    Remedy: %s\n\n", m->id,
-                   m->severity, comp, m->format, m->explanation, m->remedy);
+            printf("%d %c %s\n    %s\n    Explanation: %s\n    Remedy: %s\n\n", m->id, m->severity,
+                   comp, m->format, m->explanation, m->remedy);
         }
     }
-    if (json)
-        printf("]\n");
+    if (json) printf("]\n");
     return 0;
 }
 
@@ -134,13 +129,17 @@ static void on_signal(int sig)
 
 int cmd_status(cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"since", required_argument, NULL, 's'}, {"id", required_argument, NULL, 'i'},
-        {"component", required_argument, NULL, 'c'}, {"limit", required_argument, NULL, 'n'},
-        {"json", no_argument, NULL, 'j'}, {"follow", no_argument, NULL, 'f'},
-        {"catalogue", no_argument, NULL, 'C'}, {"catalog", no_argument, NULL, 'C'},
-        {"markdown", no_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"since", required_argument, NULL, 's'},
+                                         {"id", required_argument, NULL, 'i'},
+                                         {"component", required_argument, NULL, 'c'},
+                                         {"limit", required_argument, NULL, 'n'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"follow", no_argument, NULL, 'f'},
+                                         {"catalogue", no_argument, NULL, 'C'},
+                                         {"catalog", no_argument, NULL, 'C'},
+                                         {"markdown", no_argument, NULL, 'm'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     struct filter f = {0};
     bool follow = false, catalogue = false, markdown = false;
     int ch;
@@ -154,39 +153,47 @@ int cmd_status(cli *c, int argc, char **argv)
                 return cli_usage(usage, "cannot read time '%s'", optarg);
             f.since_ms = t * 1000;
             break;
-        case 'i': f.id = atoi(optarg); break;
-        case 'n': f.limit = atol(optarg); break;
+        case 'i':
+            f.id = atoi(optarg);
+            break;
+        case 'n':
+            f.limit = atol(optarg);
+            break;
         case 'c':
             if (ss_component_parse(optarg, &comp) != 0)
                 return cli_usage(usage, "unknown component '%s'", optarg);
             f.component = ss_component_name(comp);
             break;
-        case 'j': f.json = true; break;
-        case 'f': follow = true; break;
-        case 'C': catalogue = true; break;
-        case 'm': markdown = true; break;
-        case 'h': return fputs(usage, stdout), 0;
-        default: return cli_usage(usage, "bad option for status");
+        case 'j':
+            f.json = true;
+            break;
+        case 'f':
+            follow = true;
+            break;
+        case 'C':
+            catalogue = true;
+            break;
+        case 'm':
+            markdown = true;
+            break;
+        case 'h':
+            return fputs(usage, stdout), 0;
+        default:
+            return cli_usage(usage, "bad option for status");
         }
     }
-    if (optind != argc)
-        return cli_usage(usage, "unexpected argument '%s'", argv[optind]);
-    if (catalogue)
-        return print_catalogue(markdown, f.json);
-    if (cli_open(c) != 0)
-        return 1;
+    if (optind != argc) return cli_usage(usage, "unexpected argument '%s'", argv[optind]);
+    if (catalogue) return print_catalogue(markdown, f.json);
+    if (cli_open(c) != 0) return 1;
     int64_t after = 0;
-    if (query(c, &f, &after) != 0)
-        return 1;
-    if (!follow)
-        return 0;
+    if (query(c, &f, &after) != 0) return 1;
+    if (!follow) return 0;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     f.limit = 0;
     while (!follow_stop) {
         usleep(250 * 1000);
-        if (query(c, &f, &after) != 0)
-            return 1;
+        if (query(c, &f, &after) != 0) return 1;
     }
     return 0;
 }

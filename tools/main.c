@@ -64,10 +64,8 @@ int main(int argc, char **argv)
             return cli_usage(usage, "unknown option '%s'", argv[i]);
         }
     }
-    if (!c.root || !*c.root)
-        c.root = ".";
-    if (i >= argc)
-        return cli_usage(usage, "no command given");
+    if (!c.root || !*c.root) c.root = ".";
+    if (i >= argc) return cli_usage(usage, "no command given");
     umask(027); /* site files are for the site's administrators only */
     if (sodium_init() < 0) {
         fprintf(stderr, "sitespool: cannot initialise libsodium\n");

@@ -143,8 +143,7 @@ static int verify_rate(int n)
     crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
     double t0 = now_s();
     for (int i = 0; i < n; i++)
-        if (crypto_sign_verify_detached(sig, msg, sizeof msg, pk) != 0)
-            return 1;
+        if (crypto_sign_verify_detached(sig, msg, sizeof msg, pk) != 0) return 1;
     printf("%.1f\n", n / (now_s() - t0));
     return 0;
 }
@@ -165,8 +164,7 @@ static int latency(const char *receive, const char *incoming, const char *stage,
     int count = 0;
     while ((de = readdir(d)) != NULL && count < n) {
         size_t len = strlen(de->d_name);
-        if (len < 5 || strcmp(de->d_name + len - 5, ".name") != 0)
-            continue;
+        if (len < 5 || strcmp(de->d_name + len - 5, ".name") != 0) continue;
         char id[64], from[1024], to[1024], name_path[1024];
         snprintf(id, sizeof id, "%.*s", (int)(len - 5), de->d_name);
         snprintf(name_path, sizeof name_path, "%s/%s", stage, de->d_name);
@@ -190,8 +188,7 @@ static int latency(const char *receive, const char *incoming, const char *stage,
             ssize_t r = read(ino, buf, sizeof buf);
             for (char *q = buf; q < buf + r;) {
                 struct inotify_event *ev = (struct inotify_event *)q;
-                if (ev->len && !strcmp(ev->name, want))
-                    seen = true;
+                if (ev->len && !strcmp(ev->name, want)) seen = true;
                 q += sizeof *ev + ev->len;
             }
         }
@@ -208,16 +205,12 @@ static int latency(const char *receive, const char *incoming, const char *stage,
 
 int main(int argc, char **argv)
 {
-    if (sodium_init() < 0 || argc < 2)
-        return 2;
+    if (sodium_init() < 0 || argc < 2) return 2;
     if (!strcmp(argv[1], "fsync-baseline") && argc == 5)
         return fsync_baseline(argv[2], atoi(argv[3]), (size_t)atol(argv[4]));
-    if (!strcmp(argv[1], "deflate-hash") && argc == 4)
-        return deflate_hash(argv[2], atoi(argv[3]));
-    if (!strcmp(argv[1], "hash-inflate") && argc == 3)
-        return hash_inflate(argv[2]);
-    if (!strcmp(argv[1], "verify") && argc == 3)
-        return verify_rate(atoi(argv[2]));
+    if (!strcmp(argv[1], "deflate-hash") && argc == 4) return deflate_hash(argv[2], atoi(argv[3]));
+    if (!strcmp(argv[1], "hash-inflate") && argc == 3) return hash_inflate(argv[2]);
+    if (!strcmp(argv[1], "verify") && argc == 3) return verify_rate(atoi(argv[2]));
     if (!strcmp(argv[1], "latency") && argc == 6)
         return latency(argv[2], argv[3], argv[4], atoi(argv[5]));
     fprintf(stderr, "usage: see the header of bench_limits.c\n");

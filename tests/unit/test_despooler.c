@@ -26,8 +26,7 @@ static void fx_open(fixture *f, unsigned batch_max)
     f->dir = tu_tempdir("despooler");
     tu_site_make(&f->ps1, f->dir, "PS1", NULL);
     tu_site_make(&f->ss1, f->dir, "SS1", NULL);
-    if (batch_max)
-        f->ss1.conf.batch_max = batch_max;
+    if (batch_max) f->ss1.conf.batch_max = batch_max;
     ss_keyrec rec;
     ss_error e = {0};
     ss_keyrec_init(&rec, "PS1", &f->ps1.pk, "trusted", "test", 0);
@@ -70,8 +69,9 @@ static void make_pair(fixture *f, const char *name, const char *payload, uint64_
     ss_hash_update(&h, payload, strlen(payload));
     ss_hash_final(&h, hash);
     ss_error e = {0};
-    CU_ASSERT_EQUAL_FATAL(ss_sign_hash(f->ps1.sk, hash, tc, "sitespool instruction PS1 -> SS1",
-                                       sig, sizeof sig, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        ss_sign_hash(f->ps1.sk, hash, tc, "sitespool instruction PS1 -> SS1", sig, sizeof sig, &e),
+        0);
     snprintf(file, sizeof file, "%s.pck", id);
     tu_write(f->receive, file, payload, strlen(payload));
     snprintf(file, sizeof file, "%s.ins", id);
@@ -94,8 +94,7 @@ static int ledger_rows(fixture *f)
 {
     sqlite3_stmt *st = ss_db_prepare(&f->ss1.db, "SELECT count(*) FROM ledger", NULL);
     int n = -1;
-    if (st && sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
+    if (st && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return n;
 }

@@ -213,8 +213,9 @@ static void test_conf_parse(void)
     CU_ASSERT_EQUAL(c.key_lookup_retries, 100);
     CU_ASSERT_EQUAL(c.key_lookup_interval, 300);
     CU_ASSERT_TRUE(c.require_secure_key_exchange);
-    CU_ASSERT_EQUAL(ss_conf_parse(&c, "# comment\nkey_lookup_interval = 5m\n"
-                                      "max_package_bytes=16M\nallowed_dest = a.box b.box\n",
+    CU_ASSERT_EQUAL(ss_conf_parse(&c,
+                                  "# comment\nkey_lookup_interval = 5m\n"
+                                  "max_package_bytes=16M\nallowed_dest = a.box b.box\n",
                                   "t", &e),
                     0);
     CU_ASSERT_EQUAL(c.key_lookup_interval, 300);
@@ -287,7 +288,8 @@ int main(void)
         {"instruction parser rejects malformed fields", test_instruction_rejects},
         {"site.conf parsing is strict", test_conf_parse},
         {"atomic write never replaces", test_atomic_noreplace},
-        {"safe open refuses symlinks, fifos, oversized", test_open_regular_refuses_symlink_and_fifo},
+        {"safe open refuses symlinks, fifos, oversized",
+         test_open_regular_refuses_symlink_and_fifo},
     };
     return tu_run("inboxes", tests, sizeof tests / sizeof tests[0]);
 }

@@ -65,8 +65,8 @@ static char *signed_text(const ss_seckey *sk, const char *tc)
     hash_bytes(payload, strlen(payload), hash);
     char *text = malloc(SS_SIGFILE_MAX);
     ss_error e = {0};
-    int rc = ss_sign_hash(sk, hash, tc, "sitespool instruction PS1 -> SS1", text, SS_SIGFILE_MAX,
-                          &e);
+    int rc =
+        ss_sign_hash(sk, hash, tc, "sitespool instruction PS1 -> SS1", text, SS_SIGFILE_MAX, &e);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     return text;
 }
@@ -92,8 +92,8 @@ static void expect_parse_error(const char *text, size_t len, enum ss_errcode cod
     CU_ASSERT_EQUAL(e.code, code);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, needle));
     if (rc != -1 || e.code != code || !strstr(e.msg, needle))
-        fprintf(stderr, "\n    parse gave rc=%d code=%d msg='%s', wanted code=%d with '%s'\n",
-                rc, (int)e.code, e.msg, (int)code, needle);
+        fprintf(stderr, "\n    parse gave rc=%d code=%d msg='%s', wanted code=%d with '%s'\n", rc,
+                (int)e.code, e.msg, (int)code, needle);
     free(sig);
 }
 
@@ -128,8 +128,7 @@ static char *with_line(const char *text, int index, const char *replacement)
         size_t sn = i == index ? strlen(replacement) : n;
         memcpy(out + o, src, sn);
         o += sn;
-        if (nl)
-            out[o++] = '\n';
+        if (nl) out[o++] = '\n';
         p = nl ? nl + 1 : p + n;
     }
     out[o] = '\0';
@@ -220,8 +219,7 @@ static void test_sig_crlf_line_ends_accepted(void)
     char *crlf = malloc(2 * strlen(text) + 1);
     size_t o = 0;
     for (const char *p = text; *p; p++) {
-        if (*p == '\n')
-            crlf[o++] = '\r';
+        if (*p == '\n') crlf[o++] = '\r';
         crlf[o++] = *p;
     }
     ss_sig *sig = malloc(sizeof *sig);
@@ -748,9 +746,8 @@ static void test_pubkey_roundtrip_and_parse_errors(void)
     ss_pubkey pk, got;
     ss_seckey *sk = make_key(&pk);
     char text[512];
-    CU_ASSERT_EQUAL_FATAL(ss_pubkey_format(&pk, "sitespool public key for site PS1", text,
-                                           sizeof text),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        ss_pubkey_format(&pk, "sitespool public key for site PS1", text, sizeof text), 0);
     char comment[128];
     ss_error e = {0};
     CU_ASSERT_EQUAL(ss_pubkey_parse(text, strlen(text), &got, comment, sizeof comment, &e), 0);
@@ -890,8 +887,7 @@ static void test_seckey_password_encrypted_refused(void)
     CU_ASSERT_PTR_NULL(sk);
     CU_ASSERT_EQUAL(e.code, SS_E_FORMAT);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "password-encrypted"));
-    if (!strstr(e.msg, "password-encrypted"))
-        fprintf(stderr, "\n    message: %s\n", e.msg);
+    if (!strstr(e.msg, "password-encrypted")) fprintf(stderr, "\n    message: %s\n", e.msg);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "minisign -G -W"));
     tu_rm_rf(dir);
     free(dir);
@@ -924,8 +920,7 @@ static void test_seckey_damaged_refused(void)
     CU_ASSERT_EQUAL(ss_seckey_load(path, &loaded, &e), -1);
     CU_ASSERT_EQUAL(e.code, SS_E_FORMAT);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "checksum"));
-    if (!strstr(e.msg, "checksum"))
-        fprintf(stderr, "\n    message: %s\n", e.msg);
+    if (!strstr(e.msg, "checksum")) fprintf(stderr, "\n    message: %s\n", e.msg);
     free(damaged);
     free(b64);
     free(line);
@@ -950,15 +945,14 @@ static int large_file_child(const char *dir)
     snprintf(path, sizeof path, "%s/large.bin", dir);
     snprintf(sig_path, sizeof sig_path, "%s/large.bin.minisig", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd < 0 || ftruncate(fd, LARGE_FILE_BYTES) != 0 ||
-        pwrite(fd, "head", 4, 0) != 4 || pwrite(fd, "tail", 4, LARGE_FILE_BYTES - 4) != 4)
+    if (fd < 0 || ftruncate(fd, LARGE_FILE_BYTES) != 0 || pwrite(fd, "head", 4, 0) != 4 ||
+        pwrite(fd, "tail", 4, LARGE_FILE_BYTES - 4) != 4)
         return 10;
     ss_pubkey pk;
     ss_seckey *sk = NULL;
     ss_error e = {0};
     ss_sig *sig = malloc(sizeof *sig);
-    if (ss_keypair_generate(&pk, &sk, &e) != 0)
-        return 11;
+    if (ss_keypair_generate(&pk, &sk, &e) != 0) return 11;
     if (ss_sign_file(sk, path, sig_path, fields, "large", &e) != 0) {
         fprintf(stderr, "sign: %s\n", e.msg);
         return 12;
@@ -967,13 +961,10 @@ static int large_file_child(const char *dir)
         fprintf(stderr, "verify: %s\n", e.msg);
         return 13;
     }
-    if (strcmp(sig->trusted_comment, fields) != 0)
-        return 14;
-    if (pwrite(fd, "TAIL", 4, LARGE_FILE_BYTES - 4) != 4)
-        return 15;
+    if (strcmp(sig->trusted_comment, fields) != 0) return 14;
+    if (pwrite(fd, "TAIL", 4, LARGE_FILE_BYTES - 4) != 4) return 15;
     close(fd);
-    if (ss_verify_file(&pk, path, sig_path, sig, &e) != -1 || e.code != SS_E_BADSIG)
-        return 16;
+    if (ss_verify_file(&pk, path, sig_path, sig, &e) != -1 || e.code != SS_E_BADSIG) return 16;
     free(sig);
     ss_seckey_free(sk);
     return 0;
@@ -985,8 +976,7 @@ static void test_large_file_signs_and_verifies_in_flat_memory(void)
     fflush(NULL);
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
-    if (pid == 0)
-        _exit(large_file_child(dir));
+    if (pid == 0) _exit(large_file_child(dir));
     int status = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
@@ -1011,8 +1001,8 @@ static void test_large_file_signs_and_verifies_in_flat_memory(void)
 /* logs                                                                */
 /* ------------------------------------------------------------------ */
 
-#define TRACE_RE                                                                             \
-    "^(.*)  \\$\\$<([A-Z_]+)><([0-9]{2})-([0-9]{2})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2})" \
+#define TRACE_RE                                                                                   \
+    "^(.*)  \\$\\$<([A-Z_]+)><([0-9]{2})-([0-9]{2})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2})"   \
     "\\.([0-9]{3})([+-][0-9]{3})><thread=([0-9]+) \\(0x([0-9A-F]+)\\)>$"
 
 typedef struct trace_line {
@@ -1035,8 +1025,7 @@ static bool trace_parse(const char *line, trace_line *out)
         compiled = true;
     }
     regmatch_t m[13];
-    if (regexec(&re, line, 13, m, 0) != 0)
-        return false;
+    if (regexec(&re, line, 13, m, 0) != 0) return false;
     int v[13] = {0};
     char buf[SS_LOG_LINE_MAX];
     for (int i = 1; i < 13; i++) {
@@ -1074,17 +1063,14 @@ static int check_log_file(const char *dir, const char *name, const char *compone
 {
     size_t len;
     char *text = tu_read(dir, name, &len);
-    if (!text)
-        return 0;
+    if (!text) return 0;
     int lines = 0;
     bool ok = len == 0 || text[len - 1] == '\n';
-    if (!ok)
-        fprintf(stderr, "\n    %s does not end with a newline\n", name);
+    if (!ok) fprintf(stderr, "\n    %s does not end with a newline\n", name);
     trace_line *t = malloc(sizeof *t);
     for (char *p = text, *nl; ok && p < text + len; p = nl + 1) {
         nl = memchr(p, '\n', (size_t)(text + len - p));
-        if (!nl)
-            break;
+        if (!nl) break;
         *nl = '\0';
         if (!trace_parse(p, t) || strcmp(t->component, component) != 0 ||
             t->thread != (long)t->thread_hex) {
@@ -1092,8 +1078,7 @@ static int check_log_file(const char *dir, const char *name, const char *compone
             ok = false;
             break;
         }
-        if (fn)
-            fn(t, ctx);
+        if (fn) fn(t, ctx);
         lines++;
     }
     free(t);
@@ -1257,8 +1242,7 @@ static int concurrent_writer(const char *path, int writer)
 {
     ss_log l;
     ss_error e = {0};
-    if (ss_log_open(&l, path, "SITESPOOL_DESPOOLER", 16384, &e) != 0)
-        return 1;
+    if (ss_log_open(&l, path, "SITESPOOL_DESPOOLER", 16384, &e) != 0) return 1;
     char pad[512];
     for (int seq = 0; seq < LINES_PER_WRITER; seq++) {
         size_t n = pad_length(writer, seq);
@@ -1286,11 +1270,9 @@ static void check_concurrent_line(const trace_line *t, void *ctx_)
     }
     const char *pad = t->text + used;
     size_t n = strspn(pad, "x");
-    if (n != pad_length(writer, seq) || strcmp(pad + n, " end") != 0)
-        ctx->bad++;
+    if (n != pad_length(writer, seq) || strcmp(pad + n, " end") != 0) ctx->bad++;
     /* Each writer's lines appear in order within one file. */
-    if (seq <= ctx->last_seq[writer])
-        ctx->bad++;
+    if (seq <= ctx->last_seq[writer]) ctx->bad++;
     ctx->last_seq[writer] = seq;
 }
 
@@ -1304,8 +1286,7 @@ static void test_log_rotation_concurrent_writers_never_split_lines(void)
     for (int w = 0; w < WRITERS; w++) {
         pids[w] = fork();
         CU_ASSERT_FATAL(pids[w] >= 0);
-        if (pids[w] == 0)
-            _exit(concurrent_writer(path, w));
+        if (pids[w] == 0) _exit(concurrent_writer(path, w));
     }
     for (int w = 0; w < WRITERS; w++) {
         int status = 0;
@@ -1319,8 +1300,8 @@ static void test_log_rotation_concurrent_writers_never_split_lines(void)
         struct concurrent_check ctx = {.bad = 0};
         for (int w = 0; w < WRITERS; w++)
             ctx.last_seq[w] = -1;
-        int lines = check_log_file(dir, files[f], "SITESPOOL_DESPOOLER", check_concurrent_line,
-                                   &ctx);
+        int lines =
+            check_log_file(dir, files[f], "SITESPOOL_DESPOOLER", check_concurrent_line, &ctx);
         CU_ASSERT(lines > 0);
         CU_ASSERT_EQUAL(ctx.bad, 0);
     }
@@ -1397,8 +1378,7 @@ static void test_report_stores_logs_and_statmsg(void)
     CU_ASSERT_EQUAL(tu_status_count(&s, 3300), 1);
 
     sqlite3_stmt *st = ss_db_prepare(
-        &s.db, "SELECT severity, component, site, istr, text FROM status WHERE msg_id=4405",
-        NULL);
+        &s.db, "SELECT severity, component, site, istr, text FROM status WHERE msg_id=4405", NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     CU_ASSERT_EQUAL_FATAL(sqlite3_step(st), SQLITE_ROW);
     char expected_text[2048];
@@ -1469,8 +1449,8 @@ static void test_report_runs_notify_command_with_environment(void)
     const char *istr[] = {"0123456789abcdef0123456789abcdef", "SS1"};
     char expected_text[2048];
     ss_msg_render(ss_msgdef_find(4404)->format, 2, istr, expected_text, sizeof expected_text);
-    static const char *const names[] = {"SITESPOOL_STATUS_ID", "SITESPOOL_STATUS_SEVERITY",
-                                        "SITESPOOL_STATUS_TEXT", "SITESPOOL_STATUS_ISTR0",
+    static const char *const names[] = {"SITESPOOL_STATUS_ID",    "SITESPOOL_STATUS_SEVERITY",
+                                        "SITESPOOL_STATUS_TEXT",  "SITESPOOL_STATUS_ISTR0",
                                         "SITESPOOL_STATUS_ISTR1", "SITESPOOL_STATUS_COMPONENT",
                                         "SITESPOOL_STATUS_SITE"};
     const char *want[] = {"4404", "E", expected_text, istr[0], istr[1], "SITESPOOL_DESPOOLER",
@@ -1478,8 +1458,7 @@ static void test_report_runs_notify_command_with_environment(void)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char *v = env_value(env, names[i]);
         CU_ASSERT_PTR_NOT_NULL(v);
-        if (v)
-            CU_ASSERT_STRING_EQUAL(v, want[i]);
+        if (v) CU_ASSERT_STRING_EQUAL(v, want[i]);
         free(v);
     }
     char *none = env_value(env, "SITESPOOL_STATUS_ISTR2");

@@ -81,13 +81,12 @@ static int count_plain(const char *dir, const char *suffix)
 {
     /* tu_count counts dot-names too; count only the names readers pick up. */
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "find '%s' -maxdepth 1 -type f ! -name '.*' -name '*%s' | wc -l",
-             dir, suffix);
+    snprintf(cmd, sizeof cmd, "find '%s' -maxdepth 1 -type f ! -name '.*' -name '*%s' | wc -l", dir,
+             suffix);
     FILE *p = popen(cmd, "r");
     int n = -1;
     if (p) {
-        if (fscanf(p, "%d", &n) != 1)
-            n = -1;
+        if (fscanf(p, "%d", &n) != 1) n = -1;
         pclose(p);
     }
     return n;
@@ -234,8 +233,8 @@ static void test_outbox_info_counts(void)
     tu_write(f.dir, "x", "xyz", 3);
     char px[1024];
     snprintf(px, sizeof px, "%s/x", f.dir);
-    ss_send_item items[3] = {{.path = px, .name = "x1"}, {.path = px, .name = "x2"},
-                             {.path = px, .name = "x3"}};
+    ss_send_item items[3] = {
+        {.path = px, .name = "x1"}, {.path = px, .name = "x2"}, {.path = px, .name = "x3"}};
     CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", items, 3, &e), 0);
     CU_ASSERT_EQUAL(ss_outbox_info_get(f.ps.root, "SS1", &q, &e), 0);
     CU_ASSERT_EQUAL(q.queued, 3);

@@ -56,8 +56,7 @@ char *tu_read(const char *dir, const char *name, size_t *len)
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -65,8 +64,7 @@ char *tu_read(const char *dir, const char *name, size_t *len)
     size_t got = fread(buf, 1, (size_t)n, f);
     buf[got] = '\0';
     fclose(f);
-    if (len)
-        *len = got;
+    if (len) *len = got;
     return buf;
 }
 
@@ -80,17 +78,14 @@ bool tu_exists(const char *dir, const char *name)
 int tu_count(const char *dir, const char *suffix)
 {
     DIR *d = opendir(dir);
-    if (!d)
-        return -1;
+    if (!d) return -1;
     int n = 0;
     struct dirent *de;
     size_t sl = strlen(suffix);
     while ((de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (len >= sl && !strcmp(de->d_name + len - sl, suffix))
-            n++;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        if (len >= sl && !strcmp(de->d_name + len - sl, suffix)) n++;
     }
     closedir(d);
     return n;
@@ -151,16 +146,14 @@ int tu_status_count(tu_site *s, int msg_id)
     sqlite3_stmt *st = ss_db_prepare(&s->db, "SELECT count(*) FROM status WHERE msg_id=?", NULL);
     int n = -1;
     sqlite3_bind_int(st, 1, msg_id);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return n;
 }
 
 int tu_run(const char *suite_name, const tu_test *tests, size_t n)
 {
-    if (sodium_init() < 0 || CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
+    if (sodium_init() < 0 || CU_initialize_registry() != CUE_SUCCESS) return 2;
     CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
     for (size_t i = 0; i < n; i++)
         CU_add_test(suite, tests[i].name, tests[i].fn);
