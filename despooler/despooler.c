@@ -87,7 +87,7 @@ static int db_step_done(ss_despooler *d, sqlite3_stmt *st, const char *what)
 }
 
 /* The pair left receive: forget its backlog warnings and hold notes. */
-static void forget_backlog(ss_despooler *d, const char *base)
+static void forget_notes(ss_despooler *d, const char *base)
 {
     if (!d->notes_pending) return;
     sqlite3_stmt *st = ss_db_prepare(d->db,
@@ -144,7 +144,7 @@ static void quarantine(ss_despooler *d, const char *base, int msg_id, const char
     move_to_rejected(d, name, text);
     snprintf(name, sizeof name, "%s.ins", base);
     move_to_rejected(d, name, text);
-    forget_backlog(d, base);
+    forget_notes(d, base);
     ss_reportv(d->rep, msg_id, nistr, istr);
     d->stats.rejected++;
 }
@@ -163,7 +163,7 @@ static void remove_pair(ss_despooler *d, const char *base)
     (void)unlinkat(d->receive_fd, name, 0);
     snprintf(name, sizeof name, "%s.pck", base);
     (void)unlinkat(d->receive_fd, name, 0);
-    forget_backlog(d, base);
+    forget_notes(d, base);
 }
 
 /* ------------------------------------------------------------- loading */
@@ -1117,7 +1117,7 @@ static void drop_stale_holds(ss_despooler *d)
     }
     sqlite3_finalize(st);
     for (int i = 0; i < n; i++)
-        forget_backlog(d, stale[i]);
+        forget_notes(d, stale[i]);
 }
 
 /* Sites with instructions waiting for a key: look again in the directory
