@@ -32,16 +32,31 @@ void ss_keyid_hex(const unsigned char keyid[SS_KEYID_BYTES], char out[SS_KEYID_H
     out[SS_KEYID_HEX] = '\0';
 }
 
+/* minisign prints key ids with "%" PRIX64, so ids whose top digit is zero
+ * appear shorter (about one key in sixteen); 1-16 hex digits are accepted,
+ * in either case, as the number they denote. */
 int ss_keyid_parse(const char *hex, unsigned char keyid[SS_KEYID_BYTES])
 {
-    if (strlen(hex) != SS_KEYID_HEX) return -1;
+    size_t len = strlen(hex);
+    if (len == 0 || len > SS_KEYID_HEX) return -1;
+    char padded[SS_KEYID_HEX + 1];
+    memset(padded, '0', SS_KEYID_HEX - len);
+    memcpy(padded + SS_KEYID_HEX - len, hex, len + 1);
     unsigned char be[SS_KEYID_BYTES];
     size_t bin_len;
-    if (sodium_hex2bin(be, sizeof be, hex, SS_KEYID_HEX, NULL, &bin_len, NULL) != 0 ||
+    if (sodium_hex2bin(be, sizeof be, padded, SS_KEYID_HEX, NULL, &bin_len, NULL) != 0 ||
         bin_len != SS_KEYID_BYTES)
         return -1;
     for (int i = 0; i < SS_KEYID_BYTES; i++)
         keyid[i] = be[SS_KEYID_BYTES - 1 - i];
+    return 0;
+}
+
+int ss_keyid_canonical(const char *hex, char out[SS_KEYID_HEX + 1])
+{
+    unsigned char keyid[SS_KEYID_BYTES];
+    if (ss_keyid_parse(hex, keyid) != 0) return -1;
+    ss_keyid_hex(keyid, out);
     return 0;
 }
 

@@ -40,6 +40,9 @@ typedef struct ss_seckey {
 
 void ss_keyid_hex(const unsigned char keyid[SS_KEYID_BYTES], char out[SS_KEYID_HEX + 1]);
 int ss_keyid_parse(const char *hex, unsigned char keyid[SS_KEYID_BYTES]);
+/* Rewrites a key id as typed (minisign's unpadded form, lower case) into the
+ * 16-digit upper-case form sitespool stores and prints; -1 if it is none. */
+int ss_keyid_canonical(const char *hex, char out[SS_KEYID_HEX + 1]);
 
 /* Secret keys are always allocated here and released with ss_seckey_free. */
 ss_seckey *ss_seckey_new(void);

@@ -36,6 +36,15 @@ static int bad_site(const char *usage, const char *site)
     return cli_usage(usage, "'%s' is not a site code (3-8 characters of A-Z and 0-9)", site);
 }
 
+/* Key ids as administrators copy them: minisign's unpadded form or lower
+ * case is accepted and rewritten to the stored form. */
+static int typed_key_id(const char *usage, const char *typed, char out[SS_KEYID_HEX + 1])
+{
+    if (ss_keyid_canonical(typed, out) == 0) return 0;
+    return cli_usage(
+        usage, "'%s' is not a key id (up to 16 hex digits, as 'sitespool key list' shows)", typed);
+}
+
 /* Makes key_id of site trusted and lifts a block it caused. */
 static int make_trusted(cli *c, const char *site, const char *key_id, const char *how)
 {
@@ -70,7 +79,11 @@ int key_approve(cli *c, int argc, char **argv, const char *usage)
     if (argc < 2 || argc > 3) return cli_usage(usage, "approve needs CODE [KEYID]");
     const char *site = argv[1];
     if (!ss_site_code_valid(site)) return bad_site(usage, site);
-    if (argc == 3) return make_trusted(c, site, argv[2], "approved by an administrator");
+    char typed[SS_KEYID_HEX + 1];
+    if (argc == 3) {
+        int bad = typed_key_id(usage, argv[2], typed);
+        return bad ? bad : make_trusted(c, site, typed, "approved by an administrator");
+    }
     char ids[8][SS_KEYID_HEX + 1];
     int n = ss_site_keys_in_state(&c->db, site, "pending", ids, 8, NULL);
     if (n == 1) return make_trusted(c, site, ids[0], "approved by an administrator");
@@ -88,7 +101,10 @@ int key_trust(cli *c, int argc, char **argv, const char *usage)
 {
     if (argc != 3) return cli_usage(usage, "trust needs CODE KEYID");
     if (!ss_site_code_valid(argv[1])) return bad_site(usage, argv[1]);
-    return make_trusted(c, argv[1], argv[2], "trusted by an administrator");
+    char key_id[SS_KEYID_HEX + 1];
+    int bad = typed_key_id(usage, argv[2], key_id);
+    if (bad) return bad;
+    return make_trusted(c, argv[1], key_id, "trusted by an administrator");
 }
 
 int key_untrust(cli *c, int argc, char **argv, const char *usage)
@@ -111,7 +127,9 @@ int key_untrust(cli *c, int argc, char **argv, const char *usage)
 int key_revoke(cli *c, int argc, char **argv, const char *usage)
 {
     if (argc != 2) return cli_usage(usage, "revoke needs KEYID");
-    const char *key_id = argv[1];
+    char key_id[SS_KEYID_HEX + 1];
+    int bad = typed_key_id(usage, argv[1], key_id);
+    if (bad) return bad;
     ss_error e = {0};
     sqlite3_stmt *st = ss_db_prepare(&c->db, "SELECT site, state FROM keys WHERE key_id=?", &e);
     if (!st) return cli_fail(&e);

@@ -83,7 +83,11 @@ echo "third key data" > "$T/third.txt"
 despool_once GS1 >/dev/null
 assert_eq "$(status_count GS1 3303)" 2 "second key change blocks again"
 assert_no_file "$(incoming GS1)/third.txt"
-"$S" -C "$T/GS1" key trust SS1 "$third" >/dev/null
+"$S" -C "$T/GS1" key trust SS1 "not-a-key-id" 2>"$T/err" && fail "a malformed key id must be refused"
+grep -q "is not a key id" "$T/err" || fail "no friendly error for a malformed key id: $(cat "$T/err")"
+# Typed the way minisign prints ids (no leading zeros) and in lower case.
+typed=$(printf '%s' "$third" | sed 's/^0*//' | tr 'A-F' 'a-f')
+"$S" -C "$T/GS1" key trust SS1 "$typed" >/dev/null
 despool_once GS1 >/dev/null
 cmp "$T/third.txt" "$(incoming GS1)/third.txt" || fail "not delivered after key trust"
 pass "(c) offered key -> blocked -> 'key trust SITE KEYID' -> held data flows"

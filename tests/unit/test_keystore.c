@@ -710,15 +710,20 @@ static void test_keyid_hex_matches_stock_minisign(void)
     const char *prefix = "minisign public key ";
     CU_ASSERT_EQUAL_FATAL(strncmp(comment, prefix, strlen(prefix)), 0);
     const char *minisign_id = comment + strlen(prefix);
+    /* minisign prints the id unpadded ("%" PRIX64), so one key in sixteen
+     * shows fewer than 16 digits; ours is the same number, zero-padded. */
+    size_t printed = strlen(minisign_id);
+    CU_ASSERT_FATAL(printed >= 1 && printed <= SS_KEYID_HEX);
+    char expected[SS_KEYID_HEX + 1];
+    memset(expected, '0', SS_KEYID_HEX - printed);
+    memcpy(expected + SS_KEYID_HEX - printed, minisign_id, printed + 1);
     char hex[SS_KEYID_HEX + 1];
     ss_keyid_hex(pk.keyid, hex);
-    CU_ASSERT_STRING_EQUAL(hex, minisign_id);
+    CU_ASSERT_STRING_EQUAL(hex, expected);
     /* The printed form parses back to the same bytes. */
     unsigned char back[SS_KEYID_BYTES];
     CU_ASSERT_EQUAL(ss_keyid_parse(minisign_id, back), 0);
     CU_ASSERT(memcmp(back, pk.keyid, SS_KEYID_BYTES) == 0);
-    CU_ASSERT_EQUAL(ss_keyid_parse("0123", back), -1);
-    CU_ASSERT_EQUAL(ss_keyid_parse("0123456789ABCDEG", back), -1);
 
     /* minisign's unencrypted secret key loads and matches its public key. */
     snprintf(path, sizeof path, "%s/m.key", dir);
@@ -731,6 +736,29 @@ static void test_keyid_hex_matches_stock_minisign(void)
     ss_seckey_free(sk);
     tu_rm_rf(dir);
     free(dir);
+}
+
+/* Key ids as minisign prints them (unpadded) and as administrators type
+ * them (lower case) denote the same key; anything else is refused. */
+static void test_keyid_parse_accepts_unpadded_and_lower_case(void)
+{
+    const unsigned char id[SS_KEYID_BYTES] = {0xE3, 0x4D, 0x4D, 0xE0, 0x69, 0x1F, 0xB1, 0x0F};
+    unsigned char back[SS_KEYID_BYTES];
+    CU_ASSERT_EQUAL(ss_keyid_parse("FB11F69E04D4DE3", back), 0);
+    CU_ASSERT(memcmp(back, id, sizeof id) == 0);
+    CU_ASSERT_EQUAL(ss_keyid_parse("0fb11f69e04d4de3", back), 0);
+    CU_ASSERT(memcmp(back, id, sizeof id) == 0);
+    char canon[SS_KEYID_HEX + 1];
+    CU_ASSERT_EQUAL(ss_keyid_canonical("fb11f69e04d4de3", canon), 0);
+    CU_ASSERT_STRING_EQUAL(canon, "0FB11F69E04D4DE3");
+    CU_ASSERT_EQUAL(ss_keyid_canonical("1", canon), 0);
+    CU_ASSERT_STRING_EQUAL(canon, "0000000000000001");
+    CU_ASSERT_EQUAL(ss_keyid_parse("", back), -1);
+    CU_ASSERT_EQUAL(ss_keyid_parse("10FB11F69E04D4DE3", back), -1); /* 17 digits */
+    CU_ASSERT_EQUAL(ss_keyid_parse("0123456789ABCDEG", back), -1);
+    CU_ASSERT_EQUAL(ss_keyid_parse("0123 456789ABCDE", back), -1);
+    CU_ASSERT_EQUAL(ss_keyid_parse("-123456789ABCDEF", back), -1);
+    CU_ASSERT_EQUAL(ss_keyid_canonical("XYZ", canon), -1);
 }
 
 static void test_keyid_hex_is_little_endian(void)
@@ -1571,6 +1599,8 @@ int main(void)
          test_sig_every_prefix_and_byte_flip_never_crashes},
         {"key id hex matches stock minisign", test_keyid_hex_matches_stock_minisign},
         {"key id hex is little-endian", test_keyid_hex_is_little_endian},
+        {"key id parse: minisign's unpadded form and lower case",
+         test_keyid_parse_accepts_unpadded_and_lower_case},
         {"public key round trip and parse errors", test_pubkey_roundtrip_and_parse_errors},
         {"secret key with loose permissions refused", test_seckey_permission_refused},
         {"password-encrypted secret key refused", test_seckey_password_encrypted_refused},
