@@ -159,10 +159,12 @@ static void quarantine(ss_despooler *d, const char *base, int msg_id, const char
 static void remove_pair(ss_despooler *d, const char *base)
 {
     char name[96];
+    /* The instruction first: a package left alone is an orphan that
+     * check_backlog recognises by the ledger and removes. */
     snprintf(name, sizeof name, "%s.ins", base);
-    (void)unlinkat(d->receive_fd, name, 0);
+    ss_reaper_take(d->reaper, d->receive_fd, name);
     snprintf(name, sizeof name, "%s.pck", base);
-    (void)unlinkat(d->receive_fd, name, 0);
+    ss_reaper_take(d->reaper, d->receive_fd, name);
     forget_notes(d, base);
 }
 
@@ -1207,7 +1209,7 @@ static void check_backlog(ss_despooler *d)
         snprintf(other, sizeof other, "%s.ins", base);
         bool orphan = is_pck && faccessat(d->receive_fd, other, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
         if (orphan && ledger_lookup(d, base, path, sizeof path, &t)) {
-            (void)unlinkat(d->receive_fd, name, 0); /* left over after a delivery */
+            ss_reaper_take(d->reaper, d->receive_fd, name); /* left over after a delivery */
             continue;
         }
         if (now - st.st_mtime < age_limit) continue;
@@ -1372,11 +1374,19 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
         ss_despooler_close(d);
         return -1;
     }
+    ss_error re = {0};
+    ss_path(path, sizeof path, root, SS_DIR_CONSUMED);
+    d->reaper = ss_reaper_start(d->receive_fd, path, &re);
+    if (!d->reaper)
+        ss_logf(ss_reporter_log(rep, SS_COMP_DESPOOLER),
+                "Consumed pairs are removed in place (slower): %s", re.msg);
     return 0;
 }
 
 void ss_despooler_close(ss_despooler *d)
 {
+    ss_reaper_stop(d->reaper);
+    d->reaper = NULL;
     if (d->receive_fd >= 0) close(d->receive_fd);
     if (d->rejected_fd >= 0) close(d->rejected_fd);
     if (d->lock_fd >= 0) close(d->lock_fd);

@@ -20,7 +20,8 @@
  *
  * Exactly once: package data is made durable under a temporary name derived
  * from the instruction id, then the ledger row is committed, then the file
- * is renamed, then the pair is removed.  After a crash at any point the
+ * is renamed, then the pair is moved out of receive (into consumed/, where
+ * background threads unlink it, see reaper.h).  After a crash at any point the
  * restart finds either no ledger row (redo from scratch), a ledger row and
  * the temporary file (finish the rename), or a ledger row alone (already
  * delivered: the leftover pair is removed as a duplicate).
@@ -32,6 +33,7 @@
 #define SS_DESPOOLER_H
 
 #include "../keystore/lookup.h"
+#include "reaper.h"
 
 #include <signal.h>
 
@@ -53,6 +55,7 @@ typedef struct ss_despooler {
     int receive_fd;
     int rejected_fd;
     int lock_fd;
+    ss_reaper *reaper; /* NULL: consumed pairs are unlinked in place */
     char receive_path[PATH_MAX];
     /* Sites whose key just arrived: their waiting instructions retry now. */
     char force[SS_FORCE_MAX][SS_SITE_CODE_MAX + 1];

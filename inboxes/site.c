@@ -386,8 +386,9 @@ char *ss_conf_render(const ss_conf *c)
 int ss_site_make_tree(const char *root, ss_error *e)
 {
     static const char *const dirs[] = {
-        SS_DIR_KEYS, SS_DIR_LOGS,        SS_DIR_RECEIVE, SS_DIR_REJECTED,
-        SS_DIR_HMAN, SS_DIR_HMAN_PUBKEY, SS_DIR_OUTBOX,  "inboxes/replmgr.box/incoming",
+        SS_DIR_KEYS,        SS_DIR_LOGS,     SS_DIR_RECEIVE,
+        SS_DIR_REJECTED,    SS_DIR_CONSUMED, SS_DIR_HMAN,
+        SS_DIR_HMAN_PUBKEY, SS_DIR_OUTBOX,   "inboxes/replmgr.box/incoming",
     };
     char path[PATH_MAX];
     if (ss_mkdirs(root, 0750, e) != 0) return -1;

@@ -19,6 +19,7 @@
 
 #define SS_DIR_RECEIVE "inboxes/despoolr.box/receive"
 #define SS_DIR_REJECTED "inboxes/despoolr.box/rejected"
+#define SS_DIR_CONSUMED "inboxes/despoolr.box/consumed"
 #define SS_DIR_HMAN "inboxes/hman.box"
 #define SS_DIR_HMAN_PUBKEY "inboxes/hman.box/pubkey"
 #define SS_DIR_OUTBOX "inboxes/schedule.box/outbox"

@@ -82,3 +82,6 @@ assert_eq "$(status_count SS1 4400)" "$N" "4400 messages (stored with the ledger
 echo "# $(status_count SS1 4402) leftover pairs of delivered instructions removed as duplicates (4402);" \
   "$(grep -c 'interrupted by a restart' "$T/SS1/logs/despool.log" || true) deliveries finished after a restart"
 pass "ledger holds exactly $N deliveries after $kills SIGKILLs"
+assert_eq "$(find "$T/SS1/inboxes/despoolr.box/consumed" -mindepth 1 | wc -l)" 0 \
+  "consumed/ emptied (leftovers of killed runs removed at the next start)"
+assert_eq "$(find "$R" -mindepth 1 | wc -l)" 0 "receive empty"

@@ -11,14 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define RECEIVE "inboxes/despoolr.box/receive"
 #define INCOMING "inboxes/replmgr.box/incoming"
+#define CONSUMED "inboxes/despoolr.box/consumed"
 
 typedef struct fixture {
     char *dir;
     tu_site ps1, ss1;
-    char receive[1100], incoming[1100];
+    char receive[1100], incoming[1100], consumed[1100];
 } fixture;
 
 static void fx_open(fixture *f, unsigned batch_max)
@@ -33,6 +35,7 @@ static void fx_open(fixture *f, unsigned batch_max)
     CU_ASSERT_EQUAL_FATAL(ss_keys_add(&f->ss1.db, &rec, &e), 0);
     snprintf(f->receive, sizeof f->receive, "%s/" RECEIVE, f->ss1.root);
     snprintf(f->incoming, sizeof f->incoming, "%s/" INCOMING, f->ss1.root);
+    snprintf(f->consumed, sizeof f->consumed, "%s/" CONSUMED, f->ss1.root);
 }
 
 static void fx_close(fixture *f)
@@ -245,6 +248,56 @@ static void test_restart_after_rename(void)
     fx_close(&f);
 }
 
+/* Consumed pairs leave receive through consumed/, which is empty once the
+ * despooler closed; what a killed run left there goes at the next start. */
+static void test_consumed_pairs_are_reaped(void)
+{
+    fixture f;
+    fx_open(&f, 0);
+    char id[SS_ID_HEX + 1], name[32], payload[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "r%d.txt", i);
+        snprintf(payload, sizeof payload, "reaped %d\n", i);
+        make_pair(&f, name, payload, (uint64_t)i + 1, id);
+    }
+    tu_write(f.consumed, "0123456789abcdef0123456789abcdef.ins", "left by a kill", 14);
+    ss_despool_stats st = {0};
+    CU_ASSERT_EQUAL(drain(&f, &st), 0);
+    CU_ASSERT_EQUAL(st.delivered, 300);
+    CU_ASSERT_EQUAL(tu_count(f.incoming, ""), 300);
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
+    CU_ASSERT_EQUAL(tu_count(f.consumed, ""), 0);
+    check_file(f.incoming, "r299.txt", "reaped 299\n");
+    fx_close(&f);
+}
+
+/* A consumed/ that others can write is not used: pairs are removed in
+ * place, and the reason is logged. */
+static void test_unsafe_consumed_folder_falls_back(void)
+{
+    fixture f;
+    fx_open(&f, 0);
+    tu_write(f.consumed, "keep-out", "x", 1);
+    CU_ASSERT_EQUAL_FATAL(chmod(f.consumed, 0777), 0);
+    char id[SS_ID_HEX + 1];
+    make_pair(&f, "u.txt", "in place\n", 1, id);
+    ss_despool_stats st = {0};
+    CU_ASSERT_EQUAL(drain(&f, &st), 0);
+    CU_ASSERT_EQUAL(st.delivered, 1);
+    check_file(f.incoming, "u.txt", "in place\n");
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
+    CU_ASSERT_EQUAL(tu_count(f.consumed, ""), 1); /* not ours to empty */
+    char logdir[1200];
+    snprintf(logdir, sizeof logdir, "%s/logs", f.ss1.root);
+    size_t len = 0;
+    char *log = tu_read(logdir, "despool.log", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "removed in place"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "not a private folder"));
+    free(log);
+    fx_close(&f);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -254,6 +307,9 @@ int main(void)
          test_restart_after_commit_name_taken},
         {"restart before the commit redoes the delivery", test_restart_before_commit},
         {"restart after the rename drops the pair as a duplicate", test_restart_after_rename},
+        {"consumed pairs are reaped, leftovers of a kill too", test_consumed_pairs_are_reaped},
+        {"an unsafe consumed/ folder falls back to removal in place",
+         test_unsafe_consumed_folder_falls_back},
     };
     return tu_run("despooler", tests, sizeof tests / sizeof tests[0]);
 }
