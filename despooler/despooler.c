@@ -515,31 +515,25 @@ static int unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
 
 /* One pass over the package: hash it and inflate it into the sink.
  * unpack_err receives a codec failure; the hash is always complete. */
-static int stream_package(int pck_fd, const work *w, struct unpack_sink *sink,
+static int stream_package(ss_despooler *d, int pck_fd, const work *w, struct unpack_sink *sink,
                           unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
 {
     ss_hash h;
-    ss_inflater inf;
+    ss_inflater *inf = &d->inflater;
     ss_hash_init(&h);
-    if (ss_inflater_init(&inf, w->in.zip, w->in.size, e) != 0) return -1;
-    unsigned char *buf = malloc(READ_CHUNK);
-    if (!buf) {
-        ss_inflater_free(&inf);
-        return ss_err(e, SS_E_NOMEM, "out of memory");
-    }
+    if (ss_inflater_reset(inf, w->in.zip, w->in.size, e) != 0) return -1;
     bool inflating = true;
     ssize_t n;
-    while ((n = ss_read_full(pck_fd, buf, READ_CHUNK, e)) > 0) {
-        ss_hash_update(&h, buf, (size_t)n);
-        if (inflating && ss_inflater_feed(&inf, buf, (size_t)n, unpack_write, sink, unpack_err))
+    while ((n = ss_read_full(pck_fd, d->read_buf, READ_CHUNK, e)) > 0) {
+        ss_hash_update(&h, d->read_buf, (size_t)n);
+        if (inflating &&
+            ss_inflater_feed(inf, d->read_buf, (size_t)n, unpack_write, sink, unpack_err))
             inflating = false; /* keep hashing: a forgery must read as a bad signature */
     }
-    if (inflating && n == 0 && ss_inflater_finish(&inf, unpack_err) == 0 &&
-        inf.out_bytes != w->in.size)
+    if (inflating && n == 0 && ss_inflater_finish(inf, unpack_err) == 0 &&
+        inf->out_bytes != w->in.size)
         ss_err(unpack_err, SS_E_SIZE, "it expands to %" PRIu64 " bytes, not the declared %" PRIu64,
-               inf.out_bytes, w->in.size);
-    ss_inflater_free(&inf);
-    free(buf);
+               inf->out_bytes, w->in.size);
     if (n < 0) return -1;
     ss_hash_final(&h, hash);
     return 0;
@@ -605,7 +599,7 @@ static enum outcome verify_and_unpack(ss_despooler *d, work *w, const char *base
 {
     ss_error unpack_err = {0}, sig_err = {0};
     unsigned char hash[SS_HASH_BYTES];
-    if (stream_package(pck_fd, w, sink, hash, &unpack_err, io_err) != 0) return OUT_WAIT;
+    if (stream_package(d, pck_fd, w, sink, hash, &unpack_err, io_err) != 0) return OUT_WAIT;
     if (w->is_signed && ss_sig_verify_package(&w->sig, &key->pk, hash, &sig_err) != 0) {
         QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, sig_err.msg);
         return OUT_DONE;
@@ -677,7 +671,7 @@ static enum outcome read_key_payload(ss_despooler *d, work *w, const char *base,
     if (o != OUT_STAGED) return o;
     struct unpack_sink sink = {.fd = -1, .buf = buf, .buf_cap = KEY_PAYLOAD_MAX};
     ss_error e = {0}, unpack_err = {0};
-    int rc = stream_package(pck_fd, w, &sink, hash, &unpack_err, &e);
+    int rc = stream_package(d, pck_fd, w, &sink, hash, &unpack_err, &e);
     close(pck_fd);
     if (rc != 0) {
         d->stats.waiting++;
@@ -1374,6 +1368,12 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
         ss_despooler_close(d);
         return -1;
     }
+    /* One read buffer and one inflater serve every package: no allocator
+     * traffic per file. */
+    if (!(d->read_buf = malloc(READ_CHUNK))) {
+        ss_despooler_close(d);
+        return ss_err(e, SS_E_NOMEM, "out of memory");
+    }
     ss_error re = {0};
     ss_path(path, sizeof path, root, SS_DIR_CONSUMED);
     d->reaper = ss_reaper_start(d->receive_fd, path, &re);
@@ -1387,6 +1387,9 @@ void ss_despooler_close(ss_despooler *d)
 {
     ss_reaper_stop(d->reaper);
     d->reaper = NULL;
+    ss_inflater_free(&d->inflater);
+    free(d->read_buf);
+    d->read_buf = NULL;
     if (d->receive_fd >= 0) close(d->receive_fd);
     if (d->rejected_fd >= 0) close(d->rejected_fd);
     if (d->lock_fd >= 0) close(d->lock_fd);

@@ -32,6 +32,7 @@
 #ifndef SS_DESPOOLER_H
 #define SS_DESPOOLER_H
 
+#include "../inboxes/codec.h"
 #include "../keystore/lookup.h"
 #include "reaper.h"
 
@@ -55,7 +56,9 @@ typedef struct ss_despooler {
     int receive_fd;
     int rejected_fd;
     int lock_fd;
-    ss_reaper *reaper; /* NULL: consumed pairs are unlinked in place */
+    ss_reaper *reaper;       /* NULL: consumed pairs are unlinked in place */
+    unsigned char *read_buf; /* package reads */
+    ss_inflater inflater;    /* reset for each package */
     char receive_path[PATH_MAX];
     /* Sites whose key just arrived: their waiting instructions retry now. */
     char force[SS_FORCE_MAX][SS_SITE_CODE_MAX + 1];

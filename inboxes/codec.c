@@ -77,9 +77,22 @@ void ss_deflater_free(ss_deflater *d)
 int ss_inflater_init(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error *e)
 {
     memset(f, 0, sizeof *f);
+    return ss_inflater_reset(f, zip, limit, e);
+}
+
+int ss_inflater_reset(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error *e)
+{
     f->zip = zip;
     f->limit = limit;
+    f->out_bytes = 0;
+    f->ended = false;
+    if (f->out) { /* zlib state from an earlier stream: reuse it */
+        if (inflateReset(&f->z) != Z_OK)
+            return ss_err(e, SS_E_ZLIB, "cannot reset zlib decompression");
+        return 0;
+    }
     if (zip == SS_ZIP_NONE) return 0;
+    memset(&f->z, 0, sizeof f->z);
     f->out = malloc(SS_CODEC_CHUNK);
     if (!f->out) return ss_err(e, SS_E_NOMEM, "out of memory for the decompressor");
     if (inflateInit(&f->z) != Z_OK) {

@@ -55,6 +55,9 @@ typedef struct ss_inflater {
 int ss_inflater_init(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error *e);
 int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink, void *ctx,
                      ss_error *e);
+/* Makes an inflater (initialised, used or not) ready for the next stream,
+ * keeping zlib's state and buffer: for many small packages in a row. */
+int ss_inflater_reset(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error *e);
 /* Checks that the stream ended properly. */
 int ss_inflater_finish(ss_inflater *f, ss_error *e);
 void ss_inflater_free(ss_inflater *f);

@@ -67,6 +67,53 @@ static void test_codec_roundtrip(void)
     free(out.data);
 }
 
+/* One inflater across streams, as the despooler uses it: a stream that
+ * failed half-way (bomb, garbage) leaves nothing behind for the next one,
+ * and stored (zip=none) packages mix with zlib ones. */
+static void test_codec_inflater_reset_between_streams(void)
+{
+    const char *a = "first package, compressed", *b = "second package, also compressed";
+    struct membuf za = deflate_all(a, strlen(a)), zb = deflate_all(b, strlen(b)), out = {0};
+    ss_inflater f;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_init(&f, SS_ZIP_NONE, 5, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, "plain", 5, mem_sink, &out, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_finish(&f, &e), 0);
+    CU_ASSERT_EQUAL(out.len, 5);
+
+    /* Garbage leaves zlib in an error state; the reset must clear it. */
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_reset(&f, SS_ZIP_ZLIB, 100, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, "not zlib at all", 15, mem_sink, &out, &e), -1);
+    /* Half of a stream, abandoned. */
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_reset(&f, SS_ZIP_ZLIB, 100, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, za.data, za.len / 2, mem_sink, &out, &e), 0);
+
+    const char *want[] = {a, b};
+    struct membuf *z[] = {&za, &zb};
+    for (int i = 0; i < 2; i++) {
+        out.len = 0;
+        CU_ASSERT_EQUAL_FATAL(ss_inflater_reset(&f, SS_ZIP_ZLIB, strlen(want[i]), &e), 0);
+        CU_ASSERT_EQUAL(ss_inflater_feed(&f, z[i]->data, z[i]->len, mem_sink, &out, &e), 0);
+        CU_ASSERT_EQUAL(ss_inflater_finish(&f, &e), 0);
+        CU_ASSERT_EQUAL(out.len, strlen(want[i]));
+        CU_ASSERT(out.len == strlen(want[i]) && memcmp(out.data, want[i], out.len) == 0);
+    }
+    /* The limit is the new stream's, not the old one's. */
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_reset(&f, SS_ZIP_ZLIB, 4, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, zb.data, zb.len, mem_sink, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_SIZE);
+    /* Back to stored after zlib. */
+    out.len = 0;
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_reset(&f, SS_ZIP_NONE, 3, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, "raw", 3, mem_sink, &out, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_finish(&f, &e), 0);
+    CU_ASSERT(out.len == 3 && memcmp(out.data, "raw", 3) == 0);
+    ss_inflater_free(&f);
+    free(za.data);
+    free(zb.data);
+    free(out.data);
+}
+
 static void test_codec_bomb_stops_at_limit(void)
 {
     size_t len = 64 << 20; /* 64 MiB of zeros compress to ~64 KiB */
@@ -283,6 +330,7 @@ int main(void)
     static const tu_test tests[] = {
         {"codec roundtrip in pieces", test_codec_roundtrip},
         {"codec stops a decompression bomb at the limit", test_codec_bomb_stops_at_limit},
+        {"codec inflater reset between streams", test_codec_inflater_reset_between_streams},
         {"codec rejects truncated, trailing and non-zlib data", test_codec_truncated_and_trailing},
         {"instruction fields roundtrip", test_instruction_roundtrip},
         {"instruction parser rejects malformed fields", test_instruction_rejects},
