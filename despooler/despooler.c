@@ -1251,7 +1251,10 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
     struct dirent **names = NULL;
     int count = scandirat(d->receive_fd, ".", &names, select_ins, alphasort);
     if (count < 0) return ss_err_sys(e, "cannot list %s", d->receive_path);
+    /* A work item is ~14 KiB: size the batch to what is there, so that a
+     * single arrival does not clear megabytes. */
     size_t batch_max = d->conf->batch_max;
+    if ((size_t)count < batch_max) batch_max = count ? (size_t)count : 1;
     work *batch = calloc(batch_max, sizeof *batch);
     int rc = batch ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
     for (int start = 0; rc == 0 && start < count; start += (int)batch_max) {

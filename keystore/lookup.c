@@ -91,6 +91,7 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
     DIR *d = opendir(hman);
     if (!d) return ss_err_sys(e, "cannot read %s", hman);
     int imported = 0;
+    bool renamed = false;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         char site[SS_SITE_CODE_MAX + 1], path[PATH_MAX], dest[PATH_MAX];
@@ -108,9 +109,14 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
             if (snprintf(dest, sizeof dest, "%s.bad", path) < (int)sizeof dest)
                 (void)rename(path, dest);
         }
+        renamed = true;
     }
     closedir(d);
-    (void)ss_fsync_dir(hman, NULL);
+    /* Only a rename needs the folder flushed; an idle scan costs no fsync. */
+    if (renamed) {
+        (void)ss_fsync_dir(hman, NULL);
+        (void)ss_fsync_dir(archive, NULL);
+    }
     return imported;
 }
 
