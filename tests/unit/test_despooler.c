@@ -81,6 +81,17 @@ static void make_pair(fixture *f, const char *name, const char *payload, uint64_
     tu_write(f->receive, file, sig, strlen(sig));
 }
 
+/* n pairs f<i>.txt holding "payload <i>\n", seq 1..n. */
+static void make_numbered_pairs(fixture *f, int n)
+{
+    char id[SS_ID_HEX + 1], name[32], payload[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "f%d.txt", i);
+        snprintf(payload, sizeof payload, "payload %d\n", i);
+        make_pair(f, name, payload, (uint64_t)i + 1, id);
+    }
+}
+
 static int drain(fixture *f, ss_despool_stats *stats)
 {
     ss_despooler d;
@@ -117,12 +128,7 @@ static void test_batches(void)
 {
     fixture f;
     fx_open(&f, 4);
-    char id[SS_ID_HEX + 1], name[32], payload[64];
-    for (int i = 0; i < 10; i++) {
-        snprintf(name, sizeof name, "f%d.txt", i);
-        snprintf(payload, sizeof payload, "payload %d\n", i);
-        make_pair(&f, name, payload, (uint64_t)i + 1, id);
-    }
+    make_numbered_pairs(&f, 10);
     ss_despool_stats st = {0};
     CU_ASSERT_EQUAL(drain(&f, &st), 0);
     CU_ASSERT_EQUAL(st.delivered, 10);
@@ -132,6 +138,7 @@ static void test_batches(void)
     CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4415), 0); /* seq 1..10: no gap */
     CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
     CU_ASSERT_EQUAL(tu_count(f.incoming, ""), 10);
+    char name[32], payload[64];
     for (int i = 0; i < 10; i++) {
         snprintf(name, sizeof name, "f%d.txt", i);
         snprintf(payload, sizeof payload, "payload %d\n", i);
@@ -254,12 +261,7 @@ static void test_consumed_pairs_are_reaped(void)
 {
     fixture f;
     fx_open(&f, 0);
-    char id[SS_ID_HEX + 1], name[32], payload[64];
-    for (int i = 0; i < 300; i++) {
-        snprintf(name, sizeof name, "r%d.txt", i);
-        snprintf(payload, sizeof payload, "reaped %d\n", i);
-        make_pair(&f, name, payload, (uint64_t)i + 1, id);
-    }
+    make_numbered_pairs(&f, 300);
     tu_write(f.consumed, "0123456789abcdef0123456789abcdef.ins", "left by a kill", 14);
     ss_despool_stats st = {0};
     CU_ASSERT_EQUAL(drain(&f, &st), 0);
@@ -267,7 +269,7 @@ static void test_consumed_pairs_are_reaped(void)
     CU_ASSERT_EQUAL(tu_count(f.incoming, ""), 300);
     CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
     CU_ASSERT_EQUAL(tu_count(f.consumed, ""), 0);
-    check_file(f.incoming, "r299.txt", "reaped 299\n");
+    check_file(f.incoming, "f299.txt", "payload 299\n");
     fx_close(&f);
 }
 
