@@ -21,6 +21,11 @@ secs() { local t0=$1 t1=$2; awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'; }
 now() { date +%s.%N; }
 peak_rss_kib() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
+# Deleting the previous run's files costs the device work after rm returns
+# (online discard), and ext4 skips inodes freed in the last seconds when it
+# allocates new ones; each timed step starts on a settled disk, the machine
+# limit as much as the figures beside it.
+settle() { sync; sleep "${BENCH_SETTLE:-6}"; }
 fresh_sites() { # fresh_sites DIR: PS1 -> SS1 with keys exchanged
   rm -rf "$1"; mkdir -p "$1"
   "$S" -C "$1/PS1" init --site PS1 >/dev/null; "$S" -C "$1/SS1" init --site SS1 >/dev/null
@@ -43,7 +48,7 @@ PY
 echo "sitespool benchmarks, $(nproc) cores, $RUNS runs each, work folder on: $(df --output=source,fstype "$W" | tail -1)"
 
 # ---- machine limits, measured now -------------------------------------------
-fs=(); for _ in $(seq "$RUNS"); do rm -rf "$W/base"; mkdir "$W/base"; fs+=("$("$L" fsync-baseline "$W/base" 500 4096)"); done
+fs=(); for _ in $(seq "$RUNS"); do rm -rf "$W/base"; mkdir "$W/base"; settle; fs+=("$("$L" fsync-baseline "$W/base" 500 4096)"); done
 BASE=$(printf '%s\n' "${fs[@]}" | median)
 VERIFY=$(for _ in $(seq "$RUNS"); do "$L" verify 20000; done | median)
 echo "limit: create+fsync+rename+fsync-dir one 4 KiB file at a time: $BASE files/s"
@@ -56,7 +61,7 @@ compressible "$W/big256" 256
 
 # ---- sender: 2,000 x 4 KiB in one call -----------------------------------------
 r=(); for _ in $(seq "$RUNS"); do
-  fresh_sites "$W/s"; t0=$(now); "$S" -C "$W/s/PS1" send --to SS1 "$W"/small/f* >/dev/null; t1=$(now)
+  fresh_sites "$W/s"; settle; t0=$(now); "$S" -C "$W/s/PS1" send --to SS1 "$W"/small/f* >/dev/null; t1=$(now)
   [ "$(ls "$W/s/SS1/inboxes/despoolr.box/receive" | wc -l)" = 4000 ] || { echo "sender lost pairs"; exit 1; }
   r+=("$(awk -v d="$(secs "$t0" "$t1")" 'BEGIN {printf "%.1f", 2000 / d}')")
 done
@@ -66,7 +71,7 @@ echo "sender: 2,000 x 4 KiB, one call, durable: $SEND_FILES files/s = $(ratio "$
 # ---- sender: one 256 MiB compressible file --------------------------------------
 DEFL=$(for _ in $(seq "$RUNS"); do "$L" deflate-hash "$W/big256" 6; done | median)
 r=(); rss=(); for _ in $(seq "$RUNS"); do
-  fresh_sites "$W/s"; t0=$(now); "$S" -C "$W/s/PS1" send --to SS1 "$W/big256" >/dev/null; t1=$(now)
+  fresh_sites "$W/s"; settle; t0=$(now); "$S" -C "$W/s/PS1" send --to SS1 "$W/big256" >/dev/null; t1=$(now)
   r+=("$(awk -v d="$(secs "$t0" "$t1")" 'BEGIN {printf "%.1f", 268.435456 / d}')")
 done
 SEND_MB=$(printf '%s\n' "${r[@]}" | median)
@@ -74,7 +79,7 @@ echo "sender: 256 MiB compressible file: $SEND_MB MB/s = $(ratio "$SEND_MB" "$DE
 
 # ---- despooler: 2,000 x 4 KiB pairs -----------------------------------------------
 r=(); for _ in $(seq "$RUNS"); do
-  fresh_sites "$W/d"; "$S" -C "$W/d/PS1" send --to SS1 "$W"/small/f* >/dev/null
+  fresh_sites "$W/d"; "$S" -C "$W/d/PS1" send --to SS1 "$W"/small/f* >/dev/null; settle
   t0=$(now); "$S" -C "$W/d/SS1" despool --once >/dev/null; t1=$(now)
   [ "$(ls "$W/d/SS1/inboxes/replmgr.box/incoming" | wc -l)" = 2000 ] || { echo "despooler lost pairs"; exit 1; }
   r+=("$(awk -v d="$(secs "$t0" "$t1")" 'BEGIN {printf "%.1f", 2000 / d}')")
@@ -84,7 +89,7 @@ echo "despooler: 2,000 x 4 KiB pairs, durable: $DESPOOL_PAIRS pairs/s = $(ratio 
 
 # ---- despooler: one 256 MiB payload -------------------------------------------------
 r=(); lim=(); for _ in $(seq "$RUNS"); do
-  fresh_sites "$W/d"; "$S" -C "$W/d/PS1" send --to SS1 "$W/big256" >/dev/null
+  fresh_sites "$W/d"; "$S" -C "$W/d/PS1" send --to SS1 "$W/big256" >/dev/null; settle
   lim+=("$("$L" hash-inflate "$(ls "$W"/d/SS1/inboxes/despoolr.box/receive/*.pck)")")
   t0=$(now); "$S" -C "$W/d/SS1" despool --once >/dev/null; t1=$(now)
   cmp -s "$W/big256" "$W/d/SS1/inboxes/replmgr.box/incoming/big256" || { echo "payload differs"; exit 1; }
@@ -114,6 +119,7 @@ for ins in "$W"/l/PS1/inboxes/schedule.box/outbox/SS1/*.ins; do
   mv "${ins%.ins}.pck" "$W/stage/$id.pck"; mv "$ins" "$W/stage/$id.ins"
   sed -n 's/^trusted comment: .* name=\([^ ]*\) .*/\1/p' "$W/stage/$id.ins" > "$W/stage/$id.name"
 done
+settle
 "$S" -C "$W/l/SS1" despool & DPID=$!
 sleep 0.5
 read -r n p50 p99 < <("$L" latency "$W/l/SS1/inboxes/despoolr.box/receive" "$W/l/SS1/inboxes/replmgr.box/incoming" "$W/stage" 200)
