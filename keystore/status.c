@@ -160,37 +160,84 @@ static void log_statmsg(ss_reporter *r, const ss_msgdef *def, int nistr, const c
     ss_log_text(&r->logs[def->component], line);
 }
 
+/* "NAME=value" in malloc'ed memory, or NULL. */
+static char *env_entry(const char *name, const char *value)
+{
+    size_t len = strlen(name) + strlen(value) + 2;
+    char *entry = malloc(len);
+    if (entry) snprintf(entry, len, "%s=%s", name, value);
+    return entry;
+}
+
+static bool env_is_ours(const char *entry)
+{
+    return !strncmp(entry, "SITESPOOL_STATUS_", 17) || !strncmp(entry, "SITESPOOL_SITE=", 15);
+}
+
+/* The notify program's environment: ours plus the SITESPOOL_STATUS_*
+ * variables.  Built before fork(), because the despooler has threads and
+ * a child of a threaded process may only call async-signal-safe functions. */
+static char **notify_env(const ss_reporter *r, const ss_msgdef *def, int nistr,
+                         const char *const istr[], const char *text)
+{
+    size_t inherited = 0;
+    for (char **v = environ; *v; v++)
+        inherited++;
+    char **env = calloc(inherited + 8 + (size_t)nistr, sizeof *env);
+    if (!env) return NULL;
+    size_t n = 0;
+    for (char **v = environ; *v; v++)
+        if (!env_is_ours(*v)) env[n++] = strdup(*v);
+    char id[16], sev[2] = {def->severity, '\0'};
+    snprintf(id, sizeof id, "%d", def->id);
+    env[n++] = env_entry("SITESPOOL_STATUS_ID", id);
+    env[n++] = env_entry("SITESPOOL_STATUS_SEVERITY", sev);
+    env[n++] = env_entry("SITESPOOL_STATUS_COMPONENT", component_names[def->component]);
+    env[n++] = env_entry("SITESPOOL_STATUS_SITE", r->conf->site_code);
+    env[n++] = env_entry("SITESPOOL_STATUS_TEXT", text);
+    env[n++] = env_entry("SITESPOOL_SITE", r->root);
+    for (int i = 0; i < nistr; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "SITESPOOL_STATUS_ISTR%d", i);
+        env[n++] = env_entry(name, istr[i] ? istr[i] : "");
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!env[i]) { /* out of memory: run nothing rather than half */
+            for (size_t j = 0; j < n; j++)
+                free(env[j]);
+            free(env);
+            return NULL;
+        }
+    return env;
+}
+
 static void notify(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[],
                    const char *text)
 {
     if (!r->conf->notify_command[0]) return;
-    pid_t child = fork();
-    if (child < 0) {
-        ss_logf(&r->logs[def->component], "Could not run notify_command: fork failed");
+    char **env = notify_env(r, def, nistr, istr, text);
+    if (!env) {
+        ss_logf(&r->logs[def->component], "Could not run notify_command: out of memory");
         return;
     }
+    char sh[] = "sh", dash_c[] = "-c", command[sizeof r->conf->notify_command];
+    snprintf(command, sizeof command, "%s", r->conf->notify_command);
+    char *const argv[] = {sh, dash_c, command, NULL};
+    pid_t child = fork();
     if (child == 0) {
         /* First child: fork the runner and exit at once so nobody waits. */
         if (fork() != 0) _exit(0);
         setsid();
-        char buf[32];
-        snprintf(buf, sizeof buf, "%d", def->id);
-        setenv("SITESPOOL_STATUS_ID", buf, 1);
-        snprintf(buf, sizeof buf, "%c", def->severity);
-        setenv("SITESPOOL_STATUS_SEVERITY", buf, 1);
-        setenv("SITESPOOL_STATUS_COMPONENT", component_names[def->component], 1);
-        setenv("SITESPOOL_STATUS_SITE", r->conf->site_code, 1);
-        setenv("SITESPOOL_STATUS_TEXT", text, 1);
-        setenv("SITESPOOL_SITE", r->root, 1);
-        for (int i = 0; i < nistr; i++) {
-            char name[32];
-            snprintf(name, sizeof name, "SITESPOOL_STATUS_ISTR%d", i);
-            setenv(name, istr[i] ? istr[i] : "", 1);
-        }
-        execl("/bin/sh", "sh", "-c", r->conf->notify_command, (char *)NULL);
+        execve("/bin/sh", argv, env);
         _exit(127);
     }
-    (void)waitpid(child, NULL, 0);
+    if (child < 0)
+        ss_logf(&r->logs[def->component], "Could not run notify_command: fork failed");
+    else
+        (void)waitpid(child, NULL, 0);
+    for (char **v = env; *v; v++)
+        free(*v);
+    free(env);
 }
 
 void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[])

@@ -1468,7 +1468,12 @@ static void test_report_runs_notify_command_with_environment(void)
     tu_site_make(&s, dir, "PS1", NULL);
     snprintf(s.conf.notify_command, sizeof s.conf.notify_command,
              "env > '%s/notify.tmp' && mv '%s/notify.tmp' '%s/notify.env'", dir, dir, dir);
+    /* The program inherits our environment, minus stale status variables. */
+    setenv("SITESPOOL_TEST_INHERITED", "yes", 1);
+    setenv("SITESPOOL_STATUS_ISTR2", "stale from a parent", 1);
     ss_report(&s.rep, 4404, "0123456789abcdef0123456789abcdef", "SS1", NULL);
+    unsetenv("SITESPOOL_TEST_INHERITED");
+    unsetenv("SITESPOOL_STATUS_ISTR2");
 
     char *env = NULL;
     for (int i = 0; i < 100 && !(env = tu_read(dir, "notify.env", NULL)); i++)
@@ -1492,6 +1497,10 @@ static void test_report_runs_notify_command_with_environment(void)
     char *none = env_value(env, "SITESPOOL_STATUS_ISTR2");
     CU_ASSERT_PTR_NULL(none);
     free(none);
+    char *inherited = env_value(env, "SITESPOOL_TEST_INHERITED");
+    CU_ASSERT_PTR_NOT_NULL(inherited);
+    if (inherited) CU_ASSERT_STRING_EQUAL(inherited, "yes");
+    free(inherited);
     free(env);
     tu_site_close(&s);
     tu_rm_rf(dir);
