@@ -1177,7 +1177,7 @@ static void check_backlog(ss_despooler *d)
     DIR *dir = fdopendir(dup(d->receive_fd));
     if (!dir) return;
     rewinddir(dir);
-    int64_t now = ss_now(), age_limit = d->conf->backlog_warning_age;
+    int64_t now = ss_now(), now_ms = ss_now_ms(), age_limit = d->conf->backlog_warning_age;
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
         const char *name = de->d_name;
@@ -1206,7 +1206,10 @@ static void check_backlog(ss_despooler *d)
             ss_reaper_take(d->reaper, d->receive_fd, name); /* left over after a delivery */
             continue;
         }
-        if (now - st.st_mtime < age_limit) continue;
+        /* In milliseconds: whole seconds would call a file touched just
+         * before a second boundary a second old. */
+        int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+        if (now_ms - mtime_ms < age_limit * 1000) continue;
         sqlite3_stmt *q = ss_db_prepare(
             d->db,
             "INSERT INTO backlog(name, warned) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE "
@@ -1299,6 +1302,32 @@ static int64_t next_retry_in(ss_despooler *d)
     return in;
 }
 
+/* A daemon never dies of a failed scan (site.db locked too long, no
+ * descriptors left, a folder gone): it reports the first failure of a
+ * streak (4423), logs the others, and backs off 1, 2, 4 ... seconds up to
+ * rescan_interval.  Returns the back-off in ms, or -1 after a good scan. */
+static int64_t drain_in_daemon(ss_despooler *d, int *failures)
+{
+    ss_error e = {0};
+    ss_log *log = ss_reporter_log(d->rep, SS_COMP_DESPOOLER);
+    if (ss_despooler_drain(d, &e) == 0) {
+        if (*failures) ss_logf(log, "Scanning works again after %d failed scan(s)", *failures);
+        *failures = 0;
+        return -1;
+    }
+    int64_t backoff = (int64_t)1 << (*failures < 10 ? *failures : 10);
+    if (backoff > (int64_t)d->conf->rescan_interval) backoff = d->conf->rescan_interval;
+    if (backoff < 1) backoff = 1;
+    char secs[32];
+    u64str((uint64_t)backoff, secs, sizeof secs);
+    if ((*failures)++ == 0)
+        ss_report(d->rep, 4423, d->receive_path, e.msg, secs, NULL);
+    else
+        ss_logf(log, "Scan failed again (%d in a row): %s; next attempt in %s s", *failures, e.msg,
+                secs);
+    return backoff * 1000;
+}
+
 int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
 {
     char hman[PATH_MAX];
@@ -1310,12 +1339,14 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
         (ndirs == 2 || ss_watch_open(&w, dirs, 2, e) != 0))
         return -1;
     ss_report(d->rep, 4401, d->conf->site_code, d->receive_path, NULL);
-    int rc = ss_despooler_drain(d, e);
+    int failures = 0;
+    int64_t backoff_ms = drain_in_daemon(d, &failures);
     int64_t last_scan_ms = ss_now_ms();
-    while (rc == 0 && !*stop) {
+    while (!*stop) {
         int64_t wait_ms = (int64_t)d->conf->rescan_interval * 1000 - (ss_now_ms() - last_scan_ms);
         int64_t retry = next_retry_in(d);
         if (retry >= 0 && retry * 1000 < wait_ms) wait_ms = retry * 1000;
+        if (backoff_ms >= 0) wait_ms = backoff_ms - (ss_now_ms() - last_scan_ms);
         if (wait_ms < 0) wait_ms = 0;
         int mask = ss_watch_wait(&w, (int)wait_ms);
         if (*stop) break;
@@ -1325,13 +1356,15 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
         if (mask > 0 && (mask & SS_WATCH_OVERFLOW))
             ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                     "inotify queue overflowed; rescanning the inboxes");
+        /* While backing off, events wait for the back-off to end. */
+        if (backoff_ms >= 0 && ss_now_ms() - last_scan_ms < backoff_ms) continue;
         /* Any event, the rescan timer or a due retry: scan. */
-        rc = ss_despooler_drain(d, e);
+        backoff_ms = drain_in_daemon(d, &failures);
         last_scan_ms = ss_now_ms();
     }
     ss_watch_close(&w);
     ss_report(d->rep, 4418, d->conf->site_code, NULL);
-    return rc;
+    return 0;
 }
 
 int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss_db *db,

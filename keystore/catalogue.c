@@ -186,6 +186,14 @@ static const ss_msgdef catalogue[] = {
      "the site's trusted key).",
      "Exchange the key manually: 'sitespool key export' at the sending site, then drop the file "
      "into this site's inboxes/hman.box."},
+    {4423, 'E', D,
+     "The despooler could not finish a scan of %1: %2. It keeps running and tries again in "
+     "%3 seconds.",
+     "Something outside the despooler failed (site.db locked by another program for longer "
+     "than its busy timeout, no file descriptors or memory left, a folder gone). Pairs stay "
+     "in the receive inbox; nothing is lost. Further failures in a row are only logged.",
+     "If it repeats, read despool.log and check the named folder, the disk and which program "
+     "holds site.db ('fuser site.db')."},
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},

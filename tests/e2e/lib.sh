@@ -148,8 +148,13 @@ start_despooler() {
   wait_until 20 eval '[ "$(status_count "$ss_site" 4401)" -gt "$ss_before" ]' ||
     fail "the despooler of $1 did not start"
 }
-# stop_despooler PID: SIGTERM, then its exit status in DRC.
+# stop_despooler PID: SIGTERM, then its exit status in DRC.  A daemon that
+# is already gone is a failure, told with the end of its output.
 stop_despooler() {
+  if ! kill -0 "$1" 2>/dev/null; then
+    DRC=0; wait "$1" || DRC=$?
+    fail "despooler $1 exited before it was told to stop (exit $DRC): $(tail -n 5 "$T"/*.despool.out 2>/dev/null)"
+  fi
   kill -TERM "$1"
   DRC=0
   wait "$1" || DRC=$?

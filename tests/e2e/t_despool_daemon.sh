@@ -87,3 +87,22 @@ cmp "$T/lost.txt" "$(incoming SS2)/lost.txt" || fail "late package not delivered
 assert_eq "$(count_all "$(receive SS2)")" 0 "receive emptied"
 assert_eq "$(sqlite3 -readonly "$T/SS2/site.db" 'SELECT count(*) FROM backlog')" 0 "backlog note cleared"
 pass "the late package is delivered with its instruction"
+
+# ---- a failed scan does not stop the daemon: 4423 once, back-off, then delivery ----
+# Another program holds site.db's write lock past the busy timeout (10 s).
+start_despooler SS2
+(echo "BEGIN IMMEDIATE;"; sleep 13; echo "COMMIT;") | sqlite3 "$T/SS2/site.db" & LOCKER=$!
+sleep 0.5
+printf 'while site.db is locked\n' > "$T/locked.txt"
+"$S" -C "$T/PS1" send --to SS2 "$T/locked.txt" >/dev/null
+wait_until 20 grep -q "could not finish a scan" "$T/SS2/logs/despool.log" ||
+  fail "no 4423 while site.db was locked"
+kill -0 "$DPID" 2>/dev/null || fail "the daemon died of a failed scan"
+wait "$LOCKER"
+wait_until 20 test -f "$(incoming SS2)/locked.txt" || fail "not delivered once site.db was free"
+cmp "$T/locked.txt" "$(incoming SS2)/locked.txt" || fail "locked.txt differs"
+stop_despooler "$DPID"
+assert_eq "$DRC" 0 "exit status after failed scans"
+assert_eq "$(status_count SS2 4423)" 1 "4423 stored once for the streak"
+grep -q "Scanning works again" "$T/SS2/logs/despool.log" || fail "recovery not logged"
+pass "a scan failing on a locked site.db: 4423, the daemon keeps running and delivers afterwards"
