@@ -1234,6 +1234,25 @@ static void check_backlog(ss_despooler *d)
     closedir(dir);
 }
 
+/* Backlog warnings, expiry warnings, ledger pruning: on every scan of
+ * --once, at most once a second in the daemon, so that the scan an arriving
+ * package triggers stays short for the instruction right behind it. */
+static void housekeeping(ss_despooler *d)
+{
+    int64_t now_ms = ss_now_ms();
+    if (d->housekeeping_every_ms && now_ms - d->housekeeping_last_ms < d->housekeeping_every_ms)
+        return;
+    d->housekeeping_last_ms = now_ms;
+    check_backlog(d);
+    ss_warn_expiring_keys(&d->keys);
+    sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM ledger WHERE expires < ?", NULL);
+    if (st) {
+        /* A day past expiry: later copies are refused as expired anyway. */
+        sqlite3_bind_int64(st, 1, ss_now() - 86400);
+        db_step_done(d, st, "pruning the ledger");
+    }
+}
+
 int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
 {
     size_t before = d->stats.delivered + d->stats.rejected + d->stats.duplicates;
@@ -1269,14 +1288,7 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
         free(names[i]);
     free(names);
     d->nforce = 0;
-    check_backlog(d);
-    ss_warn_expiring_keys(&d->keys);
-    sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM ledger WHERE expires < ?", NULL);
-    if (st) {
-        /* A day past expiry: later copies are refused as expired anyway. */
-        sqlite3_bind_int64(st, 1, ss_now() - 86400);
-        db_step_done(d, st, "pruning the ledger");
-    }
+    housekeeping(d);
     if (progress) *progress = d->stats.delivered + d->stats.rejected + d->stats.duplicates > before;
     return rc;
 }
@@ -1339,6 +1351,7 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
         (ndirs == 2 || ss_watch_open(&w, dirs, 2, e) != 0))
         return -1;
     ss_report(d->rep, 4401, d->conf->site_code, d->receive_path, NULL);
+    d->housekeeping_every_ms = 1000;
     int failures = 0;
     int64_t backoff_ms = drain_in_daemon(d, &failures);
     int64_t last_scan_ms = ss_now_ms();

@@ -67,6 +67,9 @@ typedef struct ss_despooler {
      * common case does not pay for deletes of rows that are not there. */
     bool retries_pending;
     bool notes_pending;
+    /* Housekeeping (backlog, expiry, ledger pruning): 0 = every scan. */
+    int64_t housekeeping_every_ms;
+    int64_t housekeeping_last_ms;
     /* Per batch (data pass): keys already found usable for a site, and the
      * destination folders already opened. */
     struct {
