@@ -223,33 +223,25 @@ static void test_instruction_rejects(void)
     expect_field_error(buf, "seq");
     snprintf(buf, sizeof buf, "%s dest=x.box", ok);
     expect_field_error(buf, "twice");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, "dest=replmgr.box"), "dest=..%2Fetc.box", 17);
-    expect_field_error(buf, "dest");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, "name=a.txt"), "name=%2Fa.txt", 13);
-    expect_field_error(buf, "name");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, "name=a.txt"), "name=%2e%2E", 11);
-    expect_field_error(buf, "name");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, " from=PS1"), "  from=PS1", 10);
-    expect_field_error(buf, "one space");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, "from=PS1"), "from=ps1", 8);
-    expect_field_error(buf, "site code");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, "size=1"), "size=x", 6);
-    expect_field_error(buf, "size");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, "name=a.txt"), "name=a%0a.t", 11);
-    expect_field_error(buf, "name");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, "name=a.txt"), "name=a%00.t", 11);
-    expect_field_error(buf, "percent");
-    snprintf(buf, sizeof buf, "%s", ok);
-    memcpy(strstr(buf, "expires=2"), "expires=0", 9);
-    expect_field_error(buf, "before");
+    /* Malformed text written over the start of a valid field. */
+    static const struct {
+        const char *at, *bad, *named;
+    } overwritten[] = {
+        {"dest=replmgr.box", "dest=..%2Fetc.box", "dest"},
+        {"name=a.txt", "name=%2Fa.txt", "name"},
+        {"name=a.txt", "name=%2e%2E", "name"},
+        {" from=PS1", "  from=PS1", "one space"},
+        {"from=PS1", "from=ps1", "site code"},
+        {"size=1", "size=x", "size"},
+        {"name=a.txt", "name=a%0a.t", "name"},
+        {"name=a.txt", "name=a%00.t", "percent"},
+        {"expires=2", "expires=0", "before"},
+    };
+    for (size_t i = 0; i < sizeof overwritten / sizeof overwritten[0]; i++) {
+        snprintf(buf, sizeof buf, "%s", ok);
+        memcpy(strstr(buf, overwritten[i].at), overwritten[i].bad, strlen(overwritten[i].bad));
+        expect_field_error(buf, overwritten[i].named);
+    }
 }
 
 static void test_conf_parse(void)
