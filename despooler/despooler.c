@@ -6,7 +6,7 @@
 #include "../inboxes/fileio.h"
 #include "../inboxes/instruction.h"
 #include "../keystore/sigfile.h"
-#include "../keystore/trust.h"
+#include "../keystore/keyfile.h"
 #include "watch.h"
 
 #include <dirent.h>
@@ -32,8 +32,10 @@
 #define STALE_TMP_AGE (2 * 86400)
 
 /* What became of an instruction: staged for the batch commit, finished
- * (delivered, quarantined or removed), or left in receive for later. */
-enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT };
+ * (delivered, quarantined or removed), left in receive for later, or
+ * left in receive because the keystore could not be read (the batch stops
+ * and the scan fails: fail closed, 4423). */
+enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT, OUT_FAIL };
 
 /* One instruction being processed. */
 typedef struct work {
@@ -305,20 +307,6 @@ static enum outcome hold(ss_despooler *d, const work *w, const char *reason)
     return OUT_WAIT;
 }
 
-/* A trusted site signs with a key nobody vouched for: block it (3303,
- * once) and hold its data. */
-static enum outcome key_changed(ss_despooler *d, const work *w, const char *trusted)
-{
-    char reason[160];
-    if (!ss_site_blocked(d->db, w->in.from, NULL)) {
-        (void)ss_site_set_blocked(d->db, w->in.from, w->keyid, NULL);
-        ss_report(d->rep, 3303, w->in.from, w->keyid, trusted, NULL);
-    }
-    snprintf(reason, sizeof reason, "site %s is blocked after a key change (key %s)", w->in.from,
-             w->keyid);
-    return hold(d, w, reason);
-}
-
 static const ss_keyrec *usable_cached(const ss_despooler *d, const work *w)
 {
     for (int i = 0; i < d->nusable; i++)
@@ -337,7 +325,66 @@ static void usable_remember(ss_despooler *d, const work *w, const ss_keyrec *key
     d->usable[d->nusable++].key = *key;
 }
 
-/* Finds and checks the key, then authenticates the instruction fields.
+/* The keystore could not be read or written while trust was checked: the
+ * pair stays in receive and the scan fails (4423), never "go ahead". */
+static enum outcome trust_failed(ss_despooler *d, const work *w, const ss_error *e)
+{
+    ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+            "Holding instruction %s from site %s: checking trust failed: %s", w->in.id, w->in.from,
+            e->msg);
+    if (d->trust_error.code == SS_OK)
+        ss_err(&d->trust_error, e->code ? e->code : SS_E_DB, "checking trust failed: %s", e->msg);
+    d->stats.waiting++;
+    return OUT_FAIL;
+}
+
+/* Quarantines a pair the trust rules refused, with the verdict's status. */
+static enum outcome refuse(ss_despooler *d, const work *w, const char *base, const ss_verdict *v,
+                           const char *key_id, const char *detail)
+{
+    const char *why = detail && *detail ? detail : ss_trust_reason_text(v->reason);
+    if (v->status == 4421)
+        QUARANTINE(d, base, 4421, w->in.id, w->in.from, key_id);
+    else if (v->status == 4404)
+        QUARANTINE(d, base, 4404, w->ins_name, w->in.from);
+    else if (v->status == 4422)
+        QUARANTINE(d, base, 4422, w->in.id, w->in.from, why);
+    else
+        QUARANTINE(d, base, 4407, w->in.id, w->in.from, key_id, why);
+    return OUT_DONE;
+}
+
+/* What a verdict on a key means for the pair in hand. */
+static enum outcome act_on_verdict(ss_despooler *d, work *w, const char *base, const ss_verdict *v,
+                                   const char *key_id)
+{
+    char reason[200];
+    switch (v->action) {
+    case SS_TRUST_ACCEPT:
+        return OUT_STAGED;
+    case SS_TRUST_MISSING:
+        return key_missing(d, w, base);
+    case SS_TRUST_HOLD:
+        snprintf(reason, sizeof reason, "key %s of site %s: %s", key_id, w->in.from,
+                 ss_trust_reason_text(v->reason));
+        return hold(d, w, reason);
+    case SS_TRUST_REJECT:
+        break;
+    }
+    return refuse(d, w, base, v, key_id, NULL);
+}
+
+/* Finds the signer's key (keystore, directory, hman.box) and asks the
+ * trust rules about this use of it.  -1 (with *e) when the keystore failed. */
+static int judge_signer(ss_despooler *d, const work *w, bool for_data, ss_keyrec *key,
+                        ss_verdict *v, ss_error *e)
+{
+    int found = ss_key_find(&d->keys, w->in.from, w->sig.keyid, key, e);
+    if (found < 0) return -1;
+    return ss_trust_judge_use(&d->keys, w->in.from, found ? key : NULL, for_data, v, e);
+}
+
+/* Finds and judges the key, then authenticates the instruction fields.
  * Within a batch's data pass a (site, key) found usable once is not looked
  * up again: revocations, blocks and approvals take effect from the next
  * batch, milliseconds later. */
@@ -345,58 +392,25 @@ static enum outcome authenticate(ss_despooler *d, work *w, const char *base, ss_
 {
     ss_error e = {0};
     const ss_keyrec *cached = usable_cached(d, w);
-    if (cached) {
+    ss_verdict v = {.action = SS_TRUST_ACCEPT};
+    if (cached)
         *key = *cached;
-        if (ss_sig_verify_comment(&w->sig, &key->pk, &e) != 0) {
-            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
-            return OUT_DONE;
-        }
-        return OUT_STAGED;
-    }
-    char blocked_by[SS_KEYID_HEX + 1], reason[160];
-    /* A blocked site's data waits; its rollover may be what unblocks it. */
-    if (w->in.type == SS_TYPE_DATA && ss_site_blocked(d->db, w->in.from, blocked_by)) {
-        snprintf(reason, sizeof reason, "site %s is blocked after a key change (key %s)",
-                 w->in.from, blocked_by);
-        return hold(d, w, reason);
-    }
-    int found = ss_key_find(&d->keys, w->in.from, w->sig.keyid, key, &e);
-    if (found < 0) {
-        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Key lookup failed: %s", e.msg);
-        d->stats.waiting++;
-        return OUT_WAIT;
-    }
-    if (!found) {
-        char trusted[160];
-        ss_site_trusted_list(d->db, w->in.from, trusted, sizeof trusted);
-        if (w->in.type == SS_TYPE_ROLLOVER) {
-            QUARANTINE(d, base, 4422, w->in.id, w->in.from,
-                       "a rollover must be signed by the key this site trusts for the sender");
-            return OUT_DONE;
-        }
-        return trusted[0] ? key_changed(d, w, trusted) : key_missing(d, w, base);
-    }
-    const char *unusable = ss_key_unusable_reason(key, ss_now());
-    if (unusable && (!strcmp(key->state, "pending") || !strcmp(unusable, "expired"))) {
-        snprintf(reason, sizeof reason, "key %s of site %s is %s", w->keyid, w->in.from, unusable);
-        return hold(d, w, reason);
-    }
-    if (unusable) {
-        if (!strcmp(key->state, "revoked")) {
-            QUARANTINE(d, base, 4421, w->in.id, w->in.from, w->keyid);
-        } else {
-            snprintf(reason, sizeof reason, "key %s is %s", w->keyid, unusable);
-            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, reason);
-        }
-        return OUT_DONE;
-    }
-    retry_forget(d, w->in.id);
+    else if (judge_signer(d, w, w->in.type == SS_TYPE_DATA, key, &v, &e) != 0)
+        return trust_failed(d, w, &e);
+    if (v.action == SS_TRUST_MISSING || v.status == 4421)
+        return act_on_verdict(d, w, base, &v, w->keyid);
+    /* Every other verdict rests on a key the keystore holds: the fields
+     * must verify with it first, so a forgery is quarantined, never held. */
     if (ss_sig_verify_comment(&w->sig, &key->pk, &e) != 0) {
         QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
         return OUT_DONE;
     }
-    usable_remember(d, w, key);
-    return OUT_STAGED;
+    enum outcome o = act_on_verdict(d, w, base, &v, w->keyid);
+    if (o == OUT_STAGED && !cached) {
+        retry_forget(d, w->in.id);
+        usable_remember(d, w, key);
+    }
+    return o;
 }
 
 /* --------------------------------------------------------------- ledger */
@@ -692,122 +706,89 @@ static void key_instruction_done(ss_despooler *d, const work *w, const char *bas
     remove_pair(d, base);
 }
 
-/* Trusts pk for the site as the result of a key exchange or rollover: a
- * pending record becomes trusted, a block caused by this key is lifted, and
- * the site's held data is retried now. */
-static void trust_key(ss_despooler *d, const char *site, const ss_pubkey *pk, const char *source,
-                      int64_t not_after, const char *origin)
+/* The trust rules' verdict on a key offered by an instruction: refused
+ * (quarantined), or taken (the site's waiting data is retried now). */
+static enum outcome offer_key(ss_despooler *d, work *w, const char *base, ss_offer *offer,
+                              const char *detail)
 {
-    ss_keyrec rec, existing;
+    char origin[96], offered_id[SS_KEYID_HEX + 1];
     ss_error e = {0};
-    char blocked_by[SS_KEYID_HEX + 1];
-    ss_keyrec_init(&rec, site, pk, "trusted", source, not_after);
-    int known = ss_keys_get(d->db, site, rec.key_id, &existing, NULL);
-    if (known == 1 && strcmp(existing.state, "trusted") != 0)
-        (void)ss_keys_set_state(d->db, site, rec.key_id, "trusted", 0, NULL);
-    if (known == 0 && ss_keys_add(d->db, &rec, &e) != 0) {
-        ss_report(d->rep, 3301, origin, e.msg, NULL);
-        return;
-    }
-    if (known == 0) ss_report(d->rep, 3300, rec.key_id, site, origin, NULL);
-    if (ss_site_blocked(d->db, site, blocked_by) && !strcmp(blocked_by, rec.key_id)) {
-        (void)ss_site_clear_block(d->db, site, NULL);
-        ss_report(d->rep, 3306, site, rec.key_id, origin, NULL);
-    }
-    force_add(d, site);
-}
-
-/* A key that arrived without a trusted signature (require_secure_key_exchange
- * = no): trust on first use with consent, never a silent change. */
-static void key_offered(ss_despooler *d, const work *w, const ss_pubkey *pk, int64_t not_after)
-{
-    ss_keyrec rec, existing;
-    char trusted[160];
-    ss_keyrec_init(&rec, w->in.from, pk, "pending", "exchange", not_after);
-    if (ss_keys_get(d->db, w->in.from, rec.key_id, &existing, NULL) == 1)
-        return; /* known already: trusted, pending or revoked, nothing changes */
-    ss_site_trusted_list(d->db, w->in.from, trusted, sizeof trusted);
-    if (!trusted[0] && d->conf->tofu_auto_approve) {
-        char origin[96];
-        snprintf(origin, sizeof origin, "trust on first use, key exchange %s", w->in.id);
-        trust_key(d, w->in.from, pk, "tofu", not_after, origin);
-        return;
-    }
-    ss_error e = {0};
-    if (ss_keys_add(d->db, &rec, &e) != 0) {
-        ss_report(d->rep, 3301, w->ins_name, e.msg, NULL);
-        return;
-    }
-    if (trusted[0]) {
-        (void)ss_site_set_blocked(d->db, w->in.from, rec.key_id, NULL);
-        ss_report(d->rep, 3303, w->in.from, rec.key_id, trusted, NULL);
-    } else {
-        ss_report(d->rep, 3305, w->in.from, rec.key_id, NULL);
-    }
-}
-
-/* type=key: the payload is the sending site's public key file.  Signed by
- * a key already trusted for the site, it is trusted (OpenSSH's
- * UpdateHostKeys rule).  Otherwise it is accepted only when secure key
- * exchange is off, and then only as an offer (pending or, for a site that
- * already has a trusted key, a blocking change). */
-static enum outcome key_exchange(ss_despooler *d, work *w, const char *base)
-{
-    ss_keyrec signer;
-    ss_error e = {0};
-    bool trusted_signer = false;
-    if (w->is_signed) {
-        int found = ss_key_find(&d->keys, w->in.from, w->sig.keyid, &signer, &e);
-        trusted_signer = found == 1 && ss_keyrec_usable(&signer, ss_now());
-    }
-    if (!trusted_signer && d->conf->require_secure_key_exchange) {
-        QUARANTINE(d, base, 4404, w->ins_name, w->in.from);
-        return OUT_DONE;
-    }
-    if (trusted_signer && ss_sig_verify_comment(&w->sig, &signer.pk, &e) != 0) {
-        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
-        return OUT_DONE;
-    }
-    enum outcome o = check_fields(d, w, base);
-    char buf[KEY_PAYLOAD_MAX + 1], comment[SS_COMMENT_MAX + 1];
-    size_t len = 0;
-    unsigned char hash[SS_HASH_BYTES];
-    if (o == OUT_STAGED) o = read_key_payload(d, w, base, buf, &len, hash);
-    if (o != OUT_STAGED) return o;
-    ss_pubkey offered;
-    if (ss_pubkey_parse(buf, len, &offered, comment, sizeof comment, &e) != 0) {
-        QUARANTINE(d, base, 4422, w->in.id, w->in.from, e.msg);
-        return OUT_DONE;
-    }
-    char offered_id[SS_KEYID_HEX + 1];
-    ss_keyid_hex(offered.keyid, offered_id);
-    /* Signed by the offered key itself, the signature proves possession. */
-    const ss_pubkey *check = trusted_signer ? &signer.pk : w->is_signed ? &offered : NULL;
-    if (check && (ss_sig_verify_comment(&w->sig, check, &e) != 0 ||
-                  ss_sig_verify_package(&w->sig, check, hash, &e) != 0)) {
-        QUARANTINE(d, base, w->is_signed && !trusted_signer ? 4422 : 4407, w->in.id, w->in.from,
-                   e.msg);
-        return OUT_DONE;
-    }
-    if (ss_key_is_revoked(d->db, offered_id)) {
-        QUARANTINE(d, base, 4421, w->in.id, w->in.from, offered_id);
-        return OUT_DONE;
-    }
-    int64_t not_after = ss_pubkey_comment_not_after(comment);
-    if (trusted_signer) {
-        char origin[96];
-        snprintf(origin, sizeof origin, "key exchange instruction %s", w->in.id);
-        trust_key(d, w->in.from, &offered, "exchange", not_after, origin);
-    } else {
-        key_offered(d, w, &offered, not_after);
-    }
+    ss_verdict v;
+    snprintf(origin, sizeof origin, "%s instruction %s",
+             w->in.type == SS_TYPE_KEY ? "key exchange" : "rollover", w->in.id);
+    offer->origin = origin;
+    offer->site = w->in.from;
+    ss_keyid_hex(offer->pk->keyid, offered_id);
+    if (ss_trust_judge_offer(&d->keys, offer, &v, &e) != 0) return trust_failed(d, w, &e);
+    if (v.action == SS_TRUST_REJECT)
+        return refuse(d, w, base, &v, offered_id, detail ? detail : e.msg);
+    if (v.tx & (SS_TX_TRUST | SS_TX_UNBLOCK)) force_add(d, w->in.from);
     key_instruction_done(d, w, base);
     return OUT_DONE;
 }
 
-/* type=rollover, signed by the site's trusted key: the payload names the
- * next key and proves its possession; the next key is trusted and the old
- * one retired, still accepted for rollover_grace_days (offline sites). */
+/* type=key: the payload is the sending site's public key with a proof of
+ * possession signed by it (keyfile.h).  Signed by a key already trusted for
+ * the site, it is vouched for (OpenSSH's UpdateHostKeys rule); signed only
+ * by the offered key itself (or unsigned) it is an offer, which the trust
+ * rules refuse (4404) while require_secure_key_exchange = yes.  Signed by
+ * some other key, it waits for that key like any instruction (4405). */
+static enum outcome key_exchange(ss_despooler *d, work *w, const char *base)
+{
+    ss_keyrec signer;
+    ss_verdict v = {.action = SS_TRUST_MISSING};
+    ss_error e = {0};
+    bool vouched = false;
+    if (!w->is_signed && d->conf->require_secure_key_exchange) {
+        QUARANTINE(d, base, 4404, w->ins_name, w->in.from);
+        return OUT_DONE;
+    }
+    if (w->is_signed) {
+        if (judge_signer(d, w, false, &signer, &v, &e) != 0) return trust_failed(d, w, &e);
+        if (v.status == 4421) return refuse(d, w, base, &v, w->keyid, NULL);
+        vouched = v.action == SS_TRUST_ACCEPT;
+        if (vouched && ss_sig_verify_comment(&w->sig, &signer.pk, &e) != 0) {
+            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
+            return OUT_DONE;
+        }
+    }
+    enum outcome o = check_fields(d, w, base);
+    char buf[KEY_PAYLOAD_MAX + 1];
+    size_t len = 0;
+    unsigned char hash[SS_HASH_BYTES];
+    if (o == OUT_STAGED) o = read_key_payload(d, w, base, buf, &len, hash);
+    if (o != OUT_STAGED) return o;
+    if (vouched && ss_sig_verify_package(&w->sig, &signer.pk, hash, &e) != 0) {
+        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
+        return OUT_DONE;
+    }
+    ss_pubkey offered;
+    int64_t not_after = 0;
+    if (ss_key_offer_parse(w->in.from, buf, len, &offered, &not_after, &e) != 0) {
+        QUARANTINE(d, base, 4422, w->in.id, w->in.from, e.msg);
+        return OUT_DONE;
+    }
+    if (w->is_signed && !vouched) {
+        /* Not vouched for: only the offered key itself may have signed it. */
+        if (memcmp(w->sig.keyid, offered.keyid, SS_KEYID_BYTES) != 0)
+            return act_on_verdict(d, w, base, &v, w->keyid);
+        if (ss_sig_verify_comment(&w->sig, &offered, &e) != 0 ||
+            ss_sig_verify_package(&w->sig, &offered, hash, &e) != 0) {
+            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
+            return OUT_DONE;
+        }
+    }
+    ss_offer offer = {.pk = &offered,
+                      .evidence = vouched ? SS_EV_VOUCHED : SS_EV_OFFER,
+                      .source = "exchange",
+                      .not_after = not_after};
+    return offer_key(d, w, base, &offer, NULL);
+}
+
+/* type=rollover, signed by the site's trusted key (authenticate checked
+ * that): the payload names the next key and proves its possession.  A
+ * rollover whose next key fails its checks is judged as presenting that
+ * key (it may block the site); one whose payload is no key is refused. */
 static enum outcome apply_rollover(ss_despooler *d, work *w, const char *base, const ss_keyrec *key)
 {
     char buf[KEY_PAYLOAD_MAX + 1];
@@ -821,31 +802,22 @@ static enum outcome apply_rollover(ss_despooler *d, work *w, const char *base, c
         return OUT_DONE;
     }
     ss_pubkey next;
+    bool next_parsed = false;
     int64_t not_after = 0;
-    if (ss_rollover_parse(w->in.from, buf, len, previous, &next, &not_after, &e) != 0 ||
-        (memcmp(previous, w->sig.keyid, SS_KEYID_BYTES) != 0 &&
-         ss_err(&e, SS_E_KEYID, "the rollover names a previous key other than its signer") != 0)) {
+    int rc = ss_rollover_parse(w->in.from, buf, len, previous, &next, &next_parsed, &not_after, &e);
+    if (rc != 0 && !next_parsed) {
         QUARANTINE(d, base, 4422, w->in.id, w->in.from, e.msg);
         return OUT_DONE;
     }
-    char next_id[SS_KEYID_HEX + 1], until[32], origin[96];
-    ss_keyid_hex(next.keyid, next_id);
-    if (ss_key_is_revoked(d->db, next_id)) {
-        QUARANTINE(d, base, 4421, w->in.id, w->in.from, next_id);
-        return OUT_DONE;
-    }
-    snprintf(origin, sizeof origin, "rollover instruction %s", w->in.id);
-    trust_key(d, w->in.from, &next, "rollover", not_after, origin);
-    int64_t grace_until = ss_now() + (int64_t)d->conf->rollover_grace_days * 86400;
-    if (!strcmp(key->state, "trusted"))
-        (void)ss_keys_set_state(d->db, w->in.from, w->keyid, "retired", grace_until, NULL);
-    time_t tt = (time_t)(strcmp(key->state, "retired") ? grace_until : key->grace_until);
-    struct tm tm;
-    localtime_r(&tt, &tm);
-    strftime(until, sizeof until, "%Y-%m-%d %H:%M", &tm);
-    ss_report(d->rep, 3309, w->in.from, w->keyid, next_id, until, NULL);
-    key_instruction_done(d, w, base);
-    return OUT_DONE;
+    if (rc == 0 && memcmp(previous, w->sig.keyid, SS_KEYID_BYTES) != 0)
+        rc = ss_err(&e, SS_E_KEYID, "the rollover names a previous key other than its signer %s",
+                    w->keyid);
+    ss_offer offer = {.pk = &next,
+                      .evidence = rc == 0 ? SS_EV_ROLLOVER : SS_EV_BAD_ROLLOVER,
+                      .source = "rollover",
+                      .not_after = not_after,
+                      .signer = key};
+    return offer_key(d, w, base, &offer, rc == 0 ? NULL : e.msg);
 }
 
 /* ------------------------------------------------------ one instruction */
@@ -856,11 +828,8 @@ static enum outcome process_one(ss_despooler *d, work *w)
     ss_keyrec key;
     memset(&key, 0, sizeof key);
     base_of(w->ins_name, base, sizeof base);
-    /* Revocation is checked before anything else. */
-    if (w->is_signed && !usable_cached(d, w) && ss_key_is_revoked(d->db, w->keyid)) {
-        QUARANTINE(d, base, 4421, w->in.id, w->in.from, w->keyid);
-        return OUT_DONE;
-    }
+    /* Revocation is judged (by public key) before anything else is done
+     * with a key: see authenticate and key_exchange. */
     if (w->in.type == SS_TYPE_KEY) return key_exchange(d, w, base);
     if (!w->is_signed && w->in.type == SS_TYPE_ROLLOVER) {
         QUARANTINE(d, base, 4422, w->in.id, w->in.from, "a rollover must be signed");
@@ -1080,11 +1049,16 @@ static int process_batch(ss_despooler *d, struct dirent **names, int count, work
         if (ins_name_valid(d, names[i]->d_name) && load_or_reject(d, names[i]->d_name, &batch[n]))
             n++;
     int rc = 0;
+    bool failed = false;
+    d->trust_error = (ss_error){0};
     for (int pass = 0; pass < 2; pass++) {
         d->nusable = 0; /* key instructions of pass 0 may change what is usable */
         for (size_t i = 0; i < n; i++) {
             if (type_rank(&batch[i]) != pass) continue;
-            if (process_one(d, &batch[i]) != OUT_STAGED) {
+            /* After a keystore failure nothing more is judged this scan. */
+            enum outcome o = failed ? OUT_WAIT : process_one(d, &batch[i]);
+            failed |= o == OUT_FAIL;
+            if (o != OUT_STAGED) {
                 ss_atomic_abort(&batch[i].out);
                 if (batch[i].dest_fd >= 0) close(batch[i].dest_fd);
                 batch[i].dest_fd = -1;
@@ -1092,6 +1066,7 @@ static int process_batch(ss_despooler *d, struct dirent **names, int count, work
         }
     }
     rc = commit_batch(d, batch, n, e);
+    if (rc == 0 && failed) rc = ss_err(e, d->trust_error.code, "%s", d->trust_error.msg);
     release_batch(batch, n);
     forget_batch_caches(d);
     (void)ss_fsync_dirfd(d->receive_fd, NULL);

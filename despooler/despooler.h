@@ -84,6 +84,7 @@ typedef struct ss_despooler {
     } dests[8];
     int ndests;
     ss_despool_stats stats;
+    ss_error trust_error; /* the first keystore failure of a batch */
 } ss_despooler;
 
 /* Takes the site's despooler lock (SS_E_LOCKED if another one runs). */

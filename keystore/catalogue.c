@@ -18,24 +18,32 @@ static const ss_msgdef catalogue[] = {
      "A public key file was imported into the keystore and is trusted for that site.",
      "None. Check that the key id matches the one the other site's administrator announced."},
     {3301, 'E', H, "Could not import key file %1: %2",
-     "A file in hman.box (or given to 'key import') is not a valid public key for the site it "
-     "names. It was renamed with the suffix .bad and is not used.",
+     "A file in hman.box (or given to 'key import') was refused: it is not a valid public key; "
+     "its file name and its comment name different sites (or its comment names none); the key "
+     "is revoked; the same public key is already trusted for another site; or the site has a "
+     "different key under the same key id. A file in hman.box was renamed with the suffix .bad "
+     "and is not used.",
      "Ask the other site's administrator for a fresh 'sitespool key export' file and drop it "
-     "into hman.box again."},
+     "into hman.box again. If you know which site the file is for: 'sitespool key import FILE "
+     "--site CODE' (and --shared-key if two sites really share one key pair)."},
     {3302, 'I', H, "Created key pair %1 for site %2, valid until %3.",
      "A new signing key pair was made for this site.",
      "Send the public key to every peer ('sitespool key export', then drop it into the "
      "peer's hman.box)."},
     {3303, 'E', H,
-     "Site %1 presented key %2, but this site trusts key(s) %3 for it and neither "
-     "a rollover nor an administrator vouched for the new key. Site %1 is blocked: its data is "
-     "held until an administrator decides.",
-     "A trusted site's key changed without a rollover signed by its trusted key (the Ivanti "
-     "rule: a changed certificate blocks synchronisation). Its data stays in the receive "
-     "inbox.",
+     "Site %1 presented a different key %2 (%4), but this site trusts key(s) %3 for it and "
+     "neither a rollover nor an administrator vouched for the new key. Site %1 is blocked: its "
+     "data is held until an administrator decides.",
+     "A different key for a trusted site was presented and verified (the Ivanti rule: a "
+     "changed certificate blocks synchronisation): a key exchange signed by the new key with "
+     "its proof of possession (only with require_secure_key_exchange = no), a key directory "
+     "record that differs from the trusted key, or a rollover signed by the trusted key whose "
+     "new key failed its checks. An instruction merely signed under an unknown key id never "
+     "blocks a site (that is 4405). The site's data stays in the receive inbox.",
      "Check with the other site's administrator. If the new key is genuine: 'sitespool key "
-     "trust SITE KEYID' (or drop its .pub into hman.box); if not: investigate; 'sitespool key "
-     "untrust SITE' removes trust altogether."},
+     "trust SITE KEYID' (or drop its .pub into hman.box); if not: 'sitespool key revoke KEYID "
+     "--site SITE' refuses it for good and lifts the block; 'sitespool key untrust SITE' "
+     "removes trust altogether."},
     {3304, 'W', H, "Key %1 of site %2 expires on %3 (%4 days left).",
      "A key nears the end of its validity (expiry_warning_days before; repeated daily).",
      "For this site's own key run 'sitespool key rotate' (peers keep accepting the old key "
@@ -49,7 +57,8 @@ static const ss_msgdef catalogue[] = {
     {3306, 'I', H,
      "Key %2 of site %1 is trusted by an administrator's decision (%3); held data "
      "is released.",
-     "'key approve', 'key trust' or a first key from the key directory made the key trusted.",
+     "'key import', a key dropped into hman.box, 'key approve' or 'key trust' made a key the "
+     "keystore already knew (pending, or the one that blocked the site) trusted.",
      "None."},
     {3307, 'W', H,
      "Trust in site %1 was removed (%2 key(s) forgotten); its data now waits as for "
@@ -72,6 +81,11 @@ static const ss_msgdef catalogue[] = {
      "None."},
     {3312, 'I', H, "Sent key %1 of site %2 to site %3 (key exchange instruction %4).",
      "'sitespool key send-to' queued a key exchange instruction.", "None."},
+    {3313, 'I', H, "Key %2 of site %1 is now trusted: %3 vouched for it; held data is released.",
+     "A key exchange signed by a key this site already trusts for the sender (with the new "
+     "key's proof of possession), or a rollover, made a known key trusted - for example the "
+     "one whose offer had blocked the site.",
+     "None."},
     /* ---- despooler ---- */
     {4400, 'I', D, "Despooler stored package %1 from site %2 in %3.",
      "An instruction and its package were verified, decompressed and delivered.", "None."},
@@ -91,16 +105,19 @@ static const ss_msgdef catalogue[] = {
     {4404, 'E', D,
      "Despooler received an instruction and package %1 from site %2 but did not "
      "process them because they are not signed and this site requires secure key exchange.",
-     "The instruction (or key exchange) is unsigned while require_secure_key_exchange = yes. "
-     "The files were moved to despoolr.box/rejected.",
+     "The instruction is unsigned, or it is a key exchange not signed by a key this site "
+     "already trusts for the sender, while require_secure_key_exchange = yes. The files were "
+     "moved to despoolr.box/rejected; nothing about the site's keys changed.",
      "Make the sending site sign its instructions (sign_instructions = yes) and exchange public "
      "keys manually; or, on a trusted network only, set require_secure_key_exchange = no."},
     {4405, 'W', D,
      "Despooler received instruction %1 with replication data from site %2 but "
      "did not process it because no valid public key (id %3) for that site was found. It will "
      "retry %4 more times, next retry in about %5 minutes.",
-     "The sending site's public key is not in the keystore, the key directory or hman.box. The "
-     "files stay in despoolr.box/receive and the lookup is retried.",
+     "The sending site's public key with that id is not in the keystore, the key directory or "
+     "hman.box. The files stay in despoolr.box/receive and the lookup is retried. An unknown "
+     "key id never changes what this site trusts: a forged instruction ends here (4406 when "
+     "the retries run out), and the site's data under its trusted keys keeps flowing.",
      "Get the sending site's public key ('sitespool key export' there) and drop it into this "
      "site's inboxes/hman.box; waiting instructions are retried at once."},
     {4406, 'E', D,
@@ -167,9 +184,10 @@ static const ss_msgdef catalogue[] = {
     {4418, 'I', D, "Despooler for site %1 stopped.", "The despooler daemon stopped cleanly.",
      "None."},
     {4420, 'W', D, "Instruction %1 from site %2 is held: %3. It stays in the receive inbox.",
-     "The instruction cannot be processed until an administrator acts: its site is blocked "
-     "after a key change, its key waits for approval, or its key expired. Nothing is lost; "
-     "this message is raised once per instruction and reason.",
+     "The instruction verified with a key the keystore holds, but cannot be processed until "
+     "an administrator acts: its site is blocked after a verified key change, its key waits "
+     "for approval, or its key expired. Nothing is lost; this message is raised once per "
+     "instruction and reason.",
      "See the hman status messages for the site: 'sitespool key approve', 'key trust' or "
      "'key untrust' decide; an expired key needs the sending site to rotate its key."},
     {4421, 'E', D,
@@ -181,9 +199,12 @@ static const ss_msgdef catalogue[] = {
     {4422, 'E', D,
      "Key exchange %1 from site %2 was not accepted: %3. It was moved to "
      "despoolr.box/rejected.",
-     "A key exchange or rollover instruction failed a check of its own (a missing or forged "
-     "proof of the new key, a payload that is not a public key, or a rollover not signed by "
-     "the site's trusted key).",
+     "A key exchange or rollover instruction failed a check of its own: a missing or forged "
+     "proof of possession of the offered key, a payload that is not a public key for the "
+     "sending site, a key that belongs to another site or clashes with a key id the site "
+     "already has, or a rollover not signed by the site's current trusted key (a retired key "
+     "never vouches for a key). A rollover signed by the trusted key whose new key fails its "
+     "checks also blocks the site (3303).",
      "Exchange the key manually: 'sitespool key export' at the sending site, then drop the file "
      "into this site's inboxes/hman.box."},
     {4423, 'E', D,

@@ -39,6 +39,20 @@ static const char *const migrations[] = {
     "CREATE TABLE backlog(name TEXT PRIMARY KEY, warned INTEGER NOT NULL);"
     "CREATE TABLE holds(id TEXT PRIMARY KEY, from_site TEXT NOT NULL, reason TEXT NOT NULL,"
     "  since INTEGER NOT NULL);",
+    /* 2: a key is (site, public key), not the id its owner chose; a key id
+     * still names one key within a site. */
+    "CREATE TABLE keys2("
+    "  site TEXT NOT NULL, key_id TEXT NOT NULL, public_key BLOB NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('own','trusted','pending','retired','revoked')),"
+    "  source TEXT NOT NULL, created INTEGER NOT NULL, not_after INTEGER,"
+    "  last_seen INTEGER, grace_until INTEGER, warned_at INTEGER,"
+    "  PRIMARY KEY (site, public_key), UNIQUE (site, key_id));"
+    "INSERT INTO keys2 SELECT site, key_id, public_key, state, source, created, not_after,"
+    "  last_seen, grace_until, warned_at FROM keys;"
+    "DROP TABLE keys;"
+    "ALTER TABLE keys2 RENAME TO keys;"
+    "CREATE INDEX keys_public_key ON keys(public_key);"
+    "CREATE INDEX keys_key_id ON keys(key_id);",
 };
 
 int64_t ss_now(void)

@@ -3,7 +3,7 @@
  */
 #include "lookup.h"
 #include "../inboxes/fileio.h"
-#include "trust.h"
+#include "keyfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,59 +13,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-
-bool ss_keyrec_usable(const ss_keyrec *k, int64_t now)
-{
-    return ss_key_unusable_reason(k, now) == NULL;
-}
-
-/* An administrator vouched for rec (import, hman.box): a pending record
- * becomes trusted and a block caused by this key is lifted. */
-static void administrator_vouched(const ss_keyctx *k, const ss_keyrec *rec, const char *how)
-{
-    ss_keyrec existing;
-    char blocked_id[SS_KEYID_HEX + 1];
-    bool released = false;
-    if (ss_keys_get(k->db, rec->site, rec->key_id, &existing, NULL) == 1 &&
-        !strcmp(existing.state, "pending")) {
-        (void)ss_keys_set_state(k->db, rec->site, rec->key_id, "trusted", 0, NULL);
-        released = true;
-    }
-    if (ss_site_blocked(k->db, rec->site, blocked_id) && !strcmp(blocked_id, rec->key_id)) {
-        (void)ss_site_clear_block(k->db, rec->site, NULL);
-        released = true;
-    }
-    if (released) ss_report(k->rep, 3306, rec->site, rec->key_id, how, NULL);
-}
-
-int ss_key_import_file(const ss_keyctx *k, const char *path, const char *site, const char *source,
-                       ss_keyrec *out, ss_error *e)
-{
-    ss_pubkey pk;
-    char code[SS_SITE_CODE_MAX + 1], comment[SS_COMMENT_MAX + 1];
-    ss_keyrec rec;
-    int rc = ss_pubkey_file_site(path, site, &pk, code, comment, sizeof comment, e);
-    if (rc == 0 && !strcmp(code, k->conf->site_code))
-        rc = ss_err(e, SS_E_USAGE,
-                    "it is a key for this site (%s) itself; import keys of peers "
-                    "only",
-                    code);
-    if (rc == 0) {
-        ss_keyrec_init(&rec, code, &pk, "trusted", source, ss_pubkey_comment_not_after(comment));
-        if (ss_key_is_revoked(k->db, rec.key_id))
-            rc = ss_err(e, SS_E_PERM, "key %s is revoked and is never trusted again", rec.key_id);
-        else
-            rc = ss_keys_add(k->db, &rec, e);
-    }
-    if (rc != 0) {
-        ss_report(k->rep, 3301, path, e->msg, NULL);
-        return -1;
-    }
-    ss_report(k->rep, 3300, rec.key_id, code, path, NULL);
-    administrator_vouched(k, &rec, source);
-    if (out) *out = rec;
-    return 0;
-}
 
 static bool is_key_file(const char *name, char site[SS_SITE_CODE_MAX + 1])
 {
@@ -98,7 +45,7 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
         if (!is_key_file(de->d_name, site) || (only_site && strcmp(site, only_site))) continue;
         if (snprintf(path, sizeof path, "%s/%s", hman, de->d_name) >= (int)sizeof path) continue;
         ss_error why = {0};
-        if (ss_key_import_file(k, path, site, "hman", NULL, &why) == 0) {
+        if (ss_trust_import_file(k, path, NULL, "hman", false, NULL, &why) == 0) {
             if (snprintf(dest, sizeof dest, "%s/%s", archive, de->d_name) >= (int)sizeof dest ||
                 rename(path, dest) != 0)
                 ss_logf(ss_reporter_log(k->rep, SS_COMP_HMAN), "Cannot archive %s to %s: %s", path,
@@ -120,36 +67,36 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
     return imported;
 }
 
-/* The key directory folder: <directory>/<SITE>.pub records.  A first
- * record for a site is trusted as an administrator's act (as Active
- * Directory is in ConfigMgr); a record that changes a trusted site's key
- * goes through the change rule: pending, and the site blocked. */
+/* The key directory folder: <directory>/<SITE>.pub records, offered to
+ * the trust rules as directory evidence when they hold the key id sought.
+ * Returns 1 when the record was judged (whatever the verdict), 0 when the
+ * directory has nothing for it, -1 on a database error. */
 static int directory_lookup(const ss_keyctx *k, const char *site,
                             const unsigned char keyid[SS_KEYID_BYTES], ss_error *e)
 {
-    char path[PATH_MAX], comment[SS_COMMENT_MAX + 1];
+    char path[PATH_MAX];
     if (!k->conf->directory[0]) return 0;
     if (snprintf(path, sizeof path, "%s/%s.pub", k->conf->directory, site) >= (int)sizeof path)
         return 0;
-    ss_pubkey pk;
+    ss_keyfile kf;
     ss_error why = {0};
-    if (ss_pubkey_load(path, &pk, comment, sizeof comment, &why) != 0) {
+    ss_log *log = ss_reporter_log(k->rep, SS_COMP_HMAN);
+    if (ss_keyfile_load(path, &kf, &why) != 0) {
         if (why.code != SS_E_NOENT)
-            ss_logf(ss_reporter_log(k->rep, SS_COMP_HMAN), "Key directory record %s unusable: %s",
-                    path, why.msg);
+            ss_logf(log, "Key directory record %s unusable: %s", path, why.msg);
         return 0;
     }
-    if (memcmp(pk.keyid, keyid, SS_KEYID_BYTES) != 0) return 0;
-    char trusted[160];
-    ss_site_trusted_list(k->db, site, trusted, sizeof trusted);
-    if (!trusted[0]) return ss_key_import_file(k, path, site, "directory", NULL, e) == 0 ? 1 : 0;
-    ss_keyrec rec;
-    ss_keyrec_init(&rec, site, &pk, "pending", "directory", ss_pubkey_comment_not_after(comment));
-    if (ss_key_is_revoked(k->db, rec.key_id) || ss_keys_add(k->db, &rec, e) != 0) return 0;
-    if (!ss_site_blocked(k->db, site, NULL)) {
-        (void)ss_site_set_blocked(k->db, site, rec.key_id, NULL);
-        ss_report(k->rep, 3303, site, rec.key_id, trusted, NULL);
+    if (memcmp(kf.pk.keyid, keyid, SS_KEYID_BYTES) != 0) return 0;
+    if (strcmp(kf.comment_site, site) != 0) {
+        ss_logf(log, "Key directory record %s is not used: its comment names site '%s', not %s",
+                path, kf.comment_site, site);
+        return 0;
     }
+    ss_offer o = {site, &kf.pk, SS_EV_DIRECTORY, "directory", path, kf.not_after, NULL, false};
+    ss_verdict v;
+    if (ss_trust_judge_offer(k, &o, &v, e) != 0) return -1;
+    if (v.action == SS_TRUST_REJECT)
+        ss_logf(log, "Key directory record %s is not used: %s", path, e->msg);
     return 1;
 }
 
@@ -160,7 +107,9 @@ int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[
     ss_keyid_hex(keyid, hex);
     int found = ss_keys_get(k->db, site, hex, out, e);
     if (found != 0) return found;
-    if (directory_lookup(k, site, keyid, e) > 0 || ss_hman_scan(k, site, NULL, NULL, e) > 0)
+    int offered = directory_lookup(k, site, keyid, e);
+    if (offered < 0) return -1;
+    if (offered > 0 || ss_hman_scan(k, site, NULL, NULL, e) > 0)
         return ss_keys_get(k->db, site, hex, out, e);
     return 0;
 }

@@ -3,43 +3,78 @@
  */
 #include "store.h"
 
-#include <libgen.h>
 #include <sodium.h>
-#include <strings.h>
 #include <stdio.h>
 #include <string.h>
 
-void ss_keyrec_init(ss_keyrec *k, const char *site, const ss_pubkey *pk, const char *state,
+static const char *const state_names[SS_KEY_STATES] = {"own", "trusted", "pending", "retired",
+                                                       "revoked"};
+
+const char *ss_key_state_name(enum ss_key_state s)
+{
+    return (unsigned)s < SS_KEY_STATES ? state_names[s] : "?";
+}
+
+int ss_key_state_parse(const char *name, enum ss_key_state *out)
+{
+    for (int i = 0; i < SS_KEY_STATES; i++)
+        if (name && !strcmp(name, state_names[i])) {
+            *out = (enum ss_key_state)i;
+            return 0;
+        }
+    return -1;
+}
+
+void ss_keyrec_init(ss_keyrec *k, const char *site, const ss_pubkey *pk, enum ss_key_state state,
                     const char *source, int64_t not_after)
 {
     memset(k, 0, sizeof *k);
     snprintf(k->site, sizeof k->site, "%s", site);
     ss_keyid_hex(pk->keyid, k->key_id);
     k->pk = *pk;
-    snprintf(k->state, sizeof k->state, "%s", state);
+    k->state = state;
     snprintf(k->source, sizeof k->source, "%s", source);
     k->created = ss_now();
     k->not_after = not_after;
 }
 
-static void row_to_keyrec(sqlite3_stmt *st, ss_keyrec *k)
+/* A row that does not read back as a record (a state this program does not
+ * know, a key of the wrong length) is an error, not a usable key. */
+static int row_to_keyrec(sqlite3_stmt *st, ss_keyrec *k, ss_error *e)
 {
     memset(k, 0, sizeof *k);
     snprintf(k->site, sizeof k->site, "%s", (const char *)sqlite3_column_text(st, 0));
     snprintf(k->key_id, sizeof k->key_id, "%s", (const char *)sqlite3_column_text(st, 1));
-    if (sqlite3_column_bytes(st, 2) == SS_PK_BYTES)
-        memcpy(k->pk.pk, sqlite3_column_blob(st, 2), SS_PK_BYTES);
-    (void)ss_keyid_parse(k->key_id, k->pk.keyid);
-    snprintf(k->state, sizeof k->state, "%s", (const char *)sqlite3_column_text(st, 3));
+    if (sqlite3_column_bytes(st, 2) != SS_PK_BYTES || ss_keyid_parse(k->key_id, k->pk.keyid) != 0 ||
+        ss_key_state_parse((const char *)sqlite3_column_text(st, 3), &k->state) != 0)
+        return ss_err(e, SS_E_DB, "site.db holds a damaged key record (site %s, key %s)", k->site,
+                      k->key_id);
+    memcpy(k->pk.pk, sqlite3_column_blob(st, 2), SS_PK_BYTES);
     snprintf(k->source, sizeof k->source, "%s", (const char *)sqlite3_column_text(st, 4));
     k->created = sqlite3_column_int64(st, 5);
     k->not_after = sqlite3_column_int64(st, 6);
     k->last_seen = sqlite3_column_int64(st, 7);
     k->grace_until = sqlite3_column_int64(st, 8);
+    return 0;
 }
 
 #define KEY_COLUMNS                                                                                \
     "site, key_id, public_key, state, source, created, not_after, last_seen, grace_until"
+
+/* Steps a query for at most one key record: 1 found, 0 none, -1 error. */
+static int one_key(ss_db *db, sqlite3_stmt *st, ss_keyrec *out, ss_error *e)
+{
+    ss_keyrec scratch;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = row_to_keyrec(st, out ? out : &scratch, e) == 0 ? 1 : -1;
+    else if (rc == SQLITE_DONE)
+        rc = 0;
+    else
+        rc = ss_db_fail(db, "looking up a key", e);
+    sqlite3_finalize(st);
+    return rc;
+}
 
 int ss_keys_get(ss_db *db, const char *site, const char *key_id, ss_keyrec *out, ss_error *e)
 {
@@ -48,17 +83,18 @@ int ss_keys_get(ss_db *db, const char *site, const char *key_id, ss_keyrec *out,
     if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        if (out) row_to_keyrec(st, out);
-        rc = 1;
-    } else if (rc == SQLITE_DONE) {
-        rc = 0;
-    } else {
-        rc = ss_db_fail(db, "looking up a key", e);
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return one_key(db, st, out, e);
+}
+
+int ss_keys_get_pk(ss_db *db, const char *site, const ss_pubkey *pk, ss_keyrec *out, ss_error *e)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(db, "SELECT " KEY_COLUMNS " FROM keys WHERE site=? AND public_key=?", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, pk->pk, SS_PK_BYTES, SQLITE_STATIC);
+    /* The record may carry another key id: the caller compares them. */
+    return one_key(db, st, out, e);
 }
 
 int ss_keys_add(ss_db *db, const ss_keyrec *k, ss_error *e)
@@ -80,7 +116,7 @@ int ss_keys_add(ss_db *db, const ss_keyrec *k, ss_error *e)
     sqlite3_bind_text(st, 1, k->site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, k->key_id, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 3, k->pk.pk, SS_PK_BYTES, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, k->state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, ss_key_state_name(k->state), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, k->source, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, k->created);
     if (k->not_after)
@@ -88,6 +124,23 @@ int ss_keys_add(ss_db *db, const ss_keyrec *k, ss_error *e)
     else
         sqlite3_bind_null(st, 7);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "storing a key", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Calls fn for every row of a prepared key query. */
+static int each_key(ss_db *db, sqlite3_stmt *st, ss_keyrec_fn fn, void *ctx, ss_error *e)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ss_keyrec k;
+        if (row_to_keyrec(st, &k, e) != 0) {
+            sqlite3_finalize(st);
+            return -1;
+        }
+        if (fn(ctx, &k) != 0) break;
+    }
+    rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : ss_db_fail(db, "listing keys", e);
     sqlite3_finalize(st);
     return rc;
 }
@@ -101,15 +154,84 @@ int ss_keys_foreach(ss_db *db, const char *site, ss_keyrec_fn fn, void *ctx, ss_
         e);
     if (!st) return -1;
     if (site) sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    int rc;
+    return each_key(db, st, fn, ctx, e);
+}
+
+int ss_keys_foreach_pk(ss_db *db, const ss_pubkey *pk, ss_keyrec_fn fn, void *ctx, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db, "SELECT " KEY_COLUMNS " FROM keys WHERE public_key=? ORDER BY site, key_id", e);
+    if (!st) return -1;
+    sqlite3_bind_blob(st, 1, pk->pk, SS_PK_BYTES, SQLITE_STATIC);
+    return each_key(db, st, fn, ctx, e);
+}
+
+int ss_keys_foreach_id(ss_db *db, const char *key_id, ss_keyrec_fn fn, void *ctx, ss_error *e)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(db, "SELECT " KEY_COLUMNS " FROM keys WHERE key_id=? ORDER BY site", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    return each_key(db, st, fn, ctx, e);
+}
+
+int ss_keys_in_state(ss_db *db, const char *site, enum ss_key_state state,
+                     char ids[][SS_KEYID_HEX + 1], int max, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db, "SELECT key_id FROM keys WHERE site=? AND state=? ORDER BY created, key_id", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, ss_key_state_name(state), -1, SQLITE_STATIC);
+    int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        ss_keyrec k;
-        row_to_keyrec(st, &k);
-        if (fn(ctx, &k) != 0) break;
+        if (n < max && ids) snprintf(ids[n], SS_KEYID_HEX + 1, "%s", sqlite3_column_text(st, 0));
+        n++;
     }
-    rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : ss_db_fail(db, "listing keys", e);
+    if (rc != SQLITE_DONE) n = ss_db_fail(db, "listing a site's keys", e);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Runs a statement whose parameters are ?1 site and ?2 text (or NULL). */
+static int exec_site(ss_db *db, const char *sql, const char *site, const char *text,
+                     const char *what, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(db, sql, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    if (text) sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, what, e);
     sqlite3_finalize(st);
     return rc;
+}
+
+int ss_keys_set_state(ss_db *db, const char *site, const char *key_id, enum ss_key_state state,
+                      int64_t grace_until, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db, "UPDATE keys SET state=?3, grace_until=?4 WHERE site=?1 AND key_id=?2", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ss_key_state_name(state), -1, SQLITE_STATIC);
+    if (grace_until)
+        sqlite3_bind_int64(st, 4, grace_until);
+    else
+        sqlite3_bind_null(st, 4);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "changing a key's state", e);
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_changes(db->h) == 0)
+        return ss_err(e, SS_E_NOENT, "site %s has no key %s", site, key_id);
+    return rc;
+}
+
+int ss_keys_forget_site(ss_db *db, const char *site, ss_error *e)
+{
+    if (exec_site(db, "DELETE FROM keys WHERE site=?1 AND state NOT IN ('revoked','own')", site,
+                  NULL, "forgetting a site's keys", e) != 0)
+        return -1;
+    return sqlite3_changes(db->h);
 }
 
 int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when, ss_error *e)
@@ -123,6 +245,38 @@ int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when,
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "updating a key", e);
     sqlite3_finalize(st);
     return rc;
+}
+
+int ss_site_block_get(ss_db *db, const char *site, char key_id[SS_KEYID_HEX + 1], ss_error *e)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(db, "SELECT blocked_key_id FROM sites WHERE site=? AND blocked=1", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *id = sqlite3_column_text(st, 0);
+        if (key_id) snprintf(key_id, SS_KEYID_HEX + 1, "%s", id ? (const char *)id : "");
+        rc = 1;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading a site's block", e);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_site_block_set(ss_db *db, const char *site, const char *key_id, ss_error *e)
+{
+    return exec_site(db,
+                     "INSERT INTO sites(site, blocked, blocked_key_id) VALUES(?1, 1, ?2) "
+                     "ON CONFLICT(site) DO UPDATE SET blocked=1, blocked_key_id=?2",
+                     site, key_id, "blocking a site", e);
+}
+
+int ss_site_block_clear(ss_db *db, const char *site, ss_error *e)
+{
+    return exec_site(db, "UPDATE sites SET blocked=0, blocked_key_id=NULL WHERE site=?1", site,
+                     NULL, "lifting a site's block", e);
 }
 
 int ss_peer_add(ss_db *db, const char *site, const char *inbox, ss_error *e)
@@ -264,47 +418,4 @@ int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubke
     if (ss_seckey_load(sk_path, sk, e) != 0) return -1;
     ss_seckey_public(*sk, pk);
     return 0;
-}
-
-static int site_from_name(const char *path, char site[SS_SITE_CODE_MAX + 1])
-{
-    char copy[PATH_MAX];
-    snprintf(copy, sizeof copy, "%s", path);
-    const char *base = basename(copy);
-    const char *dot = strrchr(base, '.');
-    if (!dot || (strcasecmp(dot, ".pub") && strcasecmp(dot, ".ct4") && strcasecmp(dot, ".ct5")))
-        return -1;
-    size_t n = (size_t)(dot - base);
-    if (n > SS_SITE_CODE_MAX) return -1;
-    memcpy(site, base, n);
-    site[n] = '\0';
-    for (char *p = site; *p; p++)
-        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
-    return ss_site_code_valid(site) ? 0 : -1;
-}
-
-int ss_pubkey_file_site(const char *path, const char *explicit_site, ss_pubkey *pk,
-                        char site_out[SS_SITE_CODE_MAX + 1], char *comment, size_t comment_len,
-                        ss_error *e)
-{
-    if (ss_pubkey_load(path, pk, comment, comment_len, e) != 0) return -1;
-    if (explicit_site) {
-        if (!ss_site_code_valid(explicit_site))
-            return ss_err(e, SS_E_USAGE, "'%s' is not a site code (3-8 of A-Z0-9)", explicit_site);
-        snprintf(site_out, SS_SITE_CODE_MAX + 1, "%s", explicit_site);
-        return 0;
-    }
-    if (site_from_name(path, site_out) == 0) return 0;
-    const char *tag = strstr(comment, "for site ");
-    if (tag) {
-        char code[16];
-        if (sscanf(tag + 9, "%15[A-Z0-9]", code) == 1 && ss_site_code_valid(code)) {
-            memcpy(site_out, code, strlen(code) + 1);
-            return 0;
-        }
-    }
-    return ss_err(e, SS_E_USAGE,
-                  "cannot tell which site %s belongs to; name it <SITE>.pub or "
-                  "pass --site CODE",
-                  path);
 }

@@ -1,10 +1,14 @@
 /*
- * store.h - the keystore and peer table in site.db, and this site's own
- * key pair on disk.
+ * store.h - the keystore, site and peer tables in site.db, and this site's
+ * own key pair on disk.  Table access only: which key may be trusted, held
+ * or blocked is decided in trust.h, nowhere else.
  *
- * Key states: own (this site's keys), trusted, pending (waiting for an
- * administrator's approval), retired (replaced by a rollover, accepted until
- * grace_until), revoked (never accepted again).
+ * A key record is identified by (site, public key); within one site a key
+ * id names one key (a second key under the same id is refused as a forged
+ * id), across sites ids may repeat, because their owners choose them.
+ *
+ * Security stance: every read that a trust decision depends on returns -1
+ * on a database error, never "no": callers hold and report (fail closed).
  */
 #ifndef SS_STORE_H
 #define SS_STORE_H
@@ -13,11 +17,20 @@
 #include "db.h"
 #include "keys.h"
 
+/* Key states: own (this site's keys), trusted, pending (offered, waiting
+ * for an administrator), retired (replaced by a rollover, accepted for data
+ * until grace_until), revoked (never accepted again, for any site). */
+enum ss_key_state { SS_KEY_OWN, SS_KEY_TRUSTED, SS_KEY_PENDING, SS_KEY_RETIRED, SS_KEY_REVOKED };
+#define SS_KEY_STATES 5
+const char *ss_key_state_name(enum ss_key_state s);
+/* 0 and *out, or -1 for a name that is no state. */
+int ss_key_state_parse(const char *name, enum ss_key_state *out);
+
 typedef struct ss_keyrec {
     char site[SS_SITE_CODE_MAX + 1];
     char key_id[SS_KEYID_HEX + 1];
     ss_pubkey pk;
-    char state[12];
+    enum ss_key_state state;
     char source[16];
     int64_t created;
     int64_t not_after; /* 0: no end */
@@ -25,18 +38,38 @@ typedef struct ss_keyrec {
     int64_t grace_until;
 } ss_keyrec;
 
-/* Adds a key.  The same (site, key id) with the same key is a no-op
- * returning 0; with a different key it is SS_E_EXISTS (a forged key id). */
+/* Fills a key record for a public key. */
+void ss_keyrec_init(ss_keyrec *k, const char *site, const ss_pubkey *pk, enum ss_key_state state,
+                    const char *source, int64_t not_after);
+/* Adds a key.  The same (site, public key) again is a no-op returning 0; a
+ * different key under a key id the site already has is SS_E_EXISTS. */
 int ss_keys_add(ss_db *db, const ss_keyrec *k, ss_error *e);
 /* 1 found, 0 not found, -1 error. */
 int ss_keys_get(ss_db *db, const char *site, const char *key_id, ss_keyrec *out, ss_error *e);
+/* The record of exactly this public key for site: 1, 0, -1. */
+int ss_keys_get_pk(ss_db *db, const char *site, const ss_pubkey *pk, ss_keyrec *out, ss_error *e);
 typedef int (*ss_keyrec_fn)(void *ctx, const ss_keyrec *k);
 /* site NULL: all keys. */
 int ss_keys_foreach(ss_db *db, const char *site, ss_keyrec_fn fn, void *ctx, ss_error *e);
+/* Every record (any site) of this public key, or with this key id. */
+int ss_keys_foreach_pk(ss_db *db, const ss_pubkey *pk, ss_keyrec_fn fn, void *ctx, ss_error *e);
+int ss_keys_foreach_id(ss_db *db, const char *key_id, ss_keyrec_fn fn, void *ctx, ss_error *e);
+/* Number of the site's keys in state, -1 on error; ids (may be NULL)
+ * receives up to max of their key ids, oldest first. */
+int ss_keys_in_state(ss_db *db, const char *site, enum ss_key_state state,
+                     char ids[][SS_KEYID_HEX + 1], int max, ss_error *e);
+int ss_keys_set_state(ss_db *db, const char *site, const char *key_id, enum ss_key_state state,
+                      int64_t grace_until, ss_error *e);
+/* Deletes the site's keys that are neither own nor revoked; returns how
+ * many, -1 on error. */
+int ss_keys_forget_site(ss_db *db, const char *site, ss_error *e);
 int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when, ss_error *e);
-/* Fills a key record for a public key. */
-void ss_keyrec_init(ss_keyrec *k, const char *site, const ss_pubkey *pk, const char *state,
-                    const char *source, int64_t not_after);
+
+/* The sites table: a block and the key that caused it.  1 (blocked; key_id
+ * receives the key), 0, -1 on error. */
+int ss_site_block_get(ss_db *db, const char *site, char key_id[SS_KEYID_HEX + 1], ss_error *e);
+int ss_site_block_set(ss_db *db, const char *site, const char *key_id, ss_error *e);
+int ss_site_block_clear(ss_db *db, const char *site, ss_error *e);
 
 typedef struct ss_peer {
     char site[SS_SITE_CODE_MAX + 1];
@@ -64,12 +97,5 @@ int ss_peer_record_attempt(ss_db *db, const char *site, bool ok, const char *err
 int ss_own_key_paths(const char *root, const char *site, char *sk_path, char *pk_path, size_t len);
 /* Loads this site's secret key and the matching public key. */
 int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubkey *pk, ss_error *e);
-
-/* Reads a public key file and derives the site it is for: the explicit
- * site, else the file name <SITE>.pub|.ct4|.ct5, else the comment
- * "... for site CODE".  site_out gets the code. */
-int ss_pubkey_file_site(const char *path, const char *explicit_site, ss_pubkey *pk,
-                        char site_out[SS_SITE_CODE_MAX + 1], char *comment, size_t comment_len,
-                        ss_error *e);
 
 #endif

@@ -1,228 +1,597 @@
 /*
- * trust.c - trust rules over the keystore.  See trust.h.
+ * trust.c - trust decisions and transitions.  See trust.h for the rules.
+ *
+ * The code is in three layers: the rule table (pure), the facts (what
+ * site.db says about the claimed site and the presented key, read inside
+ * the transaction that then applies the verdict), and the transitions with
+ * their status messages, which are raised only after the commit so that
+ * nothing is announced that did not happen.
+ *
+ * Diagnostics: hman.log carries 3300-3313; a refusal names the key, the
+ * site and, for a conflict, the other site or key.
  */
 #include "trust.h"
+#include "keyfile.h"
 
-#include <inttypes.h>
-#include <sodium.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-int ss_site_keys_in_state(ss_db *db, const char *site, const char *state,
-                          char ids[][SS_KEYID_HEX + 1], int max, ss_error *e)
+/* ---------------------------------------------------------- the rules */
+
+static ss_verdict verdict(enum ss_trust_action action, enum ss_trust_reason reason, int status,
+                          unsigned tx)
 {
-    sqlite3_stmt *st = ss_db_prepare(
-        db, "SELECT key_id FROM keys WHERE site=? AND state=? ORDER BY created, key_id", e);
-    if (!st) return -1;
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
-    int n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (n < max && ids) snprintf(ids[n], SS_KEYID_HEX + 1, "%s", sqlite3_column_text(st, 0));
-        n++;
-    }
-    sqlite3_finalize(st);
-    return n;
+    return (ss_verdict){action, reason, status, tx};
 }
 
-void ss_site_trusted_list(ss_db *db, const char *site, char *out, size_t len)
+static ss_verdict accept(unsigned tx)
+{
+    return verdict(SS_TRUST_ACCEPT, SS_WHY_NONE, 0, tx);
+}
+
+static ss_verdict hold(enum ss_trust_reason reason, unsigned tx)
+{
+    return verdict(SS_TRUST_HOLD, reason, 0, tx);
+}
+
+/* A use of a key: verify with it, hold, refuse, or look for it. */
+static ss_verdict use_rule(bool for_data, enum ss_site_trust site, enum ss_key_standing key)
+{
+    bool blocked = site == SS_SITE_BLOCKED;
+    int refuse = for_data ? 4407 : 4422;
+    switch (key) {
+    case SS_KS_UNKNOWN:
+        return verdict(SS_TRUST_MISSING, SS_WHY_NO_KEY, 4405, 0);
+    case SS_KS_OWN:
+    case SS_KS_TRUSTED:
+        /* A blocked site's key instructions still run: a rollover or a
+         * vouched key exchange may be what lifts the block. */
+        return for_data && blocked ? hold(SS_WHY_BLOCKED, 0) : accept(0);
+    case SS_KS_RETIRED:
+        if (!for_data) return verdict(SS_TRUST_REJECT, SS_WHY_RETIRED_SIGNER, 4422, 0);
+        return blocked ? hold(SS_WHY_BLOCKED, 0) : accept(0);
+    case SS_KS_RETIRED_PAST:
+        return verdict(SS_TRUST_REJECT, SS_WHY_RETIRED_PAST, refuse, 0);
+    case SS_KS_EXPIRED:
+        return hold(SS_WHY_EXPIRED, 0);
+    case SS_KS_PENDING:
+        return hold(SS_WHY_PENDING, 0);
+    case SS_KS_BLOCKING:
+        return hold(SS_WHY_BLOCKED, 0);
+    case SS_KS_REVOKED:
+        return verdict(SS_TRUST_REJECT, SS_WHY_REVOKED, 4421, 0);
+    case SS_KS_ID_CLASH:
+    case SS_KS_OTHER_SITE:
+        break; /* standings of offered keys: a use cannot have them */
+    }
+    return verdict(SS_TRUST_REJECT, SS_WHY_ID_CLASH, refuse, 0);
+}
+
+/* A new key for a site that has others: recorded as pending and, for a
+ * site that trusts another key, blocking it. */
+static ss_verdict changed_key(enum ss_site_trust site)
+{
+    if (site == SS_SITE_TRUSTED) return hold(SS_WHY_BLOCKED, SS_TX_PENDING | SS_TX_BLOCK);
+    if (site == SS_SITE_BLOCKED) return hold(SS_WHY_BLOCKED, SS_TX_PENDING);
+    return hold(SS_WHY_PENDING, SS_TX_PENDING);
+}
+
+/* Key material offered under evidence other than a signature. */
+static ss_verdict offer_rule(enum ss_evidence ev, enum ss_site_trust site, enum ss_key_standing key,
+                             const ss_trust_policy *p)
+{
+    bool admin = ev == SS_EV_ADMIN, on_wire = !admin && ev != SS_EV_DIRECTORY;
+    int refuse = on_wire ? 4422 : 3301;
+    bool site_has_trust = site == SS_SITE_TRUSTED || site == SS_SITE_BLOCKED;
+    if (key == SS_KS_REVOKED)
+        return verdict(SS_TRUST_REJECT, SS_WHY_REVOKED, on_wire ? 4421 : 3301, 0);
+    if (ev == SS_EV_OFFER && p->require_secure_key_exchange)
+        return verdict(SS_TRUST_REJECT, SS_WHY_UNAUTHENTICATED, 4404, 0);
+    if (key == SS_KS_OWN) return verdict(SS_TRUST_REJECT, SS_WHY_OWN_SITE, refuse, 0);
+    if (key == SS_KS_ID_CLASH) return verdict(SS_TRUST_REJECT, SS_WHY_ID_CLASH, refuse, 0);
+    if (key == SS_KS_OTHER_SITE && !(admin && p->allow_shared_key))
+        return verdict(SS_TRUST_REJECT, SS_WHY_OTHER_SITE, refuse, 0);
+    bool known = key != SS_KS_UNKNOWN && key != SS_KS_OTHER_SITE;
+    switch (ev) {
+    case SS_EV_ADMIN:
+        return accept(SS_TX_TRUST | SS_TX_UNBLOCK);
+    case SS_EV_VOUCHED:
+    case SS_EV_ROLLOVER:
+        if (!site_has_trust) return verdict(SS_TRUST_REJECT, SS_WHY_NOT_VOUCHED, 4422, 0);
+        return accept(SS_TX_TRUST | SS_TX_UNBLOCK |
+                      (ev == SS_EV_ROLLOVER ? SS_TX_RETIRE_SIGNER : 0));
+    case SS_EV_DIRECTORY:
+        if (known) return accept(0); /* nothing new */
+        /* The first record for a site is trusted as Active Directory is
+         * in ConfigMgr: the directory is run by administrators. */
+        return site_has_trust ? changed_key(site) : accept(SS_TX_TRUST);
+    case SS_EV_OFFER:
+        if (known) return accept(0);
+        if (site == SS_SITE_UNKNOWN && p->tofu_auto_approve) return accept(SS_TX_TRUST);
+        return changed_key(site);
+    case SS_EV_BAD_ROLLOVER:
+        if (!site_has_trust) return verdict(SS_TRUST_REJECT, SS_WHY_NOT_VOUCHED, 4422, 0);
+        return verdict(SS_TRUST_REJECT, SS_WHY_BAD_ROLLOVER, 4422,
+                       known ? 0 : changed_key(site).tx);
+    case SS_EV_DATA_SIGNATURE:
+    case SS_EV_KEY_SIGNATURE:
+        break;
+    }
+    return verdict(SS_TRUST_REJECT, SS_WHY_NOT_VOUCHED, refuse, 0);
+}
+
+ss_verdict ss_trust_rule(enum ss_evidence ev, enum ss_site_trust site, enum ss_key_standing key,
+                         const ss_trust_policy *p)
+{
+    if (ev == SS_EV_DATA_SIGNATURE || ev == SS_EV_KEY_SIGNATURE)
+        return use_rule(ev == SS_EV_DATA_SIGNATURE, site, key);
+    return offer_rule(ev, site, key, p);
+}
+
+const char *ss_trust_reason_text(enum ss_trust_reason r)
+{
+    switch (r) {
+    case SS_WHY_NONE:
+        return "accepted";
+    case SS_WHY_PENDING:
+        return "the key waits for an administrator's approval";
+    case SS_WHY_EXPIRED:
+        return "the key is expired";
+    case SS_WHY_BLOCKED:
+        return "the site is blocked after a key change";
+    case SS_WHY_DB:
+        return "the keystore could not be read";
+    case SS_WHY_NO_KEY:
+        return "no key under this id is known for the site";
+    case SS_WHY_REVOKED:
+        return "the key is revoked and never accepted again";
+    case SS_WHY_RETIRED_PAST:
+        return "the key was retired by a rollover and is past its grace period";
+    case SS_WHY_RETIRED_SIGNER:
+        return "it is signed by a key retired by a rollover, which verifies data during its grace "
+               "period but never vouches for a key";
+    case SS_WHY_UNAUTHENTICATED:
+        return "it is not signed by a key this site trusts for the sender";
+    case SS_WHY_OWN_SITE:
+        return "it is offered as a key of this site itself";
+    case SS_WHY_ID_CLASH:
+        return "the site already has a different key under this key id";
+    case SS_WHY_OTHER_SITE:
+        return "the same public key belongs to another site";
+    case SS_WHY_BAD_ROLLOVER:
+        return "the rollover's next key failed its checks";
+    case SS_WHY_NOT_VOUCHED:
+        return "no key trusted for the site vouches for it";
+    }
+    return "?";
+}
+
+const char *ss_evidence_name(enum ss_evidence ev)
+{
+    static const char *const names[SS_EVIDENCE_KINDS] = {
+        "data signature", "key signature", "administrator", "directory",
+        "vouched",        "offer",         "rollover",      "bad rollover"};
+    return (unsigned)ev < SS_EVIDENCE_KINDS ? names[ev] : "?";
+}
+
+const char *ss_site_trust_name(enum ss_site_trust s)
+{
+    static const char *const names[SS_SITE_TRUST_KINDS] = {"unknown", "offered", "trusted",
+                                                           "blocked"};
+    return (unsigned)s < SS_SITE_TRUST_KINDS ? names[s] : "?";
+}
+
+const char *ss_key_standing_name(enum ss_key_standing s)
+{
+    static const char *const names[SS_KEY_STANDINGS] = {
+        "unknown", "own",      "trusted", "expired",  "retired",   "retired-past",
+        "pending", "blocking", "revoked", "id-clash", "other-site"};
+    return (unsigned)s < SS_KEY_STANDINGS ? names[s] : "?";
+}
+
+/* ---------------------------------------------------------- the facts */
+
+typedef struct facts {
+    enum ss_site_trust site;
+    enum ss_key_standing key;
+    char blocked_by[SS_KEYID_HEX + 1]; /* the key that blocked the site, or "" */
+    char other_site[SS_SITE_CODE_MAX + 1];
+    bool have_record; /* record: the presented key's record for the site */
+    ss_keyrec record;
+} facts;
+
+static int load_site_trust(ss_db *db, const char *site, facts *f, ss_error *e)
+{
+    int blocked = ss_site_block_get(db, site, f->blocked_by, e);
+    if (blocked < 0) return -1;
+    if (blocked) {
+        f->site = SS_SITE_BLOCKED;
+        return 0;
+    }
+    f->blocked_by[0] = '\0';
+    int trusted = ss_keys_in_state(db, site, SS_KEY_TRUSTED, NULL, 0, e);
+    int retired = trusted == 0 ? ss_keys_in_state(db, site, SS_KEY_RETIRED, NULL, 0, e) : 0;
+    int pending =
+        trusted + retired == 0 ? ss_keys_in_state(db, site, SS_KEY_PENDING, NULL, 0, e) : 0;
+    if (trusted < 0 || retired < 0 || pending < 0) return -1;
+    f->site = trusted + retired ? SS_SITE_TRUSTED : pending ? SS_SITE_OFFERED : SS_SITE_UNKNOWN;
+    return 0;
+}
+
+/* How a record stands now. */
+static enum ss_key_standing record_standing(const ss_keyrec *r, const facts *f, int64_t now)
+{
+    bool expired = r->not_after && now > r->not_after;
+    switch (r->state) {
+    case SS_KEY_OWN:
+        return SS_KS_OWN;
+    case SS_KEY_REVOKED:
+        return SS_KS_REVOKED;
+    case SS_KEY_PENDING:
+        return !strcmp(f->blocked_by, r->key_id) ? SS_KS_BLOCKING : SS_KS_PENDING;
+    case SS_KEY_RETIRED:
+        if (!r->grace_until || now > r->grace_until) return SS_KS_RETIRED_PAST;
+        return expired ? SS_KS_EXPIRED : SS_KS_RETIRED;
+    case SS_KEY_TRUSTED:
+        return expired ? SS_KS_EXPIRED : SS_KS_TRUSTED;
+    }
+    return SS_KS_REVOKED; /* unreachable: states are parsed strictly */
+}
+
+struct pk_scan {
+    const char *site;
+    bool revoked;
+    char other_site[SS_SITE_CODE_MAX + 1];
+};
+
+static int note_pk_record(void *ctx, const ss_keyrec *r)
+{
+    struct pk_scan *s = ctx;
+    if (r->state == SS_KEY_REVOKED) s->revoked = true;
+    if (strcmp(r->site, s->site) != 0 && !s->other_site[0])
+        snprintf(s->other_site, sizeof s->other_site, "%s", r->site);
+    return 0;
+}
+
+/* Facts about pk offered for site; also the basis of a use's standing. */
+static int load_key_facts(const ss_keyctx *k, const char *site, const ss_pubkey *pk, facts *f,
+                          ss_error *e)
+{
+    struct pk_scan scan = {.site = site};
+    if (ss_keys_foreach_pk(k->db, pk, note_pk_record, &scan, e) != 0) return -1;
+    snprintf(f->other_site, sizeof f->other_site, "%s", scan.other_site);
+    char id[SS_KEYID_HEX + 1];
+    ss_keyid_hex(pk->keyid, id);
+    int found = ss_keys_get_pk(k->db, site, pk, &f->record, e);
+    if (found < 0) return -1;
+    f->have_record = found == 1;
+    if (!strcmp(site, k->conf->site_code)) {
+        f->key = SS_KS_OWN;
+    } else if (scan.revoked) {
+        f->key = SS_KS_REVOKED;
+    } else if (f->have_record) {
+        f->key = strcmp(f->record.key_id, id) ? SS_KS_ID_CLASH
+                                              : record_standing(&f->record, f, ss_now());
+    } else {
+        int clash = ss_keys_get(k->db, site, id, NULL, e);
+        if (clash < 0) return -1;
+        f->key = clash ? SS_KS_ID_CLASH : scan.other_site[0] ? SS_KS_OTHER_SITE : SS_KS_UNKNOWN;
+    }
+    return 0;
+}
+
+static ss_trust_policy policy_of(const ss_keyctx *k, bool allow_shared_key)
+{
+    return (ss_trust_policy){k->conf->require_secure_key_exchange, k->conf->tofu_auto_approve,
+                             allow_shared_key};
+}
+
+int ss_trust_judge_use(const ss_keyctx *k, const char *site, const ss_keyrec *key, bool for_data,
+                       ss_verdict *v, ss_error *e)
+{
+    facts f;
+    memset(&f, 0, sizeof f);
+    *v = hold(SS_WHY_DB, 0);
+    if (load_site_trust(k->db, site, &f, e) != 0) return -1;
+    f.key = SS_KS_UNKNOWN;
+    if (key) {
+        /* Revoked for any site is revoked here too. */
+        struct pk_scan scan = {.site = site};
+        if (ss_keys_foreach_pk(k->db, &key->pk, note_pk_record, &scan, e) != 0) return -1;
+        f.key = scan.revoked ? SS_KS_REVOKED : record_standing(key, &f, ss_now());
+    }
+    ss_trust_policy p = policy_of(k, false);
+    *v = ss_trust_rule(for_data ? SS_EV_DATA_SIGNATURE : SS_EV_KEY_SIGNATURE, f.site, f.key, &p);
+    return 0;
+}
+
+/* ---------------------------------------------------- the transitions */
+
+/* Status messages are raised after the commit: nothing is announced that
+ * a rollback undid. */
+#define MAX_NOTES 3
+typedef struct notes {
+    int n;
+    struct {
+        int id;
+        int nistr;
+        char istr[4][1024];
+    } m[MAX_NOTES];
+} notes;
+
+static void note(notes *ns, int id, const char *a, const char *b, const char *c, const char *d)
+{
+    if (ns->n >= MAX_NOTES) return;
+    const char *in[4] = {a, b, c, d};
+    ns->m[ns->n].id = id;
+    ns->m[ns->n].nistr = 0;
+    for (int i = 0; i < 4 && in[i]; i++) {
+        snprintf(ns->m[ns->n].istr[i], sizeof ns->m[0].istr[0], "%s", in[i]);
+        ns->m[ns->n].nistr = i + 1;
+    }
+    ns->n++;
+}
+
+static void raise_notes(const ss_keyctx *k, const notes *ns)
+{
+    for (int i = 0; i < ns->n; i++) {
+        const char *istr[4];
+        for (int j = 0; j < ns->m[i].nistr; j++)
+            istr[j] = ns->m[i].istr[j];
+        ss_reportv(k->rep, ns->m[i].id, ns->m[i].nistr, istr);
+    }
+}
+
+/* Runs inside the caller's transaction if there is one, else in its own
+ * BEGIN IMMEDIATE, so the facts read are the facts written against. */
+static int tx_begin(ss_db *db, bool *own, ss_error *e)
+{
+    *own = sqlite3_get_autocommit(db->h) != 0;
+    return *own ? ss_db_begin(db, e) : ss_db_exec(db, "SAVEPOINT trust", e);
+}
+
+static int tx_end(ss_db *db, bool own, bool ok, ss_error *e)
+{
+    if (!ok) {
+        if (own)
+            ss_db_rollback(db);
+        else
+            (void)ss_db_exec(db, "ROLLBACK TO trust; RELEASE trust", NULL);
+        return -1;
+    }
+    if (own ? ss_db_commit(db, e) : ss_db_exec(db, "RELEASE trust", e)) {
+        if (own) ss_db_rollback(db);
+        return -1;
+    }
+    return 0;
+}
+
+static void format_day(int64_t t, char *out, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(out, len, "%Y-%m-%d %H:%M", &tm);
+}
+
+/* The presented key becomes trusted (a new record, or a state change). */
+static int make_trusted(const ss_keyctx *k, const ss_offer *o, facts *f, bool *changed, ss_error *e)
+{
+    *changed = false;
+    if (!f->have_record) {
+        ss_keyrec rec;
+        ss_keyrec_init(&rec, o->site, o->pk, SS_KEY_TRUSTED, o->source, o->not_after);
+        if (ss_keys_add(k->db, &rec, e) != 0) return -1;
+        f->record = rec;
+        f->have_record = true;
+        *changed = true;
+        return 0;
+    }
+    if (f->record.state == SS_KEY_TRUSTED) return 0;
+    *changed = true;
+    f->record.state = SS_KEY_TRUSTED;
+    return ss_keys_set_state(k->db, o->site, f->record.key_id, SS_KEY_TRUSTED, 0, e);
+}
+
+static int apply(const ss_keyctx *k, const ss_offer *o, const ss_verdict *v, facts *f, notes *ns,
+                 ss_error *e)
+{
+    char id[SS_KEYID_HEX + 1], trusted[160];
+    ss_keyid_hex(o->pk->keyid, id);
+    bool admin = o->evidence == SS_EV_ADMIN, created = !f->have_record, changed = false;
+    if ((v->tx & SS_TX_BLOCK) && ss_site_trusted_list(k->db, o->site, trusted, sizeof trusted, e))
+        return -1;
+    if ((v->tx & SS_TX_TRUST) && make_trusted(k, o, f, &changed, e) != 0) return -1;
+    if (v->tx & SS_TX_PENDING) {
+        ss_keyrec rec;
+        ss_keyrec_init(&rec, o->site, o->pk, SS_KEY_PENDING, o->source, o->not_after);
+        if (ss_keys_add(k->db, &rec, e) != 0) return -1;
+    }
+    if ((v->tx & SS_TX_BLOCK) && ss_site_block_set(k->db, o->site, id, e) != 0) return -1;
+    bool unblocked = (v->tx & SS_TX_UNBLOCK) && !strcmp(f->blocked_by, id);
+    if (unblocked && ss_site_block_clear(k->db, o->site, e) != 0) return -1;
+    int64_t grace_until = ss_now() + (int64_t)k->conf->rollover_grace_days * 86400;
+    if ((v->tx & SS_TX_RETIRE_SIGNER) && o->signer && o->signer->state == SS_KEY_TRUSTED &&
+        ss_keys_set_state(k->db, o->site, o->signer->key_id, SS_KEY_RETIRED, grace_until, e) != 0)
+        return -1;
+    /* The messages, in the order an administrator reads the story. */
+    if (created && (v->tx & SS_TX_TRUST)) note(ns, 3300, id, o->site, o->origin, NULL);
+    if ((changed && !created) || unblocked)
+        note(ns, admin ? 3306 : 3313, o->site, id, o->origin, NULL);
+    if (v->tx & SS_TX_BLOCK)
+        note(ns, 3303, o->site, id, trusted, o->origin);
+    else if ((v->tx & SS_TX_PENDING) && f->site != SS_SITE_BLOCKED)
+        note(ns, 3305, o->site, id, NULL, NULL);
+    if (o->evidence == SS_EV_ROLLOVER && o->signer) {
+        char until[32];
+        format_day(o->signer->state == SS_KEY_TRUSTED ? grace_until : o->signer->grace_until, until,
+                   sizeof until);
+        note(ns, 3309, o->site, o->signer->key_id, id, until);
+    }
+    return 0;
+}
+
+int ss_trust_judge_offer(const ss_keyctx *k, const ss_offer *o, ss_verdict *v, ss_error *e)
+{
+    facts f;
+    notes ns = {0};
+    bool own;
+    memset(&f, 0, sizeof f);
+    *v = hold(SS_WHY_DB, 0);
+    if (tx_begin(k->db, &own, e) != 0) return -1;
+    ss_trust_policy p = policy_of(k, o->allow_shared_key);
+    bool ok = load_site_trust(k->db, o->site, &f, e) == 0 &&
+              load_key_facts(k, o->site, o->pk, &f, e) == 0;
+    ss_verdict decided = ok ? ss_trust_rule(o->evidence, f.site, f.key, &p) : *v;
+    ok = ok && apply(k, o, &decided, &f, &ns, e) == 0;
+    if (tx_end(k->db, own, ok, e) != 0) return -1;
+    *v = decided;
+    raise_notes(k, &ns);
+    if (v->action == SS_TRUST_REJECT && f.key == SS_KS_OTHER_SITE)
+        ss_err(e, SS_E_EXISTS, "%s (%s)%s", ss_trust_reason_text(v->reason), f.other_site,
+               o->evidence == SS_EV_ADMIN ? "; if both sites really share one key pair, import "
+                                            "it with --shared-key"
+                                          : "");
+    else if (v->action == SS_TRUST_REJECT)
+        ss_err(e, v->reason == SS_WHY_REVOKED ? SS_E_PERM : SS_E_EXISTS, "%s",
+               ss_trust_reason_text(v->reason));
+    return 0;
+}
+
+/* ------------------------------------------------- administrators' acts */
+
+/* Which site a key file is for: the administrator's --site, else its file
+ * name and its comment, which must agree. */
+static int file_site(const char *path, const ss_keyfile *kf, const char *explicit_site,
+                     char site[SS_SITE_CODE_MAX + 1], ss_error *e)
+{
+    if (explicit_site) {
+        if (!ss_site_code_valid(explicit_site))
+            return ss_err(e, SS_E_USAGE, "'%s' is not a site code (3-8 of A-Z0-9)", explicit_site);
+        snprintf(site, SS_SITE_CODE_MAX + 1, "%s", explicit_site);
+        return 0;
+    }
+    if (kf->name_site[0] && kf->comment_site[0] && strcmp(kf->name_site, kf->comment_site))
+        return ss_err(e, SS_E_USAGE,
+                      "its file name says site %s but its comment says site %s; if it really is "
+                      "%s's key, import it with 'sitespool key import %s --site %s'",
+                      kf->name_site, kf->comment_site, kf->name_site, path, kf->name_site);
+    if (kf->name_site[0] && !kf->comment_site[0])
+        return ss_err(e, SS_E_USAGE,
+                      "its comment names no site, so only its file name says %s; import it with "
+                      "'sitespool key import %s --site %s' if it is",
+                      kf->name_site, path, kf->name_site);
+    if (!kf->comment_site[0])
+        return ss_err(e, SS_E_USAGE,
+                      "cannot tell which site it belongs to; name it <SITE>.pub or pass --site "
+                      "CODE");
+    snprintf(site, SS_SITE_CODE_MAX + 1, "%s", kf->comment_site);
+    return 0;
+}
+
+int ss_trust_import_file(const ss_keyctx *k, const char *path, const char *site, const char *source,
+                         bool allow_shared_key, ss_keyrec *out, ss_error *e)
+{
+    ss_keyfile kf;
+    char code[SS_SITE_CODE_MAX + 1];
+    ss_verdict v;
+    int rc = ss_keyfile_load(path, &kf, e);
+    if (rc == 0) rc = file_site(path, &kf, site, code, e);
+    if (rc == 0 && !strcmp(code, k->conf->site_code))
+        rc = ss_err(e, SS_E_USAGE,
+                    "it is a key for this site (%s) itself; import keys of peers "
+                    "only",
+                    code);
+    if (rc == 0) {
+        ss_offer o = {code, &kf.pk,       SS_EV_ADMIN, source,
+                      path, kf.not_after, NULL,        allow_shared_key};
+        if (ss_trust_judge_offer(k, &o, &v, e) != 0) return -1; /* a hold: nothing refused */
+        if (v.action == SS_TRUST_REJECT) rc = -1;
+    }
+    if (rc != 0) {
+        ss_report(k->rep, 3301, path, e->msg, NULL);
+        return -1;
+    }
+    return out ? ss_keys_get_pk(k->db, code, &kf.pk, out, e) == 1 ? 0 : -1 : 0;
+}
+
+int ss_trust_admin_trust(const ss_keyctx *k, const char *site, const char *key_id, const char *how,
+                         ss_error *e)
+{
+    ss_keyrec rec;
+    int found = ss_keys_get(k->db, site, key_id, &rec, e);
+    if (found < 0) return -1;
+    if (!found)
+        return ss_err(e, SS_E_NOENT,
+                      "the public key %s of site %s is not known here: import its key file "
+                      "('sitespool key import FILE') or drop it into inboxes/hman.box",
+                      key_id, site);
+    ss_offer o = {site, &rec.pk, SS_EV_ADMIN, "admin", how, rec.not_after, NULL, false};
+    ss_verdict v;
+    if (ss_trust_judge_offer(k, &o, &v, e) != 0) return -1;
+    if (v.action != SS_TRUST_ACCEPT)
+        return ss_err(e, e->code ? e->code : SS_E_PERM, "key %s of site %s: %s", key_id, site,
+                      ss_trust_reason_text(v.reason));
+    return 0;
+}
+
+int ss_trust_untrust(const ss_keyctx *k, const char *site, ss_error *e)
+{
+    bool own;
+    if (tx_begin(k->db, &own, e) != 0) return -1;
+    int removed = ss_keys_forget_site(k->db, site, e);
+    bool ok = removed >= 0 && ss_site_block_clear(k->db, site, e) == 0;
+    if (tx_end(k->db, own, ok, e) != 0) return -1;
+    char count[32];
+    snprintf(count, sizeof count, "%d", removed);
+    ss_report(k->rep, 3307, site, count, NULL);
+    return removed;
+}
+
+int ss_trust_revoke(const ss_keyctx *k, const char *site, const char *key_id, ss_error *e)
+{
+    bool own;
+    char blocked_by[SS_KEYID_HEX + 1] = "";
+    if (tx_begin(k->db, &own, e) != 0) return -1;
+    int blocked = ss_site_block_get(k->db, site, blocked_by, e);
+    bool ok =
+        blocked >= 0 && ss_keys_set_state(k->db, site, key_id, SS_KEY_REVOKED, 0, e) == 0 &&
+        (blocked != 1 || strcmp(blocked_by, key_id) || ss_site_block_clear(k->db, site, e) == 0);
+    if (tx_end(k->db, own, ok, e) != 0) return -1;
+    ss_report(k->rep, 3310, key_id, site, NULL);
+    return 0;
+}
+
+int ss_trust_own_add(const ss_keyctx *k, const ss_pubkey *pk, int64_t not_after, const char *source,
+                     ss_error *e)
+{
+    ss_keyrec rec;
+    ss_keyrec_init(&rec, k->conf->site_code, pk, SS_KEY_OWN, source, not_after);
+    return ss_keys_add(k->db, &rec, e);
+}
+
+int ss_trust_own_retire(const ss_keyctx *k, const char *key_id, int64_t grace_until, ss_error *e)
+{
+    return ss_keys_set_state(k->db, k->conf->site_code, key_id, SS_KEY_RETIRED, grace_until, e);
+}
+
+/* --------------------------------------------------------------- views */
+
+int ss_site_trusted_list(ss_db *db, const char *site, char *out, size_t len, ss_error *e)
 {
     char ids[8][SS_KEYID_HEX + 1];
-    int n = ss_site_keys_in_state(db, site, "trusted", ids, 8, NULL);
+    int n = ss_keys_in_state(db, site, SS_KEY_TRUSTED, ids, 8, e);
     out[0] = '\0';
+    if (n < 0) return -1;
     for (int i = 0; i < n && i < 8; i++) {
         size_t used = strlen(out);
         snprintf(out + used, len - used, "%s%s", i ? ", " : "", ids[i]);
     }
-}
-
-int ss_site_blocked(ss_db *db, const char *site, char key_id[SS_KEYID_HEX + 1])
-{
-    sqlite3_stmt *st =
-        ss_db_prepare(db, "SELECT blocked_key_id FROM sites WHERE site=? AND blocked=1", NULL);
-    int blocked = 0;
-    if (!st) return 0;
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        blocked = 1;
-        if (key_id) {
-            const unsigned char *id = sqlite3_column_text(st, 0);
-            snprintf(key_id, SS_KEYID_HEX + 1, "%s", id ? (const char *)id : "");
-        }
-    }
-    sqlite3_finalize(st);
-    return blocked;
-}
-
-static int exec_site(ss_db *db, const char *sql, const char *site, const char *key_id, ss_error *e)
-{
-    sqlite3_stmt *st = ss_db_prepare(db, sql, e);
-    if (!st) return -1;
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    if (key_id) sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "updating site trust", e);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-int ss_site_set_blocked(ss_db *db, const char *site, const char *key_id, ss_error *e)
-{
-    return exec_site(db,
-                     "INSERT INTO sites(site, blocked, blocked_key_id) VALUES(?1, 1, ?2) "
-                     "ON CONFLICT(site) DO UPDATE SET blocked=1, blocked_key_id=?2",
-                     site, key_id, e);
-}
-
-int ss_site_clear_block(ss_db *db, const char *site, ss_error *e)
-{
-    return exec_site(db, "UPDATE sites SET blocked=0, blocked_key_id=NULL WHERE site=?1", site,
-                     NULL, e);
-}
-
-int ss_keys_set_state(ss_db *db, const char *site, const char *key_id, const char *state,
-                      int64_t grace_until, ss_error *e)
-{
-    sqlite3_stmt *st = ss_db_prepare(
-        db, "UPDATE keys SET state=?3, grace_until=?4 WHERE site=?1 AND key_id=?2", e);
-    if (!st) return -1;
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
-    if (grace_until)
-        sqlite3_bind_int64(st, 4, grace_until);
-    else
-        sqlite3_bind_null(st, 4);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "changing a key's state", e);
-    sqlite3_finalize(st);
-    if (rc == 0 && sqlite3_changes(db->h) == 0)
-        return ss_err(e, SS_E_NOENT, "site %s has no key %s", site, key_id);
-    return rc;
-}
-
-int ss_key_is_revoked(ss_db *db, const char *key_id)
-{
-    sqlite3_stmt *st =
-        ss_db_prepare(db, "SELECT 1 FROM keys WHERE key_id=? AND state='revoked'", NULL);
-    int revoked = 0;
-    if (st) {
-        sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-        revoked = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_finalize(st);
-    }
-    return revoked;
-}
-
-int ss_site_untrust(ss_db *db, const char *site, ss_error *e)
-{
-    if (exec_site(db, "DELETE FROM keys WHERE site=?1 AND state NOT IN ('revoked','own')", site,
-                  NULL, e) != 0)
-        return -1;
-    int removed = sqlite3_changes(db->h);
-    if (ss_site_clear_block(db, site, e) != 0) return -1;
-    return removed;
-}
-
-const char *ss_key_unusable_reason(const ss_keyrec *k, int64_t now)
-{
-    if (!strcmp(k->state, "revoked")) return "revoked";
-    if (!strcmp(k->state, "pending")) return "waiting for an administrator's approval";
-    if (!strcmp(k->state, "retired") && (!k->grace_until || now > k->grace_until))
-        return "retired by a rollover and past its grace period";
-    if (k->not_after && now > k->not_after) return "expired";
-    return NULL;
-}
-
-#define ROLLOVER_MAGIC "sitespool-rollover/1"
-
-static void rollover_statement(const char *site, const char *previous, const char *next, char *out,
-                               size_t len)
-{
-    snprintf(out, len, ROLLOVER_MAGIC " site=%s previous=%s next=%s", site, previous, next);
+    return 0;
 }
 
 long long ss_days_left(int64_t not_after, int64_t now)
 {
     return not_after > now ? (long long)((not_after - now + 86399) / 86400) : 0;
-}
-
-void ss_pubkey_comment(const char *site, int64_t not_after, char *out, size_t len)
-{
-    if (not_after)
-        snprintf(out, len, "sitespool public key for site %s valid until %" PRId64, site,
-                 not_after);
-    else
-        snprintf(out, len, "sitespool public key for site %s", site);
-}
-
-int64_t ss_pubkey_comment_not_after(const char *comment)
-{
-    const char *p = strstr(comment, " valid until ");
-    if (!p) return 0;
-    char *end;
-    long long v = strtoll(p + 13, &end, 10);
-    return (end != p + 13 && v > 0) ? (int64_t)v : 0;
-}
-
-int ss_rollover_payload(const char *site, const ss_pubkey *old_pk, const ss_seckey *next_sk,
-                        int64_t next_not_after, char *out, size_t len, ss_error *e)
-{
-    ss_pubkey next;
-    char old_id[SS_KEYID_HEX + 1], next_id[SS_KEYID_HEX + 1], statement[128], comment[128];
-    ss_seckey_public(next_sk, &next);
-    ss_keyid_hex(old_pk->keyid, old_id);
-    ss_keyid_hex(next.keyid, next_id);
-    rollover_statement(site, old_id, next_id, statement, sizeof statement);
-    unsigned char proof[crypto_sign_BYTES];
-    crypto_sign_detached(proof, NULL, (const unsigned char *)statement, strlen(statement),
-                         next_sk->sk);
-    char proof_b64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, sodium_base64_VARIANT_ORIGINAL)];
-    sodium_bin2base64(proof_b64, sizeof proof_b64, proof, sizeof proof,
-                      sodium_base64_VARIANT_ORIGINAL);
-    ss_pubkey_comment(site, next_not_after, comment, sizeof comment);
-    if (ss_pubkey_format(&next, comment, out, len) != 0)
-        return ss_err(e, SS_E_TOOBIG, "rollover payload too long");
-    size_t used = strlen(out);
-    int n = snprintf(out + used, len - used, ROLLOVER_MAGIC " previous=%s proof=%s\n", old_id,
-                     proof_b64);
-    return (n < 0 || (size_t)n >= len - used) ? ss_err(e, SS_E_TOOBIG, "payload too long") : 0;
-}
-
-int ss_rollover_parse(const char *site, const char *text, size_t len,
-                      unsigned char previous[SS_KEYID_BYTES], ss_pubkey *next,
-                      int64_t *next_not_after, ss_error *e)
-{
-    /* The public key file is the first two lines; the proof line follows. */
-    const char *nl = memchr(text, '\n', len);
-    const char *nl2 = nl ? memchr(nl + 1, '\n', len - (size_t)(nl + 1 - text)) : NULL;
-    if (!nl2) return ss_err(e, SS_E_FORMAT, "the rollover payload is not a public key and a proof");
-    char comment[SS_COMMENT_MAX + 1];
-    if (ss_pubkey_parse(text, (size_t)(nl2 + 1 - text), next, comment, sizeof comment, e) != 0)
-        return -1;
-    *next_not_after = ss_pubkey_comment_not_after(comment);
-    const char *line = nl2 + 1;
-    size_t line_len = len - (size_t)(line - text);
-    if (line_len && line[line_len - 1] == '\n') line_len--;
-    char buf[256], old_id[SS_KEYID_HEX + 1], proof_b64[128];
-    if (line_len >= sizeof buf)
-        return ss_err(e, SS_E_FORMAT, "the rollover proof line is too long");
-    memcpy(buf, line, line_len);
-    buf[line_len] = '\0';
-    if (sscanf(buf, ROLLOVER_MAGIC " previous=%16[0-9A-F] proof=%127s", old_id, proof_b64) != 2 ||
-        ss_keyid_parse(old_id, previous) != 0)
-        return ss_err(e, SS_E_FORMAT, "the rollover proof line is malformed");
-    unsigned char proof[crypto_sign_BYTES];
-    size_t got;
-    const char *b64_end;
-    if (sodium_base642bin(proof, sizeof proof, proof_b64, strlen(proof_b64), NULL, &got, &b64_end,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        got != sizeof proof || *b64_end)
-        return ss_err(e, SS_E_BASE64, "the rollover proof is not valid base64");
-    char next_id[SS_KEYID_HEX + 1], statement[128];
-    ss_keyid_hex(next->keyid, next_id);
-    rollover_statement(site, old_id, next_id, statement, sizeof statement);
-    if (crypto_sign_verify_detached(proof, (const unsigned char *)statement, strlen(statement),
-                                    next->pk) != 0)
-        return ss_err(e, SS_E_BADSIG, "the proof of the new key %s does not verify", next_id);
-    return 0;
 }

@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "../inboxes/fileio.h"
+#include "../keystore/keyfile.h"
 #include "../keystore/trust.h"
 
 #include <getopt.h>
@@ -65,7 +66,7 @@ int cmd_init(cli *c, int argc, char **argv)
         if (dirfd >= 0) close(dirfd);
     }
     ss_keyrec rec;
-    ss_keyrec_init(&rec, site, &pk, "own", "init", not_after);
+    ss_keyrec_init(&rec, site, &pk, SS_KEY_OWN, "init", not_after);
     if (rc == 0) rc = ss_keys_add(&db, &rec, &e);
     ss_db_close(&db);
     if (rc == 0) rc = ss_site_write_conf(c->root, &conf, &e);

@@ -1,10 +1,12 @@
 /*
  * cmd_key.c - `sitespool key export|import|list`.
  *
- * Security stance: importing a key is an administrator's act of trust; the
- * command prints the key id so it can be compared with the one the other
- * site announced out of band.  A key id already bound to a different key is
- * refused.
+ * Security stance: importing a key is an administrator's act of trust,
+ * judged like every other by keystore/trust.h; the command prints the key
+ * id so it can be compared with the one the other site announced out of
+ * band.  A key file whose name and comment name different sites, a revoked
+ * key, a key already trusted for another site (without --shared-key) and a
+ * key id already bound to a different key are refused.
  */
 #include "cli.h"
 #include "../keystore/lookup.h"
@@ -21,24 +23,27 @@
 
 static const char usage[] =
     "usage: sitespool [-C SITE_ROOT] key export [-o FILE|-]\n"
-    "       sitespool [-C SITE_ROOT] key import FILE [--site CODE]\n"
+    "       sitespool [-C SITE_ROOT] key import FILE [--site CODE] [--shared-key]\n"
     "       sitespool [-C SITE_ROOT] key list [--json]\n"
     "       sitespool [-C SITE_ROOT] key approve CODE [KEYID]\n"
     "       sitespool [-C SITE_ROOT] key trust CODE KEYID | key untrust CODE\n"
-    "       sitespool [-C SITE_ROOT] key revoke KEYID\n"
+    "       sitespool [-C SITE_ROOT] key revoke KEYID [--site CODE]\n"
     "       sitespool [-C SITE_ROOT] key rotate | key publish | key send-to CODE [--unsigned]\n"
     "\n"
     "export  writes this site's public key (minisign format) to FILE, default ./CODE.pub;\n"
     "        give it to the other site's administrator for their inboxes/hman.box.\n"
-    "import  trusts a peer's public key file; the site comes from --site, the file name\n"
-    "        CODE.pub (.ct4, .ct5) or the key's comment. Compare the printed key id with\n"
-    "        the one the other site announced.\n"
+    "import  trusts a peer's public key file. Its site is named twice, by the file name\n"
+    "        CODE.pub (.ct4, .ct5) and by the key's comment ('... for site CODE'); both\n"
+    "        must agree, unless --site says which site it is for. A key already trusted\n"
+    "        for another site is refused unless --shared-key says both sites really share\n"
+    "        one key pair. Compare the printed key id with the one the other site announced.\n"
     "list    every key: site, key id, state, source, validity end (days left), last use;\n"
     "        and per peer site: blocked or not, the key it was last seen using.\n"
     "approve trusts a key a site offered on first use (pending); KEYID if several.\n"
     "trust   trusts KEYID for CODE (a changed key that blocked the site); held data flows.\n"
     "untrust forgets every key of CODE; its data then waits as for an unknown site.\n"
-    "revoke  KEYID is never accepted again; waiting data signed by it is quarantined.\n"
+    "revoke  KEYID is never accepted again, for any site; waiting data signed by it is\n"
+    "        quarantined and a block it caused is lifted. --site CODE when sites share the id.\n"
     "rotate  makes a new key pair, sends every peer a rollover signed by the current key\n"
     "        with proof of the new one, and signs with the new key from then on.\n"
     "publish writes this site's public key into the key directory folder (directory).\n"
@@ -92,15 +97,28 @@ static int key_export(cli *c, int argc, char **argv)
 
 static int key_import(cli *c, int argc, char **argv)
 {
+    static const struct option opts[] = {{"site", required_argument, NULL, 's'},
+                                         {"shared-key", no_argument, NULL, 'S'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *site = NULL;
-    int rc0 = cli_site_option(argc, argv, usage, &site);
-    if (rc0 != 0) return rc0 < 0 ? 0 : rc0;
+    bool shared = false;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+        if (ch == 's')
+            site = optarg;
+        else if (ch == 'S')
+            shared = true;
+        else
+            return ch == 'h' ? (fputs(usage, stdout), 0) : cli_usage(usage, "bad option");
+    }
     if (optind + 1 != argc) return cli_usage(usage, "import takes exactly one key file");
     const char *path = argv[optind];
     ss_error e = {0};
     ss_keyrec rec;
     ss_keyctx k = {c->root, &c->conf, &c->db, &c->rep};
-    if (ss_key_import_file(&k, path, site, "import", &rec, &e) != 0) return cli_fail(&e);
+    if (ss_trust_import_file(&k, path, site, "import", shared, &rec, &e) != 0) return cli_fail(&e);
     printf("Trusted key %s for site %s\n", rec.key_id, rec.site);
     return 0;
 }
@@ -124,7 +142,7 @@ static int print_key(void *ctx_, const ss_keyrec *k)
         printf("%s{\"site\":", ctx->count ? ",\n " : "[");
         ss_json_string(stdout, k->site);
         printf(",\"key_id\":\"%s\",\"state\":", k->key_id);
-        ss_json_string(stdout, k->state);
+        ss_json_string(stdout, ss_key_state_name(k->state));
         printf(",\"source\":");
         ss_json_string(stdout, k->source);
         printf(",\"created\":%lld,\"not_after\":%lld,\"last_seen\":%lld}", (long long)k->created,
@@ -133,8 +151,8 @@ static int print_key(void *ctx_, const ss_keyrec *k)
         if (!ctx->count)
             printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", "SITE", "KEY ID", "STATE",
                    "SOURCE", "CREATED", "VALID UNTIL", "DAYS LEFT", "LAST SEEN");
-        printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", k->site, k->key_id, k->state,
-               k->source, created, until, left, seen);
+        printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", k->site, k->key_id,
+               ss_key_state_name(k->state), k->source, created, until, left, seen);
     }
     ctx->count++;
     return 0;

@@ -4,12 +4,14 @@
  *
  * Security stance: these commands are the administrator's acts that the
  * despooler never takes on its own: approving a key offered on first use,
- * trusting a changed key, removing trust, revoking.  Each one is a status
- * message in hman.log, and wakes a running despooler (a marker file renamed
- * into hman.box) so held data flows at once.
+ * trusting a changed key, removing trust, revoking.  What each act may do is
+ * decided by keystore/trust.h, like every trust decision; each one is a
+ * status message in hman.log, and wakes a running despooler (a marker file
+ * renamed into hman.box) so held data flows at once.
  */
 #include "cli.h"
 #include "../inboxes/fileio.h"
+#include "../keystore/keyfile.h"
 #include "../keystore/trust.h"
 #include "../sender/sender.h"
 
@@ -45,30 +47,17 @@ static int typed_key_id(const char *usage, const char *typed, char out[SS_KEYID_
         usage, "'%s' is not a key id (up to 16 hex digits, as 'sitespool key list' shows)", typed);
 }
 
+static ss_keyctx keyctx(cli *c)
+{
+    return (ss_keyctx){c->root, &c->conf, &c->db, &c->rep};
+}
+
 /* Makes key_id of site trusted and lifts a block it caused. */
 static int make_trusted(cli *c, const char *site, const char *key_id, const char *how)
 {
     ss_error e = {0};
-    ss_keyrec k;
-    int found = ss_keys_get(&c->db, site, key_id, &k, &e);
-    if (found < 0) return cli_fail(&e);
-    if (!found)
-        return ss_err(&e, SS_E_NOENT,
-                      "the public key %s of site %s is not known here: import "
-                      "its key file ('sitespool key import FILE') or drop it into "
-                      "inboxes/hman.box",
-                      key_id, site),
-               cli_fail(&e);
-    if (!strcmp(k.state, "revoked"))
-        return ss_err(&e, SS_E_PERM, "key %s is revoked and is never trusted again", key_id),
-               cli_fail(&e);
-    if (!strcmp(k.state, "own"))
-        return ss_err(&e, SS_E_USAGE, "key %s is this site's own key", key_id), cli_fail(&e);
-    char blocked_by[SS_KEYID_HEX + 1];
-    if (ss_keys_set_state(&c->db, site, key_id, "trusted", 0, &e) != 0) return cli_fail(&e);
-    if (ss_site_blocked(&c->db, site, blocked_by) && !strcmp(blocked_by, key_id))
-        (void)ss_site_clear_block(&c->db, site, &e);
-    ss_report(&c->rep, 3306, site, key_id, how, NULL);
+    ss_keyctx k = keyctx(c);
+    if (ss_trust_admin_trust(&k, site, key_id, how, &e) != 0) return cli_fail(&e);
     wake_despooler(c);
     printf("Key %s of site %s is trusted\n", key_id, site);
     return 0;
@@ -85,7 +74,9 @@ int key_approve(cli *c, int argc, char **argv, const char *usage)
         return bad ? bad : make_trusted(c, site, typed, "approved by an administrator");
     }
     char ids[8][SS_KEYID_HEX + 1];
-    int n = ss_site_keys_in_state(&c->db, site, "pending", ids, 8, NULL);
+    ss_error e = {0};
+    int n = ss_keys_in_state(&c->db, site, SS_KEY_PENDING, ids, 8, &e);
+    if (n < 0) return cli_fail(&e);
     if (n == 1) return make_trusted(c, site, ids[0], "approved by an administrator");
     if (n == 0)
         fprintf(stderr, "sitespool: site %s has no key waiting for approval\n", site);
@@ -114,50 +105,70 @@ int key_untrust(cli *c, int argc, char **argv, const char *usage)
     if (!strcmp(argv[1], c->conf.site_code))
         return cli_usage(usage, "%s is this site itself", argv[1]);
     ss_error e = {0};
-    int removed = ss_site_untrust(&c->db, argv[1], &e);
+    ss_keyctx k = keyctx(c);
+    int removed = ss_trust_untrust(&k, argv[1], &e);
     if (removed < 0) return cli_fail(&e);
-    char count[32];
-    snprintf(count, sizeof count, "%d", removed);
-    ss_report(&c->rep, 3307, argv[1], count, NULL);
     wake_despooler(c);
     printf("Removed trust in site %s (%d key(s))\n", argv[1], removed);
     return 0;
 }
 
+struct revoke_scan {
+    char sites[8][SS_SITE_CODE_MAX + 1];
+    int n;
+    bool own_current;
+};
+
+static int note_revoke_candidate(void *ctx_, const ss_keyrec *k)
+{
+    struct revoke_scan *ctx = ctx_;
+    if (ctx->n < 8) snprintf(ctx->sites[ctx->n++], sizeof ctx->sites[0], "%s", k->site);
+    ctx->own_current |= k->state == SS_KEY_OWN;
+    return 0;
+}
+
 int key_revoke(cli *c, int argc, char **argv, const char *usage)
 {
-    if (argc != 2) return cli_usage(usage, "revoke needs KEYID");
+    const char *site = NULL;
+    if (argc == 4 && !strcmp(argv[2], "--site"))
+        site = argv[3];
+    else if (argc == 4 && !strcmp(argv[1], "--site"))
+        site = argv[2], argv[1] = argv[3];
+    else if (argc != 2)
+        return cli_usage(usage, "revoke needs KEYID [--site CODE]");
+    if (site && !ss_site_code_valid(site)) return bad_site(usage, site);
     char key_id[SS_KEYID_HEX + 1];
     int bad = typed_key_id(usage, argv[1], key_id);
     if (bad) return bad;
     ss_error e = {0};
-    sqlite3_stmt *st = ss_db_prepare(&c->db, "SELECT site, state FROM keys WHERE key_id=?", &e);
-    if (!st) return cli_fail(&e);
-    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-    char sites[8][SS_SITE_CODE_MAX + 1];
-    int n = 0;
-    bool current_own = false;
-    while (sqlite3_step(st) == SQLITE_ROW && n < 8) {
-        snprintf(sites[n++], sizeof sites[0], "%s", sqlite3_column_text(st, 0));
-        current_own |= !strcmp((const char *)sqlite3_column_text(st, 1), "own");
-    }
-    sqlite3_finalize(st);
-    if (n == 0)
-        return ss_err(&e, SS_E_NOENT, "no key %s is in the keystore ('sitespool key list')",
-                      key_id),
+    struct revoke_scan scan = {0};
+    if (ss_keys_foreach_id(&c->db, key_id, note_revoke_candidate, &scan, &e) != 0)
+        return cli_fail(&e);
+    int chosen = -1;
+    for (int i = 0; i < scan.n; i++)
+        if (!site || !strcmp(site, scan.sites[i])) chosen = chosen < 0 ? i : -2;
+    if (scan.n == 0 || chosen == -1)
+        return ss_err(&e, SS_E_NOENT, "no key %s%s%s is in the keystore ('sitespool key list')",
+                      key_id, site ? " of site " : "", site ? site : ""),
                cli_fail(&e);
-    if (current_own)
+    if (chosen == -2) {
+        fprintf(stderr, "sitespool: key id %s names keys of %d sites:", key_id, scan.n);
+        for (int i = 0; i < scan.n; i++)
+            fprintf(stderr, " %s", scan.sites[i]);
+        fprintf(stderr, "; say which one with 'sitespool key revoke %s --site CODE'\n", key_id);
+        return EXIT_USAGE;
+    }
+    site = scan.sites[chosen];
+    if (!strcmp(site, c->conf.site_code) && scan.own_current)
         return ss_err(&e, SS_E_USAGE,
-                      "%s is this site's current key; run 'sitespool key "
-                      "rotate' first, then revoke the old key",
+                      "%s is this site's current key; run 'sitespool key rotate' first, then "
+                      "revoke the old key",
                       key_id),
                cli_fail(&e);
-    for (int i = 0; i < n; i++) {
-        if (ss_keys_set_state(&c->db, sites[i], key_id, "revoked", 0, &e) != 0) return cli_fail(&e);
-        ss_report(&c->rep, 3310, key_id, sites[i], NULL);
-    }
+    ss_keyctx k = keyctx(c);
+    if (ss_trust_revoke(&k, site, key_id, &e) != 0) return cli_fail(&e);
     wake_despooler(c);
-    printf("Revoked key %s\n", key_id);
+    printf("Revoked key %s of site %s\n", key_id, site);
     return 0;
 }
 
@@ -219,6 +230,29 @@ static int send_key_payload(cli *c, ss_sender *s, const char *peer, enum ss_ityp
     return 0;
 }
 
+/* The key exchange payload: this site's current public key and a proof of
+ * possession signed by its secret half (keyfile.h), which even an unsigned
+ * key exchange carries. */
+static int own_key_offer(cli *c, char *payload, size_t cap, char key_id[SS_KEYID_HEX + 1],
+                         ss_error *e)
+{
+    size_t len;
+    char *text = own_pubkey_text(c, &len, e);
+    if (!text) return -1;
+    ss_pubkey pk;
+    char comment[SS_COMMENT_MAX + 1];
+    ss_seckey *sk = NULL;
+    int rc = ss_pubkey_parse(text, len, &pk, comment, sizeof comment, e);
+    free(text);
+    if (rc == 0) rc = ss_own_key_load(c->root, &c->conf, &sk, &pk, e);
+    if (rc == 0)
+        rc = ss_key_offer_payload(c->conf.site_code, sk, ss_pubkey_comment_not_after(comment),
+                                  payload, cap, e);
+    ss_seckey_free(sk);
+    ss_keyid_hex(pk.keyid, key_id);
+    return rc;
+}
+
 int key_send_to(cli *c, int argc, char **argv, const char *usage)
 {
     bool unsigned_mode = argc == 3 && !strcmp(argv[2], "--unsigned");
@@ -226,27 +260,18 @@ int key_send_to(cli *c, int argc, char **argv, const char *usage)
     const char *peer = argv[1];
     if (!ss_site_code_valid(peer)) return bad_site(usage, peer);
     ss_error e = {0};
-    size_t len;
-    char *text = own_pubkey_text(c, &len, &e);
-    if (!text) return cli_fail(&e);
+    char payload[1024], key_id[SS_KEYID_HEX + 1];
+    if (own_key_offer(c, payload, sizeof payload, key_id, &e) != 0) return cli_fail(&e);
     ss_sender s;
     bool sign = !unsigned_mode && c->conf.sign_instructions;
-    if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, sign, &e) != 0) {
-        free(text);
-        return cli_fail(&e);
-    }
-    char id[SS_ID_HEX + 1] = "", key_id[SS_KEYID_HEX + 1];
-    int rc = send_key_payload(c, &s, peer, SS_TYPE_KEY, text, len, id);
+    if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, sign, &e) != 0) return cli_fail(&e);
+    char id[SS_ID_HEX + 1] = "";
+    int rc = send_key_payload(c, &s, peer, SS_TYPE_KEY, payload, strlen(payload), id);
     if (rc == 0 || rc == EXIT_TEMPFAIL) {
-        ss_pubkey pk;
-        if (ss_pubkey_parse(text, len, &pk, NULL, 0, &e) == 0) {
-            ss_keyid_hex(pk.keyid, key_id);
-            ss_report(&c->rep, 3312, key_id, c->conf.site_code, peer, id, NULL);
-            printf("Sent key %s to %s%s\n", key_id, peer, sign ? "" : " (unsigned)");
-        }
+        ss_report(&c->rep, 3312, key_id, c->conf.site_code, peer, id, NULL);
+        printf("Sent key %s to %s%s\n", key_id, peer, sign ? "" : " (unsigned)");
     }
     ss_sender_close(&s);
-    free(text);
     return rc;
 }
 
@@ -331,9 +356,8 @@ int key_rotate(cli *c, int argc, char **argv, const char *usage)
         rc = ss_rollover_payload(c->conf.site_code, &s.pk, next_sk, not_after, payload,
                                  sizeof payload, &e);
     ss_seckey_free(next_sk);
-    ss_keyrec rec;
-    ss_keyrec_init(&rec, c->conf.site_code, &next_pk, "own", "rotate", not_after);
-    if (rc == 0) rc = ss_keys_add(&c->db, &rec, &e);
+    ss_keyctx k = keyctx(c);
+    if (rc == 0) rc = ss_trust_own_add(&k, &next_pk, not_after, "rotate", &e);
     if (rc != 0) {
         ss_sender_close(&s);
         return cli_fail(&e);
@@ -345,7 +369,7 @@ int key_rotate(cli *c, int argc, char **argv, const char *usage)
     ss_sender_close(&s);
     int64_t grace_until = ss_now() + (int64_t)c->conf.rollover_grace_days * 86400;
     if (swap_current_keys(c, old_id, sk_path, pk_path, &e) != 0 ||
-        ss_keys_set_state(&c->db, c->conf.site_code, old_id, "retired", grace_until, &e) != 0)
+        ss_trust_own_retire(&k, old_id, grace_until, &e) != 0)
         return cli_fail(&e);
     snprintf(count, sizeof count, "%d", ctx.peers);
     ss_report(&c->rep, 3308, c->conf.site_code, old_id, next_id, count, NULL);

@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 #include "../keystore/sigfile.h"
+#include "../keystore/trust.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -64,22 +65,32 @@ int cmd_sign(cli *c, int argc, char **argv)
 
 struct verify_ctx {
     const char *path, *sig_path;
+    const ss_keyctx *keys;
     ss_sig sig;
     bool ok;
     ss_error e;
 };
 
+/* A key of the site verifies the file; the trust rules then say whether
+ * that key may be relied on now (not revoked, pending, expired...). */
 static int try_key(void *ctx_, const ss_keyrec *k)
 {
     struct verify_ctx *ctx = ctx_;
-    if (!strcmp(k->state, "revoked") || !strcmp(k->state, "pending")) return 0;
     ss_error e = {0};
-    if (ss_verify_file(&k->pk, ctx->path, ctx->sig_path, &ctx->sig, &e) == 0) {
-        ctx->ok = true;
-        return 1;
+    if (ss_verify_file(&k->pk, ctx->path, ctx->sig_path, &ctx->sig, &e) != 0) {
+        if (e.code != SS_E_KEYID || ctx->e.code == SS_OK) ctx->e = e;
+        return 0;
     }
-    if (e.code != SS_E_KEYID || ctx->e.code == SS_OK) ctx->e = e;
-    return 0;
+    ss_verdict v;
+    if (ss_trust_judge_use(ctx->keys, k->site, k, true, &v, &ctx->e) != 0) return 1;
+    if (v.action == SS_TRUST_ACCEPT) {
+        ctx->ok = true;
+        ctx->e = (ss_error){0};
+    } else {
+        ss_err(&ctx->e, SS_E_PERM, "the signature is by key %s of site %s, which is not usable: %s",
+               k->key_id, k->site, ss_trust_reason_text(v.reason));
+    }
+    return 1;
 }
 
 int cmd_verify(cli *c, int argc, char **argv)
@@ -117,6 +128,8 @@ int cmd_verify(cli *c, int argc, char **argv)
             ctx.ok = true;
     } else {
         if (cli_open(c) != 0) return 1;
+        ss_keyctx keys = {c->root, &c->conf, &c->db, &c->rep};
+        ctx.keys = &keys;
         if (ss_keys_foreach(&c->db, site, try_key, &ctx, &ctx.e) != 0) return cli_fail(&ctx.e);
         if (!ctx.ok && ctx.e.code == SS_OK)
             ss_err(&ctx.e, SS_E_NOENT, "no key of site %s is in the keystore", site);

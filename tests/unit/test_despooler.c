@@ -31,7 +31,7 @@ static void fx_open(fixture *f, unsigned batch_max)
     if (batch_max) f->ss1.conf.batch_max = batch_max;
     ss_keyrec rec;
     ss_error e = {0};
-    ss_keyrec_init(&rec, "PS1", &f->ps1.pk, "trusted", "test", 0);
+    ss_keyrec_init(&rec, "PS1", &f->ps1.pk, SS_KEY_TRUSTED, "test", 0);
     CU_ASSERT_EQUAL_FATAL(ss_keys_add(&f->ss1.db, &rec, &e), 0);
     snprintf(f->receive, sizeof f->receive, "%s/" RECEIVE, f->ss1.root);
     snprintf(f->incoming, sizeof f->incoming, "%s/" INCOMING, f->ss1.root);

@@ -125,7 +125,7 @@ void tu_site_make(tu_site *s, const char *parent, const char *code, const char *
     snprintf(path, sizeof path, "%s/keys", s->root);
     tu_write(path, strrchr(pk_path, '/') + 1, text, strlen(text));
     ss_keyrec rec;
-    ss_keyrec_init(&rec, code, &s->pk, "own", "init", 0);
+    ss_keyrec_init(&rec, code, &s->pk, SS_KEY_OWN, "init", 0);
     if (ss_keys_add(&s->db, &rec, &e) != 0 ||
         ss_reporter_open(&s->rep, s->root, &s->conf, &s->db, &e) != 0) {
         fprintf(stderr, "db: %s\n", e.msg);
