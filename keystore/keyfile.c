@@ -46,7 +46,9 @@ int ss_pubkey_comment_site(const char *comment, char code[SS_SITE_CODE_MAX + 1])
     if (n > SS_SITE_CODE_MAX || (p[n] != '\0' && p[n] != ' ')) return 0;
     memcpy(code, p, n);
     code[n] = '\0';
-    return ss_site_code_valid(code) ? 1 : 0;
+    if (ss_site_code_valid(code)) return 1;
+    code[0] = '\0';
+    return 0;
 }
 
 int ss_keyfile_name_site(const char *path, char code[SS_SITE_CODE_MAX + 1])
@@ -62,7 +64,9 @@ int ss_keyfile_name_site(const char *path, char code[SS_SITE_CODE_MAX + 1])
     for (size_t i = 0; i < n; i++)
         code[i] = (char)(base[i] >= 'a' && base[i] <= 'z' ? base[i] - 'a' + 'A' : base[i]);
     code[n] = '\0';
-    return ss_site_code_valid(code) ? 1 : 0;
+    if (ss_site_code_valid(code)) return 1;
+    code[0] = '\0';
+    return 0;
 }
 
 int ss_keyfile_load(const char *path, ss_keyfile *kf, ss_error *e)

@@ -61,11 +61,12 @@ static ss_verdict use_rule(bool for_data, enum ss_site_trust site, enum ss_key_s
         return hold(SS_WHY_BLOCKED, 0);
     case SS_KS_REVOKED:
         return verdict(SS_TRUST_REJECT, SS_WHY_REVOKED, 4421, 0);
-    case SS_KS_ID_CLASH:
+    case SS_KS_ID_CLASH: /* standings of offered keys: a use cannot have them */
+        return verdict(SS_TRUST_REJECT, SS_WHY_ID_CLASH, refuse, 0);
     case SS_KS_OTHER_SITE:
-        break; /* standings of offered keys: a use cannot have them */
+        break;
     }
-    return verdict(SS_TRUST_REJECT, SS_WHY_ID_CLASH, refuse, 0);
+    return verdict(SS_TRUST_REJECT, SS_WHY_OTHER_SITE, refuse, 0);
 }
 
 /* A new key for a site that has others: recorded as pending and, for a
