@@ -224,10 +224,19 @@ static void test_blocked_site_holds_data_not_rollovers(void)
 
 /* ----------------------------------------------------- on a real site.db */
 
+static void new_key(ss_pubkey *pk, ss_seckey **sk)
+{
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_keypair_generate(pk, sk, &e), 0);
+}
+
+/* Site SS1 on a real site.db, and two fresh keys a and b of other sites. */
 typedef struct fixture {
     char *dir;
     tu_site ss1;
     ss_keyctx k;
+    ss_pubkey a, b;
+    ss_seckey *ska, *skb;
 } fixture;
 
 static void fx_open(fixture *f, const char *extra_conf)
@@ -235,19 +244,17 @@ static void fx_open(fixture *f, const char *extra_conf)
     f->dir = tu_tempdir("trust");
     tu_site_make(&f->ss1, f->dir, "SS1", extra_conf);
     f->k = (ss_keyctx){f->ss1.root, &f->ss1.conf, &f->ss1.db, &f->ss1.rep};
+    new_key(&f->a, &f->ska);
+    new_key(&f->b, &f->skb);
 }
 
 static void fx_close(fixture *f)
 {
+    ss_seckey_free(f->ska);
+    ss_seckey_free(f->skb);
     tu_site_close(&f->ss1);
     tu_rm_rf(f->dir);
     free(f->dir);
-}
-
-static void new_key(ss_pubkey *pk, ss_seckey **sk)
-{
-    ss_error e = {0};
-    CU_ASSERT_EQUAL_FATAL(ss_keypair_generate(pk, sk, &e), 0);
 }
 
 static ss_verdict offer(fixture *f, const char *site, const ss_pubkey *pk, enum ss_evidence ev,
@@ -283,10 +290,7 @@ static void test_directory_first_trusted_then_change_blocks(void)
 {
     fixture f;
     fx_open(&f, NULL);
-    ss_pubkey a, b;
-    ss_seckey *ska, *skb;
-    new_key(&a, &ska);
-    new_key(&b, &skb);
+    ss_pubkey a = f.a, b = f.b;
     ss_verdict v = offer(&f, "PS1", &a, SS_EV_DIRECTORY, 0);
     CU_ASSERT_EQUAL(v.action, SS_TRUST_ACCEPT);
     CU_ASSERT_EQUAL(use(&f, "PS1", &a).action, SS_TRUST_ACCEPT);
@@ -309,8 +313,6 @@ static void test_directory_first_trusted_then_change_blocks(void)
     CU_ASSERT_EQUAL(use(&f, "PS1", &b).action, SS_TRUST_ACCEPT);
     CU_ASSERT_EQUAL(use(&f, "PS1", &a).action, SS_TRUST_ACCEPT);
     CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 3306), 1);
-    ss_seckey_free(ska);
-    ss_seckey_free(skb);
     fx_close(&f);
 }
 
@@ -319,18 +321,13 @@ static void test_unknown_key_use_changes_nothing(void)
 {
     fixture f;
     fx_open(&f, NULL);
-    ss_pubkey a, x;
-    ss_seckey *ska, *skx;
-    new_key(&a, &ska);
-    new_key(&x, &skx);
+    ss_pubkey a = f.a, x = f.b;
     offer(&f, "PS1", &a, SS_EV_ADMIN, 0);
     ss_verdict v = use(&f, "PS1", &x);
     CU_ASSERT_EQUAL(v.action, SS_TRUST_MISSING);
     CU_ASSERT_EQUAL(v.status, 4405);
     CU_ASSERT_EQUAL(blocked(&f, "PS1"), 0);
     CU_ASSERT_EQUAL(use(&f, "PS1", &a).action, SS_TRUST_ACCEPT);
-    ss_seckey_free(ska);
-    ss_seckey_free(skx);
     fx_close(&f);
 }
 
@@ -338,9 +335,7 @@ static void test_revoked_public_key_refused_for_every_site(void)
 {
     fixture f;
     fx_open(&f, NULL);
-    ss_pubkey a;
-    ss_seckey *ska;
-    new_key(&a, &ska);
+    ss_pubkey a = f.a;
     offer(&f, "PS1", &a, SS_EV_ADMIN, 0);
     char id[SS_KEYID_HEX + 1];
     ss_keyid_hex(a.keyid, id);
@@ -353,7 +348,6 @@ static void test_revoked_public_key_refused_for_every_site(void)
     CU_ASSERT_EQUAL(ss_trust_judge_offer(&f.k, &o, &v, &e), 0);
     CU_ASSERT_EQUAL(v.action, SS_TRUST_REJECT);
     CU_ASSERT_EQUAL(v.reason, SS_WHY_REVOKED);
-    ss_seckey_free(ska);
     fx_close(&f);
 }
 
@@ -362,10 +356,7 @@ static void test_revoke_by_shared_id_touches_only_that_site(void)
 {
     fixture f;
     fx_open(&f, NULL);
-    ss_pubkey a, b;
-    ss_seckey *ska, *skb;
-    new_key(&a, &ska);
-    new_key(&b, &skb);
+    ss_pubkey a = f.a, b = f.b;
     memcpy(b.keyid, a.keyid, SS_KEYID_BYTES);
     offer(&f, "AAA", &a, SS_EV_ADMIN, 0);
     offer(&f, "BBB", &b, SS_EV_ADMIN, 0);
@@ -375,8 +366,6 @@ static void test_revoke_by_shared_id_touches_only_that_site(void)
     CU_ASSERT_EQUAL(ss_trust_revoke(&f.k, "AAA", id, &e), 0);
     CU_ASSERT_EQUAL(use(&f, "AAA", &a).status, 4421);
     CU_ASSERT_EQUAL(use(&f, "BBB", &b).action, SS_TRUST_ACCEPT);
-    ss_seckey_free(ska);
-    ss_seckey_free(skb);
     fx_close(&f);
 }
 
@@ -384,9 +373,7 @@ static void test_same_key_for_a_second_site_needs_the_flag(void)
 {
     fixture f;
     fx_open(&f, NULL);
-    ss_pubkey a;
-    ss_seckey *ska;
-    new_key(&a, &ska);
+    ss_pubkey a = f.a;
     offer(&f, "PS1", &a, SS_EV_ADMIN, 0);
     ss_verdict v = offer(&f, "CEN", &a, SS_EV_ADMIN, 0);
     CU_ASSERT_EQUAL(v.action, SS_TRUST_REJECT);
@@ -398,7 +385,6 @@ static void test_same_key_for_a_second_site_needs_the_flag(void)
     CU_ASSERT_EQUAL(ss_trust_judge_offer(&f.k, &o, &v, &e), 0);
     CU_ASSERT_EQUAL(v.action, SS_TRUST_ACCEPT);
     CU_ASSERT_EQUAL(use(&f, "CEN", &a).action, SS_TRUST_ACCEPT);
-    ss_seckey_free(ska);
     fx_close(&f);
 }
 
@@ -407,18 +393,13 @@ static void test_id_clash_refused(void)
 {
     fixture f;
     fx_open(&f, NULL);
-    ss_pubkey a, b;
-    ss_seckey *ska, *skb;
-    new_key(&a, &ska);
-    new_key(&b, &skb);
+    ss_pubkey a = f.a, b = f.b;
     memcpy(b.keyid, a.keyid, SS_KEYID_BYTES);
     offer(&f, "PS1", &a, SS_EV_ADMIN, 0);
     ss_verdict v = offer(&f, "PS1", &b, SS_EV_ADMIN, 0);
     CU_ASSERT_EQUAL(v.action, SS_TRUST_REJECT);
     CU_ASSERT_EQUAL(v.reason, SS_WHY_ID_CLASH);
     CU_ASSERT_EQUAL(offer(&f, "PS1", &b, SS_EV_OFFER, 0).reason, SS_WHY_UNAUTHENTICATED);
-    ss_seckey_free(ska);
-    ss_seckey_free(skb);
     fx_close(&f);
 }
 
@@ -427,10 +408,7 @@ static void test_tofu_offer_pending_then_approved(void)
     fixture f;
     fx_open(&f, NULL);
     f.ss1.conf.require_secure_key_exchange = false;
-    ss_pubkey a, b;
-    ss_seckey *ska, *skb;
-    new_key(&a, &ska);
-    new_key(&b, &skb);
+    ss_pubkey a = f.a, b = f.b;
     ss_verdict v = offer(&f, "PS1", &a, SS_EV_OFFER, 0);
     CU_ASSERT_EQUAL(v.action, SS_TRUST_HOLD);
     CU_ASSERT_EQUAL(v.reason, SS_WHY_PENDING);
@@ -452,8 +430,6 @@ static void test_tofu_offer_pending_then_approved(void)
     CU_ASSERT_EQUAL(ss_trust_revoke(&f.k, "PS1", id, &e), 0);
     CU_ASSERT_EQUAL(blocked(&f, "PS1"), 0);
     CU_ASSERT_EQUAL(use(&f, "PS1", &a).action, SS_TRUST_ACCEPT);
-    ss_seckey_free(ska);
-    ss_seckey_free(skb);
     fx_close(&f);
 }
 
@@ -461,10 +437,7 @@ static void test_rollover_trusts_next_and_retires_signer(void)
 {
     fixture f;
     fx_open(&f, NULL);
-    ss_pubkey a, b;
-    ss_seckey *ska, *skb;
-    new_key(&a, &ska);
-    new_key(&b, &skb);
+    ss_pubkey a = f.a, b = f.b;
     offer(&f, "PS1", &a, SS_EV_ADMIN, 0);
     ss_keyrec signer;
     ss_error e = {0};
@@ -480,8 +453,6 @@ static void test_rollover_trusts_next_and_retires_signer(void)
     CU_ASSERT(old.grace_until > ss_now() + 89 * 86400);
     CU_ASSERT_EQUAL(use(&f, "PS1", &a).action, SS_TRUST_ACCEPT); /* data within grace */
     CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 3309), 1);
-    ss_seckey_free(ska);
-    ss_seckey_free(skb);
     fx_close(&f);
 }
 
@@ -505,10 +476,7 @@ static void test_database_errors_fail_closed(void)
     for (size_t t = 0; t < 2; t++) {
         fixture f;
         fx_open(&f, NULL);
-        ss_pubkey a, b;
-        ss_seckey *ska, *skb;
-        new_key(&a, &ska);
-        new_key(&b, &skb);
+        ss_pubkey a = f.a, b = f.b;
         offer(&f, "PS1", &a, SS_EV_ADMIN, 0);
         ss_keyrec rec;
         ss_error e = {0};
@@ -532,8 +500,6 @@ static void test_database_errors_fail_closed(void)
         /* Nothing changed: b unknown, the site not blocked. */
         CU_ASSERT_EQUAL(use(&f, "PS1", &b).action, SS_TRUST_MISSING);
         CU_ASSERT_EQUAL(blocked(&f, "PS1"), 0);
-        ss_seckey_free(ska);
-        ss_seckey_free(skb);
         fx_close(&f);
     }
 }
@@ -543,9 +509,7 @@ static void test_import_file_site_named_twice(void)
 {
     fixture f;
     fx_open(&f, NULL);
-    ss_pubkey a;
-    ss_seckey *ska;
-    new_key(&a, &ska);
+    ss_pubkey a = f.a;
     char text[512], comment[128];
     ss_pubkey_comment("SS3", 0, comment, sizeof comment);
     ss_pubkey_format(&a, comment, text, sizeof text);
@@ -570,7 +534,6 @@ static void test_import_file_site_named_twice(void)
     snprintf(path, sizeof path, "%s/SS5.pub", f.dir);
     CU_ASSERT_EQUAL(ss_trust_import_file(&f.k, path, NULL, "import", false, NULL, &e), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "--site SS5"));
-    ss_seckey_free(ska);
     fx_close(&f);
 }
 
