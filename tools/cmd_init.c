@@ -65,21 +65,21 @@ int cmd_init(cli *c, int argc, char **argv)
                                               SS_ATOMIC_NOREPLACE | SS_ATOMIC_SYNC_DIR, &e);
         if (dirfd >= 0) close(dirfd);
     }
-    ss_keyrec rec;
-    ss_keyrec_init(&rec, site, &pk, SS_KEY_OWN, "init", not_after);
-    if (rc == 0) rc = ss_keys_add(&db, &rec, &e);
+    ss_keyctx keys = {c->root, &conf, &db, NULL};
+    if (rc == 0) rc = ss_trust_own_add(&keys, &pk, not_after, "init", &e);
     ss_db_close(&db);
     if (rc == 0) rc = ss_site_write_conf(c->root, &conf, &e);
     if (rc != 0) return cli_fail(&e);
 
     if (cli_open(c) != 0) return 1;
-    char until[32];
+    char until[32], key_id[SS_KEYID_HEX + 1];
     cli_format_time(not_after, until, sizeof until);
-    ss_report(&c->rep, 3302, rec.key_id, site, until, NULL);
+    ss_keyid_hex(pk.keyid, key_id);
+    ss_report(&c->rep, 3302, key_id, site, until, NULL);
     printf("Created site %s in %s\n"
            "  public key: %s (key id %s)\n"
            "  next: give %s to each peer's administrator (their inboxes/hman.box),\n"
            "        and add peers with 'sitespool -C %s peer add CODE --inbox PATH'\n",
-           site, c->root, pk_path, rec.key_id, pk_path, c->root);
+           site, c->root, pk_path, key_id, pk_path, c->root);
     return 0;
 }
