@@ -812,6 +812,9 @@ static enum outcome apply_rollover(ss_despooler *d, work *w, const char *base, c
     if (rc == 0 && memcmp(previous, w->sig.keyid, SS_KEYID_BYTES) != 0)
         rc = ss_err(&e, SS_E_KEYID, "the rollover names a previous key other than its signer %s",
                     w->keyid);
+    if (rc == 0 && !memcmp(next.pk, key->pk.pk, SS_PK_BYTES))
+        rc = ss_err(&e, SS_E_KEYID, "the rollover names its own signer %s as the next key",
+                    w->keyid);
     ss_offer offer = {.pk = &next,
                       .evidence = rc == 0 ? SS_EV_ROLLOVER : SS_EV_BAD_ROLLOVER,
                       .source = "rollover",
