@@ -365,8 +365,12 @@ static enum outcome act_on_verdict(ss_despooler *d, work *w, const char *base, c
     case SS_TRUST_MISSING:
         return key_missing(d, w, base);
     case SS_TRUST_HOLD:
-        snprintf(reason, sizeof reason, "key %s of site %s: %s", key_id, w->in.from,
-                 ss_trust_reason_text(v->reason));
+        if (key_id)
+            snprintf(reason, sizeof reason, "key %s of site %s: %s", key_id, w->in.from,
+                     ss_trust_reason_text(v->reason));
+        else
+            snprintf(reason, sizeof reason, "site %s: %s", w->in.from,
+                     ss_trust_reason_text(v->reason));
         return hold(d, w, reason);
     case SS_TRUST_REJECT:
         break;
@@ -374,39 +378,69 @@ static enum outcome act_on_verdict(ss_despooler *d, work *w, const char *base, c
     return refuse(d, w, base, v, key_id, NULL);
 }
 
-/* Finds the signer's key (keystore, directory, hman.box) and asks the
- * trust rules about this use of it.  -1 (with *e) when the keystore failed. */
-static int judge_signer(ss_despooler *d, const work *w, bool for_data, ss_keyrec *key,
-                        ss_verdict *v, ss_error *e)
+/* Finds the signer's key (keystore, key directory, hman.box), checks the
+ * instruction's fields against it, and asks the trust rules about this use
+ * of it.  A directory record is offered to the rules (it may become trusted,
+ * or block the site) only after the instruction verified with it, and only
+ * then: a key id alone, which anyone can copy, is no evidence.  Returns 1
+ * with *v (and *key unless the key is missing), 0 when the pair was dealt
+ * with (*o: a forgery quarantined), -1 when the keystore failed (*e). */
+static int find_signer(ss_despooler *d, work *w, const char *base, bool for_data, ss_keyrec *key,
+                       ss_verdict *v, enum outcome *o, ss_error *e)
 {
-    int found = ss_key_find(&d->keys, w->in.from, w->sig.keyid, key, e);
+    ss_key_found how;
+    int found = ss_key_find(&d->keys, w->in.from, w->sig.keyid, key, &how, e);
     if (found < 0) return -1;
-    return ss_trust_judge_use(&d->keys, w->in.from, found ? key : NULL, for_data, v, e);
+    if (found) {
+        ss_error bad = {0};
+        if (ss_sig_verify_comment(&w->sig, &key->pk, &bad) != 0) {
+            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, bad.msg);
+            *o = OUT_DONE;
+            return 0;
+        }
+        /* A lookup that imported or judged a key may have changed what is
+         * usable: no cached verdict outlives it. */
+        if (how.where != SS_FOUND_KEYSTORE) d->nusable = 0;
+    }
+    if (found && how.where == SS_FOUND_DIRECTORY) {
+        ss_offer offer = {w->in.from,  &key->pk, SS_EV_DIRECTORY,
+                          "directory", how.path, key->not_after,
+                          NULL,        false};
+        ss_verdict ov;
+        if (ss_trust_judge_offer(&d->keys, &offer, &ov, e) != 0) return -1;
+        if (ov.action == SS_TRUST_REJECT)
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_HMAN),
+                    "Key directory record %s is not used: %s", how.path, e->msg);
+        found = ss_keys_get(d->db, w->in.from, w->keyid, key, e);
+        if (found < 0) return -1;
+    }
+    return ss_trust_judge_use(&d->keys, w->in.from, found ? key : NULL, for_data, v, e) == 0 ? 1
+                                                                                             : -1;
 }
 
-/* Finds and judges the key, then authenticates the instruction fields.
+/* Finds and judges the key; the instruction fields verified with it.
  * Within a batch's data pass a (site, key) found usable once is not looked
- * up again: revocations, blocks and approvals take effect from the next
- * batch, milliseconds later. */
+ * up again: revocations, blocks and approvals made elsewhere take effect
+ * from the next batch, milliseconds later. */
 static enum outcome authenticate(ss_despooler *d, work *w, const char *base, ss_keyrec *key)
 {
     ss_error e = {0};
     const ss_keyrec *cached = usable_cached(d, w);
-    ss_verdict v = {.action = SS_TRUST_ACCEPT};
-    if (cached)
+    if (cached) {
         *key = *cached;
-    else if (judge_signer(d, w, w->in.type == SS_TYPE_DATA, key, &v, &e) != 0)
-        return trust_failed(d, w, &e);
-    if (v.action == SS_TRUST_MISSING || v.status == 4421)
-        return act_on_verdict(d, w, base, &v, w->keyid);
-    /* Every other verdict rests on a key the keystore holds: the fields
-     * must verify with it first, so a forgery is quarantined, never held. */
-    if (ss_sig_verify_comment(&w->sig, &key->pk, &e) != 0) {
-        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
-        return OUT_DONE;
+        if (ss_sig_verify_comment(&w->sig, &key->pk, &e) != 0) {
+            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
+            return OUT_DONE;
+        }
+        return OUT_STAGED;
     }
-    enum outcome o = act_on_verdict(d, w, base, &v, w->keyid);
-    if (o == OUT_STAGED && !cached) {
+    ss_verdict v;
+    enum outcome o = OUT_DONE;
+    int rc = find_signer(d, w, base, w->in.type == SS_TYPE_DATA, key, &v, &o, &e);
+    if (rc < 0) return trust_failed(d, w, &e);
+    if (rc == 0) return o;
+    o = act_on_verdict(d, w, base, &v, w->keyid);
+    if (o == OUT_STAGED) {
         retry_forget(d, w->in.id);
         usable_remember(d, w, key);
     }
@@ -744,13 +778,12 @@ static enum outcome key_exchange(ss_despooler *d, work *w, const char *base)
         return OUT_DONE;
     }
     if (w->is_signed) {
-        if (judge_signer(d, w, false, &signer, &v, &e) != 0) return trust_failed(d, w, &e);
+        enum outcome done = OUT_DONE;
+        int rc = find_signer(d, w, base, false, &signer, &v, &done, &e);
+        if (rc < 0) return trust_failed(d, w, &e);
+        if (rc == 0) return done;
         if (v.status == 4421) return refuse(d, w, base, &v, w->keyid, NULL);
         vouched = v.action == SS_TRUST_ACCEPT;
-        if (vouched && ss_sig_verify_comment(&w->sig, &signer.pk, &e) != 0) {
-            QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
-            return OUT_DONE;
-        }
     }
     enum outcome o = check_fields(d, w, base);
     char buf[KEY_PAYLOAD_MAX + 1];
@@ -781,7 +814,8 @@ static enum outcome key_exchange(ss_despooler *d, work *w, const char *base)
     ss_offer offer = {.pk = &offered,
                       .evidence = vouched ? SS_EV_VOUCHED : SS_EV_OFFER,
                       .source = "exchange",
-                      .not_after = not_after};
+                      .not_after = not_after,
+                      .signer = vouched ? &signer : NULL};
     return offer_key(d, w, base, &offer, NULL);
 }
 
@@ -831,19 +865,21 @@ static enum outcome process_one(ss_despooler *d, work *w)
     ss_keyrec key;
     memset(&key, 0, sizeof key);
     base_of(w->ins_name, base, sizeof base);
-    /* Revocation is judged (by public key) before anything else is done
-     * with a key: see authenticate and key_exchange. */
+    /* Every key is judged by the trust rules (keystore/trust.h) once the
+     * instruction verified with it: see find_signer. */
     if (w->in.type == SS_TYPE_KEY) return key_exchange(d, w, base);
     if (!w->is_signed && w->in.type == SS_TYPE_ROLLOVER) {
         QUARANTINE(d, base, 4422, w->in.id, w->in.from, "a rollover must be signed");
         return OUT_DONE;
     }
-    if (!w->is_signed && d->conf->require_secure_key_exchange) {
-        QUARANTINE(d, base, 4404, w->ins_name, w->in.from);
-        return OUT_DONE;
-    }
     enum outcome o = OUT_STAGED;
-    if (w->is_signed) {
+    if (!w->is_signed) {
+        ss_verdict v;
+        ss_error e = {0};
+        if (ss_trust_judge_unsigned(&d->keys, w->in.from, &v, &e) != 0)
+            return trust_failed(d, w, &e);
+        o = act_on_verdict(d, w, base, &v, NULL);
+    } else {
         ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                 "Verifying signature for instruction %s from site %s with key %s", w->ins_name,
                 w->in.from, w->keyid);
@@ -1136,9 +1172,12 @@ static void recheck_waiting_keys(ss_despooler *d)
     for (int i = 0; i < n; i++) {
         unsigned char keyid[SS_KEYID_BYTES];
         ss_keyrec k;
+        ss_key_found how;
         ss_error e = {0};
+        /* Only a hint to retry now: the instruction's own lookup verifies
+         * and judges what was found. */
         if (ss_keyid_parse(waiting[i].key_id, keyid) != 0 ||
-            ss_key_find(&d->keys, waiting[i].site, keyid, &k, &e) != 1)
+            ss_key_find(&d->keys, waiting[i].site, keyid, &k, &how, &e) != 1)
             continue;
         char count[32];
         snprintf(count, sizeof count, "%d", waiting[i].count);

@@ -165,17 +165,18 @@ int ss_key_offer_payload(const char *site, const ss_seckey *sk, int64_t not_afte
 int ss_key_offer_parse(const char *site, const char *text, size_t len, ss_pubkey *pk,
                        int64_t *not_after, ss_error *e)
 {
-    char line[256], b64[PROOF_B64_LEN + 1], tail, id[SS_KEYID_HEX + 1], statement[96];
+    char line[256], id[SS_KEYID_HEX + 1], statement[96];
     bool key_ok;
     if (payload_split(site, text, len, pk, not_after, &key_ok, line, sizeof line, e) != 0)
         return -1;
-    if (sscanf(line, KEY_MAGIC " proof=%88s%c", b64, &tail) != 1)
+    static const char prefix[] = KEY_MAGIC " proof=";
+    if (strncmp(line, prefix, sizeof prefix - 1) != 0)
         return ss_err(e, SS_E_FORMAT,
                       "the payload carries no proof of possession (expected '" KEY_MAGIC
                       " proof=...')");
     ss_keyid_hex(pk->keyid, id);
     snprintf(statement, sizeof statement, KEY_MAGIC " site=%s key=%s", site, id);
-    return proof_verify(pk, statement, b64, e);
+    return proof_verify(pk, statement, line + sizeof prefix - 1, e);
 }
 
 static void rollover_statement(const char *site, const char *previous, const char *next, char *out,
@@ -203,17 +204,23 @@ int ss_rollover_parse(const char *site, const char *text, size_t len,
                       unsigned char previous[SS_KEYID_BYTES], ss_pubkey *next, bool *next_parsed,
                       int64_t *next_not_after, ss_error *e)
 {
-    char line[256], old_id[SS_KEYID_HEX + 1], b64[PROOF_B64_LEN + 1], tail,
-        next_id[SS_KEYID_HEX + 1], statement[128];
+    char line[256], old_id[SS_KEYID_HEX + 1], next_id[SS_KEYID_HEX + 1], statement[128];
     /* A rollover without a valid proof still presents its next key. */
     if (payload_split(site, text, len, next, next_not_after, next_parsed, line, sizeof line, e) !=
         0)
         return -1;
-    if (sscanf(line, ROLLOVER_MAGIC " previous=%16[0-9A-F] proof=%88s%c", old_id, b64, &tail) !=
-            2 ||
-        ss_keyid_parse(old_id, previous) != 0)
+    /* Exactly: "<magic> previous=<16 upper-case hex> proof=<base64>". */
+    static const char prefix[] = ROLLOVER_MAGIC " previous=", middle[] = " proof=";
+    const char *p = line + sizeof prefix - 1;
+    if (strncmp(line, prefix, sizeof prefix - 1) != 0 ||
+        strspn(p, "0123456789ABCDEF") != SS_KEYID_HEX ||
+        strncmp(p + SS_KEYID_HEX, middle, sizeof middle - 1) != 0)
+        return ss_err(e, SS_E_FORMAT, "the rollover proof line is malformed");
+    memcpy(old_id, p, SS_KEYID_HEX);
+    old_id[SS_KEYID_HEX] = '\0';
+    if (ss_keyid_parse(old_id, previous) != 0)
         return ss_err(e, SS_E_FORMAT, "the rollover proof line is malformed");
     ss_keyid_hex(next->keyid, next_id);
     rollover_statement(site, old_id, next_id, statement, sizeof statement);
-    return proof_verify(next, statement, b64, e);
+    return proof_verify(next, statement, p + SS_KEYID_HEX + sizeof middle - 1, e);
 }

@@ -45,7 +45,14 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
         if (!is_key_file(de->d_name, site) || (only_site && strcmp(site, only_site))) continue;
         if (snprintf(path, sizeof path, "%s/%s", hman, de->d_name) >= (int)sizeof path) continue;
         ss_error why = {0};
-        if (ss_trust_import_file(k, path, NULL, "hman", false, NULL, &why) == 0) {
+        int rc = ss_trust_import_file(k, path, NULL, "hman", false, NULL, &why);
+        if (rc != 0 && why.code == SS_E_DB) {
+            /* Not refused: the keystore failed.  The file stays for the
+             * next scan, and the scan fails (fail closed). */
+            closedir(d);
+            return ss_err(e, SS_E_DB, "cannot import %s now: %s", path, why.msg);
+        }
+        if (rc == 0) {
             if (snprintf(dest, sizeof dest, "%s/%s", archive, de->d_name) >= (int)sizeof dest ||
                 rename(path, dest) != 0)
                 ss_logf(ss_reporter_log(k->rep, SS_COMP_HMAN), "Cannot archive %s to %s: %s", path,
@@ -67,12 +74,13 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
     return imported;
 }
 
-/* The key directory folder: <directory>/<SITE>.pub records, offered to
- * the trust rules as directory evidence when they hold the key id sought.
- * Returns 1 when the record was judged (whatever the verdict), 0 when the
- * directory has nothing for it, -1 on a database error. */
+/* The key directory folder: <directory>/<SITE>.pub records.  A record
+ * holding the key id sought is returned as a candidate, not judged: it is
+ * evidence only for an instruction that verifies with it (the caller
+ * checks, then offers it to the trust rules).  1 found, 0 not. */
 static int directory_lookup(const ss_keyctx *k, const char *site,
-                            const unsigned char keyid[SS_KEYID_BYTES], ss_error *e)
+                            const unsigned char keyid[SS_KEYID_BYTES], ss_keyrec *out,
+                            ss_key_found *how)
 {
     char path[PATH_MAX];
     if (!k->conf->directory[0]) return 0;
@@ -92,26 +100,26 @@ static int directory_lookup(const ss_keyctx *k, const char *site,
                 path, kf.comment_site, site);
         return 0;
     }
-    ss_offer o = {site, &kf.pk, SS_EV_DIRECTORY, "directory", path, kf.not_after, NULL, false};
-    ss_verdict v;
-    if (ss_trust_judge_offer(k, &o, &v, e) != 0) return -1;
-    if (v.action == SS_TRUST_REJECT)
-        ss_logf(log, "Key directory record %s is not used: %s", path, e->msg);
+    ss_keyrec_init(out, site, &kf.pk, SS_KEY_PENDING, "directory", kf.not_after);
+    how->where = SS_FOUND_DIRECTORY;
+    snprintf(how->path, sizeof how->path, "%s", path);
     return 1;
 }
 
 int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[SS_KEYID_BYTES],
-                ss_keyrec *out, ss_error *e)
+                ss_keyrec *out, ss_key_found *how, ss_error *e)
 {
     char hex[SS_KEYID_HEX + 1];
     ss_keyid_hex(keyid, hex);
+    how->where = SS_FOUND_KEYSTORE;
+    how->path[0] = '\0';
     int found = ss_keys_get(k->db, site, hex, out, e);
     if (found != 0) return found;
-    int offered = directory_lookup(k, site, keyid, e);
-    if (offered < 0) return -1;
-    if (offered > 0 || ss_hman_scan(k, site, NULL, NULL, e) > 0)
-        return ss_keys_get(k->db, site, hex, out, e);
-    return 0;
+    if (directory_lookup(k, site, keyid, out, how)) return 1;
+    int imported = ss_hman_scan(k, site, NULL, NULL, e);
+    if (imported < 0) return -1;
+    how->where = SS_FOUND_HMAN;
+    return imported ? ss_keys_get(k->db, site, hex, out, e) : 0;
 }
 
 void ss_warn_expiring_keys(const ss_keyctx *k)

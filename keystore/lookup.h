@@ -2,10 +2,11 @@
  * lookup.h - finding a sending site's public key (DESIGN §4 step 4): the
  * keystore first, then the key directory folder, then inboxes/hman.box,
  * where an administrator drops <SITE>.pub (or .ct4/.ct5).  What a key found
- * in the directory or hman.box becomes is decided by trust.h (a first
- * directory record is trusted, a differing one blocks the site; an hman.box
- * drop is an administrator's import); imported files are archived to
- * hman.box/pubkey/.
+ * in the directory or hman.box becomes is decided by trust.h (an hman.box
+ * drop is an administrator's import; a directory record, once an
+ * instruction verified with it, is directory evidence: a first record is
+ * trusted, a differing one blocks the site); imported files are archived
+ * to hman.box/pubkey/.
  *
  * Security stance: key files are read with the same care as spool files
  * (no symlinks, size-limited, strict parse); a file that is refused (does
@@ -26,10 +27,21 @@ typedef void (*ss_site_fn)(void *ctx, const char *site);
 int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, void *ctx,
                  ss_error *e);
 
-/* Finds the key (site, keyid): 1 found (*out filled, any state), 0 not
- * found anywhere, -1 error. */
+/* Where ss_key_find found a key. */
+typedef struct ss_key_found {
+    enum { SS_FOUND_KEYSTORE, SS_FOUND_DIRECTORY, SS_FOUND_HMAN } where;
+    char path[PATH_MAX]; /* SS_FOUND_DIRECTORY: the record's file */
+} ss_key_found;
+
+/* Finds the key (site, keyid): 1 found (*out filled), 0 not found
+ * anywhere, -1 error.  From the keystore (any state) or imported from
+ * hman.box just now (an administrator's act), *out is the keystore's
+ * record.  From the key directory it is only a candidate, not in the
+ * keystore: the caller offers it to the trust rules (SS_EV_DIRECTORY) once
+ * an instruction verified with it - a record is never judged on a key id
+ * alone, which anyone can copy. */
 int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[SS_KEYID_BYTES],
-                ss_keyrec *out, ss_error *e);
+                ss_keyrec *out, ss_key_found *how, ss_error *e);
 
 /* Raises 3304 for every own or trusted key within expiry_warning_days of
  * its validity end, at most once a day per key. */

@@ -307,6 +307,19 @@ int ss_trust_judge_use(const ss_keyctx *k, const char *site, const ss_keyrec *ke
     return 0;
 }
 
+int ss_trust_judge_unsigned(const ss_keyctx *k, const char *site, ss_verdict *v, ss_error *e)
+{
+    if (k->conf->require_secure_key_exchange) {
+        *v = verdict(SS_TRUST_REJECT, SS_WHY_UNAUTHENTICATED, 4404, 0);
+        return 0;
+    }
+    *v = hold(SS_WHY_DB, 0);
+    int blocked = ss_site_block_get(k->db, site, NULL, e);
+    if (blocked < 0) return -1;
+    *v = blocked ? hold(SS_WHY_BLOCKED, 0) : accept(0);
+    return 0;
+}
+
 /* ---------------------------------------------------- the transitions */
 
 /* Status messages are raised after the commit: nothing is announced that
@@ -395,6 +408,24 @@ static int make_trusted(const ss_keyctx *k, const ss_offer *o, facts *f, bool *c
     return ss_keys_set_state(k->db, o->site, f->record.key_id, SS_KEY_TRUSTED, 0, e);
 }
 
+/* A block was lifted while other keys presented for the site still wait:
+ * the block moves to the oldest of them, which was presented and verified
+ * as well.  (Pending keys of a site that trusts none are offers waiting for
+ * approval, not a change: they block nothing.) */
+static int keep_blocked_by_pending(const ss_keyctx *k, const char *site, const char *decided,
+                                   notes *ns, ss_error *e)
+{
+    char ids[1][SS_KEYID_HEX + 1], trusted[160], origin[96];
+    int n = ss_keys_in_state(k->db, site, SS_KEY_PENDING, ids, 1, e);
+    if (n <= 0) return n;
+    if (ss_site_trusted_list(k->db, site, trusted, sizeof trusted, e) != 0) return -1;
+    if (!trusted[0]) return 0;
+    if (ss_site_block_set(k->db, site, ids[0], e) != 0) return -1;
+    snprintf(origin, sizeof origin, "still pending after key %s was decided", decided);
+    note(ns, 3303, site, ids[0], trusted, origin);
+    return 0;
+}
+
 static int apply(const ss_keyctx *k, const ss_offer *o, const ss_verdict *v, facts *f, notes *ns,
                  ss_error *e)
 {
@@ -412,6 +443,8 @@ static int apply(const ss_keyctx *k, const ss_offer *o, const ss_verdict *v, fac
     if ((v->tx & SS_TX_BLOCK) && ss_site_block_set(k->db, o->site, id, e) != 0) return -1;
     bool unblocked = (v->tx & SS_TX_UNBLOCK) && !strcmp(f->blocked_by, id);
     if (unblocked && ss_site_block_clear(k->db, o->site, e) != 0) return -1;
+    notes later = {0};
+    if (unblocked && keep_blocked_by_pending(k, o->site, id, &later, e) != 0) return -1;
     int64_t grace_until = ss_now() + (int64_t)k->conf->rollover_grace_days * 86400;
     if ((v->tx & SS_TX_RETIRE_SIGNER) && o->signer && o->signer->state == SS_KEY_TRUSTED &&
         ss_keys_set_state(k->db, o->site, o->signer->key_id, SS_KEY_RETIRED, grace_until, e) != 0)
@@ -430,6 +463,31 @@ static int apply(const ss_keyctx *k, const ss_offer *o, const ss_verdict *v, fac
                    sizeof until);
         note(ns, 3309, o->site, o->signer->key_id, id, until);
     }
+    for (int i = 0; i < later.n; i++)
+        if (ns->n < MAX_NOTES) ns->m[ns->n++] = later.m[i];
+    return 0;
+}
+
+/* Evidence that rests on a signer (a vouched key exchange, a rollover)
+ * holds only while that signer is still trusted for the site: re-read
+ * inside the transaction, so a revoke or untrust that committed while the
+ * payload was read wins.  *ok false: the evidence is void. */
+static int signer_still_trusted(const ss_keyctx *k, const ss_offer *o, bool *ok, ss_error *e)
+{
+    *ok = true;
+    if (o->evidence != SS_EV_VOUCHED && o->evidence != SS_EV_ROLLOVER &&
+        o->evidence != SS_EV_BAD_ROLLOVER)
+        return 0;
+    *ok = false;
+    if (!o->signer) return 0;
+    ss_keyrec now;
+    facts none;
+    memset(&none, 0, sizeof none);
+    struct pk_scan scan = {.site = o->site};
+    int found = ss_keys_get_pk(k->db, o->site, &o->signer->pk, &now, e);
+    if (found < 0 || ss_keys_foreach_pk(k->db, &o->signer->pk, note_pk_record, &scan, e) != 0)
+        return -1;
+    *ok = found && !scan.revoked && record_standing(&now, &none, ss_now()) == SS_KS_TRUSTED;
     return 0;
 }
 
@@ -442,9 +500,13 @@ int ss_trust_judge_offer(const ss_keyctx *k, const ss_offer *o, ss_verdict *v, s
     *v = hold(SS_WHY_DB, 0);
     if (tx_begin(k->db, &own, e) != 0) return -1;
     ss_trust_policy p = policy_of(k, o->allow_shared_key);
+    bool vouches = false;
     bool ok = load_site_trust(k->db, o->site, &f, e) == 0 &&
-              load_key_facts(k, o->site, o->pk, &f, e) == 0;
-    ss_verdict decided = ok ? ss_trust_rule(o->evidence, f.site, f.key, &p) : *v;
+              load_key_facts(k, o->site, o->pk, &f, e) == 0 &&
+              signer_still_trusted(k, o, &vouches, e) == 0;
+    ss_verdict decided = !ok       ? *v
+                         : vouches ? ss_trust_rule(o->evidence, f.site, f.key, &p)
+                                   : verdict(SS_TRUST_REJECT, SS_WHY_NOT_VOUCHED, 4422, 0);
     ok = ok && apply(k, o, &decided, &f, &ns, e) == 0;
     if (tx_end(k->db, own, ok, e) != 0) return -1;
     *v = decided;
@@ -473,21 +535,24 @@ static int file_site(const char *path, const ss_keyfile *kf, const char *explici
         snprintf(site, SS_SITE_CODE_MAX + 1, "%s", explicit_site);
         return 0;
     }
-    if (kf->name_site[0] && kf->comment_site[0] && strcmp(kf->name_site, kf->comment_site))
+    if (!kf->name_site[0])
+        return ss_err(e, SS_E_USAGE,
+                      "its file name gives no site (name it <SITE>.pub, .ct4 or .ct5)%s%s; if "
+                      "you know which site it is for, import it with 'sitespool key import %s "
+                      "--site CODE'",
+                      kf->comment_site[0] ? " and only its comment says " : "", kf->comment_site,
+                      path);
+    if (kf->comment_site[0] && strcmp(kf->name_site, kf->comment_site))
         return ss_err(e, SS_E_USAGE,
                       "its file name says site %s but its comment says site %s; if it really is "
                       "%s's key, import it with 'sitespool key import %s --site %s'",
                       kf->name_site, kf->comment_site, kf->name_site, path, kf->name_site);
-    if (kf->name_site[0] && !kf->comment_site[0])
+    if (!kf->comment_site[0])
         return ss_err(e, SS_E_USAGE,
                       "its comment names no site, so only its file name says %s; import it with "
                       "'sitespool key import %s --site %s' if it is",
                       kf->name_site, path, kf->name_site);
-    if (!kf->comment_site[0])
-        return ss_err(e, SS_E_USAGE,
-                      "cannot tell which site it belongs to; name it <SITE>.pub or pass --site "
-                      "CODE");
-    snprintf(site, SS_SITE_CODE_MAX + 1, "%s", kf->comment_site);
+    snprintf(site, SS_SITE_CODE_MAX + 1, "%s", kf->name_site);
     return 0;
 }
 
@@ -554,13 +619,16 @@ int ss_trust_revoke(const ss_keyctx *k, const char *site, const char *key_id, ss
 {
     bool own;
     char blocked_by[SS_KEYID_HEX + 1] = "";
+    notes ns = {0};
+    note(&ns, 3310, key_id, site, NULL, NULL);
     if (tx_begin(k->db, &own, e) != 0) return -1;
     int blocked = ss_site_block_get(k->db, site, blocked_by, e);
-    bool ok =
-        blocked >= 0 && ss_keys_set_state(k->db, site, key_id, SS_KEY_REVOKED, 0, e) == 0 &&
-        (blocked != 1 || strcmp(blocked_by, key_id) || ss_site_block_clear(k->db, site, e) == 0);
+    bool lifts = blocked == 1 && !strcmp(blocked_by, key_id);
+    bool ok = blocked >= 0 && ss_keys_set_state(k->db, site, key_id, SS_KEY_REVOKED, 0, e) == 0 &&
+              (!lifts || (ss_site_block_clear(k->db, site, e) == 0 &&
+                          keep_blocked_by_pending(k, site, key_id, &ns, e) == 0));
     if (tx_end(k->db, own, ok, e) != 0) return -1;
-    ss_report(k->rep, 3310, key_id, site, NULL);
+    raise_notes(k, &ns);
     return 0;
 }
 

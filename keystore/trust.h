@@ -151,6 +151,12 @@ const char *ss_key_standing_name(enum ss_key_standing s);
 int ss_trust_judge_use(const ss_keyctx *k, const char *site, const ss_keyrec *key, bool for_data,
                        ss_verdict *v, ss_error *e);
 
+/* An unsigned instruction claiming site: refused (4404) while
+ * require_secure_key_exchange = yes, held while the site is blocked,
+ * otherwise accepted as what that setting allows.  -1 on a database error
+ * (*v a hold). */
+int ss_trust_judge_unsigned(const ss_keyctx *k, const char *site, ss_verdict *v, ss_error *e);
+
 /* Key material offered for a site. */
 typedef struct ss_offer {
     const char *site;
@@ -159,7 +165,8 @@ typedef struct ss_offer {
     const char *source;        /* stored with a new record: import, hman, directory, ... */
     const char *origin;        /* for messages: a file, "key exchange instruction ID" */
     int64_t not_after;         /* the offered key's validity end (0: none) */
-    const ss_keyrec *signer;   /* ROLLOVER: the key that signed it */
+    const ss_keyrec *signer;   /* VOUCHED, ROLLOVER, BAD_ROLLOVER: the key that signed it,
+                                  re-checked inside the transaction (still trusted?) */
     bool allow_shared_key;     /* ADMIN only: the administrator's --shared-key */
 } ss_offer;
 
@@ -172,8 +179,9 @@ int ss_trust_judge_offer(const ss_keyctx *k, const ss_offer *o, ss_verdict *v, s
 /* Imports a public key file as an administrator's act.  Both names of its
  * site - the file name (<SITE>.pub, .ct4, .ct5) and the comment ("... for
  * site CODE") - must agree, unless site (the administrator's --site) says
- * which it is; refusals are 3301 naming both.  0 and *out (may be NULL)
- * when the key is trusted, -1 otherwise (e says why). */
+ * which it is (a file whose name gives no site needs it); refusals are
+ * 3301 naming both.  0 and *out (may be NULL) when the key is trusted, -1
+ * otherwise (e says why; SS_E_DB: the keystore failed, nothing refused). */
 int ss_trust_import_file(const ss_keyctx *k, const char *path, const char *site, const char *source,
                          bool allow_shared_key, ss_keyrec *out, ss_error *e);
 

@@ -67,7 +67,10 @@ assert_eq "$(count_files "$(receive GS1)")" 2 "kept, never lost"
 out=$("$S" -C "$T/GS1" key trust SS1 "$new" 2>&1) && fail "trusting an unknown key must fail"
 echo "$out" | grep -q "not known here.*hman.box" || fail "trusting a key never seen must explain how to get it: $out"
 "$S" -C "$T/SS1" key export -o "$T/SS1-new.pub" 2>/dev/null
-"$S" -C "$T/GS1" key import "$T/SS1-new.pub" >/dev/null
+# A file whose name gives no site needs the administrator to say which.
+"$S" -C "$T/GS1" key import "$T/SS1-new.pub" >/dev/null 2>"$T/err" && fail "SS1-new.pub names no site"
+grep -q "file name gives no site.*comment says SS1.*--site CODE" "$T/err" || fail "unclear refusal: $(cat "$T/err")"
+"$S" -C "$T/GS1" key import "$T/SS1-new.pub" --site SS1 >/dev/null
 despool_once GS1 >/dev/null
 cmp "$T/changed.txt" "$(incoming GS1)/changed.txt" || fail "waiting data not delivered after the import"
 despool_once GS1 >/dev/null

@@ -495,7 +495,8 @@ static void test_database_errors_fail_closed(void)
         CU_ASSERT_EQUAL(ss_trust_admin_trust(&f.k, "PS1", bid, "test", &e), -1);
         unsigned char keyid[SS_KEYID_BYTES];
         memcpy(keyid, a.keyid, SS_KEYID_BYTES);
-        if (t == 0) CU_ASSERT_EQUAL(ss_key_find(&f.k, "PS1", keyid, &rec, &e), -1);
+        ss_key_found how;
+        if (t == 0) CU_ASSERT_EQUAL(ss_key_find(&f.k, "PS1", keyid, &rec, &how, &e), -1);
         sqlite3_set_authorizer(f.ss1.db.h, NULL, NULL);
         /* Nothing changed: b unknown, the site not blocked. */
         CU_ASSERT_EQUAL(use(&f, "PS1", &b).action, SS_TRUST_MISSING);
