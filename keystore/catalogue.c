@@ -75,7 +75,9 @@ static const ss_msgdef catalogue[] = {
      "%4.",
      "A rollover signed by the trusted key, with proof of the new key, was accepted.", "None."},
     {3310, 'W', H, "Key %1 of site %2 was revoked; it is never accepted again.",
-     "'sitespool key revoke' was run.", "None."},
+     "'sitespool key revoke' was run. A revoked public key is revoked for every site that held "
+     "it (one message each); a block it caused is lifted.",
+     "None."},
     {3311, 'I', H, "Published key %1 of site %2 in the key directory %3.",
      "'sitespool key publish' wrote the site's public key record into the directory folder.",
      "None."},
@@ -104,7 +106,8 @@ static const ss_msgdef catalogue[] = {
      "Read the .why file next to it in despoolr.box/rejected; ask the sending site to resend."},
     {4404, 'E', D,
      "Despooler received an instruction and package %1 from site %2 but did not "
-     "process them because they are not signed and this site requires secure key exchange.",
+     "process them because they are not signed (a key exchange: not signed by a key this site "
+     "trusts for that site) and this site requires secure key exchange.",
      "The instruction is unsigned, or it is a key exchange not signed by a key this site "
      "already trusts for the sender, while require_secure_key_exchange = yes. The files were "
      "moved to despoolr.box/rejected; nothing about the site's keys changed.",

@@ -324,7 +324,7 @@ int ss_trust_judge_unsigned(const ss_keyctx *k, const char *site, ss_verdict *v,
 
 /* Status messages are raised after the commit: nothing is announced that
  * a rollback undid. */
-#define MAX_NOTES 3
+#define MAX_NOTES 10
 typedef struct notes {
     int n;
     struct {
@@ -615,18 +615,44 @@ int ss_trust_untrust(const ss_keyctx *k, const char *site, ss_error *e)
     return removed;
 }
 
+struct same_key {
+    int n;
+    ss_keyrec r[8];
+};
+
+static int collect_same_key(void *ctx, const ss_keyrec *r)
+{
+    struct same_key *all = ctx;
+    if (all->n < 8) all->r[all->n++] = *r;
+    return 0;
+}
+
+/* Revokes one record: its block lifted (or moved to another pending key). */
+static int revoke_record(const ss_keyctx *k, const ss_keyrec *r, notes *ns, ss_error *e)
+{
+    char blocked_by[SS_KEYID_HEX + 1] = "";
+    int blocked = ss_site_block_get(k->db, r->site, blocked_by, e);
+    if (blocked < 0 || ss_keys_set_state(k->db, r->site, r->key_id, SS_KEY_REVOKED, 0, e) != 0)
+        return -1;
+    note(ns, 3310, r->key_id, r->site, NULL, NULL);
+    if (blocked != 1 || strcmp(blocked_by, r->key_id)) return 0;
+    if (ss_site_block_clear(k->db, r->site, e) != 0) return -1;
+    return keep_blocked_by_pending(k, r->site, r->key_id, ns, e);
+}
+
 int ss_trust_revoke(const ss_keyctx *k, const char *site, const char *key_id, ss_error *e)
 {
     bool own;
-    char blocked_by[SS_KEYID_HEX + 1] = "";
     notes ns = {0};
-    note(&ns, 3310, key_id, site, NULL, NULL);
+    ss_keyrec rec;
+    struct same_key all = {0};
     if (tx_begin(k->db, &own, e) != 0) return -1;
-    int blocked = ss_site_block_get(k->db, site, blocked_by, e);
-    bool lifts = blocked == 1 && !strcmp(blocked_by, key_id);
-    bool ok = blocked >= 0 && ss_keys_set_state(k->db, site, key_id, SS_KEY_REVOKED, 0, e) == 0 &&
-              (!lifts || (ss_site_block_clear(k->db, site, e) == 0 &&
-                          keep_blocked_by_pending(k, site, key_id, &ns, e) == 0));
+    int found = ss_keys_get(k->db, site, key_id, &rec, e);
+    if (found == 0) ss_err(e, SS_E_NOENT, "site %s has no key %s", site, key_id);
+    /* A revoked public key is revoked for every site that holds it. */
+    bool ok = found == 1 && ss_keys_foreach_pk(k->db, &rec.pk, collect_same_key, &all, e) == 0;
+    for (int i = 0; ok && i < all.n; i++)
+        ok = revoke_record(k, &all.r[i], &ns, e) == 0;
     if (tx_end(k->db, own, ok, e) != 0) return -1;
     raise_notes(k, &ns);
     return 0;

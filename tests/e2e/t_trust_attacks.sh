@@ -405,10 +405,12 @@ assert_file "$J/$ia.ins"; assert_no_file "$I/aaa.txt"
 cmp "$T/bbb.txt" "$I/bbb.txt" || fail "BBB's data (same key id, its own key) not delivered"
 pass "7. afterwards AAA's data is refused (4421) and BBB's, under the same key id, delivered"
 # A public key revoked for one site is revoked for every site: SS2's key,
-# shared with SS3 in 6., revoked for SS3 only.  ('key list' still shows
-# SS2's record of it as trusted; not asserted either way here.)
+# shared with SS3 in 6., revoked by naming SS3: both records say revoked.
+before_3310=$(status_count SS1 3310)
 "$S" -C "$T/SS1" key revoke "$ss2" --site SS3 >/dev/null || fail "key revoke $ss2 --site SS3"
 assert_eq "$(key_state SS1 SS3 "$ss2")" revoked "SS3's copy revoked"
+assert_eq "$(key_state SS1 SS2 "$ss2")" revoked "the same public key held for SS2 is revoked too"
+assert_eq "$(status_count SS1 3310)" $((before_3310 + 2)) "one 3310 per site that held the key"
 printf 'from SS2\n' > "$T/ss2.txt"
 i2=$(new_id); zpack "$T/ss2.txt" "$F/$i2.pck"
 sign_ins SS2 "$F" "$i2" "$(fields "$i2" from=SS2 name=ss2.txt size="$(stat -c %s "$T/ss2.txt")")"

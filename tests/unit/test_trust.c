@@ -385,6 +385,15 @@ static void test_same_key_for_a_second_site_needs_the_flag(void)
     CU_ASSERT_EQUAL(ss_trust_judge_offer(&f.k, &o, &v, &e), 0);
     CU_ASSERT_EQUAL(v.action, SS_TRUST_ACCEPT);
     CU_ASSERT_EQUAL(use(&f, "CEN", &a).action, SS_TRUST_ACCEPT);
+    /* Revoked for one of them, the public key is revoked for both. */
+    char id[SS_KEYID_HEX + 1];
+    ss_keyrec r;
+    ss_keyid_hex(a.keyid, id);
+    CU_ASSERT_EQUAL(ss_trust_revoke(&f.k, "CEN", id, &e), 0);
+    CU_ASSERT_EQUAL(ss_keys_get(&f.ss1.db, "PS1", id, &r, &e), 1);
+    CU_ASSERT_EQUAL(r.state, SS_KEY_REVOKED);
+    CU_ASSERT_EQUAL(use(&f, "PS1", &a).status, 4421);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 3310), 2);
     fx_close(&f);
 }
 
