@@ -126,6 +126,7 @@ static int key_import(cli *c, int argc, char **argv)
 struct list_ctx {
     bool json;
     int count;
+    ss_db *db;
 };
 
 static int print_key(void *ctx_, const ss_keyrec *k)
@@ -145,8 +146,15 @@ static int print_key(void *ctx_, const ss_keyrec *k)
         ss_json_string(stdout, ss_key_state_name(k->state));
         printf(",\"source\":");
         ss_json_string(stdout, k->source);
-        printf(",\"created\":%lld,\"not_after\":%lld,\"last_seen\":%lld}", (long long)k->created,
+        printf(",\"created\":%lld,\"not_after\":%lld,\"last_seen\":%lld", (long long)k->created,
                (long long)k->not_after, (long long)k->last_seen);
+        char blocked_by[SS_KEYID_HEX + 1];
+        int blocked = ss_site_block_get(ctx->db, k->site, blocked_by, NULL);
+        printf(",\"site_blocked_by\":");
+        if (blocked == 1)
+            printf("\"%s\"}", blocked_by);
+        else
+            printf("null}");
     } else {
         if (!ctx->count)
             printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", "SITE", "KEY ID", "STATE",
@@ -161,11 +169,13 @@ static int print_key(void *ctx_, const ss_keyrec *k)
 /* The propagation view: per peer site, the key it was last seen using. */
 static void print_sites(cli *c)
 {
-    sqlite3_stmt *st =
-        ss_db_prepare(&c->db,
-                      "SELECT site, blocked, blocked_key_id, last_key_id, last_seen FROM sites "
-                      "ORDER BY site",
-                      NULL);
+    /* Every peer site the keystore or the despooler knows, seen or not. */
+    sqlite3_stmt *st = ss_db_prepare(
+        &c->db,
+        "WITH known(site) AS (SELECT site FROM keys WHERE state <> 'own' UNION SELECT site FROM "
+        "sites) SELECT known.site, coalesce(blocked, 0), blocked_key_id, last_key_id, last_seen "
+        "FROM known LEFT JOIN sites USING (site) ORDER BY known.site",
+        NULL);
     bool header = false;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         char seen[32];
@@ -189,7 +199,7 @@ static void print_sites(cli *c)
 
 static int key_list(cli *c, int argc, char **argv)
 {
-    struct list_ctx ctx = {0};
+    struct list_ctx ctx = {.db = &c->db};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             ctx.json = true;
