@@ -20,7 +20,7 @@ assert_eq "$(find "$R" -name '*.pck' | wc -l)" "$N" "$N packages in receive"
 pass "$N pairs queued and delivered into SS1's receive"
 
 left() { find "$R" -maxdepth 1 -name '*.ins' | wc -l; }
-kills=0 midway=0 round=0 prev=$N window=150
+kills=0 midway=0 round=0 prev=$N window=60
 while [ "$(left)" -gt 0 ]; do
   round=$((round + 1))
   [ "$round" -le 400 ] || fail "receive not empty after 400 rounds"
@@ -30,9 +30,10 @@ while [ "$(left)" -gt 0 ]; do
     "$S" -C "$T/SS1" despool --once >>"$T/once.out" 2>&1 &
   fi
   pid=$!
-  # A random moment within the window; the window starts at 150 ms (a drain
-  # of all pairs takes well under a second) and widens whenever a round made
-  # no progress, so slow builds (sanitizers) are killed mid-work too.
+  # A random moment within the window; the window starts at 60 ms (a drain
+  # of all pairs takes a few hundred ms on a fast build, so a wider start
+  # let it finish in 4 rounds, too few kills) and widens whenever a round
+  # made no progress, so slow builds (sanitizers) are killed mid-work too.
   delay=$((10 + RANDOM % window))
   sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
   if kill -KILL "$pid" 2>/dev/null; then

@@ -1,0 +1,267 @@
+/*
+ * deliver.c - delivery: the package is hashed and inflated in one pass
+ * into .sitespool-<id>.tmp in the destination inbox, its signature and
+ * size checked; then, per batch, the staged files are made durable, the
+ * ledger committed, the files renamed to their final names and the pairs
+ * removed from receive (the exactly-once order of despooler.h).
+ *
+ * Security stance: output is bounded by the declared size (no
+ * decompression bombs); the final name is a plain file name in an allowed
+ * inbox, never overwriting; a forgery reads as a bad signature, not as bad
+ * data.
+ * Diagnostics: 4400 delivered, 4407, 4411-4413 (via quarantine.c), 4416
+ * a destination that cannot be written (the pair stays and is retried).
+ */
+#include "pipeline.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void dsp_tmp_name_for(const char *id, char *out, size_t len)
+{
+    snprintf(out, len, ".sitespool-%s.tmp", id);
+}
+
+static int unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
+{
+    struct unpack_sink *s = ctx;
+    if (s->fd >= 0) return ss_write_all(s->fd, data, len, e);
+    if (s->buf_len + len > s->buf_cap) return ss_err(e, SS_E_SIZE, "key payload too large");
+    memcpy(s->buf + s->buf_len, data, len);
+    s->buf_len += len;
+    return 0;
+}
+
+/* One pass over the package: hash it and inflate it into the sink.
+ * unpack_err receives a codec failure; the hash is always complete. */
+int dsp_stream_package(ss_despooler *d, int pck_fd, const work *w, struct unpack_sink *sink,
+                       unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
+{
+    ss_hash h;
+    ss_inflater *inf = &d->inflater;
+    ss_hash_init(&h);
+    if (ss_inflater_reset(inf, w->in.zip, w->in.size, e) != 0) return -1;
+    bool inflating = true;
+    ssize_t n;
+    while ((n = ss_read_full(pck_fd, d->read_buf, READ_CHUNK, e)) > 0) {
+        ss_hash_update(&h, d->read_buf, (size_t)n);
+        if (inflating &&
+            ss_inflater_feed(inf, d->read_buf, (size_t)n, unpack_write, sink, unpack_err))
+            inflating = false; /* keep hashing: a forgery must read as a bad signature */
+    }
+    if (inflating && n == 0 && ss_inflater_finish(inf, unpack_err) == 0 &&
+        inf->out_bytes != w->in.size)
+        ss_err(unpack_err, SS_E_SIZE, "it expands to %" PRIu64 " bytes, not the declared %" PRIu64,
+               inf->out_bytes, w->in.size);
+    if (n < 0) return -1;
+    ss_hash_final(&h, hash);
+    return 0;
+}
+
+/* A descriptor of inboxes/<dest>/incoming for one staged item (a dup of the
+ * batch's cached one, so each item can close its own). */
+static int open_dest(ss_despooler *d, const char *dest, ss_error *e)
+{
+    for (int i = 0; i < d->ndests; i++)
+        if (!strcmp(d->dests[i].dest, dest)) return dup(d->dests[i].fd);
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/inboxes/%s/incoming", d->root, dest) >= (int)sizeof path)
+        return ss_err(e, SS_E_TOOBIG, "path too long");
+    if (ss_mkdirs(path, 0750, e) != 0) return -1;
+    int fd = ss_open_dir(path, e);
+    if (fd >= 0 && d->ndests < (int)(sizeof d->dests / sizeof d->dests[0])) {
+        snprintf(d->dests[d->ndests].dest, sizeof d->dests[0].dest, "%s", dest);
+        d->dests[d->ndests++].fd = fd;
+        return dup(fd);
+    }
+    return fd;
+}
+
+void dsp_forget_batch_caches(ss_despooler *d)
+{
+    for (int i = 0; i < d->ndests; i++)
+        close(d->dests[i].fd);
+    d->ndests = 0;
+    d->nusable = 0;
+}
+
+/* Opens the package; OUT_STAGED with *fd set, or the outcome to return. */
+enum outcome dsp_open_package(ss_despooler *d, work *w, const char *base, int *fd)
+{
+    ss_error e = {0};
+    struct stat st;
+    *fd = ss_open_regular(d->receive_fd, w->pck_name, d->conf->max_package_bytes, &st, &e);
+    if (*fd >= 0) return OUT_STAGED;
+    if (e.code == SS_E_NOTREG) {
+        QUARANTINE(d, base, 4411, w->pck_name, e.msg);
+        return OUT_DONE;
+    }
+    if (e.code == SS_E_TOOBIG) {
+        char size[32], max[32];
+        u64str((uint64_t)st.st_size, size, sizeof size);
+        u64str(d->conf->max_package_bytes, max, sizeof max);
+        QUARANTINE(d, base, 4412, w->in.id, w->in.from, size, max);
+        return OUT_DONE;
+    }
+    if (e.code != SS_E_NOENT) /* NOENT: the package has not arrived yet */
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot open %s: %s", w->pck_name,
+                e.msg);
+    d->stats.waiting++;
+    return OUT_WAIT;
+}
+
+/* Streams the package into sink and checks signature and size; the order
+ * of the verdicts makes a forgery read as a bad signature, not bad data. */
+static enum outcome verify_and_unpack(ss_despooler *d, work *w, const char *base,
+                                      const ss_keyrec *key, int pck_fd, struct unpack_sink *sink,
+                                      ss_error *io_err)
+{
+    ss_error unpack_err = {0}, sig_err = {0};
+    unsigned char hash[SS_HASH_BYTES];
+    if (dsp_stream_package(d, pck_fd, w, sink, hash, &unpack_err, io_err) != 0) return OUT_WAIT;
+    if (w->is_signed && ss_sig_verify_package(&w->sig, &key->pk, hash, &sig_err) != 0) {
+        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, sig_err.msg);
+        return OUT_DONE;
+    }
+    if (unpack_err.code != SS_OK) {
+        QUARANTINE(d, base, 4413, w->in.id, w->in.from, unpack_err.msg);
+        return OUT_DONE;
+    }
+    return OUT_STAGED;
+}
+
+/* Data: the payload goes to .sitespool-<id>.tmp in the destination inbox. */
+enum outcome dsp_stage_data(ss_despooler *d, work *w, const char *base, const ss_keyrec *key)
+{
+    int pck_fd;
+    enum outcome o = dsp_open_package(d, w, base, &pck_fd);
+    if (o != OUT_STAGED) return o;
+    ss_error e = {0};
+    char tmp[96];
+    dsp_tmp_name_for(w->in.id, tmp, sizeof tmp);
+    w->dest_fd = open_dest(d, w->in.dest, &e);
+    if (w->dest_fd >= 0 &&
+        ss_atomic_begin_named(&w->out, w->dest_fd, w->in.name, tmp, 0640, &e) == 0) {
+        struct unpack_sink sink = {.fd = w->out.fd};
+        o = verify_and_unpack(d, w, base, key, pck_fd, &sink, &e);
+    } else {
+        o = OUT_WAIT;
+    }
+    close(pck_fd);
+    if (o == OUT_WAIT) {
+        ss_report(d->rep, 4416, w->in.id, w->in.from, w->in.dest, e.msg, NULL);
+        d->stats.waiting++;
+    }
+    if (o != OUT_STAGED) {
+        ss_atomic_abort(&w->out);
+        if (w->dest_fd >= 0) close(w->dest_fd);
+        w->dest_fd = -1;
+    }
+    return o;
+}
+
+/* Picks a final name that exists neither on disk nor earlier in the batch. */
+static void choose_final_name(work *batch, size_t i)
+{
+    work *w = &batch[i];
+    bool taken = faccessat(w->dest_fd, w->in.name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    for (size_t j = 0; j < i && !taken; j++)
+        taken = batch[j].dest_fd >= 0 && !strcmp(batch[j].in.dest, w->in.dest) &&
+                !strcmp(batch[j].out.final, w->in.name);
+    if (taken) snprintf(w->out.final, sizeof w->out.final, "%.200s.%s", w->in.name, w->in.id);
+    snprintf(w->dest_rel, sizeof w->dest_rel, "inboxes/%s/incoming/%s", w->in.dest, w->out.final);
+}
+
+/* True if an earlier staged item of the batch has the same destination. */
+static bool dest_seen_before(const work *batch, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (batch[j].dest_fd >= 0 && !strcmp(batch[j].in.dest, batch[i].in.dest)) return true;
+    return false;
+}
+
+/* Closes the staged files durably: one fsync each for a few, else one
+ * syncfs per destination.  Items that fail are dropped from the batch. */
+static void flush_staged(ss_despooler *d, work *batch, size_t n, size_t staged)
+{
+    for (size_t i = 0; i < n; i++) {
+        work *w = &batch[i];
+        if (w->dest_fd < 0) continue;
+        ss_error e = {0};
+        bool ok = ss_atomic_close(&w->out, staged <= SMALL_BATCH, &e) == 0;
+        if (ok && staged > SMALL_BATCH && !dest_seen_before(batch, i))
+            ok = ss_sync_fs(w->dest_fd, &e) == 0;
+        if (!ok) {
+            ss_report(d->rep, 4416, w->in.id, w->in.from, w->in.dest, e.msg, NULL);
+            ss_atomic_abort(&w->out);
+            close(w->dest_fd);
+            w->dest_fd = -1;
+            d->stats.waiting++;
+        }
+    }
+}
+
+/* Makes the staged payloads durable, commits the ledger, publishes the
+ * files and removes the pairs (see the exactly-once order in despooler.h). */
+int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
+{
+    size_t staged = 0;
+    for (size_t i = 0; i < n; i++)
+        staged += batch[i].dest_fd >= 0;
+    if (!staged) return 0;
+    flush_staged(d, batch, n, staged);
+    for (size_t i = 0; i < n; i++)
+        if (batch[i].dest_fd >= 0) choose_final_name(batch, i);
+    if (ss_db_begin(d->db, e) != 0) return -1;
+    for (size_t i = 0; i < n; i++) {
+        work *w = &batch[i];
+        if (w->dest_fd < 0) continue;
+        dsp_ledger_insert(d, w, "delivered", w->dest_rel);
+        dsp_note_sequence(d, w);
+        if (w->is_signed) (void)ss_keys_touch(d->db, w->in.from, w->keyid, ss_now(), NULL);
+        ss_report(d->rep, 4400, w->in.id, w->in.from, w->dest_rel, NULL);
+    }
+    if (ss_db_commit(d->db, e) != 0) {
+        ss_db_rollback(d->db);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        work *w = &batch[i];
+        if (w->dest_fd < 0) continue;
+        ss_error re = {0};
+        if (ss_atomic_rename(&w->out, SS_ATOMIC_NOREPLACE, &re) != 0 && re.code == SS_E_EXISTS) {
+            /* Someone created the name since we chose it: take the unique one. */
+            size_t len = strlen(w->out.final);
+            snprintf(w->out.final + len, sizeof w->out.final - len, ".%s", w->in.id);
+            (void)ss_atomic_rename(&w->out, SS_ATOMIC_NOREPLACE, &re);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (batch[i].dest_fd >= 0 && !dest_seen_before(batch, i))
+            (void)ss_fsync_dirfd(batch[i].dest_fd, NULL);
+    for (size_t i = 0; i < n; i++) {
+        work *w = &batch[i];
+        if (w->dest_fd < 0) continue;
+        char base[64];
+        base_of(w->ins_name, base, sizeof base);
+        dsp_remove_pair(d, base);
+        d->stats.delivered++;
+    }
+    return 0;
+}
+
+void dsp_release_batch(work *batch, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ss_atomic_abort(&batch[i].out);
+        if (batch[i].dest_fd >= 0) close(batch[i].dest_fd);
+        batch[i].dest_fd = -1;
+    }
+}

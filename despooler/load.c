@@ -1,0 +1,79 @@
+/*
+ * load.c - reading one instruction file: opened without following links,
+ * regular and size-limited (fileio.h), parsed strictly as a minisign
+ * signature file whose trusted comment holds the fields, or as the one-line
+ * unsigned form; its id must be its file name.
+ *
+ * Security stance: nothing here is trusted yet - the fields are only used
+ * to find the key (verify.c) until the signature over them verified.
+ * Diagnostics: 4403 (malformed, truncated), 4411 (not a regular file); a
+ * truncated file younger than WRITER_GRACE_S is left for its writer.
+ */
+#include "pipeline.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int load_work(ss_despooler *d, const char *ins_name, work *w, ss_error *e)
+{
+    char base[64], *text = NULL;
+    size_t len;
+    memset(w, 0, sizeof *w);
+    w->dest_fd = -1;
+    w->out.fd = -1;
+    snprintf(w->ins_name, sizeof w->ins_name, "%s", ins_name);
+    base_of(ins_name, base, sizeof base);
+    snprintf(w->pck_name, sizeof w->pck_name, "%s.pck", base);
+    if (ss_read_small_file(d->receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) return -1;
+    int rc;
+    if (ss_sig_looks_signed(text, len)) {
+        w->is_signed = true;
+        rc = ss_sig_parse(text, len, &w->sig, e);
+        if (rc == 0) rc = ss_instr_parse(&w->in, w->sig.trusted_comment, e);
+        ss_keyid_hex(w->sig.keyid, w->keyid);
+    } else {
+        /* The unsigned form: exactly one line. */
+        char *nl = memchr(text, '\n', len);
+        if (memchr(text, '\0', len) || (nl && (size_t)(nl - text) + 1 != len))
+            rc = ss_err(e, SS_E_FORMAT,
+                        "not a signature file and not a one-line unsigned "
+                        "instruction");
+        else {
+            if (nl) *nl = '\0';
+            rc = ss_instr_parse(&w->in, text, e);
+        }
+    }
+    free(text);
+    if (rc == 0 && strcmp(base, w->in.id) != 0)
+        rc = ss_err(e, SS_E_FIELD, "the file name does not match the instruction id %s", w->in.id);
+    return rc;
+}
+
+/* Loads an instruction; files that cannot be loaded are quarantined. */
+bool dsp_load_or_reject(ss_despooler *d, const char *name, work *w)
+{
+    ss_error e = {0};
+    char base[64];
+    base_of(name, base, sizeof base);
+    if (load_work(d, name, w, &e) == 0) return true;
+    if (e.code == SS_E_NOENT) return false; /* gone since the listing */
+    struct stat st;
+    if (e.code == SS_E_TRUNCATED && fstatat(d->receive_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        ss_now() - st.st_mtime < WRITER_GRACE_S) {
+        /* A peer may still be writing it in place: its close wakes us again. */
+        d->stats.waiting++;
+        return false;
+    }
+    if (e.code == SS_E_NOTREG)
+        QUARANTINE(d, base, 4411, name, e.msg);
+    else
+        QUARANTINE(d, base, 4403, name, e.msg);
+    return false;
+}

@@ -1,0 +1,143 @@
+/*
+ * pipeline.h - private to the despooler's files: the instruction being
+ * processed (work), what became of it (outcome), and each phase's entry
+ * points.  See despooler.c for the order of the phases.
+ */
+#ifndef SS_DESPOOLER_PIPELINE_H
+#define SS_DESPOOLER_PIPELINE_H
+
+#include "despooler.h"
+#include "../inboxes/fileio.h"
+#include "../inboxes/instruction.h"
+#include "../keystore/keyfile.h"
+#include "../keystore/sigfile.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define READ_CHUNK (256 * 1024)
+#define KEY_PAYLOAD_MAX 4096
+/* Below this many files a batch fsyncs each one; above, one syncfs. */
+#define SMALL_BATCH 4
+/* A file still waiting is warned about again (4414) at most this often. */
+#define BACKLOG_REWARN 86400
+/* A truncated instruction this young may still be being written. */
+#define WRITER_GRACE_S 5
+/* A temporary file in receive older than this is a dead writer's. */
+#define STALE_TMP_AGE (2 * 86400)
+
+/* What became of an instruction: staged for the batch commit, finished
+ * (delivered, quarantined or removed), left in receive for later, or
+ * left in receive because the keystore could not be read (the batch stops
+ * and the scan fails: fail closed, 4423). */
+enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT, OUT_FAIL };
+
+/* One instruction being processed. */
+typedef struct work {
+    char ins_name[64];
+    char pck_name[64];
+    bool is_signed;
+    ss_sig sig;
+    ss_instr in;
+    char keyid[SS_KEYID_HEX + 1];
+    /* staged delivery */
+    int dest_fd;
+    ss_atomic out;
+    char dest_rel[PATH_MAX];
+} work;
+
+/* Where an unpacked package goes: a file, or (fd -1) a bounded buffer. */
+struct unpack_sink {
+    int fd;
+    char *buf;
+    size_t buf_len;
+    size_t buf_cap;
+};
+
+static inline void u64str(uint64_t v, char *out, size_t len)
+{
+    snprintf(out, len, "%" PRIu64, v);
+}
+
+/* "<id>" of "<id>.ins". */
+static inline void base_of(const char *name, char *out, size_t len)
+{
+    const char *dot = strrchr(name, '.');
+    snprintf(out, len, "%.*s", (int)(dot ? dot - name : (long)strlen(name)), name);
+}
+
+/* Steps and finalizes a statement; logs and returns -1 if it failed. */
+static inline int db_step_done(ss_despooler *d, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    if (rc != 0)
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Database error while %s: %s", what,
+                sqlite3_errmsg(d->db->h));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+#define QUARANTINE(d, base, id, ...)                                                               \
+    do {                                                                                           \
+        const char *istr_[] = {__VA_ARGS__};                                                       \
+        dsp_quarantine(d, base, id, istr_, (int)(sizeof istr_ / sizeof istr_[0]));                 \
+    } while (0)
+
+/* scan.c */
+bool dsp_force_has(const ss_despooler *d, const char *site);
+void dsp_force_add(void *ctx, const char *site);
+
+/* load.c */
+bool dsp_load_or_reject(ss_despooler *d, const char *name, work *w);
+
+/* verify.c */
+enum outcome dsp_trust_failed(ss_despooler *d, const work *w, const ss_error *e);
+enum outcome dsp_refuse(ss_despooler *d, const work *w, const char *base, const ss_verdict *v,
+                        const char *key_id, const char *detail);
+enum outcome dsp_act_on_verdict(ss_despooler *d, work *w, const char *base, const ss_verdict *v,
+                                const char *key_id);
+int dsp_find_signer(ss_despooler *d, work *w, const char *base, bool for_data, ss_keyrec *key,
+                    ss_verdict *v, enum outcome *o, ss_error *e);
+enum outcome dsp_authenticate(ss_despooler *d, work *w, const char *base, ss_keyrec *key);
+enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base);
+
+/* keyinstr.c */
+enum outcome dsp_key_exchange(ss_despooler *d, work *w, const char *base);
+enum outcome dsp_apply_rollover(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
+
+/* deliver.c */
+void dsp_tmp_name_for(const char *id, char *out, size_t len);
+int dsp_stream_package(ss_despooler *d, int pck_fd, const work *w, struct unpack_sink *sink,
+                       unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e);
+void dsp_forget_batch_caches(ss_despooler *d);
+enum outcome dsp_open_package(ss_despooler *d, work *w, const char *base, int *fd);
+enum outcome dsp_stage_data(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
+int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e);
+void dsp_release_batch(work *batch, size_t n);
+
+/* ledger.c */
+int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when);
+bool dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path);
+void dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path);
+void dsp_note_sequence(ss_despooler *d, const work *w);
+
+/* waiting.c */
+void dsp_forget_notes(ss_despooler *d, const char *base);
+void dsp_retry_forget(ss_despooler *d, const char *id);
+enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base);
+enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason);
+void dsp_recheck_waiting_keys(ss_despooler *d);
+void dsp_check_backlog(ss_despooler *d);
+
+/* quarantine.c */
+void dsp_move_to_rejected(ss_despooler *d, const char *name, const char *reason);
+void dsp_quarantine(ss_despooler *d, const char *base, int msg_id, const char *const istr[],
+                    int nistr);
+void dsp_remove_pair(ss_despooler *d, const char *base);
+
+/* housekeeping.c */
+void dsp_housekeeping(ss_despooler *d);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * waiting.c - what stays in receive: instructions whose key is missing
+ * (4405, the persisted retry count, 4406 when it runs out), instructions
+ * held until an administrator acts (4420, once per reason), files that
+ * wait too long (4414), and the look for keys that waiting instructions
+ * need, so that a key arriving in hman.box or the directory retries them
+ * at once (4417).
+ *
+ * Security stance: nothing waiting is ever deleted: it is delivered,
+ * quarantined with a status message, or left for an administrator.
+ * Known limits: at most SS_FORCE_MAX sites are retried at once per scan.
+ */
+#include "pipeline.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The pair left receive: forget its backlog warnings and dsp_hold notes. */
+void dsp_forget_notes(ss_despooler *d, const char *base)
+{
+    if (!d->notes_pending) return;
+    sqlite3_stmt *st = ss_db_prepare(d->db,
+                                     "DELETE FROM backlog WHERE name IN (?1||'.ins', "
+                                     "?1||'.pck')",
+                                     NULL);
+    if (st) {
+        sqlite3_bind_text(st, 1, base, -1, SQLITE_STATIC);
+        db_step_done(d, st, "clearing backlog notes");
+    }
+    st = ss_db_prepare(d->db, "DELETE FROM holds WHERE id=?", NULL);
+    if (st) {
+        sqlite3_bind_text(st, 1, base, -1, SQLITE_STATIC);
+        db_step_done(d, st, "clearing a dsp_hold");
+    }
+}
+
+void dsp_retry_forget(ss_despooler *d, const char *id)
+{
+    if (!d->retries_pending) return;
+    sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM retries WHERE id=?", NULL);
+    if (st) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        db_step_done(d, st, "clearing a retry");
+    }
+}
+
+/* Reads the retry row: 1 found, 0 none. */
+static int retry_get(ss_despooler *d, const char *id, int *attempts, int64_t *next_at)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(d->db, "SELECT attempts, next_at FROM retries WHERE id=?", NULL);
+    int found = 0;
+    if (!st) return 0;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *attempts = sqlite3_column_int(st, 0);
+        *next_at = sqlite3_column_int64(st, 1);
+        found = 1;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* The sender's key is missing: count an attempt and report 4405, or give
+ * up (4406) when the retries are used up. */
+enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
+{
+    int attempts = 0;
+    int64_t next_at = 0, now = ss_now();
+    bool known = retry_get(d, w->in.id, &attempts, &next_at);
+    if (known && next_at > now && !dsp_force_has(d, w->in.from)) {
+        d->stats.waiting++;
+        return OUT_WAIT;
+    }
+    unsigned limit = d->conf->key_lookup_retries;
+    char count[32];
+    /* key_lookup_retries counts every lookup, this one included: the first
+     * 4405 says 99 more of 100, and the lookup that leaves 0 more gives up
+     * at once (announcing "0 more times, next retry in ..." would be false). */
+    if ((unsigned)++attempts >= limit) {
+        snprintf(count, sizeof count, "%d", attempts);
+        dsp_retry_forget(d, w->in.id);
+        QUARANTINE(d, base, 4406, w->in.id, w->in.from, w->keyid, count);
+        return OUT_DONE;
+    }
+    sqlite3_stmt *st = ss_db_prepare(
+        d->db,
+        "INSERT INTO retries(id, from_site, key_id, attempts, next_at, first_seen) "
+        "VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(id) DO UPDATE SET attempts=?4, next_at=?5",
+        NULL);
+    if (st) {
+        sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, w->keyid, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, attempts);
+        sqlite3_bind_int64(st, 5, now + d->conf->key_lookup_interval);
+        sqlite3_bind_int64(st, 6, now);
+        db_step_done(d, st, "recording a key lookup retry");
+    }
+    char left[32], minutes[32];
+    snprintf(left, sizeof left, "%u", limit - (unsigned)attempts);
+    snprintf(minutes, sizeof minutes, "%u", (d->conf->key_lookup_interval + 59) / 60);
+    ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+            "Public key %s for incoming instruction %s/%s from site %s was not found, will "
+            "retry later",
+            w->keyid, d->receive_path, w->ins_name, w->in.from);
+    ss_report(d->rep, 4405, w->ins_name, w->in.from, w->keyid, left, minutes, NULL);
+    d->stats.waiting++;
+    return OUT_WAIT;
+}
+
+/* Keeps the instruction in receive until an administrator acts; 4420 is
+ * raised once per instruction and reason, not on every scan. */
+enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(d->db,
+                      "INSERT INTO holds(id, from_site, reason, since) VALUES(?1,?2,?3,?4) "
+                      "ON CONFLICT(id) DO UPDATE SET reason=?3 WHERE reason<>?3 RETURNING id",
+                      NULL);
+    bool fresh = false;
+    if (st) {
+        sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, ss_now());
+        fresh = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    if (fresh) ss_report(d->rep, 4420, w->in.id, w->in.from, reason, NULL);
+    d->stats.waiting++;
+    return OUT_WAIT;
+}
+
+/* Hold notes of instructions that left receive some other way go. */
+static void drop_stale_holds(ss_despooler *d)
+{
+    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT id FROM holds", NULL);
+    char stale[SS_FORCE_MAX][SS_ID_HEX + 1];
+    int n = 0;
+    while (st && n < SS_FORCE_MAX && sqlite3_step(st) == SQLITE_ROW) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.ins", sqlite3_column_text(st, 0));
+        if (faccessat(d->receive_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+            snprintf(stale[n++], sizeof stale[0], "%s", sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    for (int i = 0; i < n; i++)
+        dsp_forget_notes(d, stale[i]);
+}
+
+/* Sites with instructions waiting for a key: look again in the directory
+ * and hman.box, so a key published there retries them at once.  Retry rows
+ * whose instruction has left receive (an administrator moved it) go. */
+void dsp_recheck_waiting_keys(ss_despooler *d)
+{
+    struct waiting {
+        char site[SS_SITE_CODE_MAX + 1];
+        char key_id[SS_KEYID_HEX + 1];
+        int count;
+    } waiting[SS_FORCE_MAX];
+    int n = 0;
+    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT id, from_site, key_id FROM retries", NULL);
+    if (!st) return;
+    char stale[SS_FORCE_MAX][SS_ID_HEX + 1];
+    int nstale = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *site = (const char *)sqlite3_column_text(st, 1);
+        const char *key_id = (const char *)sqlite3_column_text(st, 2);
+        char name[64];
+        snprintf(name, sizeof name, "%s.ins", id);
+        if (faccessat(d->receive_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (nstale < SS_FORCE_MAX) snprintf(stale[nstale++], sizeof stale[0], "%s", id);
+            continue;
+        }
+        int i = 0;
+        while (i < n && (strcmp(waiting[i].site, site) || strcmp(waiting[i].key_id, key_id)))
+            i++;
+        if (i == n && n < SS_FORCE_MAX) {
+            snprintf(waiting[n].site, sizeof waiting[n].site, "%s", site);
+            snprintf(waiting[n].key_id, sizeof waiting[n].key_id, "%s", key_id);
+            waiting[n++].count = 0;
+        }
+        if (i < n) waiting[i].count++;
+    }
+    sqlite3_finalize(st);
+    for (int i = 0; i < nstale; i++)
+        dsp_retry_forget(d, stale[i]);
+    drop_stale_holds(d);
+    for (int i = 0; i < n; i++) {
+        unsigned char keyid[SS_KEYID_BYTES];
+        ss_keyrec k;
+        ss_key_found how;
+        ss_error e = {0};
+        /* Only a hint to retry now: the instruction's own lookup verifies
+         * and judges what was found. */
+        if (ss_keyid_parse(waiting[i].key_id, keyid) != 0 ||
+            ss_key_find(&d->keys, waiting[i].site, keyid, &k, &how, &e) != 1)
+            continue;
+        char count[32];
+        snprintf(count, sizeof count, "%d", waiting[i].count);
+        ss_report(d->rep, 4417, waiting[i].site, count, NULL);
+        dsp_force_add(d, waiting[i].site);
+    }
+}
+
+/* Warns (4414) about files that have waited longer than backlog_warning_age,
+ * then again at most once a day (a short age must not turn every rescan
+ * into a warning); removes package leftovers of delivered instructions. */
+void dsp_check_backlog(ss_despooler *d)
+{
+    DIR *dir = fdopendir(dup(d->receive_fd));
+    if (!dir) return;
+    rewinddir(dir);
+    int64_t now = ss_now(), now_ms = ss_now_ms(), age_limit = d->conf->backlog_warning_age;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        const char *name = de->d_name;
+        size_t len = strlen(name);
+        struct stat st;
+        if (!strcmp(name, ".") || !strcmp(name, "..") ||
+            fstatat(d->receive_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (ss_name_is_temporary(name)) {
+            /* A peer's writer killed mid-copy leaves its temporary file. */
+            if (S_ISREG(st.st_mode) && now - st.st_mtime > STALE_TMP_AGE &&
+                unlinkat(d->receive_fd, name, 0) == 0)
+                ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                        "Removed %s: a temporary file a sender left in receive %lld hours ago",
+                        name, (long long)((now - st.st_mtime) / 3600));
+            continue;
+        }
+        if (len < 5) continue;
+        char base[64], other[96], path[PATH_MAX];
+        int64_t t;
+        base_of(name, base, sizeof base);
+        bool is_pck = !strcmp(name + len - 4, ".pck");
+        snprintf(other, sizeof other, "%s.ins", base);
+        bool orphan = is_pck && faccessat(d->receive_fd, other, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
+        if (orphan && dsp_ledger_lookup(d, base, path, sizeof path, &t)) {
+            ss_reaper_take(d->reaper, d->receive_fd, name); /* left over after a delivery */
+            continue;
+        }
+        /* In milliseconds: whole seconds would call a file touched just
+         * before a second boundary a second old. */
+        int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+        if (now_ms - mtime_ms < age_limit * 1000) continue;
+        sqlite3_stmt *q = ss_db_prepare(
+            d->db,
+            "INSERT INTO backlog(name, warned) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE "
+            "SET warned=?2 WHERE warned <= ?2 - ?3 RETURNING name",
+            NULL);
+        if (!q) continue;
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, now);
+        sqlite3_bind_int64(q, 3, age_limit > BACKLOG_REWARN ? age_limit : BACKLOG_REWARN);
+        bool warn = sqlite3_step(q) == SQLITE_ROW;
+        sqlite3_finalize(q);
+        if (warn) {
+            char hours[32];
+            snprintf(hours, sizeof hours, "%lld", (long long)((now - st.st_mtime) / 3600));
+            ss_report(d->rep, 4414, name, hours,
+                      orphan   ? "a package without its instruction"
+                      : is_pck ? "its instruction is waiting"
+                               : "waiting for its package or the sender's key",
+                      NULL);
+        }
+    }
+    closedir(dir);
+}
