@@ -32,7 +32,11 @@ void dsp_tmp_name_for(const char *id, char *out, size_t len)
 static int unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
 {
     struct unpack_sink *s = ctx;
-    if (s->fd >= 0) return ss_write_all(s->fd, data, len, e);
+    if (s->fd >= 0) {
+        if (ss_write_all(s->fd, data, len, &s->io_err) == 0) return 0;
+        s->io_failed = true;
+        return ss_err(e, s->io_err.code, "%s", s->io_err.msg);
+    }
     if (s->buf_len + len > s->buf_cap) return ss_err(e, SS_E_SIZE, "key payload too large");
     memcpy(s->buf + s->buf_len, data, len);
     s->buf_len += len;
@@ -126,6 +130,10 @@ static enum outcome verify_and_unpack(ss_despooler *d, work *w, const char *base
     ss_error unpack_err = {0}, sig_err = {0};
     unsigned char hash[SS_HASH_BYTES];
     if (dsp_stream_package(d, pck_fd, w, sink, hash, &unpack_err, io_err) != 0) return OUT_WAIT;
+    if (sink->io_failed) { /* disk full, EDQUOT, EIO...: not the package's fault */
+        *io_err = sink->io_err;
+        return OUT_WAIT;
+    }
     if (w->is_signed && ss_sig_verify_package(&w->sig, &key->pk, hash, &sig_err) != 0) {
         QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, sig_err.msg);
         return OUT_DONE;
@@ -155,10 +163,7 @@ enum outcome dsp_stage_data(ss_despooler *d, work *w, const char *base, const ss
         o = OUT_WAIT;
     }
     close(pck_fd);
-    if (o == OUT_WAIT) {
-        ss_report(d->rep, 4416, w->in.id, w->in.from, w->in.dest, e.msg, NULL);
-        d->stats.waiting++;
-    }
+    if (o == OUT_WAIT) dsp_dest_failed(d, w, &e);
     if (o != OUT_STAGED) {
         ss_atomic_abort(&w->out);
         if (w->dest_fd >= 0) close(w->dest_fd);
@@ -167,16 +172,71 @@ enum outcome dsp_stage_data(ss_despooler *d, work *w, const char *base, const ss
     return o;
 }
 
-/* Picks a final name that exists neither on disk nor earlier in the batch. */
+/* Candidate final names, in order: name, name.<id>, name.<id>.2, ... */
+static void candidate_name(const work *w, int attempt, char *out, size_t len)
+{
+    if (attempt == 0)
+        snprintf(out, len, "%s", w->in.name);
+    else if (attempt == 1)
+        snprintf(out, len, "%.200s.%s", w->in.name, w->in.id);
+    else
+        snprintf(out, len, "%.200s.%s.%d", w->in.name, w->in.id, attempt);
+}
+
+#define NAME_ATTEMPTS 1000
+
+static bool name_taken(const work *batch, size_t i, const char *name)
+{
+    const work *w = &batch[i];
+    if (faccessat(w->dest_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) return true;
+    for (size_t j = 0; j < i; j++)
+        if (batch[j].dest_fd >= 0 && !strcmp(batch[j].in.dest, w->in.dest) &&
+            !strcmp(batch[j].out.final, name))
+            return true;
+    return false;
+}
+
+static void set_dest_rel(work *w)
+{
+    snprintf(w->dest_rel, sizeof w->dest_rel, "inboxes/%s/incoming/%s", w->in.dest, w->out.final);
+}
+
+/* Picks the first candidate name that exists neither on disk nor earlier
+ * in the batch; the rename claims it (without replacing) after the commit. */
 static void choose_final_name(work *batch, size_t i)
 {
     work *w = &batch[i];
-    bool taken = faccessat(w->dest_fd, w->in.name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-    for (size_t j = 0; j < i && !taken; j++)
-        taken = batch[j].dest_fd >= 0 && !strcmp(batch[j].in.dest, w->in.dest) &&
-                !strcmp(batch[j].out.final, w->in.name);
-    if (taken) snprintf(w->out.final, sizeof w->out.final, "%.200s.%s", w->in.name, w->in.id);
-    snprintf(w->dest_rel, sizeof w->dest_rel, "inboxes/%s/incoming/%s", w->in.dest, w->out.final);
+    for (int attempt = 0; attempt < NAME_ATTEMPTS; attempt++) {
+        candidate_name(w, attempt, w->out.final, sizeof w->out.final);
+        if (!name_taken(batch, i, w->out.final)) break;
+    }
+    set_dest_rel(w);
+}
+
+/* Claims a final name for dirfd/tmp with a rename that never replaces:
+ * *final (if set) first, then name, name.<id>, name.<id>.2 ... in turn.
+ * 0 and *final the name written, or -1 (the file stays under tmp). */
+int dsp_claim_name(int dirfd, const char *tmp, const work *w, char *final, size_t len, ss_error *e)
+{
+    char chosen[256];
+    snprintf(chosen, sizeof chosen, "%s", final);
+    for (int attempt = -1; attempt < NAME_ATTEMPTS; attempt++) {
+        char name[256];
+        if (attempt < 0) {
+            if (!chosen[0]) continue;
+            snprintf(name, sizeof name, "%s", chosen);
+        } else {
+            candidate_name(w, attempt, name, sizeof name);
+            if (!strcmp(name, chosen)) continue;
+        }
+        if (ss_rename_noreplace(dirfd, tmp, dirfd, name, e) == 0) {
+            snprintf(final, len, "%s", name);
+            return 0;
+        }
+        if (e->code != SS_E_EXISTS) return -1;
+    }
+    return ss_err(e, SS_E_EXISTS, "no free name for %s after %d attempts", w->in.name,
+                  NAME_ATTEMPTS);
 }
 
 /* True if an earlier staged item of the batch has the same destination. */
@@ -199,17 +259,70 @@ static void flush_staged(ss_despooler *d, work *batch, size_t n, size_t staged)
         if (ok && staged > SMALL_BATCH && !dest_seen_before(batch, i))
             ok = ss_sync_fs(w->dest_fd, &e) == 0;
         if (!ok) {
-            ss_report(d->rep, 4416, w->in.id, w->in.from, w->in.dest, e.msg, NULL);
+            dsp_dest_failed(d, w, &e);
             ss_atomic_abort(&w->out);
             close(w->dest_fd);
             w->dest_fd = -1;
-            d->stats.waiting++;
         }
     }
 }
 
+/* The ledger rows, sequence notes and 4400 rows of the staged items, in
+ * one transaction; any failure rolls all of it back. */
+static int record_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
+{
+    if (ss_db_begin(d->db, e) != 0) return -1;
+    for (size_t i = 0; i < n; i++) {
+        work *w = &batch[i];
+        if (w->dest_fd < 0) continue;
+        const char *istr[] = {w->in.id, w->in.from, w->dest_rel};
+        if (dsp_ledger_insert(d, w, "delivered", w->dest_rel, e) != 0 ||
+            dsp_note_sequence(d, w, e) != 0 ||
+            (w->is_signed && ss_keys_touch(d->db, w->in.from, w->keyid, ss_now(), e) != 0) ||
+            ss_report_store(d->rep, 4400, 3, istr, e) != 0) {
+            ss_db_rollback(d->db);
+            return -1;
+        }
+    }
+    if (ss_db_commit(d->db, e) != 0) {
+        ss_db_rollback(d->db);
+        return -1;
+    }
+    return 0;
+}
+
+/* Publishes one committed item under its final name; a name another
+ * writer took in the meantime moves it to the next free one, and the
+ * ledger follows.  False if it stays under its temporary name for now:
+ * committed data is never removed here. */
+static bool publish(ss_despooler *d, work *w)
+{
+    char chosen[256];
+    ss_error e = {0};
+    snprintf(chosen, sizeof chosen, "%s", w->out.final);
+    int rc = dsp_claim_name(w->dest_fd, w->out.tmp, w, w->out.final, sizeof w->out.final, &e);
+    w->out.tmp[0] = '\0'; /* the delivery's now, renamed or not: never aborted */
+    if (rc != 0) {
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                "Cannot publish %s as %s: %s; it stays under its temporary name and the next "
+                "scan finishes it",
+                w->in.id, chosen, e.msg);
+        return false;
+    }
+    if (strcmp(chosen, w->out.final) != 0) {
+        set_dest_rel(w);
+        dsp_ledger_set_path(d, w->in.id, w->dest_rel);
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                "Stored %s as %s: the name %s was taken while the batch committed", w->in.id,
+                w->dest_rel, chosen);
+    }
+    return true;
+}
+
 /* Makes the staged payloads durable, commits the ledger, publishes the
- * files and removes the pairs (see the exactly-once order in despooler.h). */
+ * files, announces them and removes the pairs (see the exactly-once order
+ * in despooler.h).  A failure before the commit delivers nothing: the
+ * pairs stay in receive for the next scan. */
 int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
 {
     size_t staged = 0;
@@ -219,36 +332,20 @@ int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
     flush_staged(d, batch, n, staged);
     for (size_t i = 0; i < n; i++)
         if (batch[i].dest_fd >= 0) choose_final_name(batch, i);
-    if (ss_db_begin(d->db, e) != 0) return -1;
-    for (size_t i = 0; i < n; i++) {
-        work *w = &batch[i];
-        if (w->dest_fd < 0) continue;
-        dsp_ledger_insert(d, w, "delivered", w->dest_rel);
-        dsp_note_sequence(d, w);
-        if (w->is_signed) (void)ss_keys_touch(d->db, w->in.from, w->keyid, ss_now(), NULL);
-        ss_report(d->rep, 4400, w->in.id, w->in.from, w->dest_rel, NULL);
-    }
-    if (ss_db_commit(d->db, e) != 0) {
-        ss_db_rollback(d->db);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        work *w = &batch[i];
-        if (w->dest_fd < 0) continue;
-        ss_error re = {0};
-        if (ss_atomic_rename(&w->out, SS_ATOMIC_NOREPLACE, &re) != 0 && re.code == SS_E_EXISTS) {
-            /* Someone created the name since we chose it: take the unique one. */
-            size_t len = strlen(w->out.final);
-            snprintf(w->out.final + len, sizeof w->out.final - len, ".%s", w->in.id);
-            (void)ss_atomic_rename(&w->out, SS_ATOMIC_NOREPLACE, &re);
+    if (record_batch(d, batch, n, e) != 0) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (batch[i].dest_fd >= 0 && !publish(d, &batch[i])) {
+            close(batch[i].dest_fd); /* stays as committed: finished by the next scan */
+            batch[i].dest_fd = -1;
         }
-    }
     for (size_t i = 0; i < n; i++)
         if (batch[i].dest_fd >= 0 && !dest_seen_before(batch, i))
             (void)ss_fsync_dirfd(batch[i].dest_fd, NULL);
     for (size_t i = 0; i < n; i++) {
         work *w = &batch[i];
         if (w->dest_fd < 0) continue;
+        const char *istr[] = {w->in.id, w->in.from, w->dest_rel};
+        ss_report_announce(d->rep, 4400, 3, istr);
         char base[64];
         base_of(w->ins_name, base, sizeof base);
         dsp_remove_pair(d, base);

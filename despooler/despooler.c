@@ -33,6 +33,7 @@ int ss_despooler_drain(ss_despooler *d, ss_error *e)
     bool progress = true;
     while (progress)
         if (ss_despooler_scan(d, &progress, e) != 0) return -1;
+    dsp_report_gaps(d);
     return 0;
 }
 
@@ -47,6 +48,21 @@ static int64_t next_retry_in(ss_despooler *d)
     }
     sqlite3_finalize(st);
     return in;
+}
+
+/* After a scan that could not write a destination (4416: disk full, read
+ * only, no permission), the next try comes after 1, 2, 4 ... seconds up to
+ * rescan_interval, whether or not an inotify event arrives.  -1: none. */
+static int64_t dest_retry_ms(ss_despooler *d, int *streak)
+{
+    if (!d->stats.dest_failed) {
+        *streak = 0;
+        return -1;
+    }
+    int64_t ms = (int64_t)1000 << (*streak < 10 ? *streak : 10);
+    (*streak)++;
+    int64_t cap = (int64_t)d->conf->rescan_interval * 1000;
+    return ms < cap ? ms : cap;
 }
 
 /* A daemon never dies of a failed scan (site.db locked too long, no
@@ -88,12 +104,16 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
     ss_report(d->rep, 4401, d->conf->site_code, d->receive_path, NULL);
     d->housekeeping_every_ms = 1000;
     int failures = 0;
+    int dest_streak = 0;
     int64_t backoff_ms = drain_in_daemon(d, &failures);
+    int64_t dest_ms = dest_retry_ms(d, &dest_streak);
     int64_t last_scan_ms = ss_now_ms();
     while (!*stop) {
         int64_t wait_ms = (int64_t)d->conf->rescan_interval * 1000 - (ss_now_ms() - last_scan_ms);
         int64_t retry = next_retry_in(d);
         if (retry >= 0 && retry * 1000 < wait_ms) wait_ms = retry * 1000;
+        if (dest_ms >= 0 && dest_ms - (ss_now_ms() - last_scan_ms) < wait_ms)
+            wait_ms = dest_ms - (ss_now_ms() - last_scan_ms);
         if (backoff_ms >= 0) wait_ms = backoff_ms - (ss_now_ms() - last_scan_ms);
         if (wait_ms < 0) wait_ms = 0;
         int mask = ss_watch_wait(&w, (int)wait_ms);
@@ -108,6 +128,7 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
         if (backoff_ms >= 0 && ss_now_ms() - last_scan_ms < backoff_ms) continue;
         /* Any event, the rescan timer or a due retry: scan. */
         backoff_ms = drain_in_daemon(d, &failures);
+        dest_ms = dest_retry_ms(d, &dest_streak);
         last_scan_ms = ss_now_ms();
     }
     ss_watch_close(&w);
@@ -159,6 +180,10 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
         return ss_err(e, SS_E_NOMEM, "out of memory");
     }
     ss_error re = {0};
+    if (dsp_clock_advance(d, &d->high_water, &re) != 0) {
+        ss_despooler_close(d);
+        return ss_err(e, re.code, "%s", re.msg);
+    }
     ss_path(path, sizeof path, root, SS_DIR_CONSUMED);
     d->reaper = ss_reaper_start(d->receive_fd, path, &re);
     if (!d->reaper)

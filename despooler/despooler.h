@@ -42,7 +42,8 @@ typedef struct ss_despool_stats {
     size_t delivered;
     size_t rejected;
     size_t duplicates;
-    size_t waiting; /* left in receive: key or package missing */
+    size_t waiting;     /* left in receive: key or package missing, held */
+    size_t dest_failed; /* left in receive: the destination could not be written */
 } ss_despool_stats;
 
 #define SS_FORCE_MAX 64
@@ -85,6 +86,7 @@ typedef struct ss_despooler {
     int ndests;
     ss_despool_stats stats;
     ss_error trust_error; /* the first keystore failure of a batch */
+    int64_t high_water;   /* the latest time the site's clock has shown */
 } ss_despooler;
 
 /* Takes the site's despooler lock (SS_E_LOCKED if another one runs). */

@@ -18,18 +18,16 @@
 /* Backlog warnings, expiry warnings, ledger pruning: on every scan of
  * --once, at most once a second in the daemon, so that the scan an arriving
  * package triggers stays short for the instruction right behind it. */
-void dsp_housekeeping(ss_despooler *d)
+int dsp_housekeeping(ss_despooler *d, ss_error *e)
 {
     int64_t now_ms = ss_now_ms();
     if (d->housekeeping_every_ms && now_ms - d->housekeeping_last_ms < d->housekeeping_every_ms)
-        return;
+        return 0;
     d->housekeeping_last_ms = now_ms;
-    dsp_check_backlog(d);
-    ss_warn_expiring_keys(&d->keys);
-    sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM ledger WHERE expires < ?", NULL);
-    if (st) {
-        /* A day past expiry: later copies are refused as expired anyway. */
-        sqlite3_bind_int64(st, 1, ss_now() - 86400);
-        db_step_done(d, st, "pruning the ledger");
-    }
+    /* A failure (site.db locked past its busy timeout) fails the scan:
+     * the daemon reports it (4423) and backs off. */
+    if (dsp_check_backlog(d, e) != 0 || ss_warn_expiring_keys(&d->keys, e) != 0 ||
+        dsp_clock_advance(d, &d->high_water, e) != 0 || dsp_ledger_prune(d, d->high_water, e) != 0)
+        return -1;
+    return 0;
 }

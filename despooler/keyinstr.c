@@ -48,10 +48,16 @@ static enum outcome read_key_payload(ss_despooler *d, work *w, const char *base,
     return OUT_STAGED;
 }
 
-static void key_instruction_done(ss_despooler *d, const work *w, const char *base)
+/* Records the key instruction in the ledger and removes it; if the ledger
+ * cannot be written the pair stays (its trust change is idempotent and is
+ * judged again) and the scan fails. */
+static enum outcome key_instruction_done(ss_despooler *d, const work *w, const char *base)
 {
-    dsp_ledger_insert(d, w, ss_itype_name(w->in.type), "");
+    ss_error e = {0};
+    if (dsp_ledger_insert(d, w, ss_itype_name(w->in.type), "", &e) != 0)
+        return dsp_trust_failed(d, w, &e);
     dsp_remove_pair(d, base);
+    return OUT_DONE;
 }
 
 /* The trust rules' verdict on a key offered by an instruction: refused
@@ -71,15 +77,14 @@ static enum outcome offer_key(ss_despooler *d, work *w, const char *base, ss_off
     if (v.action == SS_TRUST_REJECT)
         return dsp_refuse(d, w, base, &v, offered_id, detail ? detail : e.msg);
     if (v.tx & (SS_TX_TRUST | SS_TX_UNBLOCK)) dsp_force_add(d, w->in.from);
-    key_instruction_done(d, w, base);
-    return OUT_DONE;
+    return key_instruction_done(d, w, base);
 }
 
 /* type=key: the payload is the sending site's public key with a proof of
  * possession signed by it (keyfile.h).  Signed by a key already trusted for
  * the site, it is vouched for (OpenSSH's UpdateHostKeys rule); signed only
  * by the offered key itself (or unsigned) it is an offer, which the trust
- * rules dsp_refuse (4404) while require_secure_key_exchange = yes.  Signed by
+ * rules refuse (4404) while require_secure_key_exchange = yes.  Signed by
  * some other key, it waits for that key like any instruction (4405). */
 enum outcome dsp_key_exchange(ss_despooler *d, work *w, const char *base)
 {

@@ -20,59 +20,72 @@
 #include <time.h>
 #include <unistd.h>
 
-/* 1 and the stored path if id was delivered, 0 if not. */
-int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when)
+/* 1 and the stored path if id was delivered, 0 if not, -1 if the ledger
+ * cannot be read (never "not delivered" on an error). */
+int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when,
+                      ss_error *e)
 {
-    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT path, time FROM ledger WHERE id=?", NULL);
-    int found = 0;
-    if (!st) return 0;
+    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT path, time FROM ledger WHERE id=?", e);
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
         const unsigned char *p = sqlite3_column_text(st, 0);
         snprintf(path, len, "%s", p ? (const char *)p : "");
         *when = sqlite3_column_int64(st, 1);
-        found = 1;
+        rc = 1;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : ss_db_fail(d->db, "reading the ledger", e);
     }
     sqlite3_finalize(st);
-    return found;
+    return rc;
 }
 
-/* A crash after the ledger commit and before the rename left the data
- * under its temporary name: finish the rename.  Returns true if it did. */
+/* A crash (or a failed rename) after the ledger commit left the data under
+ * its temporary name: publish it now, under the recorded name or, if that
+ * was taken meanwhile, the next free one (the ledger follows).  Returns
+ * true if it did. */
 bool dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path)
 {
-    char dir[PATH_MAX], tmp[96], final[PATH_MAX];
+    char dir[PATH_MAX], tmp[96], final[256];
     const char *slash = strrchr(rel_path, '/');
     if (!slash) return false;
     snprintf(dir, sizeof dir, "%s/%.*s", d->root, (int)(slash - rel_path), rel_path);
     snprintf(final, sizeof final, "%s", slash + 1);
     dsp_tmp_name_for(w->in.id, tmp, sizeof tmp);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (dfd < 0) return false;
     bool done = false;
+    ss_error e = {0};
     if (faccessat(dfd, tmp, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-        ss_error e = {0};
-        if (ss_rename_noreplace(dfd, tmp, dfd, final, &e) != 0 && e.code == SS_E_EXISTS) {
-            snprintf(final + strlen(final), sizeof final - strlen(final), ".%s", w->in.id);
-            (void)ss_rename_noreplace(dfd, tmp, dfd, final, &e);
+        if (dsp_claim_name(dfd, tmp, w, final, sizeof final, &e) == 0) {
+            (void)ss_fsync_dirfd(dfd, NULL);
+            char rel[PATH_MAX];
+            snprintf(rel, sizeof rel, "%.*s/%s", (int)(slash - rel_path), rel_path, final);
+            if (strcmp(rel, rel_path) != 0) dsp_ledger_set_path(d, w->in.id, rel);
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                    "Completed the delivery of instruction %s (%s) interrupted by a restart",
+                    w->in.id, rel);
+            done = true;
+        } else {
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                    "Cannot finish the delivery of instruction %s: %s; retrying later", w->in.id,
+                    e.msg);
         }
-        (void)ss_fsync_dirfd(dfd, NULL);
-        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
-                "Completed the delivery of instruction %s interrupted by a restart", w->in.id);
-        done = true;
     }
     close(dfd);
     return done;
 }
 
-void dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path)
+int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path,
+                      ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(
         d->db,
-        "INSERT OR IGNORE INTO ledger(id, from_site, seq, type, outcome, path, size, time, "
-        "expires) VALUES(?,?,?,?,?,?,?,?,?)",
-        NULL);
-    if (!st) return;
+        "INSERT INTO ledger(id, from_site, seq, type, outcome, path, size, time, expires) "
+        "VALUES(?,?,?,?,?,?,?,?,?)",
+        e);
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)w->in.seq);
@@ -82,31 +95,79 @@ void dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, cons
     sqlite3_bind_int64(st, 7, (sqlite3_int64)w->in.size);
     sqlite3_bind_int64(st, 8, ss_now());
     sqlite3_bind_int64(st, 9, w->in.expires);
-    db_step_done(d, st, "recording the ledger");
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(d->db, "recording the ledger", e);
+    sqlite3_finalize(st);
+    return rc;
 }
 
-void dsp_note_sequence(ss_despooler *d, const work *w)
+void dsp_ledger_set_path(ss_despooler *d, const char *id, const char *path)
+{
+    sqlite3_stmt *st = ss_db_prepare(d->db, "UPDATE ledger SET path=?2 WHERE id=?1", NULL);
+    if (!st) return;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    db_step_done(d, st, "correcting a ledger path");
+}
+
+/* Rows a day past their expiry go: a later copy is refused as expired
+ * anyway.  The clock used is the latest this site has seen (its high-water
+ * mark), never a clock that stepped back, and the same mark refuses late
+ * copies (see verify.c), so a pruned id can never be delivered again. */
+int dsp_ledger_prune(ss_despooler *d, int64_t high_water, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(d->db, "DELETE FROM ledger WHERE expires < ?", e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, high_water - 86400);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(d->db, "pruning the ledger", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Notes the sequence number (sites table, keystore/store.c) inside the
+ * batch's transaction. */
+int dsp_note_sequence(ss_despooler *d, const work *w, ss_error *e)
+{
+    return ss_site_note_seen(d->db, w->in.from, w->in.id, w->in.seq, w->is_signed ? w->keyid : "",
+                             ss_now(), e);
+}
+
+static void report_gap(void *ctx, const char *site, const char *id, uint64_t seq, uint64_t from,
+                       uint64_t to)
+{
+    ss_despooler *d = ctx;
+    char s_seq[32], s_from[32], s_to[32];
+    u64str(seq, s_seq, sizeof s_seq);
+    u64str(from, s_from, sizeof s_from);
+    u64str(to, s_to, sizeof s_to);
+    ss_report(d->rep, 4415, id, site, s_seq, s_from, s_to, NULL);
+}
+
+/* Once receive is drained, numbers still missing below a delivered one
+ * are a gap (4415): lost, or still on the way. */
+void dsp_report_gaps(ss_despooler *d)
+{
+    ss_error e = {0};
+    if (ss_site_gaps(d->db, report_gap, d, &e) != 0)
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot check sequence gaps: %s",
+                e.msg);
+}
+
+/* Advances the clock's high-water mark to now (never back) and returns it
+ * in *high_water. */
+int dsp_clock_advance(ss_despooler *d, int64_t *high_water, ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(
-        d->db,
-        "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen) VALUES(?1,?2,?3,?4) "
-        "ON CONFLICT(site) DO UPDATE SET last_seq_in=max(last_seq_in, ?2), last_key_id=?3, "
-        "last_seen=?4 RETURNING (SELECT last_seq_in FROM sites WHERE site=?1)",
-        NULL);
-    if (!st) return;
-    sqlite3_bind_text(st, 1, w->in.from, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)w->in.seq);
-    sqlite3_bind_text(st, 3, w->is_signed ? w->keyid : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, ss_now());
-    uint64_t last = 0;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        last = (uint64_t)sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (last && w->in.seq > last + 1) {
-        char seq[32], from[32], to[32];
-        u64str(w->in.seq, seq, sizeof seq);
-        u64str(last + 1, from, sizeof from);
-        u64str(w->in.seq - 1, to, sizeof to);
-        ss_report(d->rep, 4415, w->in.id, w->in.from, seq, from, to, NULL);
+        d->db, "UPDATE clock SET high_water = max(high_water, ?) WHERE id = 1 RETURNING high_water",
+        e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, ss_now());
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *high_water = sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(d->db, "advancing the clock", e);
+    } else {
+        rc = ss_db_fail(d->db, "advancing the clock", e);
     }
+    sqlite3_finalize(st);
+    return rc;
 }

@@ -48,12 +48,16 @@ typedef struct work {
     char dest_rel[PATH_MAX];
 } work;
 
-/* Where an unpacked package goes: a file, or (fd -1) a bounded buffer. */
+/* Where an unpacked package goes: a file, or (fd -1) a bounded buffer.
+ * A failed write into the file is the destination's fault, not the
+ * package's: it is kept apart (io_failed, io_err) from codec errors. */
 struct unpack_sink {
     int fd;
     char *buf;
     size_t buf_len;
     size_t buf_cap;
+    bool io_failed;
+    ss_error io_err;
 };
 
 static inline void u64str(uint64_t v, char *out, size_t len)
@@ -115,21 +119,30 @@ void dsp_forget_batch_caches(ss_despooler *d);
 enum outcome dsp_open_package(ss_despooler *d, work *w, const char *base, int *fd);
 enum outcome dsp_stage_data(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
 int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e);
+int dsp_claim_name(int dirfd, const char *tmp, const work *w, char *final, size_t len, ss_error *e);
 void dsp_release_batch(work *batch, size_t n);
 
 /* ledger.c */
-int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when);
+int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when,
+                      ss_error *e);
 bool dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path);
-void dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path);
-void dsp_note_sequence(ss_despooler *d, const work *w);
+int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path,
+                      ss_error *e);
+void dsp_ledger_set_path(ss_despooler *d, const char *id, const char *path);
+int dsp_ledger_prune(ss_despooler *d, int64_t high_water, ss_error *e);
+int dsp_note_sequence(ss_despooler *d, const work *w, ss_error *e);
+void dsp_report_gaps(ss_despooler *d);
+int dsp_clock_advance(ss_despooler *d, int64_t *high_water, ss_error *e);
 
 /* waiting.c */
 void dsp_forget_notes(ss_despooler *d, const char *base);
 void dsp_retry_forget(ss_despooler *d, const char *id);
 enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base);
+bool dsp_note_once(ss_despooler *d, const work *w, const char *reason);
 enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason);
+enum outcome dsp_dest_failed(ss_despooler *d, const work *w, const ss_error *e);
 void dsp_recheck_waiting_keys(ss_despooler *d);
-void dsp_check_backlog(ss_despooler *d);
+int dsp_check_backlog(ss_despooler *d, ss_error *e);
 
 /* quarantine.c */
 void dsp_move_to_rejected(ss_despooler *d, const char *name, const char *reason);
@@ -138,6 +151,6 @@ void dsp_quarantine(ss_despooler *d, const char *base, int msg_id, const char *c
 void dsp_remove_pair(ss_despooler *d, const char *base);
 
 /* housekeeping.c */
-void dsp_housekeeping(ss_despooler *d);
+int dsp_housekeeping(ss_despooler *d, ss_error *e);
 
 #endif

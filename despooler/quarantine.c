@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,17 +23,34 @@
 #include <unistd.h>
 
 /* Moves name from receive to rejected without replacing anything. */
+/* A quarantined file gets this site's mode (0640), not the peer's - but
+ * only a regular file with one link: through a second link a mode change
+ * would reach a file outside the inbox. */
+static void own_rejected_copy(ss_despooler *d, const char *name)
+{
+    int fd = openat(d->rejected_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+        (st.st_mode & 07777) != 0640)
+        (void)fchmod(fd, 0640);
+    close(fd);
+}
+
 void dsp_move_to_rejected(ss_despooler *d, const char *name, const char *reason)
 {
     char target[128];
     snprintf(target, sizeof target, "%s", name);
     for (int attempt = 0; attempt < 100; attempt++) {
         ss_error e = {0};
-        if (ss_rename_noreplace(d->receive_fd, name, d->rejected_fd, target, &e) == 0) return;
+        if (ss_rename_noreplace(d->receive_fd, name, d->rejected_fd, target, &e) == 0) {
+            own_rejected_copy(d, target);
+            return;
+        }
         if (e.code != SS_E_EXISTS) {
             if (e.code != SS_E_NOENT)
-                ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
-                        "Cannot dsp_quarantine %s (%s): %s", name, reason, e.msg);
+                ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot quarantine %s (%s): %s",
+                        name, reason, e.msg);
             return;
         }
         snprintf(target, sizeof target, "%s.%lld-%d", name, (long long)ss_now(), attempt + 1);

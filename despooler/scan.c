@@ -145,6 +145,7 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
 {
     size_t before = d->stats.delivered + d->stats.rejected + d->stats.duplicates;
     d->stats.waiting = 0;
+    d->stats.dest_failed = 0;
     sqlite3_stmt *q = ss_db_prepare(d->db,
                                     "SELECT EXISTS(SELECT 1 FROM retries), EXISTS(SELECT 1 FROM "
                                     "backlog) OR EXISTS(SELECT 1 FROM holds)",
@@ -176,7 +177,9 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
         free(names[i]);
     free(names);
     d->nforce = 0;
-    dsp_housekeeping(d);
+    /* After a failed scan (site.db locked, say) housekeeping would only
+     * wait out the busy timeout once more per statement. */
+    if (rc == 0) rc = dsp_housekeeping(d, e);
     if (progress) *progress = d->stats.delivered + d->stats.rejected + d->stats.duplicates > before;
     return rc;
 }

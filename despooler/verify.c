@@ -175,7 +175,10 @@ enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base)
         QUARANTINE(d, base, 4408, w->in.id, w->in.from, w->in.to);
         return OUT_DONE;
     }
-    if (dsp_ledger_lookup(d, w->in.id, path, sizeof path, &t)) {
+    ss_error e = {0};
+    int delivered = dsp_ledger_lookup(d, w->in.id, path, sizeof path, &t, &e);
+    if (delivered < 0) return dsp_trust_failed(d, w, &e);
+    if (delivered) {
         if (!dsp_finish_interrupted(d, w, path)) {
             time_t tt = (time_t)t;
             struct tm tm;
@@ -187,10 +190,29 @@ enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base)
         dsp_remove_pair(d, base);
         return OUT_DONE;
     }
-    if (w->in.expires < ss_now()) {
+    /* Times: judged by the latest time this site's clock has shown, too,
+     * so that a clock set back cannot reopen a pruned replay window. */
+    int64_t now = ss_now();
+    if (w->in.expires < now || w->in.expires < d->high_water - 86400) {
         char exp[32];
         u64str((uint64_t)w->in.expires, exp, sizeof exp);
         QUARANTINE(d, base, 4409, w->in.id, w->in.from, exp);
+        return OUT_DONE;
+    }
+    if (w->in.created > now + (int64_t)d->conf->max_clock_skew) {
+        char created[32], ahead[32], skew[32];
+        u64str((uint64_t)w->in.created, created, sizeof created);
+        u64str((uint64_t)(w->in.created - now), ahead, sizeof ahead);
+        u64str(d->conf->max_clock_skew, skew, sizeof skew);
+        QUARANTINE(d, base, 4424, w->in.id, w->in.from, created, ahead, skew);
+        return OUT_DONE;
+    }
+    if (w->in.expires >
+        now + (int64_t)d->conf->max_package_lifetime + (int64_t)d->conf->max_clock_skew) {
+        char exp[32], life[32];
+        u64str((uint64_t)w->in.expires, exp, sizeof exp);
+        u64str(d->conf->max_package_lifetime, life, sizeof life);
+        QUARANTINE(d, base, 4425, w->in.id, w->in.from, exp, life);
         return OUT_DONE;
     }
     if (w->in.type == SS_TYPE_DATA && !ss_conf_dest_allowed(d->conf, w->in.dest)) {

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The pair left receive: forget its backlog warnings and dsp_hold notes. */
+/* The pair left receive: forget its backlog warnings and hold notes. */
 void dsp_forget_notes(ss_despooler *d, const char *base)
 {
     if (!d->notes_pending) return;
@@ -37,7 +37,7 @@ void dsp_forget_notes(ss_despooler *d, const char *base)
     st = ss_db_prepare(d->db, "DELETE FROM holds WHERE id=?", NULL);
     if (st) {
         sqlite3_bind_text(st, 1, base, -1, SQLITE_STATIC);
-        db_step_done(d, st, "clearing a dsp_hold");
+        db_step_done(d, st, "clearing a hold");
     }
 }
 
@@ -118,24 +118,52 @@ enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
 
 /* Keeps the instruction in receive until an administrator acts; 4420 is
  * raised once per instruction and reason, not on every scan. */
-enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason)
+/* Records that instruction w waits for reason; true the first time (or
+ * when the reason changed), so that its status message is raised once per
+ * instruction and reason, not on every scan.  The note goes when the pair
+ * leaves receive (dsp_forget_notes). */
+bool dsp_note_once(ss_despooler *d, const work *w, const char *reason)
 {
     sqlite3_stmt *st =
         ss_db_prepare(d->db,
                       "INSERT INTO holds(id, from_site, reason, since) VALUES(?1,?2,?3,?4) "
                       "ON CONFLICT(id) DO UPDATE SET reason=?3 WHERE reason<>?3 RETURNING id",
                       NULL);
-    bool fresh = false;
+    /* If the note cannot be read or written, say it again rather than never. */
+    bool fresh = true;
     if (st) {
         sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, ss_now());
-        fresh = sqlite3_step(st) == SQLITE_ROW;
+        int rc = sqlite3_step(st);
+        fresh = rc == SQLITE_ROW || (rc != SQLITE_DONE);
         sqlite3_finalize(st);
     }
-    if (fresh) ss_report(d->rep, 4420, w->in.id, w->in.from, reason, NULL);
+    d->notes_pending = true;
+    return fresh;
+}
+
+enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason)
+{
+    if (dsp_note_once(d, w, reason)) ss_report(d->rep, 4420, w->in.id, w->in.from, reason, NULL);
     d->stats.waiting++;
+    return OUT_WAIT;
+}
+
+/* The destination could not be written (disk full, quota, read-only, no
+ * permission, I/O error): the pair stays in receive and the daemon retries
+ * with back-off; 4416 once per instruction and cause. */
+enum outcome dsp_dest_failed(ss_despooler *d, const work *w, const ss_error *e)
+{
+    char reason[300];
+    snprintf(reason, sizeof reason, "destination %s: %s", w->in.dest, e->msg);
+    ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot deliver %s into %s: %s", w->in.id,
+            w->in.dest, e->msg);
+    if (dsp_note_once(d, w, reason))
+        ss_report(d->rep, 4416, w->in.id, w->in.from, w->in.dest, e->msg, NULL);
+    d->stats.waiting++;
+    d->stats.dest_failed++;
     return OUT_WAIT;
 }
 
@@ -215,10 +243,10 @@ void dsp_recheck_waiting_keys(ss_despooler *d)
 /* Warns (4414) about files that have waited longer than backlog_warning_age,
  * then again at most once a day (a short age must not turn every rescan
  * into a warning); removes package leftovers of delivered instructions. */
-void dsp_check_backlog(ss_despooler *d)
+int dsp_check_backlog(ss_despooler *d, ss_error *e)
 {
     DIR *dir = fdopendir(dup(d->receive_fd));
-    if (!dir) return;
+    if (!dir) return ss_err_sys(e, "cannot list %s", d->receive_path);
     rewinddir(dir);
     int64_t now = ss_now(), now_ms = ss_now_ms(), age_limit = d->conf->backlog_warning_age;
     struct dirent *de;
@@ -245,7 +273,8 @@ void dsp_check_backlog(ss_despooler *d)
         bool is_pck = !strcmp(name + len - 4, ".pck");
         snprintf(other, sizeof other, "%s.ins", base);
         bool orphan = is_pck && faccessat(d->receive_fd, other, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
-        if (orphan && dsp_ledger_lookup(d, base, path, sizeof path, &t)) {
+        ss_error le = {0};
+        if (orphan && dsp_ledger_lookup(d, base, path, sizeof path, &t, &le) == 1) {
             ss_reaper_take(d->reaper, d->receive_fd, name); /* left over after a delivery */
             continue;
         }
@@ -257,13 +286,23 @@ void dsp_check_backlog(ss_despooler *d)
             d->db,
             "INSERT INTO backlog(name, warned) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE "
             "SET warned=?2 WHERE warned <= ?2 - ?3 RETURNING name",
-            NULL);
-        if (!q) continue;
+            e);
+        if (!q) {
+            closedir(dir);
+            return -1;
+        }
         sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 2, now);
         sqlite3_bind_int64(q, 3, age_limit > BACKLOG_REWARN ? age_limit : BACKLOG_REWARN);
-        bool warn = sqlite3_step(q) == SQLITE_ROW;
+        int rc = sqlite3_step(q);
+        bool warn = rc == SQLITE_ROW;
+        if (rc == SQLITE_ROW) rc = sqlite3_step(q);
         sqlite3_finalize(q);
+        if (rc != SQLITE_DONE) {
+            closedir(dir);
+            return ss_err(e, SS_E_DB, "database error while noting the backlog: %s",
+                          sqlite3_errmsg(d->db->h));
+        }
         if (warn) {
             char hours[32];
             snprintf(hours, sizeof hours, "%lld", (long long)((now - st.st_mtime) / 3600));
@@ -275,4 +314,5 @@ void dsp_check_backlog(ss_despooler *d)
         }
     }
     closedir(dir);
+    return 0;
 }

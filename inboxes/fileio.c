@@ -40,6 +40,13 @@ int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat
         close(fd);
         return ss_err(e, SS_E_NOTREG, "%s is not a regular file", name);
     }
+    /* Postfix's safe_open rule: a second link could be a file outside the
+     * inbox, made readable (or its mode changeable) through this name. */
+    if (st->st_nlink != 1) {
+        close(fd);
+        return ss_err(e, SS_E_NOTREG, "%s has %lu hard links; refusing to read it", name,
+                      (unsigned long)st->st_nlink);
+    }
     if (max_bytes && (uint64_t)st->st_size > max_bytes) {
         close(fd);
         return ss_err(e, SS_E_TOOBIG, "%s is %lld bytes, more than the limit of %llu", name,

@@ -22,8 +22,9 @@
 /* Names that are work in progress: readers skip them. */
 bool ss_name_is_temporary(const char *name);
 
-/* Opens dirfd/name read-only, refusing symlinks and non-regular files and
- * files larger than max_bytes (0: no limit).  Fills *st when not NULL. */
+/* Opens dirfd/name read-only, refusing symlinks, non-regular files, files
+ * with more than one hard link (SS_E_NOTREG) and files larger than
+ * max_bytes (0: no limit, SS_E_TOOBIG).  Fills *st when not NULL. */
 int ss_open_regular(int dirfd, const char *name, uint64_t max_bytes, struct stat *st, ss_error *e);
 
 /* Reads a whole small regular file (<= max_bytes) into a NUL-terminated

@@ -190,8 +190,12 @@ static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
             return ss_err(e, SS_E_FIELD, "zip '%.16s' is not zlib or none", v);
         return 0;
     default:
-        if (parse_u64(v, &u) != 0 || ((idx == 9 || idx == 10) && u > INT64_MAX))
+        if (parse_u64(v, &u) != 0)
             return ss_err(e, SS_E_FIELD, "%s '%.24s' is not a number", field_names[idx], v);
+        /* site.db stores signed 64-bit integers: nothing larger is taken. */
+        if (u > INT64_MAX)
+            return ss_err(e, SS_E_FIELD, "%s %.24s is out of range (at most %" PRId64 ")",
+                          field_names[idx], v, INT64_MAX);
         if (idx == 6)
             in->size = u;
         else if (idx == 8)

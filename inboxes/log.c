@@ -95,7 +95,10 @@ static size_t format_suffix(const ss_log *l, char *out, size_t len)
 
 void ss_log_text(ss_log *l, const char *text)
 {
-    if (!l || l->fd < 0) return;
+    if (!l || !l->path[0]) return;
+    /* Not writable a moment ago: try again (an open per line, only while
+     * the log is broken), so no line is lost once it can be written. */
+    if (l->fd < 0 && log_reopen(l) != 0) return;
     char line[SS_LOG_LINE_MAX];
     char suffix[160];
     size_t slen = format_suffix(l, suffix, sizeof suffix);

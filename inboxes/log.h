@@ -35,6 +35,8 @@ typedef struct ss_log {
     char component[48];
 } ss_log;
 
+/* Opens the log; on failure the log is still usable: each write tries to
+ * open the file again, and lines are dropped until that works. */
 int ss_log_open(ss_log *l, const char *path, const char *component, uint64_t max_bytes,
                 ss_error *e);
 void ss_log_close(ss_log *l);

@@ -53,6 +53,8 @@ void ss_conf_defaults(ss_conf *c)
     c->rollover_grace_days = 90;
     c->key_lifetime_days = 730;
     c->package_lifetime = 30 * 86400;
+    c->max_clock_skew = 3600;
+    c->max_package_lifetime = 400 * 86400;
     c->backlog_warning_age = 86400;
     c->send_retry_interval = 60;
     c->send_retry_max_interval = 3600;
@@ -173,6 +175,10 @@ static const struct conf_key conf_keys[] = {
     {"key_lifetime_days", K_UINT, F(key_lifetime_days), "Validity of newly made keys."},
     {"package_lifetime", K_DURATION, F(package_lifetime),
      "Instructions sent by this site expire after this time."},
+    {"max_clock_skew", K_DURATION, F(max_clock_skew),
+     "Instructions created further ahead of this site's clock are refused (status 4424)."},
+    {"max_package_lifetime", K_DURATION, F(max_package_lifetime),
+     "Instructions that expire further ahead than this are refused (status 4425)."},
     {"backlog_warning_age", K_DURATION, F(backlog_warning_age),
      "Warn about files waiting in the receive inbox longer than this."},
     {"send_retry_interval", K_DURATION, F(send_retry_interval),

@@ -48,7 +48,9 @@ typedef struct ss_conf {
     unsigned expiry_warning_days;
     unsigned rollover_grace_days;
     unsigned key_lifetime_days;
-    unsigned package_lifetime; /* seconds until an instruction expires */
+    unsigned package_lifetime;     /* seconds until an instruction expires */
+    unsigned max_clock_skew;       /* how far ahead a peer's created may be */
+    unsigned max_package_lifetime; /* the latest expires accepted, from now */
     unsigned backlog_warning_age;
     unsigned send_retry_interval;
     unsigned send_retry_max_interval;

@@ -143,7 +143,9 @@ static const ss_msgdef catalogue[] = {
     {4409, 'W', D,
      "Instruction %1 from site %2 expired at %3; it was moved to "
      "despoolr.box/rejected and not delivered.",
-     "The instruction's expires time passed before it could be processed (or it is a replay).",
+     "The instruction's expires time passed before it could be processed (or it is a replay). "
+     "Expiry is judged by the latest time this site's clock has shown, so that after the clock "
+     "was set back no replay can slip past a pruned ledger.",
      "Ask the sending site to resend the data if it is still needed."},
     {4410, 'E', D,
      "Instruction %1 from site %2 names destination %3, which this site does not "
@@ -153,7 +155,8 @@ static const ss_msgdef catalogue[] = {
     {4411, 'E', D,
      "File %1 in the receive inbox is not a regular file (%2); it was moved to "
      "despoolr.box/rejected.",
-     "Symbolic links, fifos, devices and directories are never followed or read.",
+     "Symbolic links, fifos, devices, directories and files with more than one hard link "
+     "(which could be a file outside the inbox) are never followed or read.",
      "Find out who placed it there; peers must write regular files."},
     {4412, 'E', D,
      "Package %1 from site %2 is too large (%3 bytes; max_package_bytes is %4); "
@@ -218,6 +221,20 @@ static const ss_msgdef catalogue[] = {
      "in the receive inbox; nothing is lost. Further failures in a row are only logged.",
      "If it repeats, read despool.log and check the named folder, the disk and which program "
      "holds site.db ('fuser site.db')."},
+    {4424, 'E', D,
+     "Instruction %1 from site %2 was created at %3, %4 seconds ahead of this site's clock "
+     "(max_clock_skew is %5 seconds); it was moved to despoolr.box/rejected.",
+     "An instruction cannot have been made in the future: the sending site's clock (or this "
+     "site's) is wrong, or the instruction is forged or replayed with altered times.",
+     "Check both sites' clocks (NTP). If the data is needed, have the sending site resend it "
+     "once its clock is right."},
+    {4425, 'E', D,
+     "Instruction %1 from site %2 expires at %3, further ahead than max_package_lifetime (%4 "
+     "seconds) allows; it was moved to despoolr.box/rejected.",
+     "Every delivered instruction id is kept in the ledger until it expires, to refuse "
+     "replays; an instruction that claims to live for decades would keep its ledger row "
+     "forever.",
+     "Lower package_lifetime at the sending site, or raise max_package_lifetime here."},
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},

@@ -53,6 +53,17 @@ static const char *const migrations[] = {
     "ALTER TABLE keys2 RENAME TO keys;"
     "CREATE INDEX keys_public_key ON keys(public_key);"
     "CREATE INDEX keys_key_id ON keys(key_id);",
+    /* 3: the latest time this site's clock has shown (ledger pruning and
+     * expiry are judged by it, so a clock set back cannot reopen a
+     * pruned replay window). */
+    "CREATE TABLE clock(id INTEGER PRIMARY KEY CHECK (id = 1), high_water INTEGER NOT NULL);"
+    "INSERT INTO clock VALUES(1, 0);"
+    /* Sequence numbers: all below seq_next were seen; the ones seen above
+     * it (out of order) wait in seq_early until the gap closes or is
+     * reported (4415) and skipped. */
+    "ALTER TABLE sites ADD COLUMN seq_next INTEGER;"
+    "CREATE TABLE seq_early(site TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+    "  PRIMARY KEY (site, seq));",
 };
 
 int64_t ss_now(void)

@@ -122,7 +122,7 @@ int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[
     return imported ? ss_keys_get(k->db, site, hex, out, e) : 0;
 }
 
-void ss_warn_expiring_keys(const ss_keyctx *k)
+int ss_warn_expiring_keys(const ss_keyctx *k, ss_error *e)
 {
     int64_t now = ss_now();
     sqlite3_stmt *st = ss_db_prepare(
@@ -130,8 +130,8 @@ void ss_warn_expiring_keys(const ss_keyctx *k)
         "UPDATE keys SET warned_at=?1 WHERE not_after IS NOT NULL AND not_after - ?2 <= ?1 "
         "AND state IN ('own','trusted') AND (warned_at IS NULL OR warned_at <= ?1 - 86400) "
         "RETURNING site, key_id, not_after",
-        NULL);
-    if (!st) return;
+        e);
+    if (!st) return -1;
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, (int64_t)k->conf->expiry_warning_days * 86400);
     struct expiring {
@@ -139,12 +139,15 @@ void ss_warn_expiring_keys(const ss_keyctx *k)
         int64_t not_after;
     } found[32];
     int n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW && n < 32) {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n >= 32) continue; /* the rest are warned tomorrow */
         snprintf(found[n].site, sizeof found[n].site, "%s", sqlite3_column_text(st, 0));
         snprintf(found[n].key_id, sizeof found[n].key_id, "%s", sqlite3_column_text(st, 1));
         found[n++].not_after = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return ss_db_fail(k->db, "marking expiry warnings", e);
     for (int i = 0; i < n; i++) {
         char date[32], days[32];
         time_t tt = (time_t)found[i].not_after;
@@ -154,4 +157,5 @@ void ss_warn_expiring_keys(const ss_keyctx *k)
         snprintf(days, sizeof days, "%lld", ss_days_left(found[i].not_after, now));
         ss_report(k->rep, 3304, found[i].key_id, found[i].site, date, days, NULL);
     }
+    return 0;
 }

@@ -44,7 +44,7 @@ int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[
                 ss_keyrec *out, ss_key_found *how, ss_error *e);
 
 /* Raises 3304 for every own or trusted key within expiry_warning_days of
- * its validity end, at most once a day per key. */
-void ss_warn_expiring_keys(const ss_keyctx *k);
+ * its validity end, at most once a day per key.  -1 on a database error. */
+int ss_warn_expiring_keys(const ss_keyctx *k, ss_error *e);
 
 #endif

@@ -11,6 +11,7 @@
 #include "status.h"
 #include "../inboxes/fileio.h"
 #include "../inboxes/json.h"
+#include "../inboxes/text.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -53,7 +54,8 @@ void ss_msg_render(const char *format, int nistr, const char *const istr[], char
     for (const char *p = format; *p && o + 1 < len; p++) {
         if (p[0] == '%' && p[1] >= '1' && p[1] <= '9') {
             int i = p[1] - '1';
-            const char *s = i < nistr && istr[i] ? istr[i] : "";
+            char s[SS_ISTR_LEN];
+            ss_text_safe(i < nistr && istr[i] ? istr[i] : "", s, sizeof s);
             size_t n = strlen(s);
             if (n > len - o - 1) n = len - o - 1;
             memcpy(out + o, s, n);
@@ -78,11 +80,18 @@ int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_d
     for (int i = 0; i < SS_COMP_COUNT; i++) {
         char path[PATH_MAX];
         if (snprintf(path, sizeof path, "%s/" SS_DIR_LOGS "/%s", root, component_logs[i]) >=
-                (int)sizeof path ||
-            ss_log_open(&r->logs[i], path, component_names[i], conf->log_max_bytes, e) != 0) {
+            (int)sizeof path) {
             ss_reporter_close(r);
-            return -1;
+            return ss_err(e, SS_E_TOOBIG, "site path too long: %s", root);
         }
+        /* A log that cannot be opened is not a reason to stop: messages
+         * are still stored in site.db, and the log is tried again. */
+        ss_error le = {0};
+        if (ss_log_open(&r->logs[i], path, component_names[i], conf->log_max_bytes, &le) != 0)
+            fprintf(stderr,
+                    "sitespool: warning: %s; messages are stored in site.db only until "
+                    "it can be written\n",
+                    le.msg);
     }
     return 0;
 }
@@ -114,10 +123,11 @@ static char *istr_json(int nistr, const char *const istr[])
     return buf;
 }
 
-static void store(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[],
-                  const char *text, int64_t time_ms)
+static int store(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[],
+                 const char *text, int64_t time_ms, ss_error *e)
 {
-    if (!r->db || !r->db->h) return;
+    if (!r->db || !r->db->h) return 0;
+    int rc = -1;
     char *json = istr_json(nistr, istr);
     sqlite3_stmt *st =
         ss_db_prepare(r->db,
@@ -133,12 +143,17 @@ static void store(ss_reporter *r, const ss_msgdef *def, int nistr, const char *c
         sqlite3_bind_text(st, 5, r->conf->site_code, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 6, json, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 7, text, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
+        if (sqlite3_step(st) == SQLITE_DONE)
+            rc = 0;
+        else
             ss_logf(&r->logs[def->component], "Could not store status message %d: %s", def->id,
                     sqlite3_errmsg(r->db->h));
     }
+    if (rc != 0)
+        ss_err(e, SS_E_DB, "cannot store status message %d: %s", def->id, sqlite3_errmsg(r->db->h));
     sqlite3_finalize(st);
     free(json);
+    return rc;
 }
 
 static void log_statmsg(ss_reporter *r, const ss_msgdef *def, int nistr, const char *const istr[])
@@ -240,20 +255,61 @@ static void notify(ss_reporter *r, const ss_msgdef *def, int nistr, const char *
     free(env);
 }
 
+/* A message ready to store and announce: its definition, its insertion
+ * strings made safe (text.h) and its text. */
+typedef struct prepared {
+    const ss_msgdef *def;
+    int nistr;
+    char clean[SS_ISTR_MAX][SS_ISTR_LEN];
+    const char *istr[SS_ISTR_MAX];
+    char text[2048];
+} prepared;
+
+static int prepare(ss_reporter *r, int id, int nistr, const char *const istr[], prepared *m)
+{
+    m->def = ss_msgdef_find(id);
+    if (!m->def) {
+        ss_logf(&r->logs[SS_COMP_DESPOOLER], "Internal error: unknown status message id %d", id);
+        return -1;
+    }
+    m->nistr = nistr < SS_ISTR_MAX ? nistr : SS_ISTR_MAX;
+    for (int i = 0; i < m->nistr; i++) {
+        ss_text_safe(istr[i] ? istr[i] : "", m->clean[i], sizeof m->clean[i]);
+        m->istr[i] = m->clean[i];
+    }
+    ss_msg_render(m->def->format, m->nistr, m->istr, m->text, sizeof m->text);
+    return 0;
+}
+
+static void announce(ss_reporter *r, const prepared *m)
+{
+    ss_log_text(&r->logs[m->def->component], m->text);
+    log_statmsg(r, m->def, m->nistr, m->istr);
+    if (r->stderr_echo)
+        fprintf(stderr, "sitespool: %d %c %s\n", m->def->id, m->def->severity, m->text);
+    notify(r, m->def, m->nistr, m->istr, m->text);
+}
+
 void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[])
 {
-    const ss_msgdef *def = ss_msgdef_find(id);
-    if (!def) {
-        ss_logf(&r->logs[SS_COMP_DESPOOLER], "Internal error: unknown status message id %d", id);
-        return;
-    }
-    char text[2048];
-    ss_msg_render(def->format, nistr, istr, text, sizeof text);
-    ss_log_text(&r->logs[def->component], text);
-    log_statmsg(r, def, nistr, istr);
-    store(r, def, nistr, istr, text, ss_now_ms());
-    if (r->stderr_echo) fprintf(stderr, "sitespool: %d %c %s\n", def->id, def->severity, text);
-    notify(r, def, nistr, istr, text);
+    prepared m;
+    if (prepare(r, id, nistr, istr, &m) != 0) return;
+    announce(r, &m);
+    (void)store(r, m.def, m.nistr, m.istr, m.text, ss_now_ms(), NULL);
+}
+
+int ss_report_store(ss_reporter *r, int id, int nistr, const char *const istr[], ss_error *e)
+{
+    prepared m;
+    if (prepare(r, id, nistr, istr, &m) != 0)
+        return ss_err(e, SS_E_USAGE, "unknown status message id %d", id);
+    return store(r, m.def, m.nistr, m.istr, m.text, ss_now_ms(), e);
+}
+
+void ss_report_announce(ss_reporter *r, int id, int nistr, const char *const istr[])
+{
+    prepared m;
+    if (prepare(r, id, nistr, istr, &m) == 0) announce(r, &m);
 }
 
 void ss_report(ss_reporter *r, int id, ...)

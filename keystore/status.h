@@ -5,8 +5,10 @@
  * notify_command.
  *
  * Formats use ConfigMgr insertion strings: %1 is istr[0], %2 istr[1], ...
- * Insertion strings often come from peers; they are length-limited, and
- * the log writer replaces control characters, so they cannot forge lines.
+ * Insertion strings often come from peers: they are length-limited and
+ * made safe (control characters and invalid UTF-8 escaped as \xHH) before
+ * they are stored, logged, rendered into a .why file or passed to
+ * notify_command, so they cannot forge lines or reach a terminal raw.
  */
 #ifndef SS_STATUS_H
 #define SS_STATUS_H
@@ -49,8 +51,15 @@ typedef struct ss_reporter {
 int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db, ss_error *e);
 void ss_reporter_close(ss_reporter *r);
 ss_log *ss_reporter_log(ss_reporter *r, enum ss_component c);
-/* Raises message id with insertion strings (a NULL-terminated list). */
+/* Raises message id with insertion strings (a NULL-terminated list):
+ * logged, stored, notify_command run.  Insertion strings are made safe
+ * first (inboxes/text.h: control characters and invalid UTF-8 escaped). */
 void ss_report(ss_reporter *r, int id, ...);
 void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[]);
+/* The same in two steps, for messages that belong to a transaction: the
+ * row is stored inside it (an error fails the transaction), and the
+ * message is logged and notify_command run only once it committed. */
+int ss_report_store(ss_reporter *r, int id, int nistr, const char *const istr[], ss_error *e);
+void ss_report_announce(ss_reporter *r, int id, int nistr, const char *const istr[]);
 
 #endif

@@ -419,3 +419,99 @@ int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubke
     ss_seckey_public(*sk, pk);
     return 0;
 }
+
+/* Runs a statement binding ?1 site, ?2 an integer, ?3 text (may be NULL). */
+static int exec_seq(ss_db *db, const char *sql, const char *site, int64_t n, const char *text,
+                    ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(db, sql, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, n);
+    if (text) sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "noting a site's sequence", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* seq_next moves past every early number that is now contiguous. */
+static int absorb_early(ss_db *db, const char *site, ss_error *e)
+{
+    return exec_seq(db,
+                    "WITH RECURSIVE run(n) AS (SELECT seq_next FROM sites WHERE site=?1 UNION ALL "
+                    "SELECT n + 1 FROM run WHERE EXISTS (SELECT 1 FROM seq_early WHERE site=?1 "
+                    "AND seq=n)) UPDATE sites SET seq_next=(SELECT max(n) FROM run) + ?2 - ?2 "
+                    "WHERE site=?1",
+                    site, 0, NULL, e) ||
+                   exec_seq(db,
+                            "DELETE FROM seq_early WHERE site=?1 AND seq < (SELECT seq_next "
+                            "FROM sites WHERE site=?1) + ?2",
+                            site, 0, NULL, e)
+               ? -1
+               : 0;
+}
+
+int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq, const char *key_id,
+                      int64_t when, ss_error *e)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(db,
+                      "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen, seq_next) "
+                      "VALUES(?1,?2,?3,?4,?2) ON CONFLICT(site) DO UPDATE SET "
+                      "last_seq_in=max(last_seq_in, ?2), last_key_id=?3, last_seen=?4, "
+                      "seq_next=coalesce(seq_next, ?2)",
+                      e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, when);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "noting a site's sequence", e);
+    sqlite3_finalize(st);
+    /* Numbers at or above the contiguous mark are noted; the mark moves. */
+    if (rc == 0)
+        rc = exec_seq(db,
+                      "INSERT OR IGNORE INTO seq_early(site, seq, id) SELECT ?1, ?2, ?3 FROM "
+                      "sites WHERE site=?1 AND ?2 >= seq_next",
+                      site, (int64_t)seq, id, e);
+    return rc == 0 ? absorb_early(db, site, e) : -1;
+}
+
+int ss_site_gaps(ss_db *db, ss_gap_fn fn, void *ctx, ss_error *e)
+{
+    /* Per site, the missing run below its lowest early number. */
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        "SELECT s.site, s.seq_next, x.seq, x.id FROM sites s JOIN seq_early x ON x.site = s.site "
+        "WHERE x.seq = (SELECT min(seq) FROM seq_early WHERE site = s.site) ORDER BY s.site",
+        e);
+    if (!st) return -1;
+    struct gap {
+        char site[SS_SITE_CODE_MAX + 1], id[64];
+        int64_t from, seq;
+    } gaps[16];
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 16) {
+        snprintf(gaps[n].site, sizeof gaps[n].site, "%s", sqlite3_column_text(st, 0));
+        gaps[n].from = sqlite3_column_int64(st, 1);
+        gaps[n].seq = sqlite3_column_int64(st, 2);
+        snprintf(gaps[n].id, sizeof gaps[n].id, "%s", sqlite3_column_text(st, 3));
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return ss_db_fail(db, "reading sequence gaps", e);
+    for (int i = 0; i < n; i++) {
+        /* Reported once: the mark skips the gap (late arrivals are still
+         * delivered; they just fall below the mark). */
+        if (ss_db_begin(db, e) != 0) return -1;
+        if (exec_seq(db, "UPDATE sites SET seq_next=?2 WHERE site=?1", gaps[i].site, gaps[i].seq,
+                     NULL, e) != 0 ||
+            absorb_early(db, gaps[i].site, e) != 0 || ss_db_commit(db, e) != 0) {
+            ss_db_rollback(db);
+            return -1;
+        }
+        fn(ctx, gaps[i].site, gaps[i].id, (uint64_t)gaps[i].seq, (uint64_t)gaps[i].from,
+           (uint64_t)gaps[i].seq - 1);
+    }
+    return 0;
+}

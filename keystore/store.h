@@ -70,6 +70,17 @@ int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when,
 int ss_site_block_get(ss_db *db, const char *site, char key_id[SS_KEYID_HEX + 1], ss_error *e);
 int ss_site_block_set(ss_db *db, const char *site, const char *key_id, ss_error *e);
 int ss_site_block_clear(ss_db *db, const char *site, ss_error *e);
+/* A delivery from site: instruction id with sequence number seq, the key
+ * it used and when.  Numbers may arrive out of order (a batch is in id
+ * order); the contiguous run is tracked, the early ones kept aside. */
+int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq, const char *key_id,
+                      int64_t when, ss_error *e);
+/* Gaps left once receive was drained: for each site whose numbers stop
+ * before an early one, fn gets the early instruction, its number and the
+ * missing run [from, to]; each gap is reported once and then skipped. */
+typedef void (*ss_gap_fn)(void *ctx, const char *site, const char *id, uint64_t seq, uint64_t from,
+                          uint64_t to);
+int ss_site_gaps(ss_db *db, ss_gap_fn fn, void *ctx, ss_error *e);
 
 typedef struct ss_peer {
     char site[SS_SITE_CODE_MAX + 1];

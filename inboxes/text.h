@@ -1,0 +1,20 @@
+/*
+ * text.h - making peer-supplied text safe to store and show: control
+ * characters (C0, DEL) and bytes that are not valid UTF-8 become visible
+ * \xHH escapes, so an insertion string can neither forge lines in a .why
+ * file or a log, nor send escape sequences to the terminal of whoever runs
+ * `sitespool status`, nor make `status --json` invalid.
+ */
+#ifndef SS_TEXT_H
+#define SS_TEXT_H
+
+#include <stddef.h>
+
+/* Length (1-4) of the valid UTF-8 sequence starting at p, 0 if invalid
+ * (overlong forms, surrogates and code points above U+10FFFF included). */
+size_t ss_utf8_seq(const unsigned char *p);
+/* Copies in into out (cap > 0 bytes, always terminated, cut at a character
+ * boundary) with control characters and invalid bytes escaped as \xHH. */
+void ss_text_safe(const char *in, char *out, size_t cap);
+
+#endif
