@@ -37,19 +37,6 @@ int ss_despooler_drain(ss_despooler *d, ss_error *e)
     return 0;
 }
 
-/* Seconds until the earliest key lookup retry is due (-1: none). */
-static int64_t next_retry_in(ss_despooler *d)
-{
-    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT min(next_at) FROM retries", NULL);
-    int64_t in = -1;
-    if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-        in = sqlite3_column_int64(st, 0) - ss_now();
-        if (in < 0) in = 0;
-    }
-    sqlite3_finalize(st);
-    return in;
-}
-
 /* After a scan that could not write a destination (4416: disk full, read
  * only, no permission), the next try comes after 1, 2, 4 ... seconds up to
  * rescan_interval, whether or not an inotify event arrives.  -1: none. */
@@ -110,7 +97,7 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
     int64_t last_scan_ms = ss_now_ms();
     while (!*stop) {
         int64_t wait_ms = (int64_t)d->conf->rescan_interval * 1000 - (ss_now_ms() - last_scan_ms);
-        int64_t retry = next_retry_in(d);
+        int64_t retry = dsp_next_retry_in(d);
         if (retry >= 0 && retry * 1000 < wait_ms) wait_ms = retry * 1000;
         if (dest_ms >= 0 && dest_ms - (ss_now_ms() - last_scan_ms) < wait_ms)
             wait_ms = dest_ms - (ss_now_ms() - last_scan_ms);

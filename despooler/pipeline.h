@@ -143,6 +143,8 @@ enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason);
 enum outcome dsp_dest_failed(ss_despooler *d, const work *w, const ss_error *e);
 void dsp_recheck_waiting_keys(ss_despooler *d);
 int dsp_check_backlog(ss_despooler *d, ss_error *e);
+void dsp_waiting_pending(ss_despooler *d);
+int64_t dsp_next_retry_in(ss_despooler *d);
 
 /* quarantine.c */
 void dsp_move_to_rejected(ss_despooler *d, const char *name, const char *reason);

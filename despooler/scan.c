@@ -146,16 +146,7 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
     size_t before = d->stats.delivered + d->stats.rejected + d->stats.duplicates;
     d->stats.waiting = 0;
     d->stats.dest_failed = 0;
-    sqlite3_stmt *q = ss_db_prepare(d->db,
-                                    "SELECT EXISTS(SELECT 1 FROM retries), EXISTS(SELECT 1 FROM "
-                                    "backlog) OR EXISTS(SELECT 1 FROM holds)",
-                                    NULL);
-    d->retries_pending = d->notes_pending = true; /* if in doubt, clean up */
-    if (q && sqlite3_step(q) == SQLITE_ROW) {
-        d->retries_pending = sqlite3_column_int(q, 0) != 0;
-        d->notes_pending = sqlite3_column_int(q, 1) != 0;
-    }
-    sqlite3_finalize(q);
+    dsp_waiting_pending(d);
     if (ss_hman_scan(&d->keys, NULL, dsp_force_add, d, e) < 0)
         ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "hman.box: %s", e->msg);
     dsp_recheck_waiting_keys(d);

@@ -316,3 +316,32 @@ int dsp_check_backlog(ss_despooler *d, ss_error *e)
     closedir(dir);
     return 0;
 }
+
+/* Whether retry, backlog and hold rows exist at all, so that a scan does
+ * not pay for deletes of rows that are not there (if in doubt: yes). */
+void dsp_waiting_pending(ss_despooler *d)
+{
+    sqlite3_stmt *q = ss_db_prepare(d->db,
+                                    "SELECT EXISTS(SELECT 1 FROM retries), EXISTS(SELECT 1 FROM "
+                                    "backlog) OR EXISTS(SELECT 1 FROM holds)",
+                                    NULL);
+    d->retries_pending = d->notes_pending = true;
+    if (q && sqlite3_step(q) == SQLITE_ROW) {
+        d->retries_pending = sqlite3_column_int(q, 0) != 0;
+        d->notes_pending = sqlite3_column_int(q, 1) != 0;
+    }
+    sqlite3_finalize(q);
+}
+
+/* Seconds until the earliest key lookup retry is due (-1: none). */
+int64_t dsp_next_retry_in(ss_despooler *d)
+{
+    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT min(next_at) FROM retries", NULL);
+    int64_t in = -1;
+    if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        in = sqlite3_column_int64(st, 0) - ss_now();
+        if (in < 0) in = 0;
+    }
+    sqlite3_finalize(st);
+    return in;
+}

@@ -323,3 +323,35 @@ void ss_report(ss_reporter *r, int id, ...)
     va_end(ap);
     ss_reportv(r, id, n, istr);
 }
+
+int ss_status_query(ss_db *db, int64_t *after_seq, int64_t since_ms, int id, const char *component,
+                    long limit, ss_status_fn fn, void *ctx, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        "SELECT * FROM (SELECT seq,time_ms,msg_id,severity,component,site,istr,text FROM status"
+        " WHERE seq > ?1 AND time_ms >= ?2 AND (?3 = 0 OR msg_id = ?3)"
+        " AND (?4 IS NULL OR component = ?4) ORDER BY seq DESC LIMIT ?5) ORDER BY seq",
+        e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, *after_seq);
+    sqlite3_bind_int64(st, 2, since_ms);
+    sqlite3_bind_int(st, 3, id);
+    if (component) sqlite3_bind_text(st, 4, component, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, limit > 0 ? limit : -1);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ss_status_row row = {sqlite3_column_int64(st, 0),
+                             sqlite3_column_int64(st, 1),
+                             sqlite3_column_int(st, 2),
+                             (const char *)sqlite3_column_text(st, 3),
+                             (const char *)sqlite3_column_text(st, 4),
+                             (const char *)sqlite3_column_text(st, 5),
+                             (const char *)sqlite3_column_text(st, 6),
+                             (const char *)sqlite3_column_text(st, 7)};
+        fn(ctx, &row);
+        *after_seq = row.seq;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading status messages", e);
+}

@@ -62,4 +62,16 @@ void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[]);
 int ss_report_store(ss_reporter *r, int id, int nistr, const char *const istr[], ss_error *e);
 void ss_report_announce(ss_reporter *r, int id, int nistr, const char *const istr[]);
 
+/* Stored messages, oldest first: those after seq after_seq, from since_ms,
+ * with id (0: any) and component name (NULL: any); limit > 0 keeps only
+ * the newest limit.  fn gets each row; *after_seq follows the last one. */
+typedef struct ss_status_row {
+    int64_t seq, time_ms;
+    int id;
+    const char *severity, *component, *site, *istr_json, *text;
+} ss_status_row;
+typedef void (*ss_status_fn)(void *ctx, const ss_status_row *row);
+int ss_status_query(ss_db *db, int64_t *after_seq, int64_t since_ms, int id, const char *component,
+                    long limit, ss_status_fn fn, void *ctx, ss_error *e);
+
 #endif

@@ -515,3 +515,23 @@ int ss_site_gaps(ss_db *db, ss_gap_fn fn, void *ctx, ss_error *e)
     }
     return 0;
 }
+
+int ss_sites_foreach(ss_db *db, ss_site_view_fn fn, void *ctx, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        "WITH known(site) AS (SELECT site FROM keys WHERE state <> 'own' UNION SELECT site FROM "
+        "sites) SELECT known.site, coalesce(blocked, 0), blocked_key_id, last_key_id, last_seen "
+        "FROM known LEFT JOIN sites USING (site) ORDER BY known.site",
+        e);
+    if (!st) return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ss_site_view v = {(const char *)sqlite3_column_text(st, 0), sqlite3_column_int(st, 1) != 0,
+                          (const char *)sqlite3_column_text(st, 2),
+                          (const char *)sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4)};
+        fn(ctx, &v);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : ss_db_fail(db, "listing sites", e);
+}

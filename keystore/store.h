@@ -70,6 +70,18 @@ int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when,
 int ss_site_block_get(ss_db *db, const char *site, char key_id[SS_KEYID_HEX + 1], ss_error *e);
 int ss_site_block_set(ss_db *db, const char *site, const char *key_id, ss_error *e);
 int ss_site_block_clear(ss_db *db, const char *site, ss_error *e);
+/* Every peer site the keystore or the despooler knows (seen or not): its
+ * block and the key it was last seen using. */
+typedef struct ss_site_view {
+    const char *site;
+    bool blocked;
+    const char *blocked_key_id; /* NULL if none */
+    const char *last_key_id;    /* NULL or "" if never seen signed */
+    int64_t last_seen;
+} ss_site_view;
+typedef void (*ss_site_view_fn)(void *ctx, const ss_site_view *v);
+int ss_sites_foreach(ss_db *db, ss_site_view_fn fn, void *ctx, ss_error *e);
+
 /* A delivery from site: instruction id with sequence number seq, the key
  * it used and when.  Numbers may arrive out of order (a batch is in id
  * order); the contiguous run is tracked, the early ones kept aside. */

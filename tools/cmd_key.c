@@ -166,35 +166,28 @@ static int print_key(void *ctx_, const ss_keyrec *k)
     return 0;
 }
 
-/* The propagation view: per peer site, the key it was last seen using. */
-static void print_sites(cli *c)
+/* The propagation view: per peer site, its trust and the key it was last
+ * seen using. */
+static void print_site(void *ctx, const ss_site_view *v)
 {
-    /* Every peer site the keystore or the despooler knows, seen or not. */
-    sqlite3_stmt *st = ss_db_prepare(
-        &c->db,
-        "WITH known(site) AS (SELECT site FROM keys WHERE state <> 'own' UNION SELECT site FROM "
-        "sites) SELECT known.site, coalesce(blocked, 0), blocked_key_id, last_key_id, last_seen "
-        "FROM known LEFT JOIN sites USING (site) ORDER BY known.site",
-        NULL);
+    bool *header = ctx;
+    char seen[32], trust[40];
+    cli_format_time(v->last_seen, seen, sizeof seen);
+    if (!*header) printf("\n%-8s %-28s %-16s  %s\n", "SITE", "TRUST", "LAST KEY USED", "LAST SEEN");
+    *header = true;
+    if (v->blocked)
+        snprintf(trust, sizeof trust, "BLOCKED by %s", v->blocked_key_id ? v->blocked_key_id : "?");
+    else
+        snprintf(trust, sizeof trust, "ok");
+    printf("%-8s %-28s %-16s  %s\n", v->site, trust,
+           v->last_key_id && *v->last_key_id ? v->last_key_id : "-", seen);
+}
+
+static int print_sites(cli *c)
+{
     bool header = false;
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-        char seen[32];
-        const unsigned char *blocked_by = sqlite3_column_text(st, 2);
-        const unsigned char *last_key = sqlite3_column_text(st, 3);
-        cli_format_time(sqlite3_column_int64(st, 4), seen, sizeof seen);
-        if (!header)
-            printf("\n%-8s %-28s %-16s  %s\n", "SITE", "TRUST", "LAST KEY USED", "LAST SEEN");
-        header = true;
-        char trust[40];
-        if (sqlite3_column_int(st, 1))
-            snprintf(trust, sizeof trust, "BLOCKED by %s",
-                     blocked_by ? (const char *)blocked_by : "?");
-        else
-            snprintf(trust, sizeof trust, "ok");
-        printf("%-8s %-28s %-16s  %s\n", sqlite3_column_text(st, 0), trust,
-               last_key && *last_key ? (const char *)last_key : "-", seen);
-    }
-    sqlite3_finalize(st);
+    ss_error e = {0};
+    return ss_sites_foreach(&c->db, print_site, &header, &e) == 0 ? 0 : cli_fail(&e);
 }
 
 static int key_list(cli *c, int argc, char **argv)
@@ -213,7 +206,7 @@ static int key_list(cli *c, int argc, char **argv)
     if (ctx.json)
         printf("%s]\n", ctx.count ? "" : "[");
     else
-        print_sites(c);
+        return print_sites(c);
     return 0;
 }
 

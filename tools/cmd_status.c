@@ -35,57 +35,36 @@ struct filter {
     bool json;
 };
 
-static void print_row(sqlite3_stmt *st, bool json)
+static void print_row(void *ctx, const ss_status_row *r)
 {
-    int64_t seq = sqlite3_column_int64(st, 0), ms = sqlite3_column_int64(st, 1);
-    int id = sqlite3_column_int(st, 2);
-    const char *sev = (const char *)sqlite3_column_text(st, 3);
-    const char *comp = (const char *)sqlite3_column_text(st, 4);
-    const char *site = (const char *)sqlite3_column_text(st, 5);
-    const char *istr = (const char *)sqlite3_column_text(st, 6);
-    const char *text = (const char *)sqlite3_column_text(st, 7);
+    bool json = *(const bool *)ctx;
     if (json) {
-        printf("{\"seq\":%lld,\"time_ms\":%lld,\"id\":%d,\"severity\":", (long long)seq,
-               (long long)ms, id);
-        ss_json_string(stdout, sev);
+        printf("{\"seq\":%lld,\"time_ms\":%lld,\"id\":%d,\"severity\":", (long long)r->seq,
+               (long long)r->time_ms, r->id);
+        ss_json_string(stdout, r->severity);
         printf(",\"component\":");
-        ss_json_string(stdout, comp);
+        ss_json_string(stdout, r->component);
         printf(",\"site\":");
-        ss_json_string(stdout, site);
-        printf(",\"istr\":%s,\"text\":", istr);
-        ss_json_string(stdout, text);
+        ss_json_string(stdout, r->site);
+        printf(",\"istr\":%s,\"text\":", r->istr_json);
+        ss_json_string(stdout, r->text);
         printf("}\n");
     } else {
         char when[32];
-        cli_format_time(ms / 1000, when, sizeof when);
-        printf("%s %s %d %s %s\n", when, sev, id, comp + strlen("SITESPOOL_"), text);
+        cli_format_time(r->time_ms / 1000, when, sizeof when);
+        printf("%s %s %d %s %s\n", when, r->severity, r->id, r->component + strlen("SITESPOOL_"),
+               r->text);
     }
 }
 
 static int query(cli *c, const struct filter *f, int64_t *after_seq)
 {
     ss_error e = {0};
-    sqlite3_stmt *st = ss_db_prepare(
-        &c->db,
-        "SELECT * FROM (SELECT seq,time_ms,msg_id,severity,component,site,istr,text FROM status"
-        " WHERE seq > ?1 AND time_ms >= ?2 AND (?3 = 0 OR msg_id = ?3)"
-        " AND (?4 IS NULL OR component = ?4) ORDER BY seq DESC LIMIT ?5) ORDER BY seq",
-        &e);
-    if (!st) return cli_fail(&e);
-    sqlite3_bind_int64(st, 1, *after_seq);
-    sqlite3_bind_int64(st, 2, f->since_ms);
-    sqlite3_bind_int(st, 3, f->id);
-    if (f->component) sqlite3_bind_text(st, 4, f->component, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, f->limit > 0 ? f->limit : -1);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        print_row(st, f->json);
-        *after_seq = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
+    bool json = f->json;
+    int rc = ss_status_query(&c->db, after_seq, f->since_ms, f->id, f->component, f->limit,
+                             print_row, &json, &e);
     fflush(stdout);
-    if (rc != SQLITE_DONE) return ss_db_fail(&c->db, "reading status messages", &e), cli_fail(&e);
-    return 0;
+    return rc == 0 ? 0 : cli_fail(&e);
 }
 
 static int print_catalogue(bool markdown, bool json)
