@@ -456,10 +456,9 @@ int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq,
 {
     sqlite3_stmt *st =
         ss_db_prepare(db,
-                      "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen, seq_next) "
-                      "VALUES(?1,?2,?3,?4,?2) ON CONFLICT(site) DO UPDATE SET "
-                      "last_seq_in=max(last_seq_in, ?2), last_key_id=?3, last_seen=?4, "
-                      "seq_next=coalesce(seq_next, ?2)",
+                      "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen) "
+                      "VALUES(?1,?2,?3,?4) ON CONFLICT(site) DO UPDATE SET "
+                      "last_seq_in=max(last_seq_in, ?2), last_key_id=?3, last_seen=?4",
                       e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
@@ -472,18 +471,39 @@ int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq,
     if (rc == 0)
         rc = exec_seq(db,
                       "INSERT OR IGNORE INTO seq_early(site, seq, id) SELECT ?1, ?2, ?3 FROM "
-                      "sites WHERE site=?1 AND ?2 >= seq_next",
+                      "sites WHERE site=?1 AND (seq_next IS NULL OR ?2 >= seq_next)",
                       site, (int64_t)seq, id, e);
     return rc == 0 ? absorb_early(db, site, e) : -1;
 }
 
 int ss_site_gaps(ss_db *db, ss_gap_fn fn, void *ctx, ss_error *e)
 {
+    /* A site's first drain sets where its numbers start: the lowest seen
+     * (a receiver that joins late does not call 1..n-1 lost). */
+    sqlite3_stmt *first = ss_db_prepare(
+        db,
+        "SELECT site FROM sites WHERE seq_next IS NULL AND site IN (SELECT site FROM seq_early)",
+        e);
+    if (!first) return -1;
+    char fresh[16][SS_SITE_CODE_MAX + 1];
+    int nfresh = 0;
+    while (sqlite3_step(first) == SQLITE_ROW && nfresh < 16)
+        snprintf(fresh[nfresh++], sizeof fresh[0], "%s", sqlite3_column_text(first, 0));
+    sqlite3_finalize(first);
+    for (int i = 0; i < nfresh; i++)
+        if (exec_seq(
+                db,
+                "UPDATE sites SET seq_next=(SELECT min(seq) FROM seq_early WHERE site=?1) + ?2 "
+                "WHERE site=?1",
+                fresh[i], 0, NULL, e) != 0 ||
+            absorb_early(db, fresh[i], e) != 0)
+            return -1;
     /* Per site, the missing run below its lowest early number. */
     sqlite3_stmt *st = ss_db_prepare(
         db,
         "SELECT s.site, s.seq_next, x.seq, x.id FROM sites s JOIN seq_early x ON x.site = s.site "
-        "WHERE x.seq = (SELECT min(seq) FROM seq_early WHERE site = s.site) ORDER BY s.site",
+        "WHERE s.seq_next IS NOT NULL AND x.seq = (SELECT min(seq) FROM seq_early WHERE site = "
+        "s.site) ORDER BY s.site",
         e);
     if (!st) return -1;
     struct gap {
