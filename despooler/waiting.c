@@ -52,20 +52,22 @@ void dsp_retry_forget(ss_despooler *d, const char *id)
 }
 
 /* Reads the retry row: 1 found, 0 none. */
-static int retry_get(ss_despooler *d, const char *id, int *attempts, int64_t *next_at)
+/* Reads the retry row: 1 found, 0 none, -1 the table cannot be read. */
+static int retry_get(ss_despooler *d, const char *id, int *attempts, int64_t *next_at, ss_error *e)
 {
-    sqlite3_stmt *st =
-        ss_db_prepare(d->db, "SELECT attempts, next_at FROM retries WHERE id=?", NULL);
-    int found = 0;
-    if (!st) return 0;
+    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT attempts, next_at FROM retries WHERE id=?", e);
+    if (!st) return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
         *attempts = sqlite3_column_int(st, 0);
         *next_at = sqlite3_column_int64(st, 1);
-        found = 1;
+        rc = 1;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : ss_db_fail(d->db, "reading a key lookup retry", e);
     }
     sqlite3_finalize(st);
-    return found;
+    return rc;
 }
 
 /* The sender's key is missing: count an attempt and report 4405, or give
@@ -74,7 +76,10 @@ enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
 {
     int attempts = 0;
     int64_t next_at = 0, now = ss_now();
-    bool known = retry_get(d, w->in.id, &attempts, &next_at);
+    ss_error e = {0};
+    /* A count that cannot be read must not restart at 0 (or end early). */
+    int known = retry_get(d, w->in.id, &attempts, &next_at, &e);
+    if (known < 0) return dsp_trust_failed(d, w, &e);
     if (known && next_at > now && !dsp_force_has(d, w->in.from)) {
         d->stats.waiting++;
         return OUT_WAIT;
@@ -94,16 +99,21 @@ enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
         d->db,
         "INSERT INTO retries(id, from_site, key_id, attempts, next_at, first_seen) "
         "VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(id) DO UPDATE SET attempts=?4, next_at=?5",
-        NULL);
-    if (st) {
-        sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, w->keyid, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 4, attempts);
-        sqlite3_bind_int64(st, 5, now + d->conf->key_lookup_interval);
-        sqlite3_bind_int64(st, 6, now);
-        db_step_done(d, st, "recording a key lookup retry");
+        &e);
+    if (!st) return dsp_trust_failed(d, w, &e);
+    sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, w->keyid, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, attempts);
+    sqlite3_bind_int64(st, 5, now + d->conf->key_lookup_interval);
+    sqlite3_bind_int64(st, 6, now);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        ss_db_fail(d->db, "recording a key lookup retry", &e);
+        sqlite3_finalize(st);
+        return dsp_trust_failed(d, w, &e);
     }
+    sqlite3_finalize(st);
+    d->retries_pending = true;
     char left[32], minutes[32];
     snprintf(left, sizeof left, "%u", limit - (unsigned)attempts);
     snprintf(minutes, sizeof minutes, "%u", (d->conf->key_lookup_interval + 59) / 60);
@@ -116,8 +126,6 @@ enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
     return OUT_WAIT;
 }
 
-/* Keeps the instruction in receive until an administrator acts; 4420 is
- * raised once per instruction and reason, not on every scan. */
 /* Records that instruction w waits for reason; true the first time (or
  * when the reason changed), so that its status message is raised once per
  * instruction and reason, not on every scan.  The note goes when the pair
@@ -144,6 +152,8 @@ bool dsp_note_once(ss_despooler *d, const work *w, const char *reason)
     return fresh;
 }
 
+/* Keeps the instruction in receive until an administrator acts; 4420 is
+ * raised once per instruction and reason, not on every scan. */
 enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason)
 {
     if (dsp_note_once(d, w, reason)) ss_report(d->rep, 4420, w->in.id, w->in.from, reason, NULL);
