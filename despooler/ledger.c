@@ -82,8 +82,8 @@ int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const
 {
     sqlite3_stmt *st = ss_db_prepare(
         d->db,
-        "INSERT INTO ledger(id, from_site, seq, type, outcome, path, size, time, expires) "
-        "VALUES(?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO ledger(id, from_site, seq, type, outcome, path, size, time, expires, "
+        "ins_identity) VALUES(?,?,?,?,?,?,?,?,?,?)",
         e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
@@ -95,6 +95,7 @@ int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const
     sqlite3_bind_int64(st, 7, (sqlite3_int64)w->in.size);
     sqlite3_bind_int64(st, 8, ss_now());
     sqlite3_bind_int64(st, 9, w->in.expires);
+    if (w->ins_identity[0]) sqlite3_bind_text(st, 10, w->ins_identity, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(d->db, "recording the ledger", e);
     sqlite3_finalize(st);
     return rc;
@@ -170,4 +171,19 @@ int dsp_clock_advance(ss_despooler *d, int64_t *high_water, ss_error *e)
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+int dsp_ledger_same_file(ss_despooler *d, const char *id, const char *identity, ss_error *e)
+{
+    if (!identity[0]) return 0;
+    sqlite3_stmt *st =
+        ss_db_prepare(d->db, "SELECT ins_identity = ?2 FROM ledger WHERE id = ?1", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, identity, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int same = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return ss_db_fail(d->db, "reading the ledger", e);
+    return same;
 }

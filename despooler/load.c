@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,11 @@ static int load_work(ss_despooler *d, const char *ins_name, work *w, ss_error *e
     base_of(ins_name, base, sizeof base);
     snprintf(w->pck_name, sizeof w->pck_name, "%s.pck", base);
     if (ss_read_small_file(d->receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) return -1;
+    /* The file's identity goes into the ledger with the delivery, so that
+     * after a crash the leftover of the batch is told from a resend. */
+    struct stat st;
+    if (fstatat(d->receive_fd, ins_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        dsp_file_identity(&st, w->ins_identity, sizeof w->ins_identity);
     int rc;
     if (ss_sig_looks_signed(text, len)) {
         w->is_signed = true;

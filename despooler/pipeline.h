@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define READ_CHUNK (256 * 1024)
 #define KEY_PAYLOAD_MAX 4096
@@ -42,11 +43,20 @@ typedef struct work {
     ss_sig sig;
     ss_instr in;
     char keyid[SS_KEYID_HEX + 1];
+    char ins_identity[96]; /* device, inode, size, mtime of the .ins read */
     /* staged delivery */
     int dest_fd;
     ss_atomic out;
     char dest_rel[PATH_MAX];
 } work;
+
+/* "dev:ino:size:mtime_ns" of a file: which file this is, not what it says. */
+static inline void dsp_file_identity(const struct stat *st, char *out, size_t len)
+{
+    snprintf(out, len, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st->st_dev,
+             (unsigned long long)st->st_ino, (long long)st->st_size, (long long)st->st_mtim.tv_sec,
+             (long)st->st_mtim.tv_nsec);
+}
 
 /* Where an unpacked package goes: a file, or (fd -1) a bounded buffer.
  * A failed write into the file is the destination's fault, not the
@@ -125,6 +135,9 @@ void dsp_release_batch(work *batch, size_t n);
 /* ledger.c */
 int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when,
                       ss_error *e);
+/* 1 if the ledger row of id was made from this very instruction file
+ * (identity as dsp_file_identity), 0 if not or unknown, -1 on error. */
+int dsp_ledger_same_file(ss_despooler *d, const char *id, const char *identity, ss_error *e);
 bool dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path);
 int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path,
                       ss_error *e);

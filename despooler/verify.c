@@ -179,7 +179,19 @@ enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base)
     int delivered = dsp_ledger_lookup(d, w->in.id, path, sizeof path, &t, &e);
     if (delivered < 0) return dsp_trust_failed(d, w, &e);
     if (delivered) {
-        if (!dsp_finish_interrupted(d, w, path)) {
+        /* Finishing a batch a crash interrupted is not a replay: the data
+         * is published now, or this is the very file that was delivered
+         * and had not left receive yet.  Only another copy is 4402. */
+        int same = dsp_ledger_same_file(d, w->in.id, w->ins_identity, &e);
+        if (same < 0) return dsp_trust_failed(d, w, &e);
+        if (dsp_finish_interrupted(d, w, path)) {
+            d->stats.delivered++;
+        } else if (same) {
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                    "Removed the pair of instruction %s from site %s: delivered before a restart "
+                    "(%s)",
+                    w->in.id, w->in.from, path);
+        } else {
             time_t tt = (time_t)t;
             struct tm tm;
             localtime_r(&tt, &tm);

@@ -64,6 +64,9 @@ static const char *const migrations[] = {
     "ALTER TABLE sites ADD COLUMN seq_next INTEGER;"
     "CREATE TABLE seq_early(site TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
     "  PRIMARY KEY (site, seq));",
+    /* 4: which instruction file a delivery was made from, so that a restart
+     * tells the leftover of its own interrupted batch from a resend. */
+    "ALTER TABLE ledger ADD COLUMN ins_identity TEXT;",
 };
 
 int64_t ss_now(void)

@@ -649,6 +649,9 @@ static void test_schema_1_migrates(void)
                      "CREATE TABLE sites(site TEXT PRIMARY KEY, blocked INTEGER NOT NULL DEFAULT "
                      "0, blocked_key_id TEXT, last_seq_in INTEGER NOT NULL DEFAULT 0, last_key_id "
                      "TEXT, last_seen INTEGER);"
+                     "CREATE TABLE ledger(id TEXT PRIMARY KEY, from_site TEXT NOT NULL, seq "
+                     "INTEGER NOT NULL, type TEXT NOT NULL, outcome TEXT NOT NULL, path TEXT, "
+                     "size INTEGER, time INTEGER NOT NULL, expires INTEGER NOT NULL);"
                      "INSERT INTO keys VALUES('PS1','0123456789ABCDEF',zeroblob(32),'trusted',"
                      "'hman',1,NULL,NULL,NULL,NULL);"
                      "PRAGMA user_version = 1;",
