@@ -151,7 +151,9 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(d->lock_fd, 0) != 0 || pwrite(d->lock_fd, pid, (size_t)n, 0) != n)
+    /* Write, then cut: a second despooler reading meanwhile sees a pid
+     * (old or new), never an empty file ("pid ?"). */
+    if (pwrite(d->lock_fd, pid, (size_t)n, 0) != n || ftruncate(d->lock_fd, n) != 0)
         ss_logf(ss_reporter_log(rep, SS_COMP_DESPOOLER), "Cannot record the pid in %s", path);
     ss_path(d->receive_path, sizeof d->receive_path, root, SS_DIR_RECEIVE);
     ss_path(path, sizeof path, root, SS_DIR_REJECTED);

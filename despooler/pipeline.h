@@ -152,6 +152,7 @@ void dsp_forget_notes(ss_despooler *d, const char *base);
 void dsp_retry_forget(ss_despooler *d, const char *id);
 enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base);
 bool dsp_note_once(ss_despooler *d, const work *w, const char *reason);
+bool dsp_note_once_id(ss_despooler *d, const char *id, const char *from, const char *reason);
 enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason);
 enum outcome dsp_dest_failed(ss_despooler *d, const work *w, const ss_error *e);
 void dsp_recheck_waiting_keys(ss_despooler *d);
@@ -160,7 +161,8 @@ void dsp_waiting_pending(ss_despooler *d);
 int64_t dsp_next_retry_in(ss_despooler *d);
 
 /* quarantine.c */
-void dsp_move_to_rejected(ss_despooler *d, const char *name, const char *reason);
+int dsp_move_to_rejected(ss_despooler *d, const char *name, char *target, size_t len,
+                         ss_error *e);
 void dsp_quarantine(ss_despooler *d, const char *base, int msg_id, const char *const istr[],
                     int nistr);
 void dsp_remove_pair(ss_despooler *d, const char *base);

@@ -63,7 +63,14 @@ static bool ins_name_valid(ss_despooler *d, const char *name)
         QUARANTINE(d, base, 4403, name, "the file name is not <32 hex digit id>.ins");
         return false;
     }
-    dsp_move_to_rejected(d, name, "bad name");
+    char target[128];
+    ss_error e = {0};
+    if (dsp_move_to_rejected(d, name, target, sizeof target, &e) < 0) {
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot quarantine %s: %s", name,
+                e.msg);
+        d->stats.waiting++;
+        return false;
+    }
     ss_report(d->rep, 4403, name, "the file name is not <32 hex digit id>.ins", NULL);
     d->stats.rejected++;
     return false;

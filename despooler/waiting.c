@@ -132,6 +132,11 @@ enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
  * leaves receive (dsp_forget_notes). */
 bool dsp_note_once(ss_despooler *d, const work *w, const char *reason)
 {
+    return dsp_note_once_id(d, w->in.id, w->in.from, reason);
+}
+
+bool dsp_note_once_id(ss_despooler *d, const char *id, const char *from, const char *reason)
+{
     sqlite3_stmt *st =
         ss_db_prepare(d->db,
                       "INSERT INTO holds(id, from_site, reason, since) VALUES(?1,?2,?3,?4) "
@@ -140,8 +145,8 @@ bool dsp_note_once(ss_despooler *d, const work *w, const char *reason)
     /* If the note cannot be read or written, say it again rather than never. */
     bool fresh = true;
     if (st) {
-        sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, ss_now());
         int rc = sqlite3_step(st);
@@ -205,8 +210,12 @@ void dsp_recheck_waiting_keys(ss_despooler *d)
         int count;
     } waiting[SS_FORCE_MAX];
     int n = 0;
-    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT id, from_site, key_id FROM retries", NULL);
+    /* Only instructions not yet due count: once a found key made them due
+     * (below), later scans do not announce the same key again. */
+    sqlite3_stmt *st =
+        ss_db_prepare(d->db, "SELECT id, from_site, key_id FROM retries WHERE next_at > ?", NULL);
     if (!st) return;
+    sqlite3_bind_int64(st, 1, ss_now());
     char stale[SS_FORCE_MAX][SS_ID_HEX + 1];
     int nstale = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -245,6 +254,13 @@ void dsp_recheck_waiting_keys(ss_despooler *d)
             continue;
         char count[32];
         snprintf(count, sizeof count, "%d", waiting[i].count);
+        sqlite3_stmt *due = ss_db_prepare(
+            d->db, "UPDATE retries SET next_at = 0 WHERE from_site = ?1 AND key_id = ?2", NULL);
+        if (due) {
+            sqlite3_bind_text(due, 1, waiting[i].site, -1, SQLITE_STATIC);
+            sqlite3_bind_text(due, 2, waiting[i].key_id, -1, SQLITE_STATIC);
+            db_step_done(d, due, "making waiting instructions due");
+        }
         ss_report(d->rep, 4417, waiting[i].site, count, NULL);
         dsp_force_add(d, waiting[i].site);
     }

@@ -235,6 +235,13 @@ static const ss_msgdef catalogue[] = {
      "replays; an instruction that claims to live for decades would keep its ledger row "
      "forever.",
      "Lower package_lifetime at the sending site, or raise max_package_lifetime here."},
+    {4426, 'E', D,
+     "Instruction %1 from site %2 was refused (status %3: %4) but could not be moved to "
+     "despoolr.box/rejected: %5. Both files stay in the receive inbox; the despooler tries again.",
+     "Quarantine moves the instruction and its package together or not at all (a full disk or "
+     "a read-only folder stops it); nothing was delivered.",
+     "Free space in (or fix the permissions of) despoolr.box/rejected; the pair is quarantined "
+     "at the next scan."},
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},
