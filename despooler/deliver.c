@@ -269,26 +269,37 @@ static void flush_staged(ss_despooler *d, work *batch, size_t n, size_t staged)
 
 /* The ledger rows, sequence notes and 4400 rows of the staged items, in
  * one transaction; any failure rolls all of it back. */
+static int by_site_and_seq(const void *a, const void *b)
+{
+    const work *x = *(const work *const *)a, *y = *(const work *const *)b;
+    int c = strcmp(x->in.from, y->in.from);
+    return c ? c : (x->in.seq > y->in.seq) - (x->in.seq < y->in.seq);
+}
+
 static int record_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
 {
-    if (ss_db_begin(d->db, e) != 0) return -1;
-    for (size_t i = 0; i < n; i++) {
-        work *w = &batch[i];
-        if (w->dest_fd < 0) continue;
+    /* In sequence order per site: the batch is in name (id) order, and
+     * numbers in order are the cheap case of the sequence tracking. */
+    work **order = malloc(n * sizeof *order);
+    if (!order) return ss_err(e, SS_E_NOMEM, "out of memory");
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (batch[i].dest_fd >= 0) order[m++] = &batch[i];
+    qsort(order, m, sizeof *order, by_site_and_seq);
+    int rc = ss_db_begin(d->db, e);
+    for (size_t i = 0; rc == 0 && i < m; i++) {
+        work *w = order[i];
         const char *istr[] = {w->in.id, w->in.from, w->dest_rel};
         if (dsp_ledger_insert(d, w, "delivered", w->dest_rel, e) != 0 ||
             dsp_note_sequence(d, w, e) != 0 ||
             (w->is_signed && ss_keys_touch(d->db, w->in.from, w->keyid, ss_now(), e) != 0) ||
-            ss_report_store(d->rep, 4400, 3, istr, e) != 0) {
-            ss_db_rollback(d->db);
-            return -1;
-        }
+            ss_report_store(d->rep, 4400, 3, istr, e) != 0)
+            rc = -1;
     }
-    if (ss_db_commit(d->db, e) != 0) {
-        ss_db_rollback(d->db);
-        return -1;
-    }
-    return 0;
+    free(order);
+    if (rc == 0 && ss_db_commit(d->db, e) == 0) return 0;
+    ss_db_rollback(d->db);
+    return -1;
 }
 
 /* Publishes one committed item under its final name; a name another

@@ -454,49 +454,67 @@ static int absorb_early(ss_db *db, const char *site, ss_error *e)
 int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq, const char *key_id,
                       int64_t when, ss_error *e)
 {
-    sqlite3_stmt *st =
-        ss_db_prepare(db,
-                      "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen) "
-                      "VALUES(?1,?2,?3,?4) ON CONFLICT(site) DO UPDATE SET "
-                      "last_seq_in=max(last_seq_in, ?2), last_key_id=?3, last_seen=?4",
-                      e);
+    /* The common case, the next number in order, is this one statement. */
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        "UPDATE sites SET last_seq_in=max(last_seq_in, ?2), last_key_id=?3, last_seen=?4, "
+        "seq_next = CASE WHEN seq_next = ?2 THEN ?2 + 1 ELSE seq_next END WHERE site=?1 "
+        "RETURNING seq_next",
+        e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
     sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, when);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "noting a site's sequence", e);
+    int rc = sqlite3_step(st);
+    bool known = rc == SQLITE_ROW;
+    bool in_order = known && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+                    sqlite3_column_int64(st, 0) > (sqlite3_int64)seq;
+    if (rc == SQLITE_ROW) rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    /* Numbers at or above the contiguous mark are noted; the mark moves. */
-    if (rc == 0)
-        rc = exec_seq(db,
-                      "INSERT OR IGNORE INTO seq_early(site, seq, id) SELECT ?1, ?2, ?3 FROM "
-                      "sites WHERE site=?1 AND (seq_next IS NULL OR ?2 >= seq_next)",
-                      site, (int64_t)seq, id, e);
-    return rc == 0 ? absorb_early(db, site, e) : -1;
+    if (rc != SQLITE_DONE) return ss_db_fail(db, "noting a site's sequence", e);
+    if (!known) { /* the first delivery from this site */
+        st = ss_db_prepare(db,
+                           "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen) "
+                           "VALUES(?1,?2,?3,?4)",
+                           e);
+        if (!st) return -1;
+        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+        sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, when);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) return ss_db_fail(db, "noting a new site", e);
+    }
+    if (in_order) return 0;
+    /* Out of order (or a site's first numbers): kept aside until the drain
+     * ends (ss_site_gaps); numbers below the mark are late arrivals. */
+    return exec_seq(db,
+                    "INSERT OR IGNORE INTO seq_early(site, seq, id) SELECT ?1, ?2, ?3 FROM sites "
+                    "WHERE site=?1 AND (seq_next IS NULL OR ?2 >= seq_next)",
+                    site, (int64_t)seq, id, e);
 }
 
 int ss_site_gaps(ss_db *db, ss_gap_fn fn, void *ctx, ss_error *e)
 {
-    /* A site's first drain sets where its numbers start: the lowest seen
-     * (a receiver that joins late does not call 1..n-1 lost). */
-    sqlite3_stmt *first = ss_db_prepare(
-        db,
-        "SELECT site FROM sites WHERE seq_next IS NULL AND site IN (SELECT site FROM seq_early)",
-        e);
-    if (!first) return -1;
-    char fresh[16][SS_SITE_CODE_MAX + 1];
-    int nfresh = 0;
-    while (sqlite3_step(first) == SQLITE_ROW && nfresh < 16)
-        snprintf(fresh[nfresh++], sizeof fresh[0], "%s", sqlite3_column_text(first, 0));
-    sqlite3_finalize(first);
-    for (int i = 0; i < nfresh; i++)
-        if (exec_seq(
-                db,
-                "UPDATE sites SET seq_next=(SELECT min(seq) FROM seq_early WHERE site=?1) + ?2 "
-                "WHERE site=?1",
-                fresh[i], 0, NULL, e) != 0 ||
-            absorb_early(db, fresh[i], e) != 0)
+    /* First the numbers that arrived out of order are merged into each
+     * site's contiguous run; a site's first drain sets where its numbers
+     * start: the lowest seen (a receiver that joins late does not call
+     * 1..n-1 lost). */
+    sqlite3_stmt *pending = ss_db_prepare(db, "SELECT DISTINCT site FROM seq_early", e);
+    if (!pending) return -1;
+    char sites[16][SS_SITE_CODE_MAX + 1];
+    int nsites = 0;
+    while (sqlite3_step(pending) == SQLITE_ROW && nsites < 16)
+        snprintf(sites[nsites++], sizeof sites[0], "%s", sqlite3_column_text(pending, 0));
+    sqlite3_finalize(pending);
+    for (int i = 0; i < nsites; i++)
+        if (exec_seq(db,
+                     "UPDATE sites SET seq_next=coalesce(seq_next, (SELECT min(seq) FROM "
+                     "seq_early WHERE site=?1)) + ?2 WHERE site=?1",
+                     sites[i], 0, NULL, e) != 0 ||
+            absorb_early(db, sites[i], e) != 0)
             return -1;
     /* Per site, the missing run below its lowest early number. */
     sqlite3_stmt *st = ss_db_prepare(
