@@ -249,21 +249,35 @@ static bool dest_seen_before(const work *batch, size_t i)
 
 /* Closes the staged files durably: one fsync each for a few, else one
  * syncfs per destination.  Items that fail are dropped from the batch. */
+static void drop_staged(ss_despooler *d, work *w, const ss_error *e)
+{
+    dsp_dest_failed(d, w, e);
+    ss_atomic_abort(&w->out);
+    close(w->dest_fd);
+    w->dest_fd = -1;
+}
+
+/* Closes the staged files durably: one fsync each for a few, else one
+ * syncfs per destination.  A failed syncfs drops every staged item (the
+ * kernel reports a writeback error once, so the others' data is in doubt
+ * too); they stay in receive and are retried. */
 static void flush_staged(ss_despooler *d, work *batch, size_t n, size_t staged)
 {
+    bool per_file = staged <= SMALL_BATCH;
     for (size_t i = 0; i < n; i++) {
-        work *w = &batch[i];
-        if (w->dest_fd < 0) continue;
         ss_error e = {0};
-        bool ok = ss_atomic_close(&w->out, staged <= SMALL_BATCH, &e) == 0;
-        if (ok && staged > SMALL_BATCH && !dest_seen_before(batch, i))
-            ok = ss_sync_fs(w->dest_fd, &e) == 0;
-        if (!ok) {
-            dsp_dest_failed(d, w, &e);
-            ss_atomic_abort(&w->out);
-            close(w->dest_fd);
-            w->dest_fd = -1;
-        }
+        if (batch[i].dest_fd >= 0 && ss_atomic_close(&batch[i].out, per_file, &e) != 0)
+            drop_staged(d, &batch[i], &e);
+    }
+    if (per_file) return;
+    for (size_t i = 0; i < n; i++) {
+        ss_error e = {0};
+        if (batch[i].dest_fd < 0 || dest_seen_before(batch, i) ||
+            ss_sync_fs(batch[i].dest_fd, &e) == 0)
+            continue;
+        for (size_t j = 0; j < n; j++)
+            if (batch[j].dest_fd >= 0) drop_staged(d, &batch[j], &e);
+        return;
     }
 }
 
@@ -293,7 +307,7 @@ static int record_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
         if (dsp_ledger_insert(d, w, "delivered", w->dest_rel, e) != 0 ||
             dsp_note_sequence(d, w, e) != 0 ||
             (w->is_signed && ss_keys_touch(d->db, w->in.from, w->keyid, ss_now(), e) != 0) ||
-            ss_report_store(d->rep, 4400, 3, istr, e) != 0)
+            ss_report_store_row(d->rep, 4400, 3, istr, &w->status_row, e) != 0)
             rc = -1;
     }
     free(order);
@@ -318,11 +332,16 @@ static bool publish(ss_despooler *d, work *w)
                 "Cannot publish %s as %s: %s; it stays under its temporary name and the next "
                 "scan finishes it",
                 w->in.id, chosen, e.msg);
+        dsp_dest_failed(d, w, &e);
         return false;
     }
     if (strcmp(chosen, w->out.final) != 0) {
         set_dest_rel(w);
         dsp_ledger_set_path(d, w->in.id, w->dest_rel);
+        const char *istr[] = {w->in.id, w->in.from, w->dest_rel};
+        if (ss_report_restate(d->rep, w->status_row, 4400, 3, istr, &e) != 0)
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                    "Cannot correct the stored 4400 of %s: %s", w->in.id, e.msg);
         ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                 "Stored %s as %s: the name %s was taken while the batch committed", w->in.id,
                 w->dest_rel, chosen);

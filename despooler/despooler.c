@@ -33,7 +33,8 @@ int ss_despooler_drain(ss_despooler *d, ss_error *e)
     bool progress = true;
     while (progress)
         if (ss_despooler_scan(d, &progress, e) != 0) return -1;
-    dsp_report_gaps(d);
+    /* A gap is only a gap once nothing that could fill it still waits. */
+    if (d->stats.waiting == 0) dsp_report_gaps(d);
     return 0;
 }
 

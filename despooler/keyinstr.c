@@ -54,8 +54,14 @@ static enum outcome read_key_payload(ss_despooler *d, work *w, const char *base,
 static enum outcome key_instruction_done(ss_despooler *d, const work *w, const char *base)
 {
     ss_error e = {0};
-    if (dsp_ledger_insert(d, w, ss_itype_name(w->in.type), "", &e) != 0)
+    /* Key instructions are numbered with the site's data: noted too, or
+     * every key exchange would look like a gap. */
+    if (ss_db_begin(d->db, &e) != 0) return dsp_trust_failed(d, w, &e);
+    if (dsp_ledger_insert(d, w, ss_itype_name(w->in.type), "", &e) != 0 ||
+        dsp_note_sequence(d, w, &e) != 0 || ss_db_commit(d->db, &e) != 0) {
+        ss_db_rollback(d->db);
         return dsp_trust_failed(d, w, &e);
+    }
     dsp_remove_pair(d, base);
     return OUT_DONE;
 }

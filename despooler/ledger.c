@@ -41,40 +41,41 @@ int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, i
     return rc;
 }
 
-/* A crash (or a failed rename) after the ledger commit left the data under
- * its temporary name: publish it now, under the recorded name or, if that
- * was taken meanwhile, the next free one (the ledger follows).  Returns
- * true if it did. */
-bool dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path)
+/* A crash (or a failed rename) after the ledger commit left the data
+ * under its temporary name: publish it now, under the recorded name or, if
+ * that was taken meanwhile, the next free one (the ledger follows), and
+ * announce it (its 4400 row was stored with the ledger; the log line and
+ * notify_command may not have run).  1 finished, 0 nothing to finish, -1
+ * it could not be finished now (*e; the caller keeps the pair). */
+int dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path, ss_error *e)
 {
     char dir[PATH_MAX], tmp[96], final[256];
     const char *slash = strrchr(rel_path, '/');
-    if (!slash) return false;
+    if (!slash) return 0;
     snprintf(dir, sizeof dir, "%s/%.*s", d->root, (int)(slash - rel_path), rel_path);
     snprintf(final, sizeof final, "%s", slash + 1);
     dsp_tmp_name_for(w->in.id, tmp, sizeof tmp);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (dfd < 0) return false;
-    bool done = false;
-    ss_error e = {0};
+    if (dfd < 0) return errno == ENOENT ? 0 : ss_err_sys(e, "cannot open %s", dir);
+    int rc = 0;
     if (faccessat(dfd, tmp, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (dsp_claim_name(dfd, tmp, w, final, sizeof final, &e) == 0) {
-            (void)ss_fsync_dirfd(dfd, NULL);
+        if (dsp_claim_name(dfd, tmp, w, final, sizeof final, e) == 0 &&
+            ss_fsync_dirfd(dfd, e) == 0) {
             char rel[PATH_MAX];
             snprintf(rel, sizeof rel, "%.*s/%s", (int)(slash - rel_path), rel_path, final);
             if (strcmp(rel, rel_path) != 0) dsp_ledger_set_path(d, w->in.id, rel);
             ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                     "Completed the delivery of instruction %s (%s) interrupted by a restart",
                     w->in.id, rel);
-            done = true;
+            const char *istr[] = {w->in.id, w->in.from, rel};
+            ss_report_announce(d->rep, 4400, 3, istr);
+            rc = 1;
         } else {
-            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
-                    "Cannot finish the delivery of instruction %s: %s; retrying later", w->in.id,
-                    e.msg);
+            rc = -1;
         }
     }
     close(dfd);
-    return done;
+    return rc;
 }
 
 int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path,

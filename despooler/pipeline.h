@@ -43,19 +43,22 @@ typedef struct work {
     ss_sig sig;
     ss_instr in;
     char keyid[SS_KEYID_HEX + 1];
-    char ins_identity[96]; /* device, inode, size, mtime of the .ins read */
+    char ins_identity[128]; /* device, inode, size, mtime of the .ins read */
     /* staged delivery */
     int dest_fd;
     ss_atomic out;
     char dest_rel[PATH_MAX];
+    int64_t status_row; /* its stored 4400, corrected if the name changes */
 } work;
 
 /* "dev:ino:size:mtime_ns" of a file: which file this is, not what it says. */
 static inline void dsp_file_identity(const struct stat *st, char *out, size_t len)
 {
-    snprintf(out, len, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st->st_dev,
+    /* ctime cannot be set from user space: a copy restored with its old
+     * mtime into a reused inode is still another file. */
+    snprintf(out, len, "%llu:%llu:%lld:%lld.%09ld:%lld.%09ld", (unsigned long long)st->st_dev,
              (unsigned long long)st->st_ino, (long long)st->st_size, (long long)st->st_mtim.tv_sec,
-             (long)st->st_mtim.tv_nsec);
+             (long)st->st_mtim.tv_nsec, (long long)st->st_ctim.tv_sec, (long)st->st_ctim.tv_nsec);
 }
 
 /* Where an unpacked package goes: a file, or (fd -1) a bounded buffer.
@@ -115,6 +118,7 @@ enum outcome dsp_act_on_verdict(ss_despooler *d, work *w, const char *base, cons
 int dsp_find_signer(ss_despooler *d, work *w, const char *base, bool for_data, ss_keyrec *key,
                     ss_verdict *v, enum outcome *o, ss_error *e);
 enum outcome dsp_authenticate(ss_despooler *d, work *w, const char *base, ss_keyrec *key);
+enum outcome dsp_check_delivered(ss_despooler *d, work *w, const char *base);
 enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base);
 
 /* keyinstr.c */
@@ -138,7 +142,7 @@ int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, i
 /* 1 if the ledger row of id was made from this very instruction file
  * (identity as dsp_file_identity), 0 if not or unknown, -1 on error. */
 int dsp_ledger_same_file(ss_despooler *d, const char *id, const char *identity, ss_error *e);
-bool dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path);
+int dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path, ss_error *e);
 int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path,
                       ss_error *e);
 void dsp_ledger_set_path(ss_despooler *d, const char *id, const char *path);
@@ -161,8 +165,7 @@ void dsp_waiting_pending(ss_despooler *d);
 int64_t dsp_next_retry_in(ss_despooler *d);
 
 /* quarantine.c */
-int dsp_move_to_rejected(ss_despooler *d, const char *name, char *target, size_t len,
-                         ss_error *e);
+int dsp_move_to_rejected(ss_despooler *d, const char *name, char *target, size_t len, ss_error *e);
 void dsp_quarantine(ss_despooler *d, const char *base, int msg_id, const char *const istr[],
                     int nistr);
 void dsp_remove_pair(ss_despooler *d, const char *base);

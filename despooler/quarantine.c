@@ -75,7 +75,7 @@ static void quarantine_failed(ss_despooler *d, const char *base, int msg_id, con
 void dsp_quarantine(ss_despooler *d, const char *base, int msg_id, const char *const istr[],
                     int nistr)
 {
-    char pck[96], ins[96], pck_to[128], ins_to[128], name[96], why[2300], text[2048];
+    char pck[96], ins[96], pck_to[128], ins_to[128], name[160], why[2300], text[2048];
     const ss_msgdef *def = ss_msgdef_find(msg_id);
     ss_msg_render(def ? def->format : "", nistr, istr, text, sizeof text);
     /* Insertion string 2 is the claimed site in every quarantine message
@@ -103,9 +103,14 @@ void dsp_quarantine(ss_despooler *d, const char *base, int msg_id, const char *c
     }
     int n = snprintf(why, sizeof why, "status %d (%c): %s\nrejected at %lld by site %s\n", msg_id,
                      def ? def->severity : 'E', text, (long long)ss_now(), d->conf->site_code);
-    snprintf(name, sizeof name, "%s.why", base);
-    (void)unlinkat(d->rejected_fd, name, 0);
-    if (ss_write_file_atomic(d->rejected_fd, name, why, (size_t)n, 0640, 0, &e) != 0)
+    /* The .why belongs to the instruction as named in rejected/ (a second
+     * rejection of the same id gets suffixes), and never replaces another. */
+    if (!strcmp(ins_to, ins))
+        snprintf(name, sizeof name, "%s.why", base);
+    else
+        snprintf(name, sizeof name, "%.100s.why", ins_to);
+    if (ss_write_file_atomic(d->rejected_fd, name, why, (size_t)n, 0640, SS_ATOMIC_NOREPLACE, &e) !=
+        0)
         ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                 "Quarantined %s without its .why file: %s", base, e.msg);
     dsp_forget_notes(d, base);

@@ -88,6 +88,10 @@ static enum outcome process_one(ss_despooler *d, work *w)
     ss_keyrec key;
     memset(&key, 0, sizeof key);
     base_of(w->ins_name, base, sizeof base);
+    /* What the ledger says comes first: an interrupted delivery is
+     * finished whatever becomes of its leftover pair. */
+    enum outcome done = dsp_check_delivered(d, w, base);
+    if (done != OUT_STAGED) return done;
     /* Every key is judged by the trust rules (keystore/trust.h) once the
      * instruction verified with it: see dsp_find_signer. */
     if (w->in.type == SS_TYPE_KEY) return dsp_key_exchange(d, w, base);

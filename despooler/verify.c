@@ -167,39 +167,46 @@ enum outcome dsp_authenticate(ss_despooler *d, work *w, const char *base, ss_key
     return o;
 }
 
-enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base)
+/* An instruction the ledger says was delivered, judged before anything
+ * else about it (its key may have been revoked since, its pair may be a
+ * forgery reusing the id): a crash may have left the delivery unpublished
+ * - then it is published now, whatever becomes of the pair; the pair
+ * itself is the leftover of that very delivery (removed with a log line)
+ * or another copy (4402).  OUT_STAGED if the id is not in the ledger. */
+enum outcome dsp_check_delivered(ss_despooler *d, work *w, const char *base)
 {
     char path[PATH_MAX], when[32];
     int64_t t;
-    if (strcmp(w->in.to, d->conf->site_code) != 0) {
-        QUARANTINE(d, base, 4408, w->in.id, w->in.from, w->in.to);
-        return OUT_DONE;
-    }
     ss_error e = {0};
     int delivered = dsp_ledger_lookup(d, w->in.id, path, sizeof path, &t, &e);
     if (delivered < 0) return dsp_trust_failed(d, w, &e);
-    if (delivered) {
-        /* Finishing a batch a crash interrupted is not a replay: the data
-         * is published now, or this is the very file that was delivered
-         * and had not left receive yet.  Only another copy is 4402. */
-        int same = dsp_ledger_same_file(d, w->in.id, w->ins_identity, &e);
-        if (same < 0) return dsp_trust_failed(d, w, &e);
-        if (dsp_finish_interrupted(d, w, path)) {
-            d->stats.delivered++;
-        } else if (same) {
-            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
-                    "Removed the pair of instruction %s from site %s: delivered before a restart "
-                    "(%s)",
-                    w->in.id, w->in.from, path);
-        } else {
-            time_t tt = (time_t)t;
-            struct tm tm;
-            localtime_r(&tt, &tm);
-            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-            ss_report(d->rep, 4402, w->in.id, w->in.from, when, NULL);
-            d->stats.duplicates++;
-        }
-        dsp_remove_pair(d, base);
+    if (!delivered) return OUT_STAGED;
+    int same = dsp_ledger_same_file(d, w->in.id, w->ins_identity, &e);
+    if (same < 0) return dsp_trust_failed(d, w, &e);
+    int finished = dsp_finish_interrupted(d, w, path, &e);
+    if (finished < 0) return dsp_dest_failed(d, w, &e); /* keep the pair: retried */
+    if (finished) {
+        d->stats.delivered++;
+    } else if (same) {
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                "Removed the pair of instruction %s from site %s: delivered before a restart (%s)",
+                w->in.id, w->in.from, path);
+    } else {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        localtime_r(&tt, &tm);
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        ss_report(d->rep, 4402, w->in.id, w->in.from, when, NULL);
+        d->stats.duplicates++;
+    }
+    dsp_remove_pair(d, base);
+    return OUT_DONE;
+}
+
+enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base)
+{
+    if (strcmp(w->in.to, d->conf->site_code) != 0) {
+        QUARANTINE(d, base, 4408, w->in.id, w->in.from, w->in.to);
         return OUT_DONE;
     }
     /* Times: judged by the latest time this site's clock has shown, too,

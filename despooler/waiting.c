@@ -271,8 +271,12 @@ void dsp_recheck_waiting_keys(ss_despooler *d)
  * into a warning); removes package leftovers of delivered instructions. */
 int dsp_check_backlog(ss_despooler *d, ss_error *e)
 {
-    DIR *dir = fdopendir(dup(d->receive_fd));
-    if (!dir) return ss_err_sys(e, "cannot list %s", d->receive_path);
+    int fd = dup(d->receive_fd);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0) close(fd);
+        return ss_err_sys(e, "cannot list %s", d->receive_path);
+    }
     rewinddir(dir);
     int64_t now = ss_now(), now_ms = ss_now_ms(), age_limit = d->conf->backlog_warning_age;
     struct dirent *de;

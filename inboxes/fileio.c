@@ -192,21 +192,43 @@ void ss_atomic_abort(ss_atomic *a)
     }
 }
 
+/* oldname and newname are links of one file: an earlier link-and-unlink
+ * (below) was interrupted between its two steps. */
+static bool same_file(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+{
+    struct stat a, b;
+    return fstatat(olddirfd, oldname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+           fstatat(newdirfd, newname, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/* The target exists: finished already if it is the very same file (the
+ * old name is then only the leftover second link), else refused. */
+static int target_exists(int olddirfd, const char *oldname, int newdirfd, const char *newname,
+                         ss_error *e)
+{
+    if (same_file(olddirfd, oldname, newdirfd, newname)) {
+        if (unlinkat(olddirfd, oldname, 0) != 0)
+            return ss_err_sys(e, "cannot remove the second link %s", oldname);
+        return 0;
+    }
+    return ss_err(e, SS_E_EXISTS, "%s already exists; not overwriting it", newname);
+}
+
 int ss_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname,
                         ss_error *e)
 {
     if (renameat2(olddirfd, oldname, newdirfd, newname, RENAME_NOREPLACE) == 0) return 0;
-    if (errno == EEXIST)
-        return ss_err(e, SS_E_EXISTS, "%s already exists; not overwriting it", newname);
+    if (errno == EEXIST) return target_exists(olddirfd, oldname, newdirfd, newname, e);
     if (errno != EINVAL && errno != ENOSYS)
         return ss_err_sys(e, "cannot rename %s to %s", oldname, newname);
     /* Filesystems without RENAME_NOREPLACE: link() refuses existing names too. */
     if (linkat(olddirfd, oldname, newdirfd, newname, 0) != 0) {
-        if (errno == EEXIST)
-            return ss_err(e, SS_E_EXISTS, "%s already exists; not overwriting it", newname);
+        if (errno == EEXIST) return target_exists(olddirfd, oldname, newdirfd, newname, e);
         return ss_err_sys(e, "cannot link %s to %s", oldname, newname);
     }
-    (void)unlinkat(olddirfd, oldname, 0);
+    if (unlinkat(olddirfd, oldname, 0) != 0)
+        return ss_err_sys(e, "linked %s as %s but cannot remove the old name", oldname, newname);
     return 0;
 }
 

@@ -300,10 +300,40 @@ void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[])
 
 int ss_report_store(ss_reporter *r, int id, int nistr, const char *const istr[], ss_error *e)
 {
+    return ss_report_store_row(r, id, nistr, istr, NULL, e);
+}
+
+int ss_report_store_row(ss_reporter *r, int id, int nistr, const char *const istr[], int64_t *row,
+                        ss_error *e)
+{
     prepared m;
     if (prepare(r, id, nistr, istr, &m) != 0)
         return ss_err(e, SS_E_USAGE, "unknown status message id %d", id);
-    return store(r, m.def, m.nistr, m.istr, m.text, ss_now_ms(), e);
+    int rc = store(r, m.def, m.nistr, m.istr, m.text, ss_now_ms(), e);
+    if (rc == 0 && row) *row = r->db && r->db->h ? sqlite3_last_insert_rowid(r->db->h) : 0;
+    return rc;
+}
+
+int ss_report_restate(ss_reporter *r, int64_t row, int id, int nistr, const char *const istr[],
+                      ss_error *e)
+{
+    prepared m;
+    if (prepare(r, id, nistr, istr, &m) != 0)
+        return ss_err(e, SS_E_USAGE, "unknown status message id %d", id);
+    if (!r->db || !r->db->h || !row) return 0;
+    char *json = istr_json(m.nistr, m.istr);
+    sqlite3_stmt *st = ss_db_prepare(r->db, "UPDATE status SET istr=?2, text=?3 WHERE seq=?1", e);
+    int rc = -1;
+    if (st && json) {
+        sqlite3_bind_int64(st, 1, row);
+        sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, m.text, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0
+                                             : ss_db_fail(r->db, "correcting a status message", e);
+    }
+    sqlite3_finalize(st);
+    free(json);
+    return rc;
 }
 
 void ss_report_announce(ss_reporter *r, int id, int nistr, const char *const istr[])

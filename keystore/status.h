@@ -60,6 +60,13 @@ void ss_reportv(ss_reporter *r, int id, int nistr, const char *const istr[]);
  * row is stored inside it (an error fails the transaction), and the
  * message is logged and notify_command run only once it committed. */
 int ss_report_store(ss_reporter *r, int id, int nistr, const char *const istr[], ss_error *e);
+/* The same, giving the stored row (its seq), which ss_report_restate can
+ * correct later when what the message says turned out differently (a file
+ * published under another name than the one chosen). */
+int ss_report_store_row(ss_reporter *r, int id, int nistr, const char *const istr[], int64_t *row,
+                        ss_error *e);
+int ss_report_restate(ss_reporter *r, int64_t row, int id, int nistr, const char *const istr[],
+                      ss_error *e);
 void ss_report_announce(ss_reporter *r, int id, int nistr, const char *const istr[]);
 
 /* Stored messages, oldest first: those after seq after_seq, from since_ms,

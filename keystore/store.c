@@ -502,20 +502,23 @@ int ss_site_gaps(ss_db *db, ss_gap_fn fn, void *ctx, ss_error *e)
      * site's contiguous run; a site's first drain sets where its numbers
      * start: the lowest seen (a receiver that joins late does not call
      * 1..n-1 lost). */
-    sqlite3_stmt *pending = ss_db_prepare(db, "SELECT DISTINCT site FROM seq_early", e);
-    if (!pending) return -1;
-    char sites[16][SS_SITE_CODE_MAX + 1];
-    int nsites = 0;
-    while (sqlite3_step(pending) == SQLITE_ROW && nsites < 16)
-        snprintf(sites[nsites++], sizeof sites[0], "%s", sqlite3_column_text(pending, 0));
-    sqlite3_finalize(pending);
-    for (int i = 0; i < nsites; i++)
+    char last[SS_SITE_CODE_MAX + 1] = "";
+    for (;;) { /* every site, in order, however many */
+        sqlite3_stmt *next =
+            ss_db_prepare(db, "SELECT min(site) FROM seq_early WHERE site > ?1", e);
+        if (!next) return -1;
+        sqlite3_bind_text(next, 1, last, -1, SQLITE_TRANSIENT);
+        bool more = sqlite3_step(next) == SQLITE_ROW && sqlite3_column_type(next, 0) != SQLITE_NULL;
+        if (more) snprintf(last, sizeof last, "%s", sqlite3_column_text(next, 0));
+        sqlite3_finalize(next);
+        if (!more) break;
         if (exec_seq(db,
                      "UPDATE sites SET seq_next=coalesce(seq_next, (SELECT min(seq) FROM "
                      "seq_early WHERE site=?1)) + ?2 WHERE site=?1",
-                     sites[i], 0, NULL, e) != 0 ||
-            absorb_early(db, sites[i], e) != 0)
+                     last, 0, NULL, e) != 0 ||
+            absorb_early(db, last, e) != 0)
             return -1;
+    }
     /* Per site, the missing run below its lowest early number. */
     sqlite3_stmt *st = ss_db_prepare(
         db,
