@@ -63,6 +63,19 @@ for call in write fsync fdatasync syncfs pwrite64 renameat2 renameat unlinkat; d
     trials=$((trials + 1))
   done
 done
+# A crash after the commit, then a restart whose publishing rename fails
+# (EIO): the pair must stay (4416) until a later run publishes it - never
+# removed while its payload sits under the temporary name.
+site=CF; cp -a "$T/TPL" "$T/$site"; cp "$T/pairs"/* "$T/$site/inboxes/despoolr.box/receive/"
+strace -f -o /dev/null -e inject=renameat2:signal=KILL:when=1 \
+  "$S" -C "$T/$site" despool --once >/dev/null 2>&1 || true
+strace -f -o /dev/null -e inject=renameat2:error=EIO:when=1 \
+  "$S" -C "$T/$site" despool --once >/dev/null 2>&1 || true
+"$S" -C "$T/$site" despool --once >/dev/null || fail "the run after the failed finish failed"
+"$S" -C "$T/$site" despool --once >/dev/null || true
+check_site "$site" "killed after the commit, then a failed finishing rename"
+pass "a finish that fails keeps the pair; a later run publishes exactly once"
+
 echo "# $trials crash points, $killed of them killed the despooler mid-run"
 [ "$killed" -ge 20 ] || fail "only $killed crash points landed; the test did not test much"
 pass "exactly once, no false 4402, after a kill at each of $trials crash points"
