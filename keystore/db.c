@@ -3,6 +3,7 @@
  */
 #include "db.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -139,10 +140,35 @@ static int migrate(ss_db *db, const char *path, ss_error *e)
     return 0;
 }
 
-int ss_db_open(ss_db *db, const char *path, bool create, ss_error *e)
+/* Keeps site.db-wal and site.db-shm when the last connection closes: the
+ * next command finds the shared-memory index made and sized, and can read
+ * site.db even on a full disk (making the index needs free space).  The
+ * log itself is emptied at that close (journal_size_limit), so that it is
+ * neither read again nor checkpointed again by the next command. */
+static int keep_wal_files(ss_db *db, ss_error *e)
+{
+    int keep = 1;
+    (void)sqlite3_file_control(db->h, "main", SQLITE_FCNTL_PERSIST_WAL, &keep);
+    return ss_db_exec(db, "PRAGMA journal_size_limit=4194304", e);
+}
+
+/* The last error was a full disk (or quota), not a broken database. */
+static bool out_of_space(ss_db *db)
+{
+    int code = sqlite3_extended_errcode(db->h), err = sqlite3_system_errno(db->h);
+    return code == SQLITE_FULL || code == SQLITE_IOERR_SHMSIZE ||
+           ((code & 0xff) == SQLITE_IOERR && (err == ENOSPC || err == EDQUOT));
+}
+
+/* exclusive: the locking mode that keeps the WAL index in this process's
+ * memory instead of site.db-shm.  *no_space (may be NULL) tells a failure
+ * caused by a full disk. */
+static int open_connection(ss_db *db, const char *path, bool create, bool exclusive, bool *no_space,
+                           ss_error *e)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     db->h = NULL;
+    db->exclusive = exclusive;
     if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
         ss_err(e, SS_E_DB, "cannot open %s: %s", path,
                db->h ? sqlite3_errmsg(db->h) : "out of memory");
@@ -150,15 +176,53 @@ int ss_db_open(ss_db *db, const char *path, bool create, ss_error *e)
         return -1;
     }
     sqlite3_busy_timeout(db->h, 10000);
-    if (ss_db_exec(db,
+    if ((exclusive && ss_db_exec(db, "PRAGMA locking_mode=EXCLUSIVE", e) != 0) ||
+        keep_wal_files(db, e) != 0 ||
+        ss_db_exec(db,
                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                    "PRAGMA foreign_keys=ON;",
                    e) != 0 ||
         migrate(db, path, e) != 0) {
+        bool full = out_of_space(db);
+        if (full && e) {
+            char why[sizeof e->msg];
+            snprintf(why, sizeof why, "%s", e->msg);
+            ss_err(e, SS_E_DB, "cannot open %s: no space left on device (%s)", path, why);
+        }
+        if (no_space) *no_space = full;
         ss_db_close(db);
         return -1;
     }
     return 0;
+}
+
+int ss_db_open(ss_db *db, const char *path, bool create, ss_error *e)
+{
+    return open_connection(db, path, create, false, NULL, e);
+}
+
+int ss_db_open_short_lived(ss_db *db, const char *path, ss_error *e)
+{
+    bool no_space = false;
+    if (open_connection(db, path, false, false, &no_space, e) == 0) return 0;
+    if (!no_space) return -1;
+    /* No process has site.db open (its index would exist): keep the index
+     * in memory, holding site.db for the life of this short command. */
+    return open_connection(db, path, false, true, NULL, e);
+}
+
+int ss_db_sync_defer(ss_db *db, ss_error *e)
+{
+    return ss_db_exec(db, "PRAGMA synchronous=NORMAL", e);
+}
+
+int ss_db_sync_now(ss_db *db, ss_error *e)
+{
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(db->h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
+        wal && wal->pMethods && wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) != SQLITE_OK)
+        return ss_err(e, SS_E_DB, "cannot flush the write-ahead log of site.db to disk");
+    return ss_db_exec(db, "PRAGMA synchronous=FULL", e);
 }
 
 void ss_db_close(ss_db *db)

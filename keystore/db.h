@@ -21,10 +21,24 @@
 
 typedef struct ss_db {
     sqlite3 *h;
+    bool exclusive; /* opened by the full-disk fallback of ss_db_open_short_lived */
 } ss_db;
 
-/* create: make the file if missing (init); otherwise it must exist. */
+/* create: make the file if missing (init); otherwise it must exist.
+ * site.db-wal and site.db-shm are kept when the last connection closes,
+ * so that site.db can still be opened when the disk is full. */
 int ss_db_open(ss_db *db, const char *path, bool create, ss_error *e);
+/* For short-lived commands (status, peer list, send): when the disk is too
+ * full for SQLite to make site.db-shm, opens in exclusive locking mode,
+ * which keeps that index in memory; site.db is then held by this process
+ * until it closes it (db->exclusive tells).  Never for daemons. */
+int ss_db_open_short_lived(ss_db *db, const char *path, ss_error *e);
+/* Many small transactions: after ss_db_sync_defer a commit is not flushed
+ * to disk on its own (synchronous=NORMAL; it survives the process being
+ * killed, not a power failure), until ss_db_sync_now flushes the
+ * write-ahead log and returns to synchronous=FULL. */
+int ss_db_sync_defer(ss_db *db, ss_error *e);
+int ss_db_sync_now(ss_db *db, ss_error *e);
 void ss_db_close(ss_db *db);
 int ss_db_exec(ss_db *db, const char *sql, ss_error *e);
 int ss_db_begin(ss_db *db, ss_error *e); /* BEGIN IMMEDIATE */

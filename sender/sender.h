@@ -2,23 +2,39 @@
  * sender.h - packaging and delivery (DESIGN §7).
  *
  * Packing: one streaming pass per file reads the input, deflates it, writes
- * the package and hashes the package bytes (BLAKE2b-512); then the
- * instruction (a minisign signature of the package whose trusted comment
- * holds the fields) is written.  Both go into
- * inboxes/schedule.box/outbox/<PEER>/ as <seq>-<ID>.pck and .ins, so the
- * outbox keeps each peer's order by name.
+ * the package under a temporary name in the peer's outbox
+ * (inboxes/schedule.box/outbox/<PEER>/) and hashes the package bytes
+ * (BLAKE2b-512).  No lock and no database transaction is held meanwhile,
+ * so concurrent senders and deliverers never wait for a packer.
+ *
+ * Publishing, under the outbox lock (one per peer; see outbox.h), batch by
+ * batch: files still queued with the same name and content are not queued
+ * again (unless `again`); the rest get consecutive sequence numbers (so the
+ * outbox, ordered by name, is the order of publication) and their signed
+ * instructions; then file by file the package becomes <seq>-<ID>.pck, the
+ * instruction <seq>-<ID>.ins - which makes the pair queued - its 4504 row
+ * is stored, and the caller is told (on_queued: `send` prints one line per
+ * file).  So what a killed `send` printed, what is queued and what status
+ * 4504 lists agree; a pair queued but not yet recorded exists only while
+ * its publisher holds the lock, and the next holder records it if the
+ * publisher died (the lock file journals the numbers being published).
+ * The commits are flushed to disk once per batch, with the folder.
  *
  * Delivery: into the peer's receive inbox, package first and instruction
  * last, each under a temporary dot-name, made durable, then renamed; then
- * removed from the outbox.  A peer that cannot be written keeps its pairs
- * queued, untouched, and is retried with backoff.  Pairs are never dropped.
+ * removed from the outbox, and its 4500 stored (once its files are gone: on
+ * a full disk a delivery frees the space it needs); the journal names the
+ * pair meanwhile.  A peer that cannot be written keeps its pairs queued,
+ * untouched, and is retried with backoff.  Pairs are never dropped.
  *
- * Durability is batched: a batch of files is written, flushed with one
- * syncfs(), renamed, and each directory fsynced once.
+ * Locks are taken in one order: the outbox lock, then a short site.db write
+ * transaction; no file is packed or written inside a transaction, and no
+ * outbox lock is waited for while holding one.  Status messages that
+ * site.db cannot take (busy, full) are kept and stored later (notices.h).
  *
  * Security stance: the secret key is held in guarded memory for the life of
  * the sender and wiped at close; inputs are read, never followed into
- * special files; delivery holds a per-peer lock so concurrent senders never
+ * special files; delivery holds the per-peer lock so concurrent senders never
  * deliver or remove the same pair twice.
  */
 #ifndef SS_SENDER_H
@@ -27,6 +43,7 @@
 #include "../inboxes/instruction.h"
 #include "../keystore/status.h"
 #include "../keystore/store.h"
+#include "notices.h"
 
 typedef struct ss_outbox_info {
     size_t queued;  /* pairs waiting */
@@ -34,6 +51,11 @@ typedef struct ss_outbox_info {
 } ss_outbox_info;
 
 int ss_outbox_info_get(const char *root, const char *site, ss_outbox_info *out, ss_error *e);
+
+typedef struct ss_send_item ss_send_item;
+/* Told about each item as soon as it is queued (it->queued) or found
+ * already queued (it->already_queued); name is its delivered file name. */
+typedef void (*ss_queued_fn)(void *ctx, const char *to, const ss_send_item *it, const char *name);
 
 typedef struct ss_sender {
     const char *root;
@@ -46,26 +68,38 @@ typedef struct ss_sender {
     ss_deflater deflater;
     bool deflater_ready;
     unsigned char *buf;
+    bool again;     /* queue files even when the same is still queued */
+    bool skip_busy; /* deliver: leave a peer whose outbox another process holds */
+    ss_queued_fn on_queued;
+    void *on_queued_ctx;
+    ss_notices notices; /* status messages site.db did not take yet */
 } ss_sender;
 
-/* Loads the site's secret key unless sign is false. */
+/* Loads the site's secret key unless sign is false.  The caller may set
+ * again, skip_busy and on_queued after opening. */
 int ss_sender_open(ss_sender *s, const char *root, const ss_conf *conf, ss_db *db, ss_reporter *rep,
                    bool sign, ss_error *e);
+/* Stores what status messages are still waiting; those site.db refuses
+ * even then are written to sender.log and standard error. */
 void ss_sender_close(ss_sender *s);
 
-typedef struct ss_send_item {
+struct ss_send_item {
     const char *path; /* file to send; "-" for standard input; NULL: data */
     const char *data; /* in-memory payload (key and rollover instructions) */
     size_t data_len;
     const char *name; /* delivered file name; NULL: the input's base name */
     enum ss_itype type;
-    char id[SS_ID_HEX + 1]; /* out: the instruction id */
+    char id[SS_ID_HEX + 1]; /* out: the instruction id (the queued one's if already_queued) */
     uint64_t size;          /* out: payload bytes */
-} ss_send_item;
+    bool queued;            /* out: queued by this call */
+    bool already_queued;    /* out: not queued: the same is still queued (data only) */
+};
 
-/* Packs items for peer `to` into its outbox: one database transaction and
- * one flush for all of them.  On failure nothing of the failed call stays
- * visible in the outbox. */
+/* Packs items for peer `to` and queues them (see above).  A failure while
+ * packing (an unreadable file, a full disk) leaves nothing of the call in
+ * the outbox (4505); a failure while publishing (site.db cannot record)
+ * stops there: the items before it are queued and were told to on_queued,
+ * the failed one and those after it are not. */
 int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item *items, size_t n,
                    ss_error *e);
 
@@ -73,12 +107,16 @@ typedef struct ss_deliver_result {
     size_t delivered;
     size_t queued; /* still in the outbox afterwards */
     bool unreachable;
+    bool busy; /* skip_busy: another process held the outbox; nothing was done */
 } ss_deliver_result;
 
 /* Delivers queued pairs for one peer in order, in batches.  A peer that
  * cannot be written is recorded (backoff, status 4501) and is not an error
  * of this call: the result says unreachable. */
 int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss_error *e);
+
+/* Stores the status messages still waiting (the daemon, between rounds). */
+int ss_sender_store_notices(ss_sender *s, ss_error *e);
 
 /* Seconds until the next retry after `failures` consecutive failures. */
 unsigned ss_sender_backoff(const ss_conf *conf, unsigned failures);

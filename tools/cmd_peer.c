@@ -3,6 +3,7 @@
  * A peer's address is the path of its receive inbox (local or mounted).
  */
 #include "cli.h"
+#include "site_open.h"
 #include "../inboxes/json.h"
 #include "../sender/sender.h"
 
@@ -86,7 +87,7 @@ int cmd_peer(cli *c, int argc, char **argv)
 {
     if (argc < 2 || cli_wants_help(argc, argv))
         return argc < 2 ? cli_usage(usage, "peer needs a subcommand") : (fputs(usage, stdout), 0);
-    if (cli_open(c) != 0) return 1;
+    if (cli_open_short_lived(c) != 0) return 1; /* peer list works on a full disk */
     ss_error e = {0};
     if (!strcmp(argv[1], "add")) return peer_add(c, argc - 1, argv + 1);
     if (!strcmp(argv[1], "remove")) {

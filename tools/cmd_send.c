@@ -1,8 +1,16 @@
 /*
- * cmd_send.c - `sitespool send` (package, sign, deliver; or --flush the
- * outbox) and `sitespool sender` (the retrying daemon).
+ * cmd_send.c - `sitespool send` (package, sign, queue, deliver; or --flush
+ * the outbox) and `sitespool sender` (the retrying daemon).
+ *
+ * `send` prints one line per file on standard output, flushed, as soon as
+ * the file is queued (its pair in the outbox and its 4504 row stored): the
+ * output of a send that was killed is a true account of what it queued.  A
+ * file still queued with the same name and content is not queued again
+ * (a line says which instruction holds it) unless --again.
  */
 #include "cli.h"
+#include "site_open.h"
+#include "../inboxes/text.h"
 #include "../sender/sender.h"
 
 #include <getopt.h>
@@ -14,20 +22,30 @@
 
 static const char send_usage[] =
     "usage: sitespool [-C SITE_ROOT] send --to CODE [--dest INBOX] [--name NAME]\n"
-    "                                    [--unsigned] [--queue-only] FILE... | -\n"
+    "                                    [--unsigned] [--queue-only] [--again] FILE... | -\n"
     "       sitespool [-C SITE_ROOT] send --flush [--to CODE]\n"
     "\n"
     "Compresses, hashes and signs each FILE in one streaming pass into the outbox\n"
     "(inboxes/schedule.box/outbox/CODE), then delivers the pairs into the peer's receive\n"
     "inbox: package first, instruction last, each made durable before it is renamed.\n"
+    "Each FILE gets one line on standard output as soon as it is queued (its pair in\n"
+    "the outbox and status 4504 stored), so the output of an interrupted send lists\n"
+    "exactly what it queued:\n"
+    "  Queued instruction ID for CODE: NAME\n"
+    "A FILE whose delivered name and content are still queued for CODE (not yet\n"
+    "delivered) is not queued twice; its line names the instruction that holds it:\n"
+    "  Already queued instruction ID for CODE: NAME\n"
     "  --to CODE      the peer site (see 'sitespool peer list')\n"
     "  --dest INBOX   destination inbox at the peer (default replmgr.box)\n"
     "  --name NAME    delivered file name (one FILE, or '-' for standard input)\n"
     "  --unsigned     write unsigned instructions (peers requiring secure key exchange\n"
     "                 reject them with 4404)\n"
     "  --queue-only   put the pairs into the outbox and leave delivery to the sender\n"
+    "  --again        queue every FILE even if the same is still queued (the peer then\n"
+    "                 gets it twice: the second copy as NAME.<id>)\n"
     "  --flush        deliver what is queued (for CODE, or for every peer)\n"
-    "exit: 0 delivered, 1 failed, 2 usage, 75 queued because a peer is unreachable\n";
+    "exit: 0 delivered (or already queued), 1 failed, 2 usage, 75 queued because a peer\n"
+    "is unreachable\n";
 
 static int deliver_peer(ss_sender *s, const char *site, int *exit_code)
 {
@@ -45,100 +63,200 @@ static int deliver_peer(ss_sender *s, const char *site, int *exit_code)
                 site, res.queued);
         if (*exit_code == 0) *exit_code = EXIT_TEMPFAIL;
     }
+    fflush(stdout);
     return 0;
 }
 
-struct flush_ctx {
-    ss_sender *s;
-    int exit_code;
+/* The peers, read to the end before anything is delivered: no statement
+ * stays open on site.db while deliveries write to it. */
+struct peer_list {
+    ss_peer *v;
+    size_t n, cap;
 };
 
-static int flush_one(void *ctx_, const ss_peer *p)
+static int collect_peer(void *ctx, const ss_peer *p)
 {
-    struct flush_ctx *ctx = ctx_;
-    (void)deliver_peer(ctx->s, p->site, &ctx->exit_code);
+    struct peer_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        ss_peer *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *p;
     return 0;
 }
 
-int cmd_send(cli *c, int argc, char **argv)
+static int list_peers(ss_db *db, struct peer_list *l, ss_error *e)
 {
-    static const struct option opts[] = {
-        {"to", required_argument, NULL, 't'},   {"dest", required_argument, NULL, 'd'},
-        {"name", required_argument, NULL, 'n'}, {"unsigned", no_argument, NULL, 'u'},
-        {"flush", no_argument, NULL, 'f'},      {"queue-only", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
-    const char *to = NULL, *dest = "replmgr.box", *name = NULL;
-    bool unsigned_mode = false, flush = false, queue_only = false;
+    memset(l, 0, sizeof *l);
+    int rc = ss_peer_foreach(db, collect_peer, l, e);
+    if (rc != 0 && !e->msg[0]) ss_err(e, SS_E_NOMEM, "out of memory listing peers");
+    return rc;
+}
+
+static int flush_all(cli *c, ss_sender *s)
+{
+    struct peer_list peers;
+    ss_error e = {0};
+    int exit_code = 0;
+    if (list_peers(&c->db, &peers, &e) != 0) exit_code = cli_fail(&e);
+    for (size_t i = 0; i < peers.n; i++)
+        (void)deliver_peer(s, peers.v[i].site, &exit_code);
+    free(peers.v);
+    return exit_code;
+}
+
+/* The account of a send, one line per file as it is queued. */
+struct account {
+    size_t queued, already;
+};
+
+static void print_queued(void *ctx, const char *to, const ss_send_item *it, const char *name)
+{
+    struct account *a = ctx;
+    char shown[SS_NAME_MAX * 4 + 1];
+    ss_text_safe(name, shown, sizeof shown); /* one line per file, whatever the name */
+    if (it->already_queued) {
+        a->already++;
+        printf("Already queued instruction %s for %s: %s\n", it->id, to, shown);
+    } else {
+        a->queued++;
+        printf("Queued instruction %s for %s: %s\n", it->id, to, shown);
+    }
+    fflush(stdout);
+}
+
+static void print_summary(const struct account *a, const char *to)
+{
+    printf("Queued %zu file(s) for %s", a->queued, to);
+    if (a->already) printf(" (%zu already queued)", a->already);
+    printf("\n");
+    fflush(stdout);
+    if (a->already)
+        fprintf(stderr,
+                "sitespool: warning: %zu file(s) were not queued again: the same name and "
+                "content is still queued for %s (instruction listed above); use --again to "
+                "send them anyway\n",
+                a->already, to);
+}
+
+struct send_opts {
+    const char *to, *dest, *name;
+    bool unsigned_mode, flush, queue_only, again;
+};
+
+static int parse_send(int argc, char **argv, struct send_opts *o)
+{
+    static const struct option opts[] = {{"to", required_argument, NULL, 't'},
+                                         {"dest", required_argument, NULL, 'd'},
+                                         {"name", required_argument, NULL, 'n'},
+                                         {"unsigned", no_argument, NULL, 'u'},
+                                         {"flush", no_argument, NULL, 'f'},
+                                         {"queue-only", no_argument, NULL, 'q'},
+                                         {"again", no_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    *o = (struct send_opts){.dest = "replmgr.box"};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "t:d:n:h", opts, NULL)) != -1) {
         switch (ch) {
         case 't':
-            to = optarg;
+            o->to = optarg;
             break;
         case 'd':
-            dest = optarg;
+            o->dest = optarg;
             break;
         case 'n':
-            name = optarg;
+            o->name = optarg;
             break;
         case 'u':
-            unsigned_mode = true;
+            o->unsigned_mode = true;
             break;
         case 'f':
-            flush = true;
+            o->flush = true;
             break;
         case 'q':
-            queue_only = true;
+            o->queue_only = true;
+            break;
+        case 'a':
+            o->again = true;
             break;
         case 'h':
-            return fputs(send_usage, stdout), 0;
+            return fputs(send_usage, stdout), -1;
         default:
             return cli_usage(send_usage, "bad option for send");
         }
     }
     int nfiles = argc - optind;
-    if (flush ? nfiles != 0 : (nfiles == 0 || !to))
-        return cli_usage(send_usage, flush ? "--flush takes no files"
-                                           : "send needs --to CODE and at least one FILE");
-    if (to && !ss_site_code_valid(to)) return cli_usage(send_usage, "'%s' is not a site code", to);
-    if (!ss_dest_name_valid(dest))
-        return cli_usage(send_usage, "'%s' is not an inbox name like replmgr.box", dest);
-    if (name && nfiles != 1) return cli_usage(send_usage, "--name needs exactly one FILE");
-    if (cli_open(c) != 0) return 1;
-    bool sign = !unsigned_mode && c->conf.sign_instructions;
-    if (!sign && !flush)
+    if (o->flush ? nfiles != 0 : (nfiles == 0 || !o->to))
+        return cli_usage(send_usage, o->flush ? "--flush takes no files"
+                                              : "send needs --to CODE and at least one FILE");
+    if (o->to && !ss_site_code_valid(o->to))
+        return cli_usage(send_usage, "'%s' is not a site code", o->to);
+    if (!ss_dest_name_valid(o->dest))
+        return cli_usage(send_usage, "'%s' is not an inbox name like replmgr.box", o->dest);
+    if (o->name && nfiles != 1) return cli_usage(send_usage, "--name needs exactly one FILE");
+    return 0;
+}
+
+/* Packs and queues the files, printing the account; delivers unless
+ * --queue-only. */
+static int send_files(ss_sender *s, const struct send_opts *o, char **files, int nfiles)
+{
+    ss_send_item *items = calloc((size_t)nfiles, sizeof *items);
+    if (!items) return fputs("sitespool: out of memory\n", stderr), 1;
+    for (int i = 0; i < nfiles; i++)
+        items[i] = (ss_send_item){.path = files[i], .name = o->name, .type = SS_TYPE_DATA};
+    struct account a = {0};
+    s->again = o->again;
+    s->on_queued = print_queued;
+    s->on_queued_ctx = &a;
+    ss_error e = {0};
+    int exit_code = 0;
+    if (ss_sender_pack(s, o->to, o->dest, items, (size_t)nfiles, &e) != 0) {
+        exit_code = cli_fail(&e);
+        size_t told = a.queued + a.already;
+        if (told)
+            fprintf(stderr,
+                    "sitespool: %zu file(s) of this send are queued (listed on standard output); "
+                    "the other %zu were not queued\n",
+                    told, (size_t)nfiles - told);
+        else
+            fprintf(stderr, "sitespool: nothing of this send was queued\n");
+    } else {
+        print_summary(&a, o->to);
+    }
+    if (!o->queue_only && (exit_code == 0 || a.queued)) (void)deliver_peer(s, o->to, &exit_code);
+    free(items);
+    return exit_code;
+}
+
+int cmd_send(cli *c, int argc, char **argv)
+{
+    struct send_opts o;
+    int rc = parse_send(argc, argv, &o);
+    if (rc != 0) return rc < 0 ? 0 : rc;
+    if (cli_open_short_lived(c) != 0) return 1;
+    /* Lines that cannot be shown (a reader that went away) must not stop
+     * the work half done. */
+    signal(SIGPIPE, SIG_IGN);
+    bool sign = !o.unsigned_mode && c->conf.sign_instructions;
+    if (!sign && !o.flush)
         fprintf(stderr, "sitespool: warning: sending unsigned instructions; a peer that "
                         "requires secure key exchange rejects them (status 4404)\n");
     ss_sender s;
     ss_error e = {0};
     if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, sign, &e) != 0) return cli_fail(&e);
     int exit_code = 0;
-    if (flush) {
-        struct flush_ctx ctx = {&s, 0};
-        if (to)
-            (void)deliver_peer(&s, to, &ctx.exit_code);
-        else if (ss_peer_foreach(&c->db, flush_one, &ctx, &e) != 0)
-            ctx.exit_code = cli_fail(&e);
-        ss_sender_close(&s);
-        return ctx.exit_code;
-    }
-    ss_send_item *items = calloc((size_t)nfiles, sizeof *items);
-    if (!items) return ss_sender_close(&s), 1;
-    for (int i = 0; i < nfiles; i++) {
-        items[i].path = argv[optind + i];
-        items[i].name = name;
-        items[i].type = SS_TYPE_DATA;
-    }
-    if (ss_sender_pack(&s, to, dest, items, (size_t)nfiles, &e) != 0) {
-        exit_code = cli_fail(&e);
-    } else {
-        printf("Queued %d file(s) for %s", nfiles, to);
-        if (nfiles == 1) printf(" (instruction %s)", items[0].id);
-        printf("\n");
-        if (!queue_only) (void)deliver_peer(&s, to, &exit_code);
-    }
-    free(items);
+    if (o.flush && o.to)
+        (void)deliver_peer(&s, o.to, &exit_code);
+    else if (o.flush)
+        exit_code = flush_all(c, &s);
+    else
+        exit_code = send_files(&s, &o, argv + optind, argc - optind);
     ss_sender_close(&s);
     return exit_code;
 }
@@ -163,23 +281,32 @@ struct round_ctx {
     bool ignore_backoff;
 };
 
-static int sender_round_peer(void *ctx_, const ss_peer *p)
+static void sender_round_peer(struct round_ctx *ctx, const ss_peer *p)
 {
-    struct round_ctx *ctx = ctx_;
     ss_outbox_info q;
     ss_error e = {0};
-    if (ss_outbox_info_get(ctx->s->root, p->site, &q, &e) != 0 || q.queued == 0) return 0;
+    if (ss_outbox_info_get(ctx->s->root, p->site, &q, &e) != 0 || q.queued == 0) return;
     int64_t now = ss_now();
     if (!ctx->ignore_backoff && p->next_attempt > now) {
         if (!ctx->next_wakeup || p->next_attempt < ctx->next_wakeup)
             ctx->next_wakeup = p->next_attempt;
-        return 0;
+        return;
     }
     ss_deliver_result res;
     if (ss_sender_deliver(ctx->s, p->site, &res, &e) != 0)
         ss_logf(ss_reporter_log(ctx->s->rep, SS_COMP_SENDER), "Delivery to %s failed: %s", p->site,
                 e.msg);
-    return 0;
+}
+
+/* One round over every peer whose retry time has come. */
+static void sender_round(cli *c, struct round_ctx *ctx, ss_log *log)
+{
+    struct peer_list peers;
+    ss_error e = {0};
+    if (list_peers(&c->db, &peers, &e) != 0) ss_logf(log, "Cannot list peers: %s", e.msg);
+    for (size_t i = 0; i < peers.n; i++)
+        sender_round_peer(ctx, &peers.v[i]);
+    free(peers.v);
 }
 
 int cmd_sender(cli *c, int argc, char **argv)
@@ -198,6 +325,7 @@ int cmd_sender(cli *c, int argc, char **argv)
     ss_error e = {0};
     if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, c->conf.sign_instructions, &e) != 0)
         return cli_fail(&e);
+    s.skip_busy = true; /* a peer a `send` is working on waits for the next round */
     struct sigaction sa = {0};
     sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
@@ -206,8 +334,9 @@ int cmd_sender(cli *c, int argc, char **argv)
     ss_logf(log, "Sender started for site %s", c->conf.site_code);
     while (!sender_stop) {
         struct round_ctx ctx = {&s, 0, once};
-        if (ss_peer_foreach(&c->db, sender_round_peer, &ctx, &e) != 0)
-            ss_logf(log, "Cannot list peers: %s", e.msg);
+        if (s.notices.n && ss_sender_store_notices(&s, &e) != 0)
+            ss_logf(log, "%zu status message(s) wait to be stored: %s", s.notices.n, e.msg);
+        sender_round(c, &ctx, log);
         if (once) break;
         /* New pairs are delivered by `send` itself; this loop only retries. */
         for (int i = 0; i < 10 && !sender_stop; i++)

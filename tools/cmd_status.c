@@ -3,6 +3,7 @@
  * as text or JSON, optionally followed; and the message catalogue.
  */
 #include "cli.h"
+#include "site_open.h"
 #include "../inboxes/json.h"
 
 #include <getopt.h>
@@ -99,6 +100,14 @@ static int print_catalogue(bool markdown, bool json)
     return 0;
 }
 
+/* site.db opened exclusively (a full disk, see ss_db_open_short_lived) is
+ * given back between polls, so that following never keeps the daemons out. */
+static int reopen(cli *c)
+{
+    cli_close(c);
+    return cli_open_short_lived(c);
+}
+
 static volatile sig_atomic_t follow_stop;
 static void on_signal(int sig)
 {
@@ -163,7 +172,7 @@ int cmd_status(cli *c, int argc, char **argv)
     }
     if (optind != argc) return cli_usage(usage, "unexpected argument '%s'", argv[optind]);
     if (catalogue) return print_catalogue(markdown, f.json);
-    if (cli_open(c) != 0) return 1;
+    if (cli_open_short_lived(c) != 0) return 1; /* status works on a full disk */
     int64_t after = 0;
     if (query(c, &f, &after) != 0) return 1;
     if (!follow) return 0;
@@ -172,6 +181,7 @@ int cmd_status(cli *c, int argc, char **argv)
     f.limit = 0;
     while (!follow_stop) {
         usleep(250 * 1000);
+        if (c->db.exclusive && reopen(c) != 0) return 1;
         if (query(c, &f, &after) != 0) return 1;
     }
     return 0;

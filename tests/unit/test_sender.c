@@ -1,7 +1,8 @@
 /*
  * test_sender.c - CUnit suite for the sender library: backoff, packing and
- * delivery between two real sites, the outbox counts, unreachable peers and
- * the "nothing of a failed call stays visible" contract of ss_sender_pack.
+ * delivery between two real sites, the outbox counts, unreachable peers,
+ * the "nothing of a failed call stays visible" contract of ss_sender_pack,
+ * files still queued, and finishing what a killed sender left (journal).
  */
 #include "testutil.h"
 #include "../../inboxes/fileio.h"
@@ -400,7 +401,8 @@ static void pack_failure_case(unsigned batch_max, size_t n_before_bad)
     ss_outbox_info q;
     CU_ASSERT_EQUAL(ss_outbox_info_get(f.ps.root, "SS1", &q, &e), 0);
     CU_ASSERT_EQUAL(q.queued, 0);
-    /* A later call still works; a reserved number may be skipped, never reused. */
+    /* A later call still works.  Numbers are taken when pairs are queued,
+     * so the failed call (nothing queued) used none. */
     ss_send_item ok = {.path = good};
     CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &ok, 1, &e), 0);
     ss_deliver_result res;
@@ -408,7 +410,7 @@ static void pack_failure_case(unsigned batch_max, size_t n_before_bad)
     CU_ASSERT_EQUAL(res.delivered, 1);
     ss_instr in;
     check_pair(f.receive, ok.id, &f.ps.pk, &in, "good", 4);
-    CU_ASSERT(in.seq > n_before_bad + 2);
+    CU_ASSERT_EQUAL(in.seq, 1);
     fx_close(&f);
 }
 
@@ -477,6 +479,157 @@ static void test_pack_refuses_bad_names(void)
     fx_close(&f);
 }
 
+/* What on_queued was told, in order. */
+struct told {
+    int n;
+    char lines[8][128];
+};
+
+static void tell_fn(void *ctx, const char *to, const ss_send_item *it, const char *name)
+{
+    struct told *t = ctx;
+    if (t->n < 8)
+        snprintf(t->lines[t->n++], sizeof t->lines[0], "%s %s %s %s",
+                 it->already_queued ? "already" : "queued", it->id, to, name);
+}
+
+/* A file still queued with the same name and content is not queued again
+ * (the caller is told which instruction holds it), unless `again`; another
+ * content under the same name is a new file. */
+static void test_pack_recognises_queued_files(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    struct told t = {0};
+    f.snd.on_queued = tell_fn;
+    f.snd.on_queued_ctx = &t;
+    tu_write(f.dir, "r.csv", "one,two\n", 8);
+    char pr[1024];
+    snprintf(pr, sizeof pr, "%s/r.csv", f.dir);
+    ss_send_item first = {.path = pr, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &first, 1, &e), 0);
+    CU_ASSERT_TRUE(first.queued);
+    ss_send_item twice[2] = {{.path = pr, .type = SS_TYPE_DATA},
+                             {.path = pr, .type = SS_TYPE_DATA}};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", twice, 2, &e), 0);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_TRUE(twice[i].already_queued);
+        CU_ASSERT_FALSE(twice[i].queued);
+        CU_ASSERT_STRING_EQUAL(twice[i].id, first.id);
+    }
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
+    CU_ASSERT_EQUAL(t.n, 3);
+    char want[128];
+    snprintf(want, sizeof want, "queued %s SS1 r.csv", first.id);
+    CU_ASSERT_STRING_EQUAL(t.lines[0], want);
+    snprintf(want, sizeof want, "already %s SS1 r.csv", first.id);
+    CU_ASSERT_STRING_EQUAL(t.lines[1], want);
+
+    /* Another destination, or other content under the name: new files. */
+    ss_send_item other = {.path = pr, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "hman.box", &other, 1, &e), 0);
+    CU_ASSERT_TRUE(other.queued);
+    tu_write(f.dir, "r.csv", "one,TWO\n", 8);
+    ss_send_item changed = {.path = pr, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &changed, 1, &e), 0);
+    CU_ASSERT_TRUE(changed.queued);
+    /* The first content again, unpacked from another compression level. */
+    tu_write(f.dir, "r.csv", "one,two\n", 8);
+    f.ps.conf.compression_level = 9;
+    ss_sender_close(&f.snd);
+    CU_ASSERT_EQUAL_FATAL(
+        ss_sender_open(&f.snd, f.ps.root, &f.ps.conf, &f.ps.db, &f.ps.rep, true, &e), 0);
+    ss_send_item same = {.path = pr, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &same, 1, &e), 0);
+    CU_ASSERT_TRUE(same.already_queued);
+    CU_ASSERT_STRING_EQUAL(same.id, first.id);
+    f.snd.again = true;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &same, 1, &e), 0);
+    CU_ASSERT_TRUE(same.queued);
+    CU_ASSERT_STRING_NOT_EQUAL(same.id, first.id);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 4);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 4);
+    fx_close(&f);
+}
+
+/* Writes the lock file's journal record as a killed sender leaves it. */
+static void write_journal(const fixture *f, const char *record)
+{
+    char rec[81];
+    snprintf(rec, sizeof rec, "%-79s\n", record);
+    tu_write(f->outbox, ".lock", rec, 80);
+}
+
+/* A publisher killed between queuing a pair and storing its 4504: the
+ * next holder of the lock stores it (once), and removes a package whose
+ * instruction was never queued. */
+static void test_recover_interrupted_publication(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    tu_write(f.dir, "x", "payload", 7);
+    char px[1024];
+    snprintf(px, sizeof px, "%s/x", f.dir);
+    ss_send_item it = {.path = px, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &it, 1, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_db_exec(&f.ps.db, "DELETE FROM status WHERE msg_id=4504", &e), 0);
+    tu_write(f.outbox, "000000000002-0123456789abcdef0123456789abcdef.pck", "p", 1);
+    char rec[80];
+    snprintf(rec, sizeof rec, "publishing 1 2 %lld", (long long)ss_now_ms());
+    write_journal(&f, rec);
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4500), 1);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 0);
+    size_t len = 0;
+    char *lock = tu_read(f.outbox, ".lock", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lock);
+    CU_ASSERT_EQUAL(strncmp(lock, "idle", 4), 0);
+    free(lock);
+    /* A record whose rows exist is finished without a second row. */
+    write_journal(&f, rec);
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
+    fx_close(&f);
+}
+
+/* A deliverer killed between moving a pair to the peer and storing its
+ * 4500: the next holder stores it, once. */
+static void test_recover_interrupted_delivery(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    tu_write(f.dir, "x", "payload", 7);
+    char px[1024], from[1200], to[1200], queued[64];
+    snprintf(px, sizeof px, "%s/x", f.dir);
+    ss_send_item it = {.path = px, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &it, 1, &e), 0);
+    snprintf(queued, sizeof queued, "%012d-%s", 1, it.id);
+    static const char *const exts[] = {"pck", "ins"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(from, sizeof from, "%s/%s.%s", f.outbox, queued, exts[i]);
+        snprintf(to, sizeof to, "%s/%s.%s", f.receive, it.id, exts[i]);
+        CU_ASSERT_EQUAL_FATAL(rename(from, to), 0);
+    }
+    char rec[80];
+    snprintf(rec, sizeof rec, "delivering %s %lld", queued, (long long)ss_now_ms());
+    write_journal(&f, rec);
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4500), 1);
+    write_journal(&f, rec);
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4500), 1);
+    fx_close(&f);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -491,6 +644,9 @@ int main(void)
         {"failed pack (later batch) leaves nothing", test_pack_failure_later_batch},
         {"pack refuses bad names and directories", test_pack_refuses_bad_names},
         {"deliver with a missing package closes nothing", test_deliver_missing_package},
+        {"a file still queued is not queued again", test_pack_recognises_queued_files},
+        {"an interrupted publication is recorded", test_recover_interrupted_publication},
+        {"an interrupted delivery is recorded", test_recover_interrupted_delivery},
     };
     return tu_run("sender", tests, sizeof tests / sizeof tests[0]);
 }
