@@ -117,9 +117,9 @@ int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[
     if (found != 0) return found;
     if (directory_lookup(k, site, keyid, out, how)) return 1;
     int imported = ss_hman_scan(k, site, NULL, NULL, e);
-    if (imported < 0) return -1;
+    if (imported <= 0) return imported;
     how->where = SS_FOUND_HMAN;
-    return imported ? ss_keys_get(k->db, site, hex, out, e) : 0;
+    return ss_keys_get(k->db, site, hex, out, e);
 }
 
 int ss_warn_expiring_keys(const ss_keyctx *k, ss_error *e)

@@ -340,6 +340,18 @@ int ss_peer_get(ss_db *db, const char *site, ss_peer *out, ss_error *e)
     return rc;
 }
 
+int ss_peer_require(ss_db *db, const char *site, ss_peer *out, ss_error *e)
+{
+    int found = ss_peer_get(db, site, out, e);
+    if (found < 0) return -1;
+    if (!found)
+        return ss_err(e, SS_E_NOENT,
+                      "site %s is not a peer; add it first with 'sitespool peer add %s --inbox "
+                      "PATH'",
+                      site, site);
+    return 0;
+}
+
 int ss_peer_foreach(ss_db *db, ss_peer_fn fn, void *ctx, ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(db, "SELECT " PEER_COLUMNS " FROM peers ORDER BY site", e);
@@ -420,15 +432,17 @@ int ss_own_key_load(const char *root, const ss_conf *c, ss_seckey **sk, ss_pubke
     return 0;
 }
 
-/* Runs a statement binding ?1 site, ?2 an integer, ?3 text (may be NULL). */
+/* Runs a statement with ?1 site and, where it has them, ?2 an integer and
+ * ?3 text. */
 static int exec_seq(ss_db *db, const char *sql, const char *site, int64_t n, const char *text,
                     ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(db, sql, e);
     if (!st) return -1;
+    int params = sqlite3_bind_parameter_count(st);
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, n);
-    if (text) sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+    if (params >= 2) sqlite3_bind_int64(st, 2, n);
+    if (params >= 3) sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "noting a site's sequence", e);
     sqlite3_finalize(st);
     return rc;
@@ -437,28 +451,28 @@ static int exec_seq(ss_db *db, const char *sql, const char *site, int64_t n, con
 /* seq_next moves past every early number that is now contiguous. */
 static int absorb_early(ss_db *db, const char *site, ss_error *e)
 {
+    if (exec_seq(db,
+                 "WITH RECURSIVE run(n) AS (SELECT seq_next FROM sites WHERE site=?1 UNION ALL "
+                 "SELECT n + 1 FROM run WHERE EXISTS (SELECT 1 FROM seq_early WHERE site=?1 "
+                 "AND seq=n)) UPDATE sites SET seq_next=(SELECT max(n) FROM run) WHERE site=?1",
+                 site, 0, NULL, e) != 0)
+        return -1;
     return exec_seq(db,
-                    "WITH RECURSIVE run(n) AS (SELECT seq_next FROM sites WHERE site=?1 UNION ALL "
-                    "SELECT n + 1 FROM run WHERE EXISTS (SELECT 1 FROM seq_early WHERE site=?1 "
-                    "AND seq=n)) UPDATE sites SET seq_next=(SELECT max(n) FROM run) + ?2 - ?2 "
-                    "WHERE site=?1",
-                    site, 0, NULL, e) ||
-                   exec_seq(db,
-                            "DELETE FROM seq_early WHERE site=?1 AND seq < (SELECT seq_next "
-                            "FROM sites WHERE site=?1) + ?2",
-                            site, 0, NULL, e)
-               ? -1
-               : 0;
+                    "DELETE FROM seq_early WHERE site=?1 AND seq < (SELECT seq_next FROM sites "
+                    "WHERE site=?1)",
+                    site, 0, NULL, e);
 }
 
 int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq, const char *key_id,
                       int64_t when, ss_error *e)
 {
-    /* The common case, the next number in order, is this one statement. */
+    /* The common case, the next number in order, is this one statement;
+     * a new site's row starts without a mark (set when its drain ends). */
     sqlite3_stmt *st = ss_db_prepare(
         db,
-        "UPDATE sites SET last_seq_in=max(last_seq_in, ?2), last_key_id=?3, last_seen=?4, "
-        "seq_next = CASE WHEN seq_next = ?2 THEN ?2 + 1 ELSE seq_next END WHERE site=?1 "
+        "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen) VALUES(?1,?2,?3,?4) "
+        "ON CONFLICT(site) DO UPDATE SET last_seq_in=max(last_seq_in, ?2), last_key_id=?3, "
+        "last_seen=?4, seq_next = CASE WHEN seq_next = ?2 THEN ?2 + 1 ELSE seq_next END "
         "RETURNING seq_next",
         e);
     if (!st) return -1;
@@ -467,26 +481,11 @@ int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq,
     sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, when);
     int rc = sqlite3_step(st);
-    bool known = rc == SQLITE_ROW;
-    bool in_order = known && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+    bool in_order = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
                     sqlite3_column_int64(st, 0) > (sqlite3_int64)seq;
     if (rc == SQLITE_ROW) rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return ss_db_fail(db, "noting a site's sequence", e);
-    if (!known) { /* the first delivery from this site */
-        st = ss_db_prepare(db,
-                           "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen) "
-                           "VALUES(?1,?2,?3,?4)",
-                           e);
-        if (!st) return -1;
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-        sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, when);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE) return ss_db_fail(db, "noting a new site", e);
-    }
     if (in_order) return 0;
     /* Out of order (or a site's first numbers): kept aside until the drain
      * ends (ss_site_gaps); numbers below the mark are late arrivals. */
@@ -514,7 +513,7 @@ int ss_site_gaps(ss_db *db, ss_gap_fn fn, void *ctx, ss_error *e)
         if (!more) break;
         if (exec_seq(db,
                      "UPDATE sites SET seq_next=coalesce(seq_next, (SELECT min(seq) FROM "
-                     "seq_early WHERE site=?1)) + ?2 WHERE site=?1",
+                     "seq_early WHERE site=?1)) WHERE site=?1",
                      last, 0, NULL, e) != 0 ||
             absorb_early(db, last, e) != 0)
             return -1;

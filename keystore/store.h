@@ -108,6 +108,8 @@ typedef struct ss_peer {
 int ss_peer_add(ss_db *db, const char *site, const char *inbox, ss_error *e);
 int ss_peer_remove(ss_db *db, const char *site, ss_error *e);            /* SS_E_NOENT if unknown */
 int ss_peer_get(ss_db *db, const char *site, ss_peer *out, ss_error *e); /* 1, 0, -1 */
+/* The peer, or an error (SS_E_NOENT) that says how to add it. */
+int ss_peer_require(ss_db *db, const char *site, ss_peer *out, ss_error *e);
 typedef int (*ss_peer_fn)(void *ctx, const ss_peer *p);
 int ss_peer_foreach(ss_db *db, ss_peer_fn fn, void *ctx, ss_error *e);
 /* Reserves count consecutive outgoing sequence numbers for site; *first

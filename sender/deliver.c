@@ -391,13 +391,7 @@ int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss
 {
     memset(res, 0, sizeof *res);
     ss_peer peer;
-    int found = ss_peer_get(s->db, site, &peer, e);
-    if (found <= 0)
-        return found < 0 ? -1
-                         : ss_err(e, SS_E_NOENT,
-                                  "site %s is not a peer ('sitespool peer add "
-                                  "%s --inbox PATH')",
-                                  site, site);
+    if (ss_peer_require(s->db, site, &peer, e) != 0) return -1;
     ss_outbox o;
     if (ss_outbox_open(&o, s->root, site, e) != 0) return -1;
     int locked = s->skip_busy ? ss_outbox_trylock(&o, e) : ss_outbox_lock(&o, e) == 0;

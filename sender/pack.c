@@ -427,13 +427,7 @@ static bool wants_dupe_check(const ss_sender *s, const ss_send_item *items, size
 int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item *items, size_t n,
                    ss_error *e)
 {
-    int peer = ss_peer_get(s->db, to, NULL, e);
-    if (peer <= 0)
-        return peer < 0 ? -1
-                        : ss_err(e, SS_E_NOENT,
-                                 "site %s is not a peer; add it first with 'sitespool peer "
-                                 "add %s --inbox PATH'",
-                                 to, to);
+    if (ss_peer_require(s->db, to, NULL, e) != 0) return -1;
     if (n == 0) return 0;
     packing k = {.s = s, .to = to, .items = items, .n = n};
     k.check_dupes = wants_dupe_check(s, items, n);
