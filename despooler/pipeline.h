@@ -35,6 +35,14 @@
  * and the scan fails: fail closed, 4423). */
 enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT, OUT_FAIL };
 
+/* One file of a bundle (files=N): staged as .sitespool-<id>-<k>.tmp. */
+typedef struct dsp_member {
+    char name[SS_NAME_MAX + 1];  /* its name in the tar stream */
+    char final[SS_NAME_MAX + 1]; /* the name it is published under */
+    uint64_t size;
+    int64_t status_row; /* its stored 4400 */
+} dsp_member;
+
 /* One instruction being processed. */
 typedef struct work {
     char ins_name[64];
@@ -49,6 +57,10 @@ typedef struct work {
     ss_atomic out;
     char dest_rel[PATH_MAX];
     int64_t status_row; /* its stored 4400, corrected if the name changes */
+    /* staged bundle (in.files > 0): its members, all written */
+    dsp_member *members;
+    unsigned nmembers;
+    bool complete; /* every file published */
 } work;
 
 /* "dev:ino:size:mtime_ns" of a file: which file this is, not what it says. */
@@ -125,15 +137,22 @@ enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base);
 enum outcome dsp_key_exchange(ss_despooler *d, work *w, const char *base);
 enum outcome dsp_apply_rollover(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
 
+/* bundle.c */
+void dsp_member_tmp_name(const char *id, unsigned number, char *out, size_t len);
+enum outcome dsp_stage_bundle(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
+void dsp_bundle_abort(work *w, unsigned created);
+
 /* deliver.c */
 void dsp_tmp_name_for(const char *id, char *out, size_t len);
+int dsp_open_dest(ss_despooler *d, const char *dest, ss_error *e);
 int dsp_stream_package(ss_despooler *d, int pck_fd, const work *w, struct unpack_sink *sink,
                        unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e);
 void dsp_forget_batch_caches(ss_despooler *d);
 enum outcome dsp_open_package(ss_despooler *d, work *w, const char *base, int *fd);
 enum outcome dsp_stage_data(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
 int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e);
-int dsp_claim_name(int dirfd, const char *tmp, const work *w, char *final, size_t len, ss_error *e);
+int dsp_claim_name(int dirfd, const char *tmp, const char *name, const char *id, char *final,
+                   size_t len, ss_error *e);
 void dsp_release_batch(work *batch, size_t n);
 
 /* ledger.c */
@@ -145,7 +164,10 @@ int dsp_ledger_same_file(ss_despooler *d, const char *id, const char *identity, 
 int dsp_finish_interrupted(ss_despooler *d, const work *w, const char *rel_path, ss_error *e);
 int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path,
                       ss_error *e);
-void dsp_ledger_set_path(ss_despooler *d, const char *id, const char *path);
+/* member 0: the instruction's own row; n > 0: member n of a bundle. */
+void dsp_ledger_set_path(ss_despooler *d, const char *id, unsigned member, const char *path);
+int dsp_ledger_insert_member(ss_despooler *d, const char *id, unsigned member, const char *name,
+                             const char *path, ss_error *e);
 int dsp_ledger_prune(ss_despooler *d, int64_t high_water, ss_error *e);
 int dsp_note_sequence(ss_despooler *d, const work *w, ss_error *e);
 void dsp_report_gaps(ss_despooler *d);

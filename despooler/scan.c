@@ -115,7 +115,7 @@ static enum outcome process_one(ss_despooler *d, work *w)
     if (o == OUT_STAGED) o = dsp_check_fields(d, w, base);
     if (o != OUT_STAGED) return o;
     if (w->in.type == SS_TYPE_ROLLOVER) return dsp_apply_rollover(d, w, base, &key);
-    return dsp_stage_data(d, w, base, &key);
+    return w->in.files ? dsp_stage_bundle(d, w, base, &key) : dsp_stage_data(d, w, base, &key);
 }
 
 static int process_batch(ss_despooler *d, struct dirent **names, int count, work *batch,

@@ -103,15 +103,12 @@ int ss_inflater_reset(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error 
     return 0;
 }
 
+static int count_out(ss_inflater *f, size_t len, ss_error *e);
+
 static int inflate_emit(ss_inflater *f, const void *buf, size_t len, ss_sink_fn sink, void *ctx,
                         ss_error *e)
 {
-    if (len > f->limit - f->out_bytes)
-        return ss_err(e, SS_E_SIZE,
-                      "the package expands beyond its declared size of %llu bytes "
-                      "(decompression bomb or wrong size field)",
-                      (unsigned long long)f->limit);
-    f->out_bytes += len;
+    if (count_out(f, len, e) != 0) return -1;
     return len ? sink(ctx, buf, len, e) : 0;
 }
 
@@ -137,6 +134,53 @@ int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink
         if (zrc == Z_BUF_ERROR) break;
     } while (!f->ended && (f->z.avail_in > 0 || f->z.avail_out == 0));
     if (f->ended && f->z.avail_in > 0)
+        return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
+    return 0;
+}
+
+static int count_out(ss_inflater *f, size_t len, ss_error *e)
+{
+    if (len > f->limit - f->out_bytes)
+        return ss_err(e, SS_E_SIZE,
+                      "the package expands beyond its declared size of %llu bytes "
+                      "(decompression bomb or wrong size field)",
+                      (unsigned long long)f->limit);
+    f->out_bytes += len;
+    return 0;
+}
+
+int ss_inflater_pull(ss_inflater *f, const unsigned char **in, size_t *in_len, const void **out,
+                     size_t *out_len, ss_error *e)
+{
+    *out_len = 0;
+    if (f->zip == SS_ZIP_NONE) {
+        if (count_out(f, *in_len, e) != 0) return -1;
+        *out = *in;
+        *out_len = *in_len;
+        *in += *in_len;
+        *in_len = 0;
+        return 0;
+    }
+    if (f->ended) {
+        if (*in_len == 0) return 0;
+        return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
+    }
+    f->z.next_in = (Bytef *)*in;
+    f->z.avail_in = (uInt)*in_len;
+    f->z.next_out = f->out;
+    f->z.avail_out = SS_CODEC_CHUNK;
+    int zrc = inflate(&f->z, Z_NO_FLUSH);
+    if (zrc == Z_NEED_DICT || zrc == Z_DATA_ERROR || zrc == Z_STREAM_ERROR)
+        return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (%s)",
+                      f->z.msg ? f->z.msg : "data error");
+    if (zrc == Z_MEM_ERROR) return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
+    if (zrc == Z_STREAM_END) f->ended = true;
+    *in = f->z.next_in;
+    *in_len = f->z.avail_in;
+    *out = f->out;
+    *out_len = SS_CODEC_CHUNK - f->z.avail_out;
+    if (count_out(f, *out_len, e) != 0) return -1;
+    if (f->ended && *in_len > 0)
         return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
     return 0;
 }

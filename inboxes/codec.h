@@ -58,6 +58,12 @@ int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink
 /* Makes an inflater (initialised, used or not) ready for the next stream,
  * keeping zlib's state and buffer: for many small packages in a row. */
 int ss_inflater_reset(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error *e);
+/* The pull form of feed, for a reader that asks for output (a tar reader):
+ * inflates from *in (advancing *in and *in_len) into at most one internal
+ * buffer and points *out at what came out (*out_len may be 0: give more
+ * input).  The same bounds as feed: the declared size, trailing data. */
+int ss_inflater_pull(ss_inflater *f, const unsigned char **in, size_t *in_len, const void **out,
+                     size_t *out_len, ss_error *e);
 /* Checks that the stream ended properly. */
 int ss_inflater_finish(ss_inflater *f, ss_error *e);
 void ss_inflater_free(ss_inflater *f);

@@ -104,7 +104,12 @@ int ss_instr_format(const ss_instr *in, char *out, size_t len)
                                     " zip=%s seq=%" PRIu64 " created=%" PRId64 " expires=%" PRId64,
                      in->id, in->from, in->to, ss_itype_name(in->type), in->dest, name, in->size,
                      in->zip == SS_ZIP_ZLIB ? "zlib" : "none", in->seq, in->created, in->expires);
-    return (n < 0 || (size_t)n >= len) ? -1 : 0;
+    if (n < 0 || (size_t)n >= len) return -1;
+    if (in->files) {
+        int m = snprintf(out + n, len - (size_t)n, " files=%u", in->files);
+        if (m < 0 || (size_t)m >= len - (size_t)n) return -1;
+    }
+    return 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -133,13 +138,14 @@ enum field_bit {
     F_CREATED = 1 << 9,
     F_EXPIRES = 1 << 10,
 };
-static const char *const field_names[] = {"id",   "from", "to",  "type",    "dest",   "name",
-                                          "size", "zip",  "seq", "created", "expires"};
-#define F_ALL ((1 << 11) - 1)
+static const char *const field_names[] = {"id",   "from", "to",  "type",    "dest",    "name",
+                                          "size", "zip",  "seq", "created", "expires", "files"};
+#define F_ALL ((1 << 11) - 1) /* all but files, which is optional */
+#define F_COUNT 12
 
 static int field_index(const char *key, size_t klen)
 {
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < F_COUNT; i++)
         if (strlen(field_names[i]) == klen && !memcmp(field_names[i], key, klen)) return i;
     return -1;
 }
@@ -196,7 +202,12 @@ static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
         if (u > INT64_MAX)
             return ss_err(e, SS_E_FIELD, "%s %.24s is out of range (at most %" PRId64 ")",
                           field_names[idx], v, INT64_MAX);
-        if (idx == 6)
+        if (idx == 11) {
+            if (u < 1 || u > SS_BUNDLE_FILES_MAX)
+                return ss_err(e, SS_E_FIELD, "files %.24s is out of range (1 to %d)", v,
+                              SS_BUNDLE_FILES_MAX);
+            in->files = (unsigned)u;
+        } else if (idx == 6)
             in->size = u;
         else if (idx == 8)
             in->seq = u;
@@ -250,5 +261,8 @@ int ss_instr_parse(ss_instr *in, const char *text, ss_error *e)
                 return ss_err(e, SS_E_FIELD, "required field '%s' is missing", field_names[i]);
     }
     if (in->expires < in->created) return ss_err(e, SS_E_FIELD, "expires is before created");
+    if (in->files && in->type != SS_TYPE_DATA)
+        return ss_err(e, SS_E_FIELD, "files is only for type=data, not type=%s",
+                      ss_itype_name(in->type));
     return 0;
 }

@@ -4,6 +4,11 @@
  *
  *   sitespool/1 id=<32 hex> from=PS1 to=SS1 type=data dest=replmgr.box
  *   name=<pct> size=<n> zip=zlib seq=<n> created=<unix> expires=<unix>
+ *   [files=<n>]
+ *
+ * files=<n> makes the package a bundle: its payload (size bytes once
+ * inflated) is a POSIX tar stream of exactly n regular files, each
+ * delivered as if it had come in a pair of its own (bundle.h).
  *
  * Security stance: the text is parsed strictly: one space between pairs,
  * every value percent-decoded and checked (site codes, a destination that
@@ -39,6 +44,7 @@ typedef struct ss_instr {
     uint64_t seq;
     int64_t created;
     int64_t expires;
+    unsigned files; /* 0: the payload is one file named name; else a bundle */
 } ss_instr;
 
 const char *ss_itype_name(enum ss_itype t);

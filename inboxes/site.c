@@ -60,6 +60,8 @@ void ss_conf_defaults(ss_conf *c)
     c->send_retry_max_interval = 3600;
     c->batch_max = 256;
     c->compression_level = 6;
+    c->bundle_max_files = 256;
+    c->bundle_below = 64 * 1024;
 }
 
 int ss_parse_duration(const char *s, unsigned *out)
@@ -188,6 +190,11 @@ static const struct conf_key conf_keys[] = {
     {"batch_max", K_UINT, F(batch_max),
      "Pairs the despooler commits in one database transaction and directory fsync."},
     {"compression_level", K_INT, F(compression_level), "zlib level for packages (0-9)."},
+    {"bundle_max_files", K_UINT, F(bundle_max_files),
+     "Small files of one send to one peer and inbox share a package (a tar bundle) up to "
+     "this many; 1 = one package per file."},
+    {"bundle_below", K_SIZE, F(bundle_below),
+     "Only files smaller than this go into bundles (k, M); larger ones get a package each."},
     {"notify_command", K_STRING, F(notify_command),
      "Program run (via /bin/sh -c) for every status message, with SITESPOOL_STATUS_* "
      "in its environment (empty: none)."},
@@ -290,6 +297,9 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
         }
     }
     free(copy);
+    if (rc == 0 && (c->bundle_max_files == 0 || c->bundle_max_files > SS_BUNDLE_FILES_MAX))
+        rc = ss_err(e, SS_E_CONF, "%s: bundle_max_files must be 1 to %d", origin,
+                    SS_BUNDLE_FILES_MAX);
     if (rc == 0 && c->batch_max == 0)
         rc = ss_err(e, SS_E_CONF, "%s: batch_max must be at least 1", origin);
     if (rc == 0 && (c->send_retry_interval == 0 || c->send_retry_max_interval == 0))

@@ -56,8 +56,13 @@ typedef struct ss_conf {
     unsigned send_retry_max_interval;
     unsigned batch_max; /* pairs per despooler batch */
     int compression_level;
+    unsigned bundle_max_files; /* files per bundle package; 1 = never bundle */
+    uint64_t bundle_below;     /* files smaller than this may share a package */
     char notify_command[1024];
 } ss_conf;
+
+/* The most files one bundle may carry (files= in an instruction). */
+#define SS_BUNDLE_FILES_MAX 10000
 
 void ss_conf_defaults(ss_conf *c);
 /* Parses text (the content of site.conf); origin names it in errors. */

@@ -242,6 +242,16 @@ static const ss_msgdef catalogue[] = {
      "a read-only folder stops it); nothing was delivered.",
      "Free space in (or fix the permissions of) despoolr.box/rejected; the pair is quarantined "
      "at the next scan."},
+    {4427, 'E', D,
+     "Bundle %1 from site %2 (%3 files) was refused: %4. None of its files was delivered; "
+     "the pair was moved to despoolr.box/rejected.",
+     "A bundle (files=) carries several files in one tar stream; each must be a regular file "
+     "with a plain name (as name= of a single file), no two with one name, and the count must "
+     "be the declared one. The signature verified, so the sending site made it so: a bug or a "
+     "tampered sender, not the link.",
+     "The pair is in despoolr.box/rejected: its package is a zlib stream of a tar file (inflate "
+     "it with any zlib tool, then 'tar tvf' lists it). Report it to the sending site; "
+     "bundle_max_files = 1 there sends files one by one meanwhile."},
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},

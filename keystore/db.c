@@ -68,6 +68,10 @@ static const char *const migrations[] = {
     /* 4: which instruction file a delivery was made from, so that a restart
      * tells the leftover of its own interrupted batch from a resend. */
     "ALTER TABLE ledger ADD COLUMN ins_identity TEXT;",
+    /* 5: the files of a bundle (files=N), one row each, committed with
+     * the bundle's own ledger row and pruned with it. */
+    "CREATE TABLE ledger_files(id TEXT NOT NULL, member INTEGER NOT NULL, name TEXT NOT NULL,"
+    "  path TEXT NOT NULL, PRIMARY KEY (id, member)) WITHOUT ROWID;",
 };
 
 int64_t ss_now(void)

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SS_DB_SCHEMA_VERSION 4
+#define SS_DB_SCHEMA_VERSION 5
 
 typedef struct ss_db {
     sqlite3 *h;

@@ -1,0 +1,341 @@
+/*
+ * bundle.c - staging a bundle (files=N): the package is read once, hashed
+ * and inflated, and the inflated stream read as a POSIX tar (libarchive,
+ * tar format only, no filters) whose N members are written to
+ * .sitespool-<id>-<k>.tmp in the destination inbox.  They become visible
+ * only through the batch commit of deliver.c, member by member, each with
+ * its own ledger row, exactly like a single-file pair.
+ *
+ * Security stance: the tar stream is parsed before the signature over the
+ * package is known (one pass, constant memory, no second read that a
+ * writer could race), but nothing of it is used until the signature
+ * verified: member data goes only to temporary files named by the
+ * instruction id and the member's position, never by its tar name.  A
+ * member must be a regular file (no links, devices, directories or sparse
+ * maps) whose name is a plain file name as name= of a pair (no '/', no
+ * leading '.', no control characters), distinct within the bundle, and the
+ * bundle must hold exactly files= members; the inflated stream is bounded
+ * by size= as for any package.  Whatever fails, every temporary member is
+ * removed.  The verdicts come in the order of deliver.c: a forgery is a
+ * bad signature (4407), then a bad compressed stream (4413), then a bad
+ * tar or member (4427, the whole bundle is quarantined).
+ * Diagnostics: 4427 (through quarantine.c); 4407 and 4413 as for a pair.
+ * Known limits: members are written as they come; a bundle refused late
+ * has cost the writes of its earlier members.
+ */
+#include "pipeline.h"
+#include "../inboxes/text.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Members are numbered from 1, in tar order, in temporary names, the
+ * ledger and status messages (<id>#<n>). */
+void dsp_member_tmp_name(const char *id, unsigned number, char *out, size_t len)
+{
+    snprintf(out, len, ".sitespool-%s-%u.tmp", id, number);
+}
+
+/* The package read once: every byte read is hashed; inflated output is
+ * handed to libarchive on request. */
+struct bundle_reader {
+    ss_despooler *d;
+    int fd;
+    ss_hash hash;
+    const unsigned char *in;
+    size_t in_len;
+    bool eof;
+    ss_error read_err;   /* reading the package failed: a local fault */
+    ss_error unpack_err; /* not a valid compressed stream, or the wrong size */
+};
+
+/* Next piece of inflated output: its length, 0 at the end, -1 on error. */
+static ssize_t reader_next(struct bundle_reader *r, const void **out)
+{
+    for (;;) {
+        if (r->in_len == 0 && !r->eof) {
+            ssize_t n = ss_read_full(r->fd, r->d->read_buf, READ_CHUNK, &r->read_err);
+            if (n < 0) return -1;
+            r->eof = n == 0;
+            ss_hash_update(&r->hash, r->d->read_buf, (size_t)n);
+            r->in = r->d->read_buf;
+            r->in_len = (size_t)n;
+        }
+        size_t out_len;
+        if (ss_inflater_pull(&r->d->inflater, &r->in, &r->in_len, out, &out_len, &r->unpack_err) !=
+            0)
+            return -1;
+        if (out_len) return (ssize_t)out_len;
+        if (r->eof && r->in_len == 0) return 0;
+    }
+}
+
+static la_ssize_t reader_callback(struct archive *a, void *ctx, const void **buf)
+{
+    struct bundle_reader *r = ctx;
+    ssize_t n = reader_next(r, buf);
+    if (n < 0)
+        archive_set_error(a, EIO, "%s", r->read_err.code ? r->read_err.msg : r->unpack_err.msg);
+    return n;
+}
+
+/* After the tar ended or failed: the rest of the package is still hashed
+ * (a forgery must read as a bad signature) and, while the stream is good,
+ * inflated and counted against size=. */
+static int reader_finish(struct bundle_reader *r, const ss_instr *in)
+{
+    const void *out;
+    ssize_t n;
+    if (!r->unpack_err.code && !r->read_err.code)
+        while ((n = reader_next(r, &out)) > 0)
+            ;
+    while (!r->read_err.code && !r->eof) {
+        ssize_t got = ss_read_full(r->fd, r->d->read_buf, READ_CHUNK, &r->read_err);
+        if (got < 0) break;
+        r->eof = got == 0;
+        ss_hash_update(&r->hash, r->d->read_buf, (size_t)got);
+    }
+    if (r->read_err.code) return -1;
+    if (!r->unpack_err.code && ss_inflater_finish(&r->d->inflater, &r->unpack_err) == 0 &&
+        r->d->inflater.out_bytes != in->size)
+        ss_err(&r->unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
+               (unsigned long long)r->d->inflater.out_bytes, (unsigned long long)in->size);
+    return 0;
+}
+
+/* Why a tar entry cannot be a member, or NULL. */
+static const char *entry_refusal(struct archive_entry *ent, const char *name)
+{
+    if (archive_entry_filetype(ent) != AE_IFREG || archive_entry_hardlink(ent) ||
+        archive_entry_symlink(ent))
+        return "it is not a regular file (links, folders and devices are refused)";
+    if (!name || !ss_file_name_valid(name))
+        return "its name is not a plain file name (empty, '/', leading '.', control "
+               "characters or longer than 255 bytes)";
+    if (!archive_entry_size_is_set(ent) || archive_entry_size(ent) < 0) return "it has no size";
+    if (archive_entry_sparse_count(ent) > 0) return "it is a sparse file";
+    return NULL;
+}
+
+/* Where staging a bundle stands: the members created so far and the first
+ * fault, which decides the outcome (see dsp_stage_bundle). */
+struct bundle_stage {
+    work *w;
+    struct archive *a;
+    unsigned created; /* members 0..created-1 have temporary files */
+    ss_error io_err;  /* writing into the destination failed */
+    char refusal[256];
+};
+
+static const char *tar_error(struct archive *a)
+{
+    const char *msg = archive_error_string(a);
+    return msg ? msg : "unreadable tar data";
+}
+
+/* Keeps the first reason: "<what>: <why>". */
+static void refuse(struct bundle_stage *s, const char *what, const char *why)
+{
+    if (!s->refusal[0]) snprintf(s->refusal, sizeof s->refusal, "%s: %s", what, why);
+}
+
+static void refuse_member(struct bundle_stage *s, const char *name, const char *why)
+{
+    char what[320];
+    snprintf(what, sizeof what, "member %s", name);
+    refuse(s, what, why);
+}
+
+/* Copies the current entry's data into its temporary file. */
+static int write_member(struct bundle_stage *s, dsp_member *m, unsigned k)
+{
+    char tmp[96];
+    dsp_member_tmp_name(s->w->in.id, k + 1, tmp, sizeof tmp);
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = openat(s->w->dest_fd, tmp, flags, 0640);
+    if (fd < 0 && errno == EEXIST && unlinkat(s->w->dest_fd, tmp, 0) == 0)
+        fd = openat(s->w->dest_fd, tmp, flags, 0640); /* a stale one from a crash */
+    if (fd < 0) return ss_err_sys(&s->io_err, "cannot create a temporary file for %s", m->name);
+    s->created = k + 1;
+    const void *buf;
+    size_t len;
+    la_int64_t offset;
+    uint64_t written = 0;
+    int r;
+    while ((r = archive_read_data_block(s->a, &buf, &len, &offset)) == ARCHIVE_OK) {
+        if ((uint64_t)offset != written) {
+            refuse_member(s, m->name, "its data has holes");
+            break;
+        }
+        if (ss_write_all(fd, buf, len, &s->io_err) != 0) break;
+        written += len;
+    }
+    if (r != ARCHIVE_OK && r != ARCHIVE_EOF)
+        refuse_member(s, m->name, tar_error(s->a));
+    else if (!s->io_err.code && !s->refusal[0] && written != m->size)
+        refuse_member(s, m->name, "its data is shorter than its header says");
+    if (close(fd) != 0 && !s->io_err.code)
+        ss_err_sys(&s->io_err, "cannot close the temporary file of %s", m->name);
+    return s->io_err.code || s->refusal[0] ? -1 : 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(const dsp_member *const *)a)->name, (*(const dsp_member *const *)b)->name);
+}
+
+/* Two members with one name would be delivered as two different names. */
+static void refuse_duplicates(struct bundle_stage *s)
+{
+    unsigned n = s->w->nmembers;
+    dsp_member **sorted = malloc((size_t)n * sizeof *sorted);
+    if (!sorted) {
+        ss_err(&s->io_err, SS_E_NOMEM, "out of memory");
+        return;
+    }
+    for (unsigned i = 0; i < n; i++)
+        sorted[i] = &s->w->members[i];
+    qsort(sorted, n, sizeof *sorted, by_name);
+    for (unsigned i = 1; i < n; i++)
+        if (!strcmp(sorted[i - 1]->name, sorted[i]->name)) {
+            refuse_member(s, sorted[i]->name, "two members have this name");
+            break;
+        }
+    free(sorted);
+}
+
+/* Reads every member of the tar stream into its temporary file. */
+static void read_members(struct bundle_stage *s)
+{
+    struct archive_entry *ent;
+    work *w = s->w;
+    unsigned k = 0;
+    int r;
+    while ((r = archive_read_next_header(s->a, &ent)) == ARCHIVE_OK) {
+        const char *name = archive_entry_pathname_utf8(ent);
+        if (!name) name = archive_entry_pathname(ent);
+        const char *why = entry_refusal(ent, name);
+        if (k >= w->in.files) {
+            refuse(s, "the tar stream", "it holds more members than files= declares");
+            return;
+        }
+        if (why) {
+            char shown[96];
+            ss_text_safe(name ? name : "", shown, sizeof shown);
+            refuse_member(s, shown, why);
+            return;
+        }
+        dsp_member *m = &w->members[k];
+        snprintf(m->name, sizeof m->name, "%s", name);
+        m->size = (uint64_t)archive_entry_size(ent);
+        if (write_member(s, m, k) != 0) return;
+        w->nmembers = ++k;
+    }
+    if (r != ARCHIVE_EOF)
+        refuse(s, "the tar stream", tar_error(s->a));
+    else if (k != w->in.files) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "it holds %u members, files= declares %u", k, w->in.files);
+        refuse(s, "the tar stream", msg);
+    } else {
+        refuse_duplicates(s);
+    }
+}
+
+/* Removes every temporary member file made for w. */
+void dsp_bundle_abort(work *w, unsigned created)
+{
+    for (unsigned k = 0; k < created && w->dest_fd >= 0; k++) {
+        char tmp[96];
+        dsp_member_tmp_name(w->in.id, k + 1, tmp, sizeof tmp);
+        (void)unlinkat(w->dest_fd, tmp, 0);
+    }
+    w->nmembers = 0;
+}
+
+/* Parses and writes the bundle; returns the outcome the verdicts give. */
+static enum outcome unpack_bundle(ss_despooler *d, work *w, const char *base, const ss_keyrec *key,
+                                  int pck_fd, ss_error *io_err)
+{
+    struct bundle_reader r = {.d = d, .fd = pck_fd};
+    struct bundle_stage s = {.w = w};
+    ss_hash_init(&r.hash);
+    if (ss_inflater_reset(&d->inflater, w->in.zip, w->in.size, io_err) != 0) return OUT_WAIT;
+    /* Names in pax headers are UTF-8; libarchive converts them to the
+     * locale's character set, which under the C locale refuses anything
+     * beyond ASCII.  A UTF-8 locale for this thread only, while reading. */
+    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    locale_t before = utf8 ? uselocale(utf8) : (locale_t)0;
+    s.a = archive_read_new();
+    if (!s.a || archive_read_support_format_tar(s.a) != ARCHIVE_OK)
+        ss_err(io_err, SS_E_NOMEM, "cannot start the tar reader: %s",
+               s.a ? tar_error(s.a) : "out of memory");
+    else if (archive_read_open(s.a, &r, NULL, reader_callback, NULL) != ARCHIVE_OK)
+        refuse(&s, "the tar stream", tar_error(s.a)); /* its first block is no tar header */
+    else
+        read_members(&s);
+    if (s.a) archive_read_free(s.a);
+    if (utf8) {
+        uselocale(before);
+        freelocale(utf8);
+    }
+    int finished = reader_finish(&r, &w->in);
+    enum outcome o = OUT_STAGED;
+    unsigned char hash[SS_HASH_BYTES];
+    ss_error sig_err = {0};
+    ss_hash_final(&r.hash, hash);
+    if (finished != 0 || r.read_err.code) {
+        *io_err = r.read_err;
+        o = OUT_WAIT;
+    } else if (s.io_err.code || io_err->code) {
+        if (s.io_err.code) *io_err = s.io_err;
+        o = OUT_WAIT;
+    } else if (w->is_signed && ss_sig_verify_package(&w->sig, &key->pk, hash, &sig_err) != 0) {
+        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, sig_err.msg);
+        o = OUT_DONE;
+    } else if (r.unpack_err.code) {
+        QUARANTINE(d, base, 4413, w->in.id, w->in.from, r.unpack_err.msg);
+        o = OUT_DONE;
+    } else if (s.refusal[0]) {
+        char count[16];
+        snprintf(count, sizeof count, "%u", w->in.files);
+        QUARANTINE(d, base, 4427, w->in.id, w->in.from, count, s.refusal);
+        o = OUT_DONE;
+    }
+    if (o != OUT_STAGED) dsp_bundle_abort(w, s.created);
+    return o;
+}
+
+enum outcome dsp_stage_bundle(ss_despooler *d, work *w, const char *base, const ss_keyrec *key)
+{
+    int pck_fd;
+    enum outcome o = dsp_open_package(d, w, base, &pck_fd);
+    if (o != OUT_STAGED) return o;
+    ss_error e = {0};
+    w->members = calloc(w->in.files, sizeof *w->members);
+    if (!w->members) {
+        ss_err(&e, SS_E_NOMEM, "out of memory for %u members", w->in.files);
+        o = OUT_WAIT;
+    } else if ((w->dest_fd = dsp_open_dest(d, w->in.dest, &e)) < 0) {
+        o = OUT_WAIT;
+    } else {
+        o = unpack_bundle(d, w, base, key, pck_fd, &e);
+    }
+    close(pck_fd);
+    if (o == OUT_WAIT) dsp_dest_failed(d, w, &e);
+    if (o != OUT_STAGED) {
+        if (w->dest_fd >= 0) close(w->dest_fd);
+        w->dest_fd = -1;
+        free(w->members);
+        w->members = NULL;
+        w->nmembers = 0;
+    }
+    return o;
+}
