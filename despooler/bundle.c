@@ -46,7 +46,7 @@ void dsp_member_tmp_name(const char *id, unsigned number, char *out, size_t len)
 /* The package read once: every byte read is hashed; inflated output is
  * handed to libarchive on request. */
 struct bundle_reader {
-    ss_despooler *d;
+    dsp_stager *st;
     int fd;
     ss_hash hash;
     const unsigned char *in;
@@ -61,15 +61,15 @@ static ssize_t reader_next(struct bundle_reader *r, const void **out)
 {
     for (;;) {
         if (r->in_len == 0 && !r->eof) {
-            ssize_t n = ss_read_full(r->fd, r->d->read_buf, READ_CHUNK, &r->read_err);
+            ssize_t n = ss_read_full(r->fd, r->st->read_buf, READ_CHUNK, &r->read_err);
             if (n < 0) return -1;
             r->eof = n == 0;
-            ss_hash_update(&r->hash, r->d->read_buf, (size_t)n);
-            r->in = r->d->read_buf;
+            ss_hash_update(&r->hash, r->st->read_buf, (size_t)n);
+            r->in = r->st->read_buf;
             r->in_len = (size_t)n;
         }
         size_t out_len;
-        if (ss_inflater_pull(&r->d->inflater, &r->in, &r->in_len, out, &out_len, &r->unpack_err) !=
+        if (ss_inflater_pull(r->st->inflater, &r->in, &r->in_len, out, &out_len, &r->unpack_err) !=
             0)
             return -1;
         if (out_len) return (ssize_t)out_len;
@@ -97,16 +97,16 @@ static int reader_finish(struct bundle_reader *r, const ss_instr *in)
         while ((n = reader_next(r, &out)) > 0)
             ;
     while (!r->read_err.code && !r->eof) {
-        ssize_t got = ss_read_full(r->fd, r->d->read_buf, READ_CHUNK, &r->read_err);
+        ssize_t got = ss_read_full(r->fd, r->st->read_buf, READ_CHUNK, &r->read_err);
         if (got < 0) break;
         r->eof = got == 0;
-        ss_hash_update(&r->hash, r->d->read_buf, (size_t)got);
+        ss_hash_update(&r->hash, r->st->read_buf, (size_t)got);
     }
     if (r->read_err.code) return -1;
-    if (!r->unpack_err.code && ss_inflater_finish(&r->d->inflater, &r->unpack_err) == 0 &&
-        r->d->inflater.out_bytes != in->size)
+    if (!r->unpack_err.code && ss_inflater_finish(r->st->inflater, &r->unpack_err) == 0 &&
+        r->st->inflater->out_bytes != in->size)
         ss_err(&r->unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
-               (unsigned long long)r->d->inflater.out_bytes, (unsigned long long)in->size);
+               (unsigned long long)r->st->inflater->out_bytes, (unsigned long long)in->size);
     return 0;
 }
 
@@ -260,14 +260,16 @@ void dsp_bundle_abort(work *w, unsigned created)
     w->nmembers = 0;
 }
 
-/* Parses and writes the bundle; returns the outcome the verdicts give. */
-static enum outcome unpack_bundle(ss_despooler *d, work *w, const char *base, const ss_keyrec *key,
-                                  int pck_fd, ss_error *io_err)
+/* Parses and writes the bundle; the verdict goes into w (stage.c). */
+static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
 {
-    struct bundle_reader r = {.d = d, .fd = pck_fd};
+    struct bundle_reader r = {.st = st, .fd = pck_fd};
     struct bundle_stage s = {.w = w};
     ss_hash_init(&r.hash);
-    if (ss_inflater_reset(&d->inflater, w->in.zip, w->in.size, io_err) != 0) return OUT_WAIT;
+    if (ss_inflater_reset(st->inflater, w->in.zip, w->in.size, &w->sv_err) != 0) {
+        w->sv = SV_LOCAL_FAULT;
+        return;
+    }
     /* Names in pax headers are UTF-8; libarchive converts them to the
      * locale's character set, which under the C locale refuses anything
      * beyond ASCII.  A UTF-8 locale for this thread only, while reading. */
@@ -275,7 +277,7 @@ static enum outcome unpack_bundle(ss_despooler *d, work *w, const char *base, co
     locale_t before = utf8 ? uselocale(utf8) : (locale_t)0;
     s.a = archive_read_new();
     if (!s.a || archive_read_support_format_tar(s.a) != ARCHIVE_OK)
-        ss_err(io_err, SS_E_NOMEM, "cannot start the tar reader: %s",
+        ss_err(&s.io_err, SS_E_NOMEM, "cannot start the tar reader: %s",
                s.a ? tar_error(s.a) : "out of memory");
     else if (archive_read_open(s.a, &r, NULL, reader_callback, NULL) != ARCHIVE_OK)
         refuse(&s, "the tar stream", tar_error(s.a)); /* its first block is no tar header */
@@ -287,55 +289,42 @@ static enum outcome unpack_bundle(ss_despooler *d, work *w, const char *base, co
         freelocale(utf8);
     }
     int finished = reader_finish(&r, &w->in);
-    enum outcome o = OUT_STAGED;
     unsigned char hash[SS_HASH_BYTES];
     ss_error sig_err = {0};
     ss_hash_final(&r.hash, hash);
     if (finished != 0 || r.read_err.code) {
-        *io_err = r.read_err;
-        o = OUT_WAIT;
-    } else if (s.io_err.code || io_err->code) {
-        if (s.io_err.code) *io_err = s.io_err;
-        o = OUT_WAIT;
-    } else if (w->is_signed && ss_sig_verify_package(&w->sig, &key->pk, hash, &sig_err) != 0) {
-        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, sig_err.msg);
-        o = OUT_DONE;
+        w->sv = SV_LOCAL_FAULT;
+        w->sv_err = r.read_err;
+    } else if (s.io_err.code) {
+        w->sv = SV_LOCAL_FAULT;
+        w->sv_err = s.io_err;
+    } else if (w->is_signed && ss_sig_verify_package(&w->sig, &w->pk, hash, &sig_err) != 0) {
+        dsp_stage_refuse(w, 4407, sig_err.msg);
     } else if (r.unpack_err.code) {
-        QUARANTINE(d, base, 4413, w->in.id, w->in.from, r.unpack_err.msg);
-        o = OUT_DONE;
+        dsp_stage_refuse(w, 4413, r.unpack_err.msg);
     } else if (s.refusal[0]) {
-        char count[16];
-        snprintf(count, sizeof count, "%u", w->in.files);
-        QUARANTINE(d, base, 4427, w->in.id, w->in.from, count, s.refusal);
-        o = OUT_DONE;
+        dsp_stage_refuse(w, 4427, s.refusal);
+    } else {
+        w->sv = SV_STAGED;
     }
-    if (o != OUT_STAGED) dsp_bundle_abort(w, s.created);
-    return o;
+    if (w->sv != SV_STAGED) dsp_bundle_abort(w, s.created);
 }
 
-enum outcome dsp_stage_bundle(ss_despooler *d, work *w, const char *base, const ss_keyrec *key)
+void dsp_stage_bundle(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
 {
-    int pck_fd;
-    enum outcome o = dsp_open_package(d, w, base, &pck_fd);
-    if (o != OUT_STAGED) return o;
-    ss_error e = {0};
+    int pck_fd = dsp_stage_open_package(receive_fd, max_bytes, w);
+    if (pck_fd < 0) return;
     w->members = calloc(w->in.files, sizeof *w->members);
     if (!w->members) {
-        ss_err(&e, SS_E_NOMEM, "out of memory for %u members", w->in.files);
-        o = OUT_WAIT;
-    } else if ((w->dest_fd = dsp_open_dest(d, w->in.dest, &e)) < 0) {
-        o = OUT_WAIT;
+        w->sv = SV_LOCAL_FAULT;
+        ss_err(&w->sv_err, SS_E_NOMEM, "out of memory for %u members", w->in.files);
     } else {
-        o = unpack_bundle(d, w, base, key, pck_fd, &e);
+        unpack_bundle(st, w, pck_fd);
     }
     close(pck_fd);
-    if (o == OUT_WAIT) dsp_dest_failed(d, w, &e);
-    if (o != OUT_STAGED) {
-        if (w->dest_fd >= 0) close(w->dest_fd);
-        w->dest_fd = -1;
+    if (w->sv != SV_STAGED) {
         free(w->members);
         w->members = NULL;
         w->nmembers = 0;
     }
-    return o;
 }

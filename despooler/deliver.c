@@ -1,9 +1,9 @@
 /*
- * deliver.c - delivery: the package is hashed and inflated in one pass
- * into .sitespool-<id>.tmp in the destination inbox, its signature and
- * size checked; then, per batch, the staged files are made durable, the
- * ledger committed, the files renamed to their final names and the pairs
- * removed from receive (the exactly-once order of despooler.h).
+ * deliver.c - delivery: once the pool has staged a batch (stage.c: each
+ * package hashed and inflated into .sitespool-<id>.tmp, or one temporary
+ * file per bundle member), the staged files are made durable, the ledger
+ * committed, the files renamed to their final names and the pairs removed
+ * from receive (the exactly-once order of despooler.h).
  *
  * Security stance: output is bounded by the declared size (no
  * decompression bombs); the final name is a plain file name in an allowed
@@ -29,46 +29,6 @@
 void dsp_tmp_name_for(const char *id, char *out, size_t len)
 {
     snprintf(out, len, ".sitespool-%s.tmp", id);
-}
-
-static int unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
-{
-    struct unpack_sink *s = ctx;
-    if (s->fd >= 0) {
-        if (ss_write_all(s->fd, data, len, &s->io_err) == 0) return 0;
-        s->io_failed = true;
-        return ss_err(e, s->io_err.code, "%s", s->io_err.msg);
-    }
-    if (s->buf_len + len > s->buf_cap) return ss_err(e, SS_E_SIZE, "key payload too large");
-    memcpy(s->buf + s->buf_len, data, len);
-    s->buf_len += len;
-    return 0;
-}
-
-/* One pass over the package: hash it and inflate it into the sink.
- * unpack_err receives a codec failure; the hash is always complete. */
-int dsp_stream_package(ss_despooler *d, int pck_fd, const work *w, struct unpack_sink *sink,
-                       unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
-{
-    ss_hash h;
-    ss_inflater *inf = &d->inflater;
-    ss_hash_init(&h);
-    if (ss_inflater_reset(inf, w->in.zip, w->in.size, e) != 0) return -1;
-    bool inflating = true;
-    ssize_t n;
-    while ((n = ss_read_full(pck_fd, d->read_buf, READ_CHUNK, e)) > 0) {
-        ss_hash_update(&h, d->read_buf, (size_t)n);
-        if (inflating &&
-            ss_inflater_feed(inf, d->read_buf, (size_t)n, unpack_write, sink, unpack_err))
-            inflating = false; /* keep hashing: a forgery must read as a bad signature */
-    }
-    if (inflating && n == 0 && ss_inflater_finish(inf, unpack_err) == 0 &&
-        inf->out_bytes != w->in.size)
-        ss_err(unpack_err, SS_E_SIZE, "it expands to %" PRIu64 " bytes, not the declared %" PRIu64,
-               inf->out_bytes, w->in.size);
-    if (n < 0) return -1;
-    ss_hash_final(&h, hash);
-    return 0;
 }
 
 /* A descriptor of inboxes/<dest>/incoming for one staged item (a dup of the
@@ -98,80 +58,17 @@ void dsp_forget_batch_caches(ss_despooler *d)
     d->nusable = 0;
 }
 
-/* Opens the package; OUT_STAGED with *fd set, or the outcome to return. */
-enum outcome dsp_open_package(ss_despooler *d, work *w, const char *base, int *fd)
+/* A data instruction that verified and passed the trust rules: its
+ * destination is opened here (the cache is the main thread's) and the
+ * package is staged by the pool (stage.c). */
+enum outcome dsp_prepare_stage(ss_despooler *d, work *w, const ss_keyrec *key)
 {
     ss_error e = {0};
-    struct stat st;
-    *fd = ss_open_regular(d->receive_fd, w->pck_name, d->conf->max_package_bytes, &st, &e);
-    if (*fd >= 0) return OUT_STAGED;
-    if (e.code == SS_E_NOTREG) {
-        QUARANTINE(d, base, 4411, w->pck_name, e.msg);
-        return OUT_DONE;
-    }
-    if (e.code == SS_E_TOOBIG) {
-        char size[32], max[32];
-        u64str((uint64_t)st.st_size, size, sizeof size);
-        u64str(d->conf->max_package_bytes, max, sizeof max);
-        QUARANTINE(d, base, 4412, w->in.id, w->in.from, size, max);
-        return OUT_DONE;
-    }
-    if (e.code != SS_E_NOENT) /* NOENT: the package has not arrived yet */
-        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot open %s: %s", w->pck_name,
-                e.msg);
-    d->stats.waiting++;
-    return OUT_WAIT;
-}
-
-/* Streams the package into sink and checks signature and size; the order
- * of the verdicts makes a forgery read as a bad signature, not bad data. */
-static enum outcome verify_and_unpack(ss_despooler *d, work *w, const char *base,
-                                      const ss_keyrec *key, int pck_fd, struct unpack_sink *sink,
-                                      ss_error *io_err)
-{
-    ss_error unpack_err = {0}, sig_err = {0};
-    unsigned char hash[SS_HASH_BYTES];
-    if (dsp_stream_package(d, pck_fd, w, sink, hash, &unpack_err, io_err) != 0) return OUT_WAIT;
-    if (sink->io_failed) { /* disk full, EDQUOT, EIO...: not the package's fault */
-        *io_err = sink->io_err;
-        return OUT_WAIT;
-    }
-    if (w->is_signed && ss_sig_verify_package(&w->sig, &key->pk, hash, &sig_err) != 0) {
-        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, sig_err.msg);
-        return OUT_DONE;
-    }
-    if (unpack_err.code != SS_OK) {
-        QUARANTINE(d, base, 4413, w->in.id, w->in.from, unpack_err.msg);
-        return OUT_DONE;
-    }
-    return OUT_STAGED;
-}
-
-/* Data: the payload goes to .sitespool-<id>.tmp in the destination inbox. */
-enum outcome dsp_stage_data(ss_despooler *d, work *w, const char *base, const ss_keyrec *key)
-{
-    int pck_fd;
-    enum outcome o = dsp_open_package(d, w, base, &pck_fd);
-    if (o != OUT_STAGED) return o;
-    ss_error e = {0};
-    char tmp[96];
-    dsp_tmp_name_for(w->in.id, tmp, sizeof tmp);
+    w->pk = key->pk;
     w->dest_fd = dsp_open_dest(d, w->in.dest, &e);
-    if (w->dest_fd >= 0 &&
-        ss_atomic_begin_named(&w->out, w->dest_fd, w->in.name, tmp, 0640, &e) == 0) {
-        struct unpack_sink sink = {.fd = w->out.fd};
-        o = verify_and_unpack(d, w, base, key, pck_fd, &sink, &e);
-    } else {
-        o = OUT_WAIT;
-    }
-    close(pck_fd);
-    if (o == OUT_WAIT) dsp_dest_failed(d, w, &e);
-    if (o != OUT_STAGED) {
-        ss_atomic_abort(&w->out);
-        if (w->dest_fd >= 0) close(w->dest_fd);
-        w->dest_fd = -1;
-    }
-    return o;
+    if (w->dest_fd < 0) return dsp_dest_failed(d, w, &e);
+    w->sv = SV_PENDING;
+    return OUT_STAGED;
 }
 
 /* Candidate final names, in order: name, name.<id>, name.<id>.2, ...
@@ -516,11 +413,7 @@ int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
     if (!files) return 0;
     flush_staged(d, batch, n, files, bundles);
     choose_final_names(batch, n, files);
-    if (record_batch(d, batch, n, e) != 0) {
-        for (size_t i = 0; i < n; i++) /* nothing committed: nothing stays */
-            if (batch[i].dest_fd >= 0) dsp_bundle_abort(&batch[i], batch[i].nmembers);
-        return -1;
-    }
+    if (record_batch(d, batch, n, e) != 0) return -1; /* released: nothing stays */
     for (size_t i = 0; i < n; i++) {
         work *w = &batch[i];
         if (w->dest_fd >= 0)
@@ -546,6 +439,9 @@ int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
 void dsp_release_batch(work *batch, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        /* Staged but not committed: the temporary files go.  Committed
+         * ones stay, whatever happened to their rename. */
+        if (!batch[i].committed) dsp_bundle_abort(&batch[i], batch[i].nmembers);
         ss_atomic_abort(&batch[i].out);
         if (batch[i].dest_fd >= 0) close(batch[i].dest_fd);
         batch[i].dest_fd = -1;

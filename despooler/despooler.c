@@ -174,6 +174,11 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
         ss_despooler_close(d);
         return ss_err(e, re.code, "%s", re.msg);
     }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    d->pool = dsp_pool_start(cores < 1 ? 1 : cores > 8 ? 8 : (int)cores, &re);
+    if (!d->pool)
+        ss_logf(ss_reporter_log(rep, SS_COMP_DESPOOLER),
+                "Packages are staged on one thread (slower): %s", re.msg);
     ss_path(path, sizeof path, root, SS_DIR_CONSUMED);
     d->reaper = ss_reaper_start(d->receive_fd, path, &re);
     if (!d->reaper)
@@ -186,6 +191,8 @@ void ss_despooler_close(ss_despooler *d)
 {
     ss_reaper_stop(d->reaper);
     d->reaper = NULL;
+    dsp_pool_stop(d->pool);
+    d->pool = NULL;
     ss_inflater_free(&d->inflater);
     free(d->read_buf);
     d->read_buf = NULL;

@@ -48,6 +48,8 @@ typedef struct ss_despool_stats {
 
 #define SS_FORCE_MAX 64
 
+typedef struct dsp_pool dsp_pool; /* staging threads (stage.c) */
+
 typedef struct ss_despooler {
     const char *root;
     const ss_conf *conf;
@@ -58,6 +60,7 @@ typedef struct ss_despooler {
     int rejected_fd;
     int lock_fd;
     ss_reaper *reaper;       /* NULL: consumed pairs are unlinked in place */
+    dsp_pool *pool;          /* NULL: packages are staged on this thread */
     unsigned char *read_buf; /* package reads */
     ss_inflater inflater;    /* reset for each package */
     char receive_path[PATH_MAX];

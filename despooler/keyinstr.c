@@ -29,11 +29,12 @@ static enum outcome read_key_payload(ss_despooler *d, work *w, const char *base,
                                      size_t *len, unsigned char hash[SS_HASH_BYTES])
 {
     int pck_fd;
-    enum outcome o = dsp_open_package(d, w, base, &pck_fd);
+    enum outcome o = dsp_open_package(d, w, &pck_fd);
     if (o != OUT_STAGED) return o;
     struct unpack_sink sink = {.fd = -1, .buf = buf, .buf_cap = KEY_PAYLOAD_MAX};
     ss_error e = {0}, unpack_err = {0};
-    int rc = dsp_stream_package(d, pck_fd, w, &sink, hash, &unpack_err, &e);
+    dsp_stager main = {.read_buf = d->read_buf, .inflater = &d->inflater};
+    int rc = dsp_stream_package(&main, pck_fd, w, &sink, hash, &unpack_err, &e);
     close(pck_fd);
     if (rc != 0) {
         d->stats.waiting++;

@@ -35,6 +35,17 @@
  * and the scan fails: fail closed, 4423). */
 enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT, OUT_FAIL };
 
+/* What staging found (stage.c), acted on by the main thread: NONE not to
+ * be staged, PENDING waiting for a worker. */
+enum stage_verdict { SV_NONE, SV_PENDING, SV_STAGED, SV_MISSING, SV_LOCAL_FAULT, SV_REFUSED };
+
+/* A staging thread's own buffers: the read buffer and the inflater. */
+typedef struct dsp_stager {
+    unsigned char *read_buf;
+    ss_inflater *inflater;
+    ss_inflater own_inflater;
+} dsp_stager;
+
 /* One file of a bundle (files=N): staged as .sitespool-<id>-<k>.tmp. */
 typedef struct dsp_member {
     char name[SS_NAME_MAX + 1];  /* its name in the tar stream */
@@ -55,12 +66,21 @@ typedef struct work {
     /* staged delivery */
     int dest_fd;
     ss_atomic out;
-    char dest_rel[PATH_MAX];
-    int64_t status_row; /* its stored 4400, corrected if the name changes */
+    char dest_rel[SS_NAME_MAX + 64]; /* inboxes/<dest>/incoming/<name> */
+    int64_t status_row;              /* its stored 4400, corrected if the name changes */
     /* staged bundle (in.files > 0): its members, all written */
     dsp_member *members;
     unsigned nmembers;
-    bool complete; /* every file published */
+    bool committed; /* its ledger rows are committed */
+    bool complete;  /* every file published */
+    /* staging (stage.c): the key the instruction verified with, and the
+     * verdict with its status id, detail, local error or package size */
+    ss_pubkey pk;
+    enum stage_verdict sv;
+    int sv_status;
+    char sv_detail[256];
+    ss_error sv_err;
+    uint64_t sv_size;
 } work;
 
 /* "dev:ino:size:mtime_ns" of a file: which file this is, not what it says. */
@@ -137,19 +157,35 @@ enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base);
 enum outcome dsp_key_exchange(ss_despooler *d, work *w, const char *base);
 enum outcome dsp_apply_rollover(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
 
+/* stage.c: workers may call only dsp_stage_job and what it calls */
+int dsp_stager_init(dsp_stager *st, ss_error *e);
+void dsp_stager_free(dsp_stager *st);
+int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
+                       unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e);
+/* Opens the package; -1 with the verdict set if it cannot be staged. */
+int dsp_stage_open_package(int receive_fd, uint64_t max_bytes, work *w);
+void dsp_stage_refuse(work *w, int status, const char *detail);
+/* The same on the main thread: OUT_STAGED and *fd, or the outcome (the
+ * package missing, or quarantined). */
+enum outcome dsp_open_package(ss_despooler *d, work *w, int *fd);
+void dsp_stage_job(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w);
+enum outcome dsp_stage_apply(ss_despooler *d, work *w);
+dsp_pool *dsp_pool_start(int nthreads, ss_error *e);
+void dsp_pool_submit(dsp_pool *p, work *items, size_t n, int receive_fd, uint64_t max_bytes);
+void dsp_pool_wait(dsp_pool *p);
+void dsp_pool_stop(dsp_pool *p);
+
 /* bundle.c */
 void dsp_member_tmp_name(const char *id, unsigned number, char *out, size_t len);
-enum outcome dsp_stage_bundle(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
+void dsp_stage_bundle(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w);
 void dsp_bundle_abort(work *w, unsigned created);
 
 /* deliver.c */
 void dsp_tmp_name_for(const char *id, char *out, size_t len);
 int dsp_open_dest(ss_despooler *d, const char *dest, ss_error *e);
-int dsp_stream_package(ss_despooler *d, int pck_fd, const work *w, struct unpack_sink *sink,
-                       unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e);
 void dsp_forget_batch_caches(ss_despooler *d);
-enum outcome dsp_open_package(ss_despooler *d, work *w, const char *base, int *fd);
-enum outcome dsp_stage_data(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
+/* Readies a data instruction for staging (its destination opened). */
+enum outcome dsp_prepare_stage(ss_despooler *d, work *w, const ss_keyrec *key);
 int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e);
 int dsp_claim_name(int dirfd, const char *tmp, const char *name, const char *id, char *final,
                    size_t len, ss_error *e);

@@ -115,41 +115,127 @@ static enum outcome process_one(ss_despooler *d, work *w)
     if (o == OUT_STAGED) o = dsp_check_fields(d, w, base);
     if (o != OUT_STAGED) return o;
     if (w->in.type == SS_TYPE_ROLLOVER) return dsp_apply_rollover(d, w, base, &key);
-    return w->in.files ? dsp_stage_bundle(d, w, base, &key) : dsp_stage_data(d, w, base, &key);
+    return dsp_prepare_stage(d, w, &key);
 }
 
-static int process_batch(ss_despooler *d, struct dirent **names, int count, work *batch,
-                         ss_error *e)
+/* A batch on its way: loaded and judged, staged by the pool, committed
+ * while the next batch is being staged. */
+struct batch {
+    work *items;
+    size_t n;
+    bool failed;          /* a keystore failure: nothing more this scan */
+    ss_error trust_error; /* its first keystore failure */
+};
+
+static size_t load_batch(ss_despooler *d, struct dirent **names, int count, work *items)
 {
-    size_t n = 0, rejected_before = d->stats.rejected;
+    size_t n = 0;
     for (int i = 0; i < count; i++)
         if (ins_name_valid(d, names[i]->d_name) &&
-            dsp_load_or_reject(d, names[i]->d_name, &batch[n]))
+            dsp_load_or_reject(d, names[i]->d_name, &items[n]))
             n++;
-    int rc = 0;
-    bool failed = false;
+    return n;
+}
+
+static bool has_key_instructions(const struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (type_rank(&b->items[i]) == 0) return true;
+    return false;
+}
+
+static void unstage(work *w)
+{
+    ss_atomic_abort(&w->out);
+    if (w->dest_fd >= 0) close(w->dest_fd);
+    w->dest_fd = -1;
+    w->sv = SV_NONE;
+}
+
+/* Key instructions first (they may change which keys are usable), then
+ * data: everything the main thread decides before a package is read. */
+static void judge_batch(ss_despooler *d, struct batch *b)
+{
     d->trust_error = (ss_error){0};
     for (int pass = 0; pass < 2; pass++) {
         d->nusable = 0; /* key instructions of pass 0 may change what is usable */
-        for (size_t i = 0; i < n; i++) {
-            if (type_rank(&batch[i]) != pass) continue;
+        for (size_t i = 0; i < b->n; i++) {
+            if (type_rank(&b->items[i]) != pass) continue;
             /* After a keystore failure nothing more is judged this scan. */
-            enum outcome o = failed ? OUT_WAIT : process_one(d, &batch[i]);
-            failed |= o == OUT_FAIL;
-            if (o != OUT_STAGED) {
-                ss_atomic_abort(&batch[i].out);
-                if (batch[i].dest_fd >= 0) close(batch[i].dest_fd);
-                batch[i].dest_fd = -1;
-            }
+            enum outcome o = b->failed ? OUT_WAIT : process_one(d, &b->items[i]);
+            b->failed |= o == OUT_FAIL;
+            if (o != OUT_STAGED) unstage(&b->items[i]);
         }
     }
-    rc = dsp_commit_batch(d, batch, n, e);
-    if (rc == 0 && failed) rc = ss_err(e, d->trust_error.code, "%s", d->trust_error.msg);
-    dsp_release_batch(batch, n);
-    dsp_forget_batch_caches(d);
+    b->trust_error = d->trust_error;
+    dsp_forget_batch_caches(d); /* the items hold their own descriptors */
+}
+
+/* The pool's verdicts, acted on in name order. */
+static void apply_verdicts(ss_despooler *d, struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].sv != SV_NONE && dsp_stage_apply(d, &b->items[i]) != OUT_STAGED)
+            unstage(&b->items[i]);
+}
+
+static void stage_batch(ss_despooler *d, struct batch *b)
+{
+    if (d->pool) {
+        dsp_pool_submit(d->pool, b->items, b->n, d->receive_fd, d->conf->max_package_bytes);
+        return;
+    }
+    dsp_stager main = {.read_buf = d->read_buf, .inflater = &d->inflater};
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].sv == SV_PENDING)
+            dsp_stage_job(&main, d->receive_fd, d->conf->max_package_bytes, &b->items[i]);
+}
+
+static void stage_wait(ss_despooler *d, struct batch *b)
+{
+    if (d->pool) dsp_pool_wait(d->pool);
+    apply_verdicts(d, b);
+}
+
+/* Commits a staged batch and lets it go. */
+static int finish_batch(ss_despooler *d, struct batch *b, size_t *rejected_seen, ss_error *e)
+{
+    if (!b->items) return 0;
+    int rc = dsp_commit_batch(d, b->items, b->n, e);
+    if (rc == 0 && b->failed) rc = ss_err(e, b->trust_error.code, "%s", b->trust_error.msg);
+    dsp_release_batch(b->items, b->n);
     (void)ss_fsync_dirfd(d->receive_fd, NULL);
-    if (d->stats.rejected != rejected_before) (void)ss_fsync_dirfd(d->rejected_fd, NULL);
+    if (d->stats.rejected != *rejected_seen) (void)ss_fsync_dirfd(d->rejected_fd, NULL);
+    *rejected_seen = d->stats.rejected;
+    b->items = NULL;
+    b->n = 0;
     return rc;
+}
+
+/* The batches of one scan, pipelined: batch k+1 is judged, then staged by
+ * the pool while batch k is committed (unless k+1 holds key instructions:
+ * those wait for k's commit, so that no key change overtakes a delivery
+ * judged before it). */
+static int process_batches(ss_despooler *d, struct dirent **names, int count, size_t batch_max,
+                           work *bufs[2], ss_error *e)
+{
+    struct batch prev = {0};
+    size_t rejected_seen = d->stats.rejected;
+    int rc = 0, k = 0;
+    for (int start = 0; rc == 0 && start < count; start += (int)batch_max, k ^= 1) {
+        int take = count - start < (int)batch_max ? count - start : (int)batch_max;
+        struct batch cur = {.items = bufs[k]};
+        cur.n = load_batch(d, names + start, take, cur.items);
+        if (has_key_instructions(&cur)) rc = finish_batch(d, &prev, &rejected_seen, e);
+        if (rc == 0) judge_batch(d, &cur);
+        stage_batch(d, &cur);
+        if (rc == 0) rc = finish_batch(d, &prev, &rejected_seen, e);
+        stage_wait(d, &cur);
+        prev = cur;
+        if (rc == 0 && cur.failed) break; /* its commit reports the failure */
+    }
+    int last = finish_batch(d, &prev, &rejected_seen, e);
+    return rc ? rc : last;
 }
 
 int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
@@ -168,13 +254,13 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
      * single arrival does not clear megabytes. */
     size_t batch_max = d->conf->batch_max;
     if ((size_t)count < batch_max) batch_max = count ? (size_t)count : 1;
-    work *batch = calloc(batch_max, sizeof *batch);
-    int rc = batch ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
-    for (int start = 0; rc == 0 && start < count; start += (int)batch_max) {
-        int n = count - start < (int)batch_max ? count - start : (int)batch_max;
-        rc = process_batch(d, names + start, n, batch, e);
-    }
-    free(batch);
+    work *bufs[2] = {calloc(batch_max, sizeof(work)),
+                     (size_t)count > batch_max ? calloc(batch_max, sizeof(work)) : NULL};
+    int rc = bufs[0] && (bufs[1] || (size_t)count <= batch_max)
+                 ? process_batches(d, names, count, batch_max, bufs, e)
+                 : ss_err(e, SS_E_NOMEM, "out of memory");
+    free(bufs[0]);
+    free(bufs[1]);
     for (int i = 0; i < count; i++)
         free(names[i]);
     free(names);

@@ -2,7 +2,7 @@
 # Batching sanity: 300 pairs (more than one batch of batch_max = 256) are
 # all delivered by a single `despool --once`.
 . "$(dirname "$0")/lib.sh"
-mksite PS1; mksite SS1; pair PS1 SS1
+mksite PS1 "bundle_max_files = 1"; mksite SS1; pair PS1 SS1
 mkdir "$T/src"
 for i in $(seq 1 300); do printf 'batch item %d %s\n' "$i" "$RANDOM$RANDOM" > "$T/src/b$i.txt"; done
 "$S" -C "$T/PS1" send --to SS1 "$T/src"/* >/dev/null

@@ -14,7 +14,7 @@ if ! strace -f -o /dev/null -e inject=getpid:error=EPERM true 2>/dev/null; then
   echo "SKIP: strace cannot trace here (ptrace not permitted)"; exit 0
 fi
 N=5
-mksite PS1; mksite TPL "batch_max = 3"; pair PS1 TPL
+mksite PS1 "bundle_max_files = 1"; mksite TPL "batch_max = 3"; pair PS1 TPL
 despool_once TPL >/dev/null # imports PS1's key
 mkdir "$T/src"
 for i in $(seq 1 $N); do printf 'payload %d\n' "$i" > "$T/src/c$i.txt"; done

@@ -5,7 +5,7 @@
 # 4418); an instruction whose package never arrives is kept and warned
 # about (4414) once, not on every scan.
 . "$(dirname "$0")/lib.sh"
-mksite PS1; mksite SS1; pair PS1 SS1
+mksite PS1 "bundle_max_files = 1"; mksite SS1; pair PS1 SS1
 despool_once SS1 >/dev/null # import PS1's key
 I=$(incoming SS1); R=$(receive SS1)
 

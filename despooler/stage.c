@@ -1,0 +1,348 @@
+/*
+ * stage.c - staging, on both cores: for each data instruction the main
+ * thread has authenticated and judged, a worker opens the package, hashes
+ * and inflates it in one pass into .sitespool-<id>.tmp (a bundle: one
+ * temporary file per member, bundle.c) in the destination inbox, and
+ * checks the package signature and the size.  Workers only read receive,
+ * write temporary files and compute; what they found (a stage verdict) is
+ * acted on by the main thread, which alone touches site.db, status
+ * messages, quarantine and the ledger (dsp_stage_apply).
+ *
+ * The pool runs one batch's staging while the main thread commits the
+ * batch before it (scan.c), so the flushes of one batch (syncfs, the
+ * ledger commit, directory fsyncs) overlap the reading, hashing, inflating
+ * and writing of the next.  Nothing a worker writes is visible before the
+ * batch commit of deliver.c: the exactly-once order of despooler.h holds
+ * unchanged.
+ *
+ * Security stance: as deliver.c: output bounded by the declared size, a
+ * forgery reads as a bad signature (the whole package is always hashed),
+ * packages opened without following links, regular and size-limited.
+ * Diagnostics: none of its own; the verdicts become 4407, 4411-4413, 4416
+ * and 4427 in dsp_stage_apply.
+ * Known limits: a pool that cannot start its threads stages on the main
+ * thread (logged once).
+ */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int dsp_stager_init(dsp_stager *st, ss_error *e)
+{
+    memset(st, 0, sizeof *st);
+    st->read_buf = malloc(READ_CHUNK);
+    if (!st->read_buf) return ss_err(e, SS_E_NOMEM, "out of memory");
+    st->inflater = &st->own_inflater;
+    return 0;
+}
+
+void dsp_stager_free(dsp_stager *st)
+{
+    ss_inflater_free(&st->own_inflater);
+    free(st->read_buf);
+    st->read_buf = NULL;
+}
+
+void dsp_stage_refuse(work *w, int status, const char *detail)
+{
+    w->sv = SV_REFUSED;
+    w->sv_status = status;
+    snprintf(w->sv_detail, sizeof w->sv_detail, "%s", detail);
+}
+
+static int unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
+{
+    struct unpack_sink *s = ctx;
+    if (s->fd >= 0) {
+        if (ss_write_all(s->fd, data, len, &s->io_err) == 0) return 0;
+        s->io_failed = true;
+        return ss_err(e, s->io_err.code, "%s", s->io_err.msg);
+    }
+    if (s->buf_len + len > s->buf_cap) return ss_err(e, SS_E_SIZE, "key payload too large");
+    memcpy(s->buf + s->buf_len, data, len);
+    s->buf_len += len;
+    return 0;
+}
+
+int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
+                       unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
+{
+    ss_hash h;
+    ss_inflater *inf = st->inflater;
+    ss_hash_init(&h);
+    if (ss_inflater_reset(inf, w->in.zip, w->in.size, e) != 0) return -1;
+    bool inflating = true;
+    ssize_t n;
+    while ((n = ss_read_full(pck_fd, st->read_buf, READ_CHUNK, e)) > 0) {
+        ss_hash_update(&h, st->read_buf, (size_t)n);
+        if (inflating &&
+            ss_inflater_feed(inf, st->read_buf, (size_t)n, unpack_write, sink, unpack_err))
+            inflating = false; /* keep hashing: a forgery must read as a bad signature */
+    }
+    if (inflating && n == 0 && ss_inflater_finish(inf, unpack_err) == 0 &&
+        inf->out_bytes != w->in.size)
+        ss_err(unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
+               (unsigned long long)inf->out_bytes, (unsigned long long)w->in.size);
+    if (n < 0) return -1;
+    ss_hash_final(&h, hash);
+    return 0;
+}
+
+int dsp_stage_open_package(int receive_fd, uint64_t max_bytes, work *w)
+{
+    ss_error e = {0};
+    struct stat st;
+    int fd = ss_open_regular(receive_fd, w->pck_name, max_bytes, &st, &e);
+    if (fd >= 0) return fd;
+    if (e.code == SS_E_NOTREG) {
+        dsp_stage_refuse(w, 4411, e.msg);
+    } else if (e.code == SS_E_TOOBIG) {
+        w->sv_size = (uint64_t)st.st_size;
+        dsp_stage_refuse(w, 4412, e.msg);
+    } else {
+        w->sv = SV_MISSING; /* ENOENT: the package has not arrived yet */
+        w->sv_err = e;
+    }
+    return -1;
+}
+
+enum outcome dsp_open_package(ss_despooler *d, work *w, int *fd)
+{
+    *fd = dsp_stage_open_package(d->receive_fd, d->conf->max_package_bytes, w);
+    return *fd >= 0 ? OUT_STAGED : dsp_stage_apply(d, w);
+}
+
+/* A single file: streamed into .sitespool-<id>.tmp; the verdicts in the
+ * order that makes a forgery a bad signature, not bad data. */
+static void stage_single(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
+{
+    int pck_fd = dsp_stage_open_package(receive_fd, max_bytes, w);
+    if (pck_fd < 0) return;
+    char tmp[96];
+    ss_error unpack_err = {0}, sig_err = {0};
+    dsp_tmp_name_for(w->in.id, tmp, sizeof tmp);
+    if (ss_atomic_begin_named(&w->out, w->dest_fd, w->in.name, tmp, 0640, &w->sv_err) != 0) {
+        w->sv = SV_LOCAL_FAULT;
+        close(pck_fd);
+        return;
+    }
+    struct unpack_sink sink = {.fd = w->out.fd};
+    unsigned char hash[SS_HASH_BYTES];
+    if (dsp_stream_package(st, pck_fd, w, &sink, hash, &unpack_err, &w->sv_err) != 0) {
+        w->sv = SV_LOCAL_FAULT;
+    } else if (sink.io_failed) { /* disk full, EDQUOT, EIO...: not the package's fault */
+        w->sv = SV_LOCAL_FAULT;
+        w->sv_err = sink.io_err;
+    } else if (w->is_signed && ss_sig_verify_package(&w->sig, &w->pk, hash, &sig_err) != 0) {
+        dsp_stage_refuse(w, 4407, sig_err.msg);
+    } else if (unpack_err.code != SS_OK) {
+        dsp_stage_refuse(w, 4413, unpack_err.msg);
+    } else {
+        w->sv = SV_STAGED;
+    }
+    close(pck_fd);
+    if (w->sv != SV_STAGED) ss_atomic_abort(&w->out);
+}
+
+void dsp_stage_job(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
+{
+    if (w->in.files)
+        dsp_stage_bundle(st, receive_fd, max_bytes, w);
+    else
+        stage_single(st, receive_fd, max_bytes, w);
+}
+
+/* What the main thread makes of a stage verdict: the outcome, with its
+ * status message, quarantine or retry. */
+enum outcome dsp_stage_apply(ss_despooler *d, work *w)
+{
+    char base[64], num[32], max[32];
+    base_of(w->ins_name, base, sizeof base);
+    switch (w->sv) {
+    case SV_STAGED:
+        return OUT_STAGED;
+    case SV_NONE:
+    case SV_PENDING: /* never staged: fail closed, the pair stays */
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                "Instruction %s was not staged; "
+                "it stays in receive",
+                w->in.id);
+        d->stats.waiting++;
+        return OUT_WAIT;
+    case SV_MISSING:
+        if (w->sv_err.code != SS_E_NOENT)
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot open %s: %s", w->pck_name,
+                    w->sv_err.msg);
+        d->stats.waiting++;
+        return OUT_WAIT;
+    case SV_LOCAL_FAULT:
+        return dsp_dest_failed(d, w, &w->sv_err);
+    case SV_REFUSED:
+        break;
+    }
+    switch (w->sv_status) {
+    case 4411:
+        QUARANTINE(d, base, 4411, w->pck_name, w->sv_detail);
+        break;
+    case 4412:
+        u64str(w->sv_size, num, sizeof num);
+        u64str(d->conf->max_package_bytes, max, sizeof max);
+        QUARANTINE(d, base, 4412, w->in.id, w->in.from, num, max);
+        break;
+    case 4407:
+        QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, w->sv_detail);
+        break;
+    case 4427:
+        snprintf(num, sizeof num, "%u", w->in.files);
+        QUARANTINE(d, base, 4427, w->in.id, w->in.from, num, w->sv_detail);
+        break;
+    default:
+        QUARANTINE(d, base, 4413, w->in.id, w->in.from, w->sv_detail);
+        break;
+    }
+    return OUT_DONE;
+}
+
+/* ---- the pool ------------------------------------------------------------- */
+
+struct dsp_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* a batch to stage, or stop */
+    pthread_cond_t idle; /* the batch is staged */
+    pthread_t *threads;
+    dsp_stager *stagers;
+    int nthreads;
+    bool stop;
+    /* the batch in hand */
+    work *items;
+    size_t n;
+    atomic_size_t next;
+    size_t busy; /* threads still working on it */
+    unsigned generation;
+    int receive_fd;
+    uint64_t max_bytes;
+};
+
+/* Takes items until none is left; each is staged by exactly one thread. */
+static void drain_items(struct dsp_pool *p, dsp_stager *st)
+{
+    size_t i;
+    while ((i = atomic_fetch_add(&p->next, 1)) < p->n)
+        if (p->items[i].sv == SV_PENDING)
+            dsp_stage_job(st, p->receive_fd, p->max_bytes, &p->items[i]);
+}
+
+struct worker_arg {
+    struct dsp_pool *pool;
+    int index;
+};
+
+static void *worker(void *arg)
+{
+    struct dsp_pool *p = ((struct worker_arg *)arg)->pool;
+    dsp_stager *st = &p->stagers[((struct worker_arg *)arg)->index];
+    free(arg);
+    unsigned seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->stop && p->generation == seen)
+            pthread_cond_wait(&p->wake, &p->lock);
+        if (p->stop) break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->lock);
+        drain_items(p, st);
+        pthread_mutex_lock(&p->lock);
+        if (--p->busy == 0) pthread_cond_broadcast(&p->idle);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+dsp_pool *dsp_pool_start(int nthreads, ss_error *e)
+{
+    struct dsp_pool *p = calloc(1, sizeof *p);
+    if (!p) {
+        ss_err(e, SS_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    p->threads = calloc((size_t)nthreads, sizeof *p->threads);
+    p->stagers = calloc((size_t)nthreads, sizeof *p->stagers);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->idle, NULL);
+    if (!p->threads || !p->stagers) {
+        ss_err(e, SS_E_NOMEM, "out of memory");
+        dsp_pool_stop(p);
+        return NULL;
+    }
+    for (int i = 0; i < nthreads; i++) {
+        struct worker_arg *a = malloc(sizeof *a);
+        if (!a || dsp_stager_init(&p->stagers[i], e) != 0) {
+            free(a);
+            dsp_pool_stop(p);
+            return NULL;
+        }
+        *a = (struct worker_arg){p, i};
+        int rc = pthread_create(&p->threads[i], NULL, worker, a);
+        if (rc != 0) {
+            free(a);
+            dsp_stager_free(&p->stagers[i]);
+            errno = rc;
+            ss_err_sys(e, "cannot start a staging thread");
+            dsp_pool_stop(p);
+            return NULL;
+        }
+        p->nthreads++;
+    }
+    return p;
+}
+
+void dsp_pool_submit(dsp_pool *p, work *items, size_t n, int receive_fd, uint64_t max_bytes)
+{
+    pthread_mutex_lock(&p->lock);
+    p->items = items;
+    p->n = n;
+    atomic_store(&p->next, 0);
+    p->busy = (size_t)p->nthreads;
+    p->receive_fd = receive_fd;
+    p->max_bytes = max_bytes;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void dsp_pool_wait(dsp_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->busy > 0)
+        pthread_cond_wait(&p->idle, &p->lock);
+    p->items = NULL;
+    p->n = 0;
+    pthread_mutex_unlock(&p->lock);
+}
+
+void dsp_pool_stop(dsp_pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    for (int i = 0; i < p->nthreads; i++)
+        dsp_stager_free(&p->stagers[i]);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->idle);
+    pthread_mutex_destroy(&p->lock);
+    free(p->threads);
+    free(p->stagers);
+    free(p);
+}
