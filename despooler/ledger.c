@@ -25,7 +25,8 @@
 int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when,
                       ss_error *e)
 {
-    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT path, time FROM ledger WHERE id=?", e);
+    static const char sql[] = "SELECT path, time FROM ledger WHERE id=?";
+    sqlite3_stmt *st = ss_db_cached(d->db, sql, e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
@@ -37,7 +38,7 @@ int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, i
     } else {
         rc = rc == SQLITE_DONE ? 0 : ss_db_fail(d->db, "reading the ledger", e);
     }
-    sqlite3_finalize(st);
+    ss_db_release(d->db, st);
     return rc;
 }
 
@@ -128,18 +129,17 @@ int dsp_ledger_insert_member(ss_despooler *d, const char *id, unsigned member, c
     sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, path, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(d->db, "recording the ledger", e);
-    sqlite3_finalize(st);
+    ss_db_release(d->db, st);
     return rc;
 }
 
 int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const char *path,
                       ss_error *e)
 {
-    sqlite3_stmt *st = ss_db_prepare(
-        d->db,
+    static const char sql[] =
         "INSERT INTO ledger(id, from_site, seq, type, outcome, path, size, time, expires, "
-        "ins_identity) VALUES(?,?,?,?,?,?,?,?,?,?)",
-        e);
+        "ins_identity) VALUES(?,?,?,?,?,?,?,?,?,?)";
+    sqlite3_stmt *st = ss_db_cached(d->db, sql, e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, w->in.from, -1, SQLITE_STATIC);
@@ -152,7 +152,7 @@ int dsp_ledger_insert(ss_despooler *d, const work *w, const char *outcome, const
     sqlite3_bind_int64(st, 9, w->in.expires);
     if (w->ins_identity[0]) sqlite3_bind_text(st, 10, w->ins_identity, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(d->db, "recording the ledger", e);
-    sqlite3_finalize(st);
+    ss_db_release(d->db, st);
     return rc;
 }
 

@@ -173,6 +173,7 @@ static int open_connection(ss_db *db, const char *path, bool create, bool exclus
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     db->h = NULL;
     db->exclusive = exclusive;
+    db->ncached = 0;
     if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
         ss_err(e, SS_E_DB, "cannot open %s: %s", path,
                db->h ? sqlite3_errmsg(db->h) : "out of memory");
@@ -229,8 +230,39 @@ int ss_db_sync_now(ss_db *db, ss_error *e)
     return ss_db_exec(db, "PRAGMA synchronous=FULL", e);
 }
 
+sqlite3_stmt *ss_db_cached(ss_db *db, const char *sql, ss_error *e)
+{
+    for (int i = 0; i < db->ncached; i++)
+        if (db->cached[i].sql == sql) return db->cached[i].st;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        ss_err(e, SS_E_DB, "database error preparing a statement: %s", sqlite3_errmsg(db->h));
+        return NULL;
+    }
+    if (db->ncached < SS_DB_CACHED_MAX) {
+        db->cached[db->ncached].sql = sql;
+        db->cached[db->ncached++].st = st;
+    }
+    return st;
+}
+
+void ss_db_release(ss_db *db, sqlite3_stmt *st)
+{
+    if (!st) return;
+    for (int i = 0; i < db->ncached; i++)
+        if (db->cached[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st); /* the cache was full */
+}
+
 void ss_db_close(ss_db *db)
 {
+    for (int i = 0; i < db->ncached; i++)
+        sqlite3_finalize(db->cached[i].st);
+    db->ncached = 0;
     if (db->h) sqlite3_close_v2(db->h);
     db->h = NULL;
 }

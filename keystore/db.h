@@ -19,9 +19,17 @@
 
 #define SS_DB_SCHEMA_VERSION 5
 
+#define SS_DB_CACHED_MAX 16
+
 typedef struct ss_db {
     sqlite3 *h;
     bool exclusive; /* opened by the full-disk fallback of ss_db_open_short_lived */
+    /* Statements of the per-file hot path, prepared once (ss_db_cached). */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cached[SS_DB_CACHED_MAX];
+    int ncached;
 } ss_db;
 
 /* create: make the file if missing (init); otherwise it must exist.
@@ -46,6 +54,12 @@ int ss_db_commit(ss_db *db, ss_error *e);
 void ss_db_rollback(ss_db *db);
 /* Prepares sql; reports errors with the statement's purpose. */
 sqlite3_stmt *ss_db_prepare(ss_db *db, const char *sql, ss_error *e);
+/* The same for a statement run once per delivered file: prepared once per
+ * connection, keyed by the address of sql (a string literal).  Give it
+ * back with ss_db_release (never sqlite3_finalize): that resets it, so no
+ * read transaction stays open between uses. */
+sqlite3_stmt *ss_db_cached(ss_db *db, const char *sql, ss_error *e);
+void ss_db_release(ss_db *db, sqlite3_stmt *st);
 /* Records the database error after a failed step. */
 int ss_db_fail(ss_db *db, const char *what, ss_error *e);
 int ss_db_schema_version(ss_db *db);

@@ -129,11 +129,10 @@ static int store(ss_reporter *r, const ss_msgdef *def, int nistr, const char *co
     if (!r->db || !r->db->h) return 0;
     int rc = -1;
     char *json = istr_json(nistr, istr);
-    sqlite3_stmt *st =
-        ss_db_prepare(r->db,
-                      "INSERT INTO status(time_ms,msg_id,severity,component,site,istr,text) "
-                      "VALUES(?,?,?,?,?,?,?)",
-                      NULL);
+    static const char sql[] =
+        "INSERT INTO status(time_ms,msg_id,severity,component,site,istr,text) "
+        "VALUES(?,?,?,?,?,?,?)";
+    sqlite3_stmt *st = ss_db_cached(r->db, sql, NULL);
     if (st && json) {
         char sev[2] = {def->severity, '\0'};
         sqlite3_bind_int64(st, 1, time_ms);
@@ -151,7 +150,7 @@ static int store(ss_reporter *r, const ss_msgdef *def, int nistr, const char *co
     }
     if (rc != 0)
         ss_err(e, SS_E_DB, "cannot store status message %d: %s", def->id, sqlite3_errmsg(r->db->h));
-    sqlite3_finalize(st);
+    ss_db_release(r->db, st);
     free(json);
     return rc;
 }

@@ -236,14 +236,14 @@ int ss_keys_forget_site(ss_db *db, const char *site, ss_error *e)
 
 int ss_keys_touch(ss_db *db, const char *site, const char *key_id, int64_t when, ss_error *e)
 {
-    sqlite3_stmt *st =
-        ss_db_prepare(db, "UPDATE keys SET last_seen=? WHERE site=? AND key_id=?", e);
+    static const char sql[] = "UPDATE keys SET last_seen=? WHERE site=? AND key_id=?";
+    sqlite3_stmt *st = ss_db_cached(db, sql, e);
     if (!st) return -1;
     sqlite3_bind_int64(st, 1, when);
     sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, key_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "updating a key", e);
-    sqlite3_finalize(st);
+    ss_db_release(db, st);
     return rc;
 }
 
@@ -468,13 +468,12 @@ int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq,
 {
     /* The common case, the next number in order, is this one statement;
      * a new site's row starts without a mark (set when its drain ends). */
-    sqlite3_stmt *st = ss_db_prepare(
-        db,
+    static const char sql[] =
         "INSERT INTO sites(site, last_seq_in, last_key_id, last_seen) VALUES(?1,?2,?3,?4) "
         "ON CONFLICT(site) DO UPDATE SET last_seq_in=max(last_seq_in, ?2), last_key_id=?3, "
         "last_seen=?4, seq_next = CASE WHEN seq_next = ?2 THEN ?2 + 1 ELSE seq_next END "
-        "RETURNING seq_next",
-        e);
+        "RETURNING seq_next";
+    sqlite3_stmt *st = ss_db_cached(db, sql, e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
@@ -484,8 +483,9 @@ int ss_site_note_seen(ss_db *db, const char *site, const char *id, uint64_t seq,
     bool in_order = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
                     sqlite3_column_int64(st, 0) > (sqlite3_int64)seq;
     if (rc == SQLITE_ROW) rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return ss_db_fail(db, "noting a site's sequence", e);
+    if (rc != SQLITE_DONE) rc = ss_db_fail(db, "noting a site's sequence", e);
+    ss_db_release(db, st);
+    if (rc != SQLITE_DONE) return -1;
     if (in_order) return 0;
     /* Out of order (or a site's first numbers): kept aside until the drain
      * ends (ss_site_gaps); numbers below the mark are late arrivals. */
