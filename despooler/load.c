@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int load_work(ss_despooler *d, const char *ins_name, work *w, ss_error *e)
+int dsp_load(int receive_fd, const char *ins_name, work *w, ss_error *e)
 {
     char base[64], *text = NULL;
     size_t len;
@@ -32,11 +32,11 @@ static int load_work(ss_despooler *d, const char *ins_name, work *w, ss_error *e
     snprintf(w->ins_name, sizeof w->ins_name, "%s", ins_name);
     base_of(ins_name, base, sizeof base);
     snprintf(w->pck_name, sizeof w->pck_name, "%s.pck", base);
-    if (ss_read_small_file(d->receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) return -1;
+    if (ss_read_small_file(receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) return -1;
     /* The file's identity goes into the ledger with the delivery, so that
      * after a crash the leftover of the batch is told from a resend. */
     struct stat st;
-    if (fstatat(d->receive_fd, ins_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+    if (fstatat(receive_fd, ins_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
         dsp_file_identity(&st, w->ins_identity, sizeof w->ins_identity);
     int rc;
     if (ss_sig_looks_signed(text, len)) {
@@ -62,24 +62,23 @@ static int load_work(ss_despooler *d, const char *ins_name, work *w, ss_error *e
     return rc;
 }
 
-/* Loads an instruction; files that cannot be loaded are quarantined. */
-bool dsp_load_or_reject(ss_despooler *d, const char *name, work *w)
+/* An instruction dsp_load could not load: quarantined, or left for its
+ * writer or because it is gone. */
+void dsp_load_failed(ss_despooler *d, const char *name, const ss_error *err)
 {
-    ss_error e = {0};
+    ss_error e = *err;
     char base[64];
     base_of(name, base, sizeof base);
-    if (load_work(d, name, w, &e) == 0) return true;
-    if (e.code == SS_E_NOENT) return false; /* gone since the listing */
+    if (e.code == SS_E_NOENT) return; /* gone since the listing */
     struct stat st;
     if (e.code == SS_E_TRUNCATED && fstatat(d->receive_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         ss_now() - st.st_mtime < WRITER_GRACE_S) {
         /* A peer may still be writing it in place: its close wakes us again. */
         d->stats.waiting++;
-        return false;
+        return;
     }
     if (e.code == SS_E_NOTREG)
         QUARANTINE(d, base, 4411, name, e.msg);
     else
         QUARANTINE(d, base, 4403, name, e.msg);
-    return false;
 }

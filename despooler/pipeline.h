@@ -76,6 +76,11 @@ typedef struct work {
     /* staging (stage.c): the key the instruction verified with, and the
      * verdict with its status id, detail, local error or package size */
     ss_pubkey pk;
+    /* the fields' signature checked on a pool thread with the keystore's
+     * key for the key id (verify.c uses it if that is the key it judges) */
+    ss_pubkey pre_pk;
+    int pre_state; /* 0 not checked, 1 pending, 2 good, 3 bad (pre_detail) */
+    char pre_detail[160];
     enum stage_verdict sv;
     int sv_status;
     char sv_detail[256];
@@ -138,8 +143,9 @@ static inline int db_step_done(ss_despooler *d, sqlite3_stmt *st, const char *wh
 bool dsp_force_has(const ss_despooler *d, const char *site);
 void dsp_force_add(void *ctx, const char *site);
 
-/* load.c */
-bool dsp_load_or_reject(ss_despooler *d, const char *name, work *w);
+/* load.c: dsp_load runs on pool threads (reads and parses only) */
+int dsp_load(int receive_fd, const char *ins_name, work *w, ss_error *e);
+void dsp_load_failed(ss_despooler *d, const char *name, const ss_error *e);
 
 /* verify.c */
 enum outcome dsp_trust_failed(ss_despooler *d, const work *w, const ss_error *e);
@@ -170,10 +176,15 @@ void dsp_stage_refuse(work *w, int status, const char *detail);
 enum outcome dsp_open_package(ss_despooler *d, work *w, int *fd);
 void dsp_stage_job(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w);
 enum outcome dsp_stage_apply(ss_despooler *d, work *w);
+/* A round of jobs: job(stager, ctx, i) for every i < n, each on exactly one
+ * pool thread; submit returns at once, wait until the round is done. */
+typedef void (*dsp_job_fn)(dsp_stager *st, void *ctx, size_t i);
 dsp_pool *dsp_pool_start(int nthreads, ss_error *e);
-void dsp_pool_submit(dsp_pool *p, work *items, size_t n, int receive_fd, uint64_t max_bytes);
+void dsp_pool_submit(dsp_pool *p, dsp_job_fn job, void *ctx, size_t n);
 void dsp_pool_wait(dsp_pool *p);
 void dsp_pool_stop(dsp_pool *p);
+/* Runs a round and waits for it (on this thread when there is no pool). */
+void dsp_run_jobs(ss_despooler *d, dsp_job_fn job, void *ctx, size_t n);
 
 /* bundle.c */
 void dsp_member_tmp_name(const char *id, unsigned number, char *out, size_t len);

@@ -121,20 +121,90 @@ static enum outcome process_one(ss_despooler *d, work *w)
 /* A batch on its way: loaded and judged, staged by the pool, committed
  * while the next batch is being staged. */
 struct batch {
+    ss_despooler *d; /* pool threads read only receive_fd and conf */
     work *items;
     size_t n;
-    bool failed;          /* a keystore failure: nothing more this scan */
-    ss_error trust_error; /* its first keystore failure */
+    struct dirent **names; /* the valid names being loaded */
+    ss_error *load_err;    /* per name */
+    bool failed;           /* a keystore failure: nothing more this scan */
+    ss_error trust_error;  /* its first keystore failure */
 };
 
-static size_t load_batch(ss_despooler *d, struct dirent **names, int count, work *items)
+static void load_job(dsp_stager *st, void *ctx, size_t i)
 {
-    size_t n = 0;
+    (void)st;
+    struct batch *b = ctx;
+    b->load_err[i] = (ss_error){0};
+    (void)dsp_load(b->d->receive_fd, b->names[i]->d_name, &b->items[i], &b->load_err[i]);
+}
+
+/* Reads and parses the batch's instructions on the pool; those that
+ * cannot be loaded are dealt with here, the rest close ranks. */
+static size_t load_batch(ss_despooler *d, struct dirent **names, int count, struct batch *b,
+                         struct dirent **valid, ss_error *errs)
+{
+    size_t nvalid = 0, n = 0;
     for (int i = 0; i < count; i++)
-        if (ins_name_valid(d, names[i]->d_name) &&
-            dsp_load_or_reject(d, names[i]->d_name, &items[n]))
-            n++;
+        if (ins_name_valid(d, names[i]->d_name)) valid[nvalid++] = names[i];
+    b->names = valid;
+    b->load_err = errs;
+    dsp_run_jobs(d, load_job, b, nvalid);
+    for (size_t i = 0; i < nvalid; i++) {
+        if (errs[i].code != SS_OK) {
+            dsp_load_failed(d, valid[i]->d_name, &errs[i]);
+            continue;
+        }
+        if (n != i) memcpy(&b->items[n], &b->items[i], sizeof b->items[n]);
+        n++;
+    }
     return n;
+}
+
+/* The key the keystore holds for each data instruction's key id, so that
+ * a pool thread can check the fields' signature before they are judged. */
+static void find_pre_keys(ss_despooler *d, struct batch *b)
+{
+    struct {
+        char site[SS_SITE_CODE_MAX + 1];
+        char keyid[SS_KEYID_HEX + 1];
+        int found;
+        ss_pubkey pk;
+    } seen[8];
+    int nseen = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        work *w = &b->items[i];
+        if (!w->is_signed || w->in.type != SS_TYPE_DATA) continue;
+        int k = 0;
+        while (k < nseen && (strcmp(seen[k].site, w->in.from) || strcmp(seen[k].keyid, w->keyid)))
+            k++;
+        if (k == nseen) {
+            if (nseen == (int)(sizeof seen / sizeof seen[0])) continue;
+            ss_keyrec rec;
+            ss_error e = {0};
+            snprintf(seen[k].site, sizeof seen[k].site, "%s", w->in.from);
+            snprintf(seen[k].keyid, sizeof seen[k].keyid, "%s", w->keyid);
+            seen[k].found = ss_keys_get(d->db, w->in.from, w->keyid, &rec, &e) == 1;
+            if (seen[k].found) seen[k].pk = rec.pk;
+            nseen++;
+        }
+        if (!seen[k].found) continue;
+        w->pre_pk = seen[k].pk;
+        w->pre_state = 1;
+    }
+}
+
+static void verify_job(dsp_stager *st, void *ctx, size_t i)
+{
+    (void)st;
+    work *w = &((struct batch *)ctx)->items[i];
+    if (w->pre_state != 1) return;
+    ss_error e = {0};
+    if (ss_sig_verify_comment(&w->sig, &w->pre_pk, &e) == 0) {
+        w->pre_state = 2;
+        return;
+    }
+    w->pre_state = 3;
+    snprintf(w->pre_detail, sizeof w->pre_detail, "%s", e.msg);
 }
 
 static bool has_key_instructions(const struct batch *b)
@@ -179,16 +249,19 @@ static void apply_verdicts(ss_despooler *d, struct batch *b)
             unstage(&b->items[i]);
 }
 
+static void stage_job(dsp_stager *st, void *ctx, size_t i)
+{
+    struct batch *b = ctx;
+    work *w = &b->items[i];
+    if (w->sv == SV_PENDING) dsp_stage_job(st, b->d->receive_fd, b->d->conf->max_package_bytes, w);
+}
+
 static void stage_batch(ss_despooler *d, struct batch *b)
 {
-    if (d->pool) {
-        dsp_pool_submit(d->pool, b->items, b->n, d->receive_fd, d->conf->max_package_bytes);
-        return;
-    }
-    dsp_stager main = {.read_buf = d->read_buf, .inflater = &d->inflater};
-    for (size_t i = 0; i < b->n; i++)
-        if (b->items[i].sv == SV_PENDING)
-            dsp_stage_job(&main, d->receive_fd, d->conf->max_package_bytes, &b->items[i]);
+    if (d->pool)
+        dsp_pool_submit(d->pool, stage_job, b, b->n);
+    else
+        dsp_run_jobs(d, stage_job, b, b->n);
 }
 
 static void stage_wait(ss_despooler *d, struct batch *b)
@@ -198,15 +271,12 @@ static void stage_wait(ss_despooler *d, struct batch *b)
 }
 
 /* Commits a staged batch and lets it go. */
-static int finish_batch(ss_despooler *d, struct batch *b, size_t *rejected_seen, ss_error *e)
+static int finish_batch(ss_despooler *d, struct batch *b, ss_error *e)
 {
     if (!b->items) return 0;
     int rc = dsp_commit_batch(d, b->items, b->n, e);
     if (rc == 0 && b->failed) rc = ss_err(e, b->trust_error.code, "%s", b->trust_error.msg);
     dsp_release_batch(b->items, b->n);
-    (void)ss_fsync_dirfd(d->receive_fd, NULL);
-    if (d->stats.rejected != *rejected_seen) (void)ss_fsync_dirfd(d->rejected_fd, NULL);
-    *rejected_seen = d->stats.rejected;
     b->items = NULL;
     b->n = 0;
     return rc;
@@ -222,19 +292,33 @@ static int process_batches(ss_despooler *d, struct dirent **names, int count, si
     struct batch prev = {0};
     size_t rejected_seen = d->stats.rejected;
     int rc = 0, k = 0;
+    struct dirent **valid = malloc(batch_max * sizeof *valid);
+    ss_error *errs = malloc(batch_max * sizeof *errs);
+    if (!valid || !errs) rc = ss_err(e, SS_E_NOMEM, "out of memory");
     for (int start = 0; rc == 0 && start < count; start += (int)batch_max, k ^= 1) {
         int take = count - start < (int)batch_max ? count - start : (int)batch_max;
-        struct batch cur = {.items = bufs[k]};
-        cur.n = load_batch(d, names + start, take, cur.items);
-        if (has_key_instructions(&cur)) rc = finish_batch(d, &prev, &rejected_seen, e);
-        if (rc == 0) judge_batch(d, &cur);
+        struct batch cur = {.d = d, .items = bufs[k]};
+        cur.n = load_batch(d, names + start, take, &cur, valid, errs);
+        if (has_key_instructions(&cur)) rc = finish_batch(d, &prev, e);
+        if (rc == 0) {
+            find_pre_keys(d, &cur);
+            dsp_run_jobs(d, verify_job, &cur, cur.n);
+            judge_batch(d, &cur);
+        }
         stage_batch(d, &cur);
-        if (rc == 0) rc = finish_batch(d, &prev, &rejected_seen, e);
+        if (rc == 0) rc = finish_batch(d, &prev, e);
         stage_wait(d, &cur);
         prev = cur;
         if (rc == 0 && cur.failed) break; /* its commit reports the failure */
     }
-    int last = finish_batch(d, &prev, &rejected_seen, e);
+    int last = finish_batch(d, &prev, e);
+    /* Once per scan, not per batch: a removal from receive that a crash
+     * undoes only brings back a pair the ledger already knows (removed
+     * again, no 4402); the delivered name was made durable before it. */
+    (void)ss_fsync_dirfd(d->receive_fd, NULL);
+    if (d->stats.rejected != rejected_seen) (void)ss_fsync_dirfd(d->rejected_fd, NULL);
+    free(valid);
+    free(errs);
     return rc ? rc : last;
 }
 

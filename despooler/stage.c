@@ -214,29 +214,27 @@ enum outcome dsp_stage_apply(ss_despooler *d, work *w)
 
 struct dsp_pool {
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* a batch to stage, or stop */
-    pthread_cond_t idle; /* the batch is staged */
+    pthread_cond_t wake; /* a round of jobs, or stop */
+    pthread_cond_t idle; /* the round is done */
     pthread_t *threads;
     dsp_stager *stagers;
     int nthreads;
     bool stop;
-    /* the batch in hand */
-    work *items;
+    /* the round in hand: job(stager, ctx, i) for every i < n */
+    dsp_job_fn job;
+    void *ctx;
     size_t n;
     atomic_size_t next;
     size_t busy; /* threads still working on it */
     unsigned generation;
-    int receive_fd;
-    uint64_t max_bytes;
 };
 
-/* Takes items until none is left; each is staged by exactly one thread. */
+/* Takes items until none is left; each is run by exactly one thread. */
 static void drain_items(struct dsp_pool *p, dsp_stager *st)
 {
     size_t i;
     while ((i = atomic_fetch_add(&p->next, 1)) < p->n)
-        if (p->items[i].sv == SV_PENDING)
-            dsp_stage_job(st, p->receive_fd, p->max_bytes, &p->items[i]);
+        p->job(st, p->ctx, i);
 }
 
 struct worker_arg {
@@ -304,15 +302,14 @@ dsp_pool *dsp_pool_start(int nthreads, ss_error *e)
     return p;
 }
 
-void dsp_pool_submit(dsp_pool *p, work *items, size_t n, int receive_fd, uint64_t max_bytes)
+void dsp_pool_submit(dsp_pool *p, dsp_job_fn job, void *ctx, size_t n)
 {
     pthread_mutex_lock(&p->lock);
-    p->items = items;
+    p->job = job;
+    p->ctx = ctx;
     p->n = n;
     atomic_store(&p->next, 0);
     p->busy = (size_t)p->nthreads;
-    p->receive_fd = receive_fd;
-    p->max_bytes = max_bytes;
     p->generation++;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
@@ -323,9 +320,20 @@ void dsp_pool_wait(dsp_pool *p)
     pthread_mutex_lock(&p->lock);
     while (p->busy > 0)
         pthread_cond_wait(&p->idle, &p->lock);
-    p->items = NULL;
     p->n = 0;
     pthread_mutex_unlock(&p->lock);
+}
+
+void dsp_run_jobs(ss_despooler *d, dsp_job_fn job, void *ctx, size_t n)
+{
+    if (d->pool) {
+        dsp_pool_submit(d->pool, job, ctx, n);
+        dsp_pool_wait(d->pool);
+        return;
+    }
+    dsp_stager main = {.read_buf = d->read_buf, .inflater = &d->inflater};
+    for (size_t i = 0; i < n; i++)
+        job(&main, ctx, i);
 }
 
 void dsp_pool_stop(dsp_pool *p)

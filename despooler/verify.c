@@ -27,6 +27,16 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The fields' signature with key: the pool's check (scan.c) if it was
+ * made with this very key, else checked now. */
+static int verify_fields(const work *w, const ss_pubkey *pk, ss_error *e)
+{
+    if (w->pre_state >= 2 && !memcmp(w->pre_pk.pk, pk->pk, sizeof pk->pk) &&
+        !memcmp(w->pre_pk.keyid, pk->keyid, sizeof pk->keyid))
+        return w->pre_state == 2 ? 0 : ss_err(e, SS_E_BADGLOBAL, "%s", w->pre_detail);
+    return ss_sig_verify_comment(&w->sig, pk, e);
+}
+
 static const ss_keyrec *usable_cached(const ss_despooler *d, const work *w)
 {
     for (int i = 0; i < d->nusable; i++)
@@ -113,7 +123,7 @@ int dsp_find_signer(ss_despooler *d, work *w, const char *base, bool for_data, s
     if (found < 0) return -1;
     if (found) {
         ss_error bad = {0};
-        if (ss_sig_verify_comment(&w->sig, &key->pk, &bad) != 0) {
+        if (verify_fields(w, &key->pk, &bad) != 0) {
             QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, bad.msg);
             *o = OUT_DONE;
             return 0;
@@ -148,7 +158,7 @@ enum outcome dsp_authenticate(ss_despooler *d, work *w, const char *base, ss_key
     const ss_keyrec *cached = usable_cached(d, w);
     if (cached) {
         *key = *cached;
-        if (ss_sig_verify_comment(&w->sig, &key->pk, &e) != 0) {
+        if (verify_fields(w, &key->pk, &e) != 0) {
             QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
             return OUT_DONE;
         }
