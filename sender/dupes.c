@@ -1,7 +1,8 @@
 /*
- * dupes.c - the index of queued data instructions.  See dupes.h.
+ * dupes.c - the index of queued data files.  See dupes.h.
  */
 #include "dupes.h"
+#include "bundle.h"
 #include "outbox.h"
 
 #include <stdlib.h>
@@ -38,7 +39,7 @@ static int grow_slots(ss_dupes *d, ss_error *e)
     return 0;
 }
 
-int ss_dupes_add(ss_dupes *d, const ss_instr *in, const char *pck, size_t *index, ss_error *e)
+int ss_dupes_add(ss_dupes *d, const ss_dupe *x, size_t *index, ss_error *e)
 {
     if (grow_slots(d, e) != 0) return -1;
     if (d->n == d->cap) {
@@ -48,7 +49,16 @@ int ss_dupes_add(ss_dupes *d, const ss_instr *in, const char *pck, size_t *index
         d->v = v;
         d->cap = cap;
     }
-    ss_dupe *x = &d->v[d->n];
+    d->v[d->n] = *x;
+    slot_insert(d->slots, d->nslots, x->name, d->n);
+    if (index) *index = d->n;
+    d->n++;
+    return 0;
+}
+
+/* The entry of a queued instruction whose package is pck. */
+static void entry_of(const ss_instr *in, const char *pck, ss_dupe *x)
+{
     memset(x, 0, sizeof *x);
     memcpy(x->id, in->id, sizeof x->id);
     snprintf(x->pck, sizeof x->pck, "%s", pck);
@@ -56,9 +66,20 @@ int ss_dupes_add(ss_dupes *d, const ss_instr *in, const char *pck, size_t *index
     snprintf(x->dest, sizeof x->dest, "%s", in->dest);
     x->size = in->size;
     x->zip = in->zip;
-    slot_insert(d->slots, d->nslots, x->name, d->n);
-    if (index) *index = d->n;
-    d->n++;
+    x->files = in->files;
+}
+
+/* A queued bundle, read when a file for its destination is looked up. */
+static int add_bundle(ss_dupes *d, const ss_dupe *x, ss_error *e)
+{
+    if (d->nbundles == d->bcap) {
+        size_t cap = d->bcap ? d->bcap * 2 : 16;
+        ss_dupe *v = realloc(d->bundles, cap * sizeof *v);
+        if (!v) return ss_err(e, SS_E_NOMEM, "out of memory for the outbox index");
+        d->bundles = v;
+        d->bcap = cap;
+    }
+    d->bundles[d->nbundles++] = *x;
     return 0;
 }
 
@@ -86,7 +107,9 @@ int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_error *e)
             continue;
         char pck[NAME_MAX + 1];
         snprintf(pck, sizeof pck, "%.*s.pck", (int)(strlen(name) - 4), name);
-        rc = ss_dupes_add(d, &in, pck, NULL, e);
+        ss_dupe x;
+        entry_of(&in, pck, &x);
+        rc = in.files ? add_bundle(d, &x, e) : ss_dupes_add(d, &x, NULL, e);
     }
     ss_outbox_list_free(names, count);
     return rc;
@@ -104,19 +127,93 @@ static bool entry_hash(ss_dupe *x, int outbox_fd)
     return x->hashed == 1;
 }
 
-const ss_dupe *ss_dupes_find(ss_dupes *d, int outbox_fd, const ss_instr *in, const char *pck)
+/* ------------------------------------------------------- queued bundles */
+
+/* The files of one bundle, each hashed as it is read. */
+struct bundle_scan {
+    const ss_dupe *bundle;
+    ss_dupe *found;
+    size_t n, cap;
+    ss_hash h;
+};
+
+static int scan_entry(void *ctx, const ss_bundle_entry *m, ss_error *e)
 {
+    struct bundle_scan *bs = ctx;
+    if (bs->n == bs->cap) {
+        size_t cap = bs->cap ? bs->cap * 2 : 64;
+        ss_dupe *v = realloc(bs->found, cap * sizeof *v);
+        if (!v) return ss_err(e, SS_E_NOMEM, "out of memory for the outbox index");
+        bs->found = v;
+        bs->cap = cap;
+    }
+    ss_dupe *x = &bs->found[bs->n];
+    *x = *bs->bundle;
+    snprintf(x->name, sizeof x->name, "%s", m->name);
+    x->size = m->size;
+    ss_hash_init(&bs->h);
+    return 1;
+}
+
+static int scan_data(void *ctx, const void *buf, size_t len, ss_error *e)
+{
+    (void)e;
+    ss_hash_update(&((struct bundle_scan *)ctx)->h, buf, len);
+    return 0;
+}
+
+static int scan_end(void *ctx, ss_error *e)
+{
+    (void)e;
+    struct bundle_scan *bs = ctx;
+    ss_hash_final(&bs->h, bs->found[bs->n].hash);
+    bs->found[bs->n++].hashed = 1;
+    return 0;
+}
+
+/* Indexes the files of one queued bundle; one that cannot be read whole
+ * holds nothing (its files are not duplicates of anything). */
+static int index_bundle(ss_dupes *d, int outbox_fd, const ss_dupe *bundle, ss_error *e)
+{
+    static const ss_bundle_visitor v = {scan_entry, scan_data, scan_end};
+    struct bundle_scan bs = {.bundle = bundle};
+    ss_error ignored;
+    int rc = 0;
+    if (ss_bundle_read(outbox_fd, bundle->pck, bundle->zip, bundle->size, &v, &bs, &ignored) >= 0)
+        for (size_t i = 0; rc == 0 && i < bs.n; i++)
+            rc = ss_dupes_add(d, &bs.found[i], NULL, e);
+    free(bs.found);
+    return rc;
+}
+
+/* Reads the queued bundles for dest that were not read yet. */
+static void index_bundles(ss_dupes *d, int outbox_fd, const char *dest)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < d->nbundles; i++) {
+        ss_error ignored;
+        if (strcmp(d->bundles[i].dest, dest) ||
+            index_bundle(d, outbox_fd, &d->bundles[i], &ignored))
+            d->bundles[kept++] = d->bundles[i]; /* (out of memory: tried again next time) */
+    }
+    d->nbundles = kept;
+}
+
+/* ------------------------------------------------------------------ find */
+
+const ss_dupe *ss_dupes_find(ss_dupes *d, int outbox_fd, ss_dupe *probe)
+{
+    if (d->nbundles) index_bundles(d, outbox_fd, probe->dest);
     if (!d->nslots) return NULL;
-    ss_dupe self = {.zip = in->zip, .size = in->size};
-    snprintf(self.pck, sizeof self.pck, "%s", pck);
-    for (size_t i = name_hash(in->name) & (d->nslots - 1); d->slots[i];
+    for (size_t i = name_hash(probe->name) & (d->nslots - 1); d->slots[i];
          i = (i + 1) & (d->nslots - 1)) {
         ss_dupe *x = &d->v[d->slots[i] - 1];
-        if (strcmp(x->name, in->name) || strcmp(x->dest, in->dest) || x->size != in->size) continue;
-        if (entry_hash(&self, outbox_fd) && entry_hash(x, outbox_fd) &&
-            !memcmp(self.hash, x->hash, sizeof self.hash))
+        if (strcmp(x->name, probe->name) || strcmp(x->dest, probe->dest) || x->size != probe->size)
+            continue;
+        if (entry_hash(probe, outbox_fd) && entry_hash(x, outbox_fd) &&
+            !memcmp(probe->hash, x->hash, sizeof probe->hash))
             return x;
-        if (self.hashed < 0) return NULL; /* our own package: cannot compare */
+        if (probe->hashed < 0) return NULL; /* our own package: cannot compare */
     }
     return NULL;
 }
@@ -125,5 +222,6 @@ void ss_dupes_free(ss_dupes *d)
 {
     free(d->v);
     free(d->slots);
+    free(d->bundles);
     memset(d, 0, sizeof *d);
 }

@@ -1,6 +1,22 @@
 /*
  * pack.c - packing files into a peer's outbox and queuing them.  See
- * sender.h for the order and why it is so.
+ * sender.h for the order and why it is so, and bundle.h for bundles.
+ *
+ * A call's files are first grouped into pairs (ss_bundle_plan): regular
+ * files smaller than bundle_below share bundles of up to bundle_max_files,
+ * the rest get a pair each.  Pairs are then packed, numbered, published
+ * and recorded as before - one sequence number, one 4504 and one 4500 per
+ * pair - while what the caller is told stays per file: each file of a
+ * queued bundle is told with the bundle's instruction id and its count,
+ * the bundle's 4504 names the count, and sender.log names each file.
+ *
+ * A file of a bundle that changes size (or stops being a regular file)
+ * while it is packed leaves the bundle and gets a pair of its own, packed
+ * as any single file is: what was read is what is sent.  A bundle some of
+ * whose files turn out to be still queued (the check is made under the
+ * outbox lock) is packed again without them from its own package, not
+ * from the inputs: the only packing done under the lock, bounded by the
+ * bundle's size (its files are small by definition).
  *
  * Diagnostics: a file that cannot be packed raises 4505 and fails the call
  * with nothing queued, naming the file (and, for a full disk, "no space
@@ -10,6 +26,7 @@
  * told to the caller).
  */
 #include "../inboxes/fileio.h"
+#include "bundle.h"
 #include "dupes.h"
 #include "outbox.h"
 #include "recover.h"
@@ -25,13 +42,26 @@
 #include <unistd.h>
 
 #define READ_CHUNK (256 * 1024)
+#define NONE SIZE_MAX
 
-/* One item on its way: its files and fields. */
+/* One file of the call. */
+typedef struct member {
+    char name[SS_NAME_MAX + 1];        /* delivered name, once known to be valid */
+    size_t pair;                       /* the pair that carries it */
+    size_t next;                       /* the next file of that pair, or NONE */
+    unsigned char hash[SS_HASH_BYTES]; /* its payload's, when hashed */
+    bool hashed;                       /* (bundled files, when duplicates are checked) */
+} member;
+
+/* One pair on its way: a file of its own, or a bundle (in.files > 0). */
 typedef struct packed {
     ss_atomic pck, ins;
     ss_instr in;
     unsigned char hash[SS_HASH_BYTES]; /* of the package bytes: what is signed */
-    size_t dupe_index;                 /* its entry in the duplicate index */
+    size_t head, tail;                 /* its files, in the order given */
+    unsigned count;                    /* files */
+    unsigned live;                     /* files it queues: the others are still queued */
+    size_t dupe_index;                 /* a pair of its own: its entry in the duplicate index */
     bool indexed;
 } packed;
 
@@ -39,27 +69,185 @@ typedef struct packed {
 typedef struct packing {
     ss_sender *s;
     ss_outbox o;
-    const char *to;
+    const char *to, *dest;
     ss_send_item *items;
-    packed *p;
+    member *m;
     size_t n;
+    packed *p;     /* at most n pairs */
+    size_t np;     /* pairs so far (a file leaving a bundle adds one) */
+    size_t *order; /* pairs in the order of publication (of their first files) */
     ss_dupes dupes;
     bool check_dupes;
 } packing;
 
-/* ---------------------------------------------------------------- packing */
+/* ---------------------------------------------------------------- names */
 
-struct pack_sink {
+static const char *item_name(const ss_send_item *it, char *buf, size_t len)
+{
+    if (it->name) return it->name;
+    if (!it->path || !strcmp(it->path, "-")) return "stdin";
+    snprintf(buf, len, "%s", it->path);
+    return basename(buf);
+}
+
+/* What a message calls file i. */
+static const char *shown_name(const packing *k, size_t i, char *buf, size_t len)
+{
+    return k->m[i].name[0] ? k->m[i].name : item_name(&k->items[i], buf, len);
+}
+
+/* A full disk is said as such, with the folder that is full. */
+static void explain_failure(ss_error *e, const char *where, const char *what, const char *name,
+                            const char *to)
+{
+    char why[sizeof e->msg];
+    snprintf(why, sizeof why, "%s", e->msg);
+    if (ss_error_no_space(e))
+        ss_err(e, SS_E_IO, "no space left on device in %s: cannot %s %s for %s (%s)", where, what,
+               name, to, why);
+}
+
+/* ------------------------------------------------------------- grouping */
+
+/* May file i share a package?  A regular data file below bundle_below,
+ * with a valid name (an invalid one fails later, on its own, as today). */
+static bool may_share(const packing *k, size_t i)
+{
+    const ss_send_item *it = &k->items[i];
+    struct stat st;
+    return k->s->conf->bundle_max_files > 1 && it->type == SS_TYPE_DATA && it->path &&
+           strcmp(it->path, "-") && k->m[i].name[0] && stat(it->path, &st) == 0 &&
+           S_ISREG(st.st_mode) && (uint64_t)st.st_size < k->s->conf->bundle_below;
+}
+
+static void pair_init(packed *p)
+{
+    memset(p, 0, sizeof *p);
+    p->pck.fd = p->ins.fd = -1; /* not begun: aborting them closes nothing */
+    p->head = p->tail = NONE;
+}
+
+/* Appends file i to pair u (files stay in the order given). */
+static void pair_append(packing *k, size_t u, size_t i)
+{
+    packed *p = &k->p[u];
+    k->m[i].pair = u;
+    k->m[i].next = NONE;
+    if (p->tail == NONE)
+        p->head = i;
+    else
+        k->m[p->tail].next = i;
+    p->tail = i;
+    p->count++;
+}
+
+/* Takes file i out of its bundle into a new pair of its own. */
+static void pair_split(packing *k, size_t i)
+{
+    packed *p = &k->p[k->m[i].pair];
+    size_t prev = NONE;
+    for (size_t j = p->head; j != i; j = k->m[j].next)
+        prev = j;
+    if (prev == NONE)
+        p->head = k->m[i].next;
+    else
+        k->m[prev].next = k->m[i].next;
+    if (p->tail == i) p->tail = prev;
+    p->count--;
+    pair_init(&k->p[k->np]);
+    pair_append(k, k->np++, i);
+}
+
+/* Every file's name, then its pair. */
+static int plan_pairs(packing *k, ss_error *e)
+{
+    const char **names = calloc(k->n, sizeof *names);
+    bool *small = calloc(k->n, sizeof *small);
+    size_t *pair = calloc(k->n, sizeof *pair);
+    long np = names && small && pair ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
+    for (size_t i = 0; np == 0 && i < k->n; i++) {
+        char buf[PATH_MAX];
+        const char *name = item_name(&k->items[i], buf, sizeof buf);
+        if (ss_file_name_valid(name)) snprintf(k->m[i].name, sizeof k->m[i].name, "%s", name);
+        names[i] = k->m[i].name;
+        small[i] = may_share(k, i);
+    }
+    if (np == 0) np = ss_bundle_plan(names, small, k->n, k->s->conf->bundle_max_files, pair, e);
+    for (long u = 0; u < np; u++)
+        pair_init(&k->p[u]);
+    for (size_t i = 0; np > 0 && i < k->n; i++)
+        pair_append(k, pair[i], i);
+    k->np = np > 0 ? (size_t)np : 0;
+    free(names);
+    free(small);
+    free(pair);
+    return np < 0 ? -1 : 0;
+}
+
+/* Publication follows the first file of each pair. */
+static void order_pairs(packing *k)
+{
+    size_t *first = k->order, np = 0; /* reused: pair whose first file is i, or NONE */
+    for (size_t i = 0; i < k->n; i++)
+        first[i] = NONE;
+    for (size_t u = 0; u < k->np; u++)
+        first[k->p[u].head] = u;
+    for (size_t i = 0; i < k->n; i++)
+        if (first[i] != NONE) k->order[np++] = first[i];
+}
+
+/* ---------------------------------------------------------------- streams */
+
+/* A package being written: deflated, hashed and written in one pass, with
+ * the sender's reused zlib state. */
+typedef struct stream {
+    ss_sender *s;
     int fd;
     ss_hash hash;
-};
+} stream;
 
-static int pack_sink_write(void *ctx, const void *buf, size_t len, ss_error *e)
+static int stream_write(void *ctx, const void *buf, size_t len, ss_error *e)
 {
-    struct pack_sink *ps = ctx;
-    ss_hash_update(&ps->hash, buf, len);
-    return ss_write_all(ps->fd, buf, len, e);
+    stream *st = ctx;
+    ss_hash_update(&st->hash, buf, len);
+    return ss_write_all(st->fd, buf, len, e);
 }
+
+static int stream_begin(stream *st, ss_sender *s, int fd, enum ss_zip zip, ss_error *e)
+{
+    *st = (stream){.s = s, .fd = fd};
+    ss_hash_init(&st->hash);
+    if (!s->buf && !(s->buf = malloc(READ_CHUNK))) return ss_err(e, SS_E_NOMEM, "out of memory");
+    if (s->deflater_ready) return ss_deflater_reset(&s->deflater, e);
+    int rc = ss_deflater_init(&s->deflater, zip, s->conf->compression_level, e);
+    s->deflater_ready = rc == 0;
+    return rc;
+}
+
+/* The payload's next bytes (a sink, for the bundle writer too). */
+static int stream_feed(void *ctx, const void *buf, size_t len, ss_error *e)
+{
+    stream *st = ctx;
+    return ss_deflater_feed(&st->s->deflater, buf, len, stream_write, st, e);
+}
+
+/* Finishes the stream if rc is 0: *size receives the payload's length. */
+static int stream_end(stream *st, int rc, unsigned char hash[SS_HASH_BYTES], uint64_t *size,
+                      ss_error *e)
+{
+    ss_sender *s = st->s;
+    if (rc == 0) rc = ss_deflater_finish(&s->deflater, stream_write, st, e);
+    *size = s->deflater_ready ? s->deflater.in_bytes : 0;
+    if (rc != 0 && s->deflater_ready) {
+        /* A failed stream leaves zlib mid-way: start clean next time. */
+        ss_deflater_free(&s->deflater);
+        s->deflater_ready = false;
+    }
+    if (rc == 0) ss_hash_final(&st->hash, hash);
+    return rc;
+}
+
+/* ------------------------------------------------------------- packing */
 
 static int open_input(const char *path, ss_error *e)
 {
@@ -74,169 +262,363 @@ static int open_input(const char *path, ss_error *e)
     return fd;
 }
 
-/* Streams one input (in_fd, or data when in_fd < 0) into pck: deflate and
- * hash in one pass, with the sender's reused zlib state and buffer. */
-static int pack_payload(ss_sender *s, int in_fd, const ss_send_item *it, ss_atomic *pck,
-                        enum ss_zip zip, unsigned char hash[SS_HASH_BYTES], uint64_t *size,
-                        ss_error *e)
-{
-    struct pack_sink ps = {.fd = pck->fd};
-    ss_hash_init(&ps.hash);
-    ss_deflater *d = &s->deflater;
-    int rc = 0;
-    if (!s->buf && !(s->buf = malloc(READ_CHUNK))) return ss_err(e, SS_E_NOMEM, "out of memory");
-    if (!s->deflater_ready) {
-        rc = ss_deflater_init(d, zip, s->conf->compression_level, e);
-        s->deflater_ready = rc == 0;
-    } else {
-        rc = ss_deflater_reset(d, e);
-    }
-    ssize_t n = 0;
-    if (in_fd < 0 && rc == 0)
-        rc = ss_deflater_feed(d, it->data, it->data_len, pack_sink_write, &ps, e);
-    while (in_fd >= 0 && rc == 0 && (n = ss_read_full(in_fd, s->buf, READ_CHUNK, e)) > 0)
-        rc = ss_deflater_feed(d, s->buf, (size_t)n, pack_sink_write, &ps, e);
-    if (rc == 0 && n < 0) rc = -1;
-    if (rc == 0) rc = ss_deflater_finish(d, pack_sink_write, &ps, e);
-    *size = d->in_bytes;
-    if (rc != 0 && s->deflater_ready) {
-        /* A failed stream leaves zlib mid-way: start clean next time. */
-        ss_deflater_free(d);
-        s->deflater_ready = false;
-    }
-    if (rc == 0) ss_hash_final(&ps.hash, hash);
-    return rc;
-}
-
-static const char *item_name(const ss_send_item *it, char *buf, size_t len)
-{
-    if (it->name) return it->name;
-    if (!it->path || !strcmp(it->path, "-")) return "stdin";
-    snprintf(buf, len, "%s", it->path);
-    return basename(buf);
-}
-
-/* A full disk is said as such, with the folder that is full. */
-static void explain_failure(ss_error *e, const char *where, const char *what, const char *name,
-                            const char *to)
-{
-    char why[sizeof e->msg];
-    snprintf(why, sizeof why, "%s", e->msg);
-    if (ss_error_no_space(e))
-        ss_err(e, SS_E_IO, "no space left on device in %s: cannot %s %s for %s (%s)", where, what,
-               name, to, why);
-}
-
 /* The fields known before publication (seq and times come then). */
-static int item_fields(ss_sender *s, const char *to, const char *dest, const ss_send_item *it,
-                       ss_instr *in, ss_error *e)
+static int pair_fields(packing *k, packed *p, ss_error *e)
 {
-    char namebuf[PATH_MAX];
+    ss_instr *in = &p->in;
+    const ss_send_item *it = &k->items[p->head];
     memset(in, 0, sizeof *in);
     ss_instr_new_id(in->id);
-    snprintf(in->from, sizeof in->from, "%s", s->conf->site_code);
-    snprintf(in->to, sizeof in->to, "%s", to);
+    snprintf(in->from, sizeof in->from, "%s", k->s->conf->site_code);
+    snprintf(in->to, sizeof in->to, "%s", k->to);
     in->type = it->type;
-    snprintf(in->dest, sizeof in->dest, "%s", dest);
+    snprintf(in->dest, sizeof in->dest, "%s", k->dest);
+    in->zip = k->s->conf->compression_level > 0 ? SS_ZIP_ZLIB : SS_ZIP_NONE;
+    if (p->count > 1) {
+        in->files = p->count;
+        ss_bundle_name(p->count, in->name, sizeof in->name);
+        return 0;
+    }
+    char namebuf[PATH_MAX];
     const char *name = item_name(it, namebuf, sizeof namebuf);
     if (!ss_file_name_valid(name))
         return ss_err(e, SS_E_USAGE, "'%s' cannot be a delivered file name (use --name)", name);
     snprintf(in->name, sizeof in->name, "%s", name);
-    in->zip = s->conf->compression_level > 0 ? SS_ZIP_ZLIB : SS_ZIP_NONE;
     return 0;
 }
 
-/* Packs one item into a closed (not yet flushed) temporary package. */
-static int pack_one(packing *k, const char *dest, size_t i, ss_error *e)
+/* Streams one input (in_fd, or data when in_fd < 0) into the stream. */
+static int pack_payload(ss_sender *s, int in_fd, const ss_send_item *it, stream *st, ss_error *e)
 {
-    ss_send_item *it = &k->items[i];
-    packed *p = &k->p[i];
-    if (item_fields(k->s, k->to, dest, it, &p->in, e) != 0) return -1;
+    if (in_fd < 0) return stream_feed(st, it->data, it->data_len, e);
+    ssize_t n;
+    int rc = 0;
+    while (rc == 0 && (n = ss_read_full(in_fd, s->buf, READ_CHUNK, e)) > 0)
+        rc = stream_feed(st, s->buf, (size_t)n, e);
+    return rc == 0 && n < 0 ? -1 : rc;
+}
+
+/* A pair of its own, packed into a closed (not yet flushed) temporary
+ * package: whatever the input gives is the payload. */
+static int pack_single(packing *k, packed *p, ss_error *e)
+{
+    ss_send_item *it = &k->items[p->head];
     int in_fd = it->path ? open_input(it->path, e) : -1;
     if (it->path && in_fd < 0) return -1;
     char final[64];
+    stream st;
     snprintf(final, sizeof final, "%s.pck", p->in.id);
     int rc = ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e);
-    if (rc == 0) rc = pack_payload(k->s, in_fd, it, &p->pck, p->in.zip, p->hash, &p->in.size, e);
+    if (rc == 0 && (rc = stream_begin(&st, k->s, p->pck.fd, p->in.zip, e)) == 0)
+        rc = stream_end(&st, pack_payload(k->s, in_fd, it, &st, e), p->hash, &p->in.size, e);
     if (in_fd >= 0) close(in_fd);
     if (rc == 0) rc = ss_atomic_close(&p->pck, false, e);
-    if (rc != 0) {
-        explain_failure(e, k->o.path, "pack", p->in.name, k->to);
-        ss_atomic_abort(&p->pck);
-        return -1;
-    }
-    memcpy(it->id, p->in.id, sizeof p->in.id);
+    if (rc != 0) return -1;
     it->size = p->in.size;
     return 0;
 }
 
-static void abort_items(packing *k, size_t from)
+/* One file into the bundle: its header, then exactly the size it had when
+ * opened.  1: it is no longer a small regular file, or it changed size
+ * while read; it was not added. */
+static int add_member(packing *k, ss_bundle_writer *w, size_t i, ss_error *e)
 {
-    for (size_t i = from; i < k->n; i++) {
-        ss_atomic_abort(&k->p[i].pck);
-        ss_atomic_abort(&k->p[i].ins);
+    ss_send_item *it = &k->items[i];
+    member *m = &k->m[i];
+    int fd = open_input(it->path, e);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return ss_err_sys(e, "cannot read %s", it->path);
+    }
+    /* Still a small regular file (it may have changed since it was grouped)? */
+    bool small = S_ISREG(st.st_mode) && (uint64_t)st.st_size < k->s->conf->bundle_below;
+    uint64_t size = small ? (uint64_t)st.st_size : 0, got = 0;
+    int rc = small ? ss_bundle_writer_add(w, m->name, size, st.st_mtim.tv_sec, e) : 1;
+    ss_hash h;
+    ss_hash_init(&h);
+    ssize_t n = READ_CHUNK;
+    /* Until the end of the file (a short read), or past the size it had. */
+    while (rc == 0 && got <= size && n == READ_CHUNK &&
+           (n = ss_read_full(fd, k->s->buf, READ_CHUNK, e)) > 0) {
+        size_t use = (uint64_t)n < size - got ? (size_t)n : (size_t)(size - got);
+        rc = ss_bundle_writer_data(w, k->s->buf, use, e);
+        if (k->check_dupes) ss_hash_update(&h, k->s->buf, use);
+        got += (uint64_t)n;
+    }
+    close(fd);
+    if (rc == 0 && n < 0) rc = -1;
+    if (rc == 0 && got != size) rc = 1; /* grew or shrank while read */
+    if (rc != 0) return rc;
+    it->size = size;
+    ss_hash_final(&h, m->hash);
+    m->hashed = k->check_dupes;
+    return 0;
+}
+
+/* A bundle, packed like a single file's payload: the tar stream is the
+ * payload.  *bad receives the file being added when a failure came
+ * (NONE: the bundle's own), *changed the file that changed while read. */
+static int pack_bundle(packing *k, packed *p, size_t *bad, size_t *changed, ss_error *e)
+{
+    char final[64];
+    stream st;
+    ss_bundle_writer w;
+    snprintf(final, sizeof final, "%s.pck", p->in.id);
+    if (ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e) != 0 ||
+        stream_begin(&st, k->s, p->pck.fd, p->in.zip, e) != 0)
+        return -1;
+    int rc = ss_bundle_writer_open(&w, stream_feed, &st, e);
+    if (rc == 0) {
+        for (size_t i = p->head; i != NONE; i = k->m[i].next) {
+            *bad = i;
+            if ((rc = add_member(k, &w, i, e)) != 0) break;
+        }
+        if (rc == 0) *bad = NONE;
+        if (rc == 1) *changed = *bad;
+        if (rc == 0) rc = ss_bundle_writer_close(&w, e);
+        ss_bundle_writer_abort(&w);
+    }
+    if (stream_end(&st, rc, p->hash, &p->in.size, e) != 0) return -1;
+    return ss_atomic_close(&p->pck, false, e);
+}
+
+/* Packs pair u.  A file that changed while its bundle was packed leaves it
+ * for a pair of its own (packed in its turn), and the bundle is packed
+ * again without it.  *bad: the file a failure concerns (NONE: the pair). */
+static int pack_pair(packing *k, size_t u, size_t *bad, ss_error *e)
+{
+    for (;;) {
+        packed *p = &k->p[u];
+        *bad = p->head;
+        if (pair_fields(k, p, e) != 0) return -1;
+        if (p->count == 1) return pack_single(k, p, e);
+        size_t changed = NONE;
+        if (pack_bundle(k, p, bad, &changed, e) == 0) return 0;
+        if (changed == NONE) return -1;
+        ss_atomic_abort(&p->pck);
+        pair_split(k, changed);
     }
 }
 
-/* 4505 for an item that was not queued (stored later if site.db cannot). */
-static void report_not_queued(packing *k, size_t i, const ss_error *why)
+static void abort_pairs(packing *k)
 {
-    char name[PATH_MAX];
-    const char *shown =
-        k->p[i].in.name[0] ? k->p[i].in.name : item_name(&k->items[i], name, sizeof name);
+    for (size_t u = 0; u < k->np; u++) {
+        ss_atomic_abort(&k->p[u].pck);
+        ss_atomic_abort(&k->p[u].ins);
+    }
+}
+
+/* 4505 for what was not queued (stored later if site.db cannot). */
+static void report_not_queued(packing *k, const char *shown, const ss_error *why)
+{
     ss_error ignored;
     if (ss_notices_add(&k->s->notices, &ignored, 4505, shown, k->to, why->msg, NULL) == 0)
         (void)ss_notices_store(&k->s->notices, k->s->db, k->s->rep, NULL, NULL, &ignored);
 }
 
-/* Every item into a temporary package, then one flush for all of them.
- * On failure nothing of the call is left in the outbox. */
-static int pack_all(packing *k, const char *dest, ss_error *e)
+/* What a message calls pair u: its file, or its files. */
+static const char *pair_shown(const packing *k, const packed *p, char *buf, size_t len)
 {
-    for (size_t i = 0; i < k->n; i++) {
-        if (pack_one(k, dest, i, e) != 0) {
-            report_not_queued(k, i, e);
-            abort_items(k, 0);
-            return -1;
-        }
+    if (p->count == 1) return shown_name(k, p->head, buf, len);
+    ss_bundle_describe(&p->in, buf, len);
+    return buf;
+}
+
+/* Every pair into a temporary package, then one flush for all of them.
+ * On failure nothing of the call is left in the outbox. */
+static int pack_all(packing *k, ss_error *e)
+{
+    for (size_t u = 0, bad; u < k->np; u++) { /* np grows as files leave bundles */
+        if (pack_pair(k, u, &bad, e) == 0) continue;
+        char buf[PATH_MAX];
+        const char *shown = bad == NONE ? pair_shown(k, &k->p[u], buf, sizeof buf)
+                                        : shown_name(k, bad, buf, sizeof buf);
+        explain_failure(e, k->o.path, "pack", shown, k->to);
+        report_not_queued(k, shown, e);
+        abort_pairs(k);
+        return -1;
     }
-    if (ss_sync_fs(k->o.fd, e) == 0) return 0;
+    if (ss_sync_fs(k->o.fd, e) == 0) {
+        order_pairs(k);
+        return 0;
+    }
     explain_failure(e, k->o.path, "flush the packages of", "this send", k->to);
-    abort_items(k, 0);
+    abort_pairs(k);
     return -1;
 }
 
 /* ------------------------------------------------------------- duplicates */
 
-static bool is_skipped(const packing *k, size_t i)
+static bool is_skipped(const packed *p)
 {
-    return k->items[i].already_queued;
+    return p->live == 0;
 }
 
 static void tell(packing *k, size_t i)
 {
-    if (k->s->on_queued) k->s->on_queued(k->s->on_queued_ctx, k->to, &k->items[i], k->p[i].in.name);
+    if (k->s->on_queued) k->s->on_queued(k->s->on_queued_ctx, k->to, &k->items[i], k->m[i].name);
 }
 
-/* Drops the item if the same file is still queued, else indexes it so that
- * a later item of this call can be found to repeat it. */
-static int check_dupe(packing *k, size_t i, ss_error *e)
+/* The files of pair p that were found still queued (true whatever else
+ * happens); all of its files once it is queued. */
+static void tell_pair(packing *k, const packed *p, bool queued)
 {
-    packed *p = &k->p[i];
-    ss_send_item *it = &k->items[i];
-    if (!k->check_dupes || p->in.type != SS_TYPE_DATA) return 0;
-    const ss_dupe *d = ss_dupes_find(&k->dupes, k->o.fd, &p->in, p->pck.tmp);
-    if (!d) {
-        p->indexed = ss_dupes_add(&k->dupes, &p->in, p->pck.tmp, &p->dupe_index, e) == 0;
-        return p->indexed ? 0 : -1;
+    for (size_t i = p->head; i != NONE; i = k->m[i].next)
+        if (queued || k->items[i].already_queued) tell(k, i);
+}
+
+/* How the index knows file i of pair p. */
+static void entry_of(const packing *k, const packed *p, size_t i, ss_dupe *x)
+{
+    memset(x, 0, sizeof *x);
+    memcpy(x->id, p->in.id, sizeof x->id);
+    snprintf(x->pck, sizeof x->pck, "%s", p->pck.tmp);
+    snprintf(x->name, sizeof x->name, "%s", k->m[i].name);
+    snprintf(x->dest, sizeof x->dest, "%s", p->in.dest);
+    x->size = k->items[i].size;
+    x->zip = p->in.zip;
+    x->files = p->in.files;
+    x->hashed = k->m[i].hashed;
+    memcpy(x->hash, k->m[i].hash, sizeof x->hash);
+}
+
+/* Marks the files of pair p that are still queued; returns how many. */
+static unsigned find_queued(packing *k, packed *p)
+{
+    unsigned found = 0;
+    for (size_t i = p->head; i != NONE; i = k->m[i].next) {
+        ss_dupe probe;
+        entry_of(k, p, i, &probe);
+        const ss_dupe *d = ss_dupes_find(&k->dupes, k->o.fd, &probe);
+        if (probe.hashed == 1 && !k->m[i].hashed) { /* keep what was computed */
+            memcpy(k->m[i].hash, probe.hash, sizeof probe.hash);
+            k->m[i].hashed = true;
+        }
+        if (!d) continue;
+        ss_send_item *it = &k->items[i];
+        it->already_queued = true; /* told in its turn, with the others */
+        memcpy(it->id, d->id, sizeof it->id);
+        it->bundled = d->files;
+        found++;
     }
-    it->already_queued = true; /* told in its turn, with the others */
-    memcpy(it->id, d->id, sizeof it->id);
-    ss_atomic_abort(&p->pck);
+    return found;
+}
+
+/* Packing a bundle again from its own package, without the files that
+ * are still queued: the files left, in their order, as a smaller bundle
+ * or (one file left) as that file's own payload. */
+typedef struct shrink {
+    packing *k;
+    size_t next;         /* the file the next member must be */
+    ss_bundle_writer *w; /* NULL: the one file left is the payload */
+    stream *st;
+} shrink;
+
+static int shrink_entry(void *ctx, const ss_bundle_entry *m, ss_error *e)
+{
+    shrink *sh = ctx;
+    size_t i = sh->next;
+    if (i == NONE || strcmp(sh->k->m[i].name, m->name) || m->size != sh->k->items[i].size)
+        return ss_err(e, SS_E_FORMAT, "member %u is not the file packed there", m->index + 1);
+    sh->next = sh->k->m[i].next;
+    if (sh->k->items[i].already_queued) return 0;
+    if (sh->w && ss_bundle_writer_add(sh->w, m->name, m->size, m->mtime, e) != 0) return -1;
+    return 1;
+}
+
+static int shrink_data(void *ctx, const void *buf, size_t len, ss_error *e)
+{
+    shrink *sh = ctx;
+    return sh->w ? ss_bundle_writer_data(sh->w, buf, len, e) : stream_feed(sh->st, buf, len, e);
+}
+
+/* The new package's fields: a bundle of the files left, or the one. */
+static void shrunk_fields(const packing *k, packed *p)
+{
+    p->in.files = p->live > 1 ? p->live : 0;
+    if (p->live > 1) {
+        ss_bundle_name(p->live, p->in.name, sizeof p->in.name);
+        return;
+    }
+    for (size_t i = p->head; i != NONE; i = k->m[i].next)
+        if (!k->items[i].already_queued)
+            snprintf(p->in.name, sizeof p->in.name, "%s", k->m[i].name);
+}
+
+/* Copies the files left from the package old into p->pck (begun). */
+static int shrink_copy(packing *k, packed *p, const ss_atomic *old, const ss_instr *was,
+                       ss_error *e)
+{
+    static const ss_bundle_visitor v = {shrink_entry, shrink_data, NULL};
+    stream st;
+    ss_bundle_writer w = {0};
+    shrink sh = {.k = k, .next = p->head, .w = p->live > 1 ? &w : NULL, .st = &st};
+    if (stream_begin(&st, k->s, p->pck.fd, p->in.zip, e) != 0) return -1;
+    int rc = sh.w ? ss_bundle_writer_open(&w, stream_feed, &st, e) : 0;
+    if (rc == 0 && ss_bundle_read(k->o.fd, old->tmp, was->zip, was->size, &v, &sh, e) < 0) rc = -1;
+    if (rc == 0 && sh.w) rc = ss_bundle_writer_close(&w, e);
+    ss_bundle_writer_abort(&w);
+    return stream_end(&st, rc, p->hash, &p->in.size, e);
+}
+
+static int shrink_bundle(packing *k, packed *p, ss_error *e)
+{
+    ss_atomic old = p->pck;
+    ss_instr was = p->in;
+    char final[64];
+    shrunk_fields(k, p);
+    snprintf(final, sizeof final, "%s.pck", p->in.id);
+    int rc = ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e);
+    if (rc == 0) rc = shrink_copy(k, p, &old, &was, e);
+    if (rc == 0) rc = ss_atomic_close(&p->pck, false, e);
+    if (rc != 0) {
+        explain_failure(e, k->o.path, "pack again", was.name, k->to);
+        ss_atomic_abort(&p->pck);
+        p->pck = old; /* aborted with the others */
+        p->in = was;
+        return -1;
+    }
+    ss_atomic_abort(&old);
     return 0;
 }
 
+/* Indexes the files pair p queues, so that a later pair of this call can
+ * be found to repeat them. */
+static int index_pair(packing *k, packed *p, ss_error *e)
+{
+    for (size_t i = p->head; i != NONE; i = k->m[i].next) {
+        ss_dupe x;
+        if (k->items[i].already_queued) continue;
+        entry_of(k, p, i, &x);
+        if (ss_dupes_add(&k->dupes, &x, &p->dupe_index, e) != 0) return -1;
+    }
+    p->indexed = p->in.files == 0; /* its package is renamed when it is queued */
+    return 0;
+}
+
+/* Drops what is still queued from pair p: the whole pair, or some files of
+ * a bundle (packed again without them). */
+static int check_pair(packing *k, packed *p, ss_error *e)
+{
+    p->live = p->count;
+    if (!k->check_dupes || p->in.type != SS_TYPE_DATA) return 0;
+    p->live -= find_queued(k, p);
+    if (is_skipped(p)) {
+        ss_atomic_abort(&p->pck);
+        return 0;
+    }
+    if (p->live < p->count && shrink_bundle(k, p, e) != 0) return -1;
+    return index_pair(k, p, e);
+}
+
 /* ------------------------------------------------------------- publishing */
+
+static packed *at(packing *k, size_t pos)
+{
+    return &k->p[k->order[pos]];
+}
 
 static int take_seqs(packing *k, uint64_t count, uint64_t *first, ss_error *e)
 {
@@ -248,12 +630,12 @@ static int take_seqs(packing *k, uint64_t count, uint64_t *first, ss_error *e)
     return rc;
 }
 
-/* Numbers the batch's items in order; *pub receives the journal record. */
+/* Numbers the batch's pairs in order; *pub receives the journal record. */
 static int number_batch(packing *k, size_t b0, size_t b1, ss_journal *pub, ss_error *e)
 {
     uint64_t count = 0, seq;
-    for (size_t i = b0; i < b1; i++)
-        count += !is_skipped(k, i);
+    for (size_t pos = b0; pos < b1; pos++)
+        count += !is_skipped(at(k, pos));
     if (count == 0) return 0;
     if (take_seqs(k, count, &seq, e) != 0) return -1;
     *pub = (ss_journal){.kind = SS_JOURNAL_PUBLISHING,
@@ -261,9 +643,9 @@ static int number_batch(packing *k, size_t b0, size_t b1, ss_journal *pub, ss_er
                         .last_seq = seq + count - 1,
                         .since_ms = ss_now_ms()};
     int64_t now = ss_now();
-    for (size_t i = b0; i < b1; i++) {
-        if (is_skipped(k, i)) continue;
-        packed *p = &k->p[i];
+    for (size_t pos = b0; pos < b1; pos++) {
+        packed *p = at(k, pos);
+        if (is_skipped(p)) continue;
         p->in.seq = seq++;
         p->in.created = now;
         p->in.expires = now + k->s->conf->package_lifetime;
@@ -291,19 +673,21 @@ static int write_instruction(ss_sender *s, ss_atomic *ins, const ss_instr *in,
     return rc;
 }
 
-/* Signed instructions for the batch under temporary names, then one flush. */
+/* Signed instructions for the batch under temporary names, then one flush
+ * (which also makes any package packed again durable). */
 static int write_instructions(packing *k, size_t b0, size_t b1, ss_error *e)
 {
-    for (size_t i = b0; i < b1; i++) {
-        if (is_skipped(k, i)) continue;
-        packed *p = &k->p[i];
-        char final[64];
+    for (size_t pos = b0; pos < b1; pos++) {
+        packed *p = at(k, pos);
+        if (is_skipped(p)) continue;
+        char final[64], shown[PATH_MAX];
         snprintf(final, sizeof final, "%012" PRIu64 "-%s.ins", p->in.seq, p->in.id);
         int rc = ss_atomic_begin(&p->ins, k->o.fd, final, 0640, e);
         if (rc == 0) rc = write_instruction(k->s, &p->ins, &p->in, p->hash, e);
         if (rc == 0) rc = ss_atomic_close(&p->ins, false, e);
         if (rc != 0) {
-            explain_failure(e, k->o.path, "write the instruction of", p->in.name, k->to);
+            explain_failure(e, k->o.path, "write the instruction of",
+                            pair_shown(k, p, shown, sizeof shown), k->to);
             return -1;
         }
     }
@@ -317,15 +701,28 @@ static int record_queued(packing *k, const packed *p, ss_error *e)
 {
     ss_notices *q = &k->s->notices;
     size_t before = q->n;
-    char size[32];
+    char size[32], shown[SS_NAME_MAX + 32];
     snprintf(size, sizeof size, "%" PRIu64, p->in.size);
-    if (ss_notices_add(q, e, 4504, p->in.id, p->in.name, size, k->to, NULL) != 0 ||
+    ss_bundle_describe(&p->in, shown, sizeof shown);
+    if (ss_notices_add(q, e, 4504, p->in.id, shown, size, k->to, NULL) != 0 ||
         (!k->s->sk && ss_notices_add(q, e, 4503, p->in.id, k->to, NULL) != 0) ||
         ss_notices_store(q, k->s->db, k->s->rep, NULL, NULL, e) != 0) {
         ss_notices_truncate(q, before);
         return -1;
     }
     return 0;
+}
+
+/* sender.log names each file of a queued bundle (its 4504 names the count). */
+static void log_files(packing *k, const packed *p)
+{
+    if (!p->in.files) return;
+    ss_log *log = ss_reporter_log(k->s->rep, SS_COMP_SENDER);
+    for (size_t i = p->head; i != NONE; i = k->m[i].next)
+        if (!k->items[i].already_queued)
+            ss_logf(log,
+                    "Queued %s (%" PRIu64 " bytes) for %s in instruction %s, a bundle of %u files",
+                    k->m[i].name, k->items[i].size, k->to, p->in.id, p->in.files);
 }
 
 /* Takes a pair that could not be recorded out of the outbox again. */
@@ -337,40 +734,55 @@ static int unqueue(packing *k, packed *p)
     return rc;
 }
 
-/* Package, then instruction (now queued), then its row, then the caller. */
-static int queue_one(packing *k, size_t i, bool *journal_done, ss_error *e)
+/* Its files know their pair, and the caller is told of each. */
+static void mark_queued(packing *k, packed *p)
 {
-    packed *p = &k->p[i];
+    for (size_t i = p->head; i != NONE; i = k->m[i].next) {
+        ss_send_item *it = &k->items[i];
+        if (it->already_queued) continue;
+        it->queued = true;
+        memcpy(it->id, p->in.id, sizeof it->id);
+        it->bundled = p->in.files;
+    }
+    tell_pair(k, p, true);
+}
+
+/* Package, then instruction (now queued), then its row, then the caller. */
+static int queue_one(packing *k, packed *p, bool *journal_done, ss_error *e)
+{
     snprintf(p->pck.final, sizeof p->pck.final, "%012" PRIu64 "-%s.pck", p->in.seq, p->in.id);
     if (ss_atomic_rename(&p->pck, 0, e) != 0 || ss_atomic_rename(&p->ins, 0, e) != 0) return -1;
     if (record_queued(k, p, e) != 0) {
-        char why[sizeof e->msg];
+        char why[sizeof e->msg], shown[PATH_MAX];
         snprintf(why, sizeof why, "%s", e->msg);
         ss_err(e, SS_E_DB,
                "%scannot record %s (instruction %s) in %s/site.db, so it was not queued: %s",
-               ss_error_no_space(e) ? "no space left on device: " : "", p->in.name, p->in.id,
-               k->s->root, why);
+               ss_error_no_space(e) ? "no space left on device: " : "",
+               pair_shown(k, p, shown, sizeof shown), p->in.id, k->s->root, why);
         /* A pair left queued without its row is recorded by the next
          * holder of the lock: the journal must then stay. */
         *journal_done = unqueue(k, p) == 0;
         return -1;
     }
+    log_files(k, p);
     if (p->indexed) ss_dupes_rename(&k->dupes, p->dupe_index, p->pck.final);
-    k->items[i].queued = true;
-    tell(k, i);
+    mark_queued(k, p);
     return 0;
 }
 
-/* The per-item steps, then one flush of the folder and of site.db. */
+/* The per-pair steps, then one flush of the folder and of site.db. */
 static int queue_batch(packing *k, size_t b0, size_t b1, size_t *failed, ss_error *e)
 {
     bool journal_done = true;
     int rc = ss_db_sync_defer(k->s->db, e);
-    for (size_t i = b0; i < b1; i++) {
-        if (is_skipped(k, i))
-            tell(k, i); /* still true after a failure: it was queued before */
-        else if (rc == 0 && (rc = queue_one(k, i, &journal_done, e)) != 0)
-            *failed = i;
+    for (size_t pos = b0; pos < b1; pos++) {
+        packed *p = at(k, pos);
+        if (is_skipped(p) || rc != 0)
+            tell_pair(k, p, false); /* still true after a failure: queued before */
+        else if ((rc = queue_one(k, p, &journal_done, e)) != 0) {
+            *failed = pos;
+            tell_pair(k, p, false);
+        }
     }
     ss_error late = {0};
     int flushed = ss_fsync_dirfd(k->o.fd, &late) == 0 && ss_db_sync_now(k->s->db, &late) == 0;
@@ -382,37 +794,51 @@ static int queue_batch(packing *k, size_t b0, size_t b1, size_t *failed, ss_erro
     return rc;
 }
 
+/* The files of the batch found still queued, when it failed before any
+ * was queued: they are queued, whatever failed now. */
+static void tell_batch(packing *k, size_t b0, size_t b1)
+{
+    for (size_t pos = b0; pos < b1; pos++)
+        tell_pair(k, at(k, pos), false);
+}
+
 static int publish_batch(packing *k, size_t b0, size_t b1, size_t *failed, ss_error *e)
 {
+    for (*failed = b0; *failed < b1; ++*failed) {
+        if (check_pair(k, at(k, *failed), e) != 0) {
+            tell_batch(k, b0, b1);
+            return -1;
+        }
+    }
     *failed = b0;
-    for (size_t i = b0; i < b1; i++)
-        if (check_dupe(k, i, e) != 0) return -1;
-    while (*failed + 1 < b1 && is_skipped(k, *failed)) /* what a failure names */
+    while (*failed + 1 < b1 && is_skipped(at(k, *failed))) /* what a failure names */
         ++*failed;
     ss_journal pub;
     int numbered = number_batch(k, b0, b1, &pub, e), rc = numbered < 0 ? -1 : 0;
     if (numbered > 0 && (rc = ss_outbox_journal_set(&k->o, &pub, e)) == 0 &&
         (rc = write_instructions(k, b0, b1, e)) == 0)
-        return queue_batch(k, b0, b1, failed, e); /* tells each item in its turn */
+        return queue_batch(k, b0, b1, failed, e); /* tells each file in its turn */
     if (numbered > 0) (void)ss_outbox_journal_set(&k->o, NULL, NULL);
-    for (size_t i = b0; i < b1; i++)
-        if (is_skipped(k, i)) tell(k, i); /* queued before, whatever failed now */
+    tell_batch(k, b0, b1);
     return rc;
 }
 
 /* Under the outbox lock: finish an interrupted publication, then publish
- * batch by batch. */
+ * batch by batch (batch_max pairs). */
 static int publish_all(packing *k, ss_error *e)
 {
     if (ss_outbox_lock(&k->o, e) != 0) return -1;
     int rc = ss_sender_recover(k->s, &k->o, k->to, e);
     if (rc == 0 && k->check_dupes) rc = ss_dupes_load(&k->dupes, k->o.fd, e);
     size_t batch = k->s->conf->batch_max ? k->s->conf->batch_max : 1, failed = 0;
-    for (size_t b0 = 0; rc == 0 && b0 < k->n; b0 += batch) {
-        size_t b1 = k->n - b0 < batch ? k->n : b0 + batch;
-        if ((rc = publish_batch(k, b0, b1, &failed, e)) != 0) report_not_queued(k, failed, e);
+    for (size_t b0 = 0; rc == 0 && b0 < k->np; b0 += batch) {
+        size_t b1 = k->np - b0 < batch ? k->np : b0 + batch;
+        if ((rc = publish_batch(k, b0, b1, &failed, e)) != 0) {
+            char shown[PATH_MAX];
+            report_not_queued(k, pair_shown(k, at(k, failed), shown, sizeof shown), e);
+        }
     }
-    abort_items(k, 0); /* what was not published */
+    abort_pairs(k); /* what was not published */
     ss_outbox_unlock(&k->o);
     return rc;
 }
@@ -429,23 +855,28 @@ int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item 
 {
     if (ss_peer_require(s->db, to, NULL, e) != 0) return -1;
     if (n == 0) return 0;
-    packing k = {.s = s, .to = to, .items = items, .n = n};
+    packing k = {.s = s, .to = to, .dest = dest, .items = items, .n = n};
     k.check_dupes = wants_dupe_check(s, items, n);
     if (ss_outbox_open(&k.o, s->root, to, e) != 0) {
         char why[sizeof e->msg];
         snprintf(why, sizeof why, "%s", e->msg);
         return ss_err(e, e->code, "cannot open the outbox for %s: %s", to, why);
     }
+    k.m = calloc(n, sizeof *k.m);
     k.p = calloc(n, sizeof *k.p);
-    int rc = k.p ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
+    k.order = calloc(n, sizeof *k.order);
+    int rc = k.m && k.p && k.order ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        k.p[i].pck.fd = k.p[i].ins.fd = -1; /* not begun: aborting them closes nothing */
         items[i].queued = items[i].already_queued = false;
+        items[i].bundled = 0;
     }
-    if (rc == 0) rc = pack_all(&k, dest, e);
+    if (rc == 0) rc = plan_pairs(&k, e);
+    if (rc == 0) rc = pack_all(&k, e);
     if (rc == 0) rc = publish_all(&k, e);
     ss_dupes_free(&k.dupes);
+    free(k.m);
     free(k.p);
+    free(k.order);
     ss_outbox_close(&k.o);
     return rc;
 }

@@ -3,6 +3,7 @@
  */
 #include "recover.h"
 #include "../inboxes/fileio.h"
+#include "bundle.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -45,6 +46,36 @@ static void queued_id(const char *name, char id[SS_ID_HEX + 1])
 
 /* ------------------------------------------------------------ publishing */
 
+/* The files of a bundle recorded late, named in sender.log as a send
+ * names them when it records the bundle itself. */
+struct late_files {
+    ss_log *log;
+    const ss_instr *in;
+    const char *site;
+};
+
+static int log_late_file(void *ctx, const ss_bundle_entry *m, ss_error *e)
+{
+    (void)e;
+    const struct late_files *lf = ctx;
+    ss_logf(lf->log, "Queued %s (%" PRIu64 " bytes) for %s in instruction %s, a bundle of %u files",
+            m->name, m->size, lf->site, lf->in->id, lf->in->files);
+    return 0; /* names only: the data is skipped */
+}
+
+static void log_bundle_files(ss_sender *s, ss_outbox *o, const char *site, const char *ins,
+                             const ss_instr *in)
+{
+    static const ss_bundle_visitor v = {log_late_file, NULL, NULL};
+    struct late_files lf = {ss_reporter_log(s->rep, SS_COMP_SENDER), in, site};
+    char pck[NAME_MAX + 1];
+    ss_error e;
+    snprintf(pck, sizeof pck, "%.*s.pck", (int)(strlen(ins) - 4), ins);
+    if (ss_bundle_read(o->fd, pck, in->zip, in->size, &v, &lf, &e) < 0)
+        ss_logf(lf.log, "Could not name the files of instruction %s for %s: %s", in->id, site,
+                e.msg);
+}
+
 /* Queues the rows of one pair queued without them. */
 static int record_queued_late(ss_sender *s, ss_outbox *o, const char *site, const char *ins,
                               ss_error *e)
@@ -52,15 +83,17 @@ static int record_queued_late(ss_sender *s, ss_outbox *o, const char *site, cons
     ss_instr in;
     bool is_signed;
     if (ss_outbox_read_instr(o->fd, ins, &in, &is_signed, e) != 0) return -1;
-    char size[32];
+    char size[32], shown[SS_NAME_MAX + 32];
     snprintf(size, sizeof size, "%" PRIu64, in.size);
-    if (ss_notices_add(&s->notices, e, 4504, in.id, in.name, size, site, NULL) != 0 ||
+    ss_bundle_describe(&in, shown, sizeof shown);
+    if (ss_notices_add(&s->notices, e, 4504, in.id, shown, size, site, NULL) != 0 ||
         (!is_signed && ss_notices_add(&s->notices, e, 4503, in.id, site, NULL) != 0))
         return -1;
     ss_logf(ss_reporter_log(s->rep, SS_COMP_SENDER),
             "Recorded %s (instruction %s) for %s: it was queued by a send that was stopped "
             "before it could record it",
-            in.name, in.id, site);
+            shown, in.id, site);
+    if (in.files) log_bundle_files(s, o, site, ins, &in);
     return 0;
 }
 

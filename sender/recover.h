@@ -6,8 +6,9 @@
  * its 4504 row; killed in between, the pair is queued without its row.  The
  * journal names the sequence numbers that were being published: each queued
  * pair among them without a 4504 row gets it now (with 4503 if unsigned),
- * logged as recorded late, and packages among them whose instruction was
- * never queued are removed.
+ * logged as recorded late - a bundle's 4504 names its count and each of
+ * its files gets its sender.log line, as when its send records it - and
+ * packages among them whose instruction was never queued are removed.
  *
  * A deliverer moves a pair's instruction out of the outbox (into the peer's
  * inbox, or removes it once copied there) and then stores its 4500 row;

@@ -1,24 +1,28 @@
 /*
  * sender.h - packaging and delivery (DESIGN §7).
  *
- * Packing: one streaming pass per file reads the input, deflates it, writes
+ * Packing: one streaming pass per pair reads the input, deflates it, writes
  * the package under a temporary name in the peer's outbox
  * (inboxes/schedule.box/outbox/<PEER>/) and hashes the package bytes
  * (BLAKE2b-512).  No lock and no database transaction is held meanwhile,
- * so concurrent senders and deliverers never wait for a packer.
+ * so concurrent senders and deliverers never wait for a packer.  A pair
+ * carries one file, or a bundle of the call's small files (bundle_max_files,
+ * bundle_below; the package is a tar stream, instruction field files=<n>,
+ * see bundle.h); what the caller is told stays per file.
  *
  * Publishing, under the outbox lock (one per peer; see outbox.h), batch by
  * batch: files still queued with the same name and content are not queued
- * again (unless `again`); the rest get consecutive sequence numbers (so the
- * outbox, ordered by name, is the order of publication) and their signed
- * instructions; then file by file the package becomes <seq>-<ID>.pck, the
- * instruction <seq>-<ID>.ins - which makes the pair queued - its 4504 row
- * is stored, and the caller is told (on_queued: `send` prints one line per
- * file).  So what a killed `send` printed, what is queued and what status
- * 4504 lists agree; a pair queued but not yet recorded exists only while
- * its publisher holds the lock, and the next holder records it if the
- * publisher died (the lock file journals the numbers being published).
- * The commits are flushed to disk once per batch, with the folder.
+ * again (unless `again`; a bundle is packed again without them); the pairs
+ * left get consecutive sequence numbers (so the outbox, ordered by name, is
+ * the order of publication) and their signed instructions; then pair by
+ * pair the package becomes <seq>-<ID>.pck, the instruction <seq>-<ID>.ins -
+ * which makes the pair queued - its 4504 row is stored (a bundle's names
+ * its count, and sender.log names each of its files), and the caller is
+ * told of each of its files (on_queued: `send` prints one line per file).  So what a killed `send`
+ * printed, what is queued and what status 4504 lists agree; a pair queued but not yet recorded
+ * exists only while its publisher holds the lock, and the next holder records it if the publisher
+ * died (the lock file journals the numbers being published). The commits are flushed to disk once
+ * per batch, with the folder.
  *
  * Delivery: into the peer's receive inbox, package first and instruction
  * last, each under a temporary dot-name, made durable, then renamed; then
@@ -54,7 +58,8 @@ int ss_outbox_info_get(const char *root, const char *site, ss_outbox_info *out, 
 
 typedef struct ss_send_item ss_send_item;
 /* Told about each item as soon as it is queued (it->queued) or found
- * already queued (it->already_queued); name is its delivered file name. */
+ * already queued (it->already_queued); name is its delivered file name.
+ * The files of one bundle are told one after the other, with its id. */
 typedef void (*ss_queued_fn)(void *ctx, const char *to, const ss_send_item *it, const char *name);
 
 typedef struct ss_sender {
@@ -90,16 +95,18 @@ struct ss_send_item {
     const char *name; /* delivered file name; NULL: the input's base name */
     enum ss_itype type;
     char id[SS_ID_HEX + 1]; /* out: the instruction id (the queued one's if already_queued) */
-    uint64_t size;          /* out: payload bytes */
+    uint64_t size;          /* out: payload bytes (of this file, also in a bundle) */
     bool queued;            /* out: queued by this call */
     bool already_queued;    /* out: not queued: the same is still queued (data only) */
+    unsigned bundled;       /* out: files in the bundle that carries it; 0: a pair of its own */
 };
 
 /* Packs items for peer `to` and queues them (see above).  A failure while
  * packing (an unreadable file, a full disk) leaves nothing of the call in
  * the outbox (4505); a failure while publishing (site.db cannot record)
- * stops there: the items before it are queued and were told to on_queued,
- * the failed one and those after it are not. */
+ * stops there: the pairs before it are queued and their items were told to
+ * on_queued, the failed pair and those after it are not (items found
+ * already queued are told in any case). */
 int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item *items, size_t n,
                    ss_error *e);
 

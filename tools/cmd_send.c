@@ -6,7 +6,9 @@
  * the file is queued (its pair in the outbox and its 4504 row stored): the
  * output of a send that was killed is a true account of what it queued.  A
  * file still queued with the same name and content is not queued again
- * (a line says which instruction holds it) unless --again.
+ * (a line says which instruction holds it) unless --again.  A file that
+ * travels in a bundle (small files share a package, see site.conf
+ * bundle_max_files) is named with the bundle's instruction and its count.
  */
 #include "cli.h"
 #include "site_open.h"
@@ -32,9 +34,12 @@ static const char send_usage[] =
     "the outbox and status 4504 stored), so the output of an interrupted send lists\n"
     "exactly what it queued:\n"
     "  Queued instruction ID for CODE: NAME\n"
+    "Files smaller than bundle_below (site.conf) share one pair, a bundle of up to\n"
+    "bundle_max_files files; each is still named, with the bundle's instruction:\n"
+    "  Queued instruction ID (bundle of N files) for CODE: NAME\n"
     "A FILE whose delivered name and content are still queued for CODE (not yet\n"
     "delivered) is not queued twice; its line names the instruction that holds it:\n"
-    "  Already queued instruction ID for CODE: NAME\n"
+    "  Already queued instruction ID [(bundle of N files)] for CODE: NAME\n"
     "  --to CODE      the peer site (see 'sitespool peer list')\n"
     "  --dest INBOX   destination inbox at the peer (default replmgr.box)\n"
     "  --name NAME    delivered file name (one FILE, or '-' for standard input)\n"
@@ -111,19 +116,24 @@ static int flush_all(cli *c, ss_sender *s)
 /* The account of a send, one line per file as it is queued. */
 struct account {
     size_t queued, already;
+    size_t pairs;             /* queued by this send */
+    char last[SS_ID_HEX + 1]; /* the pair of the last file queued */
 };
 
 static void print_queued(void *ctx, const char *to, const ss_send_item *it, const char *name)
 {
     struct account *a = ctx;
-    char shown[SS_NAME_MAX * 4 + 1];
+    char shown[SS_NAME_MAX * 4 + 1], bundle[48] = "";
     ss_text_safe(name, shown, sizeof shown); /* one line per file, whatever the name */
+    if (it->bundled) snprintf(bundle, sizeof bundle, " (bundle of %u files)", it->bundled);
     if (it->already_queued) {
         a->already++;
-        printf("Already queued instruction %s for %s: %s\n", it->id, to, shown);
+        printf("Already queued instruction %s%s for %s: %s\n", it->id, bundle, to, shown);
     } else {
         a->queued++;
-        printf("Queued instruction %s for %s: %s\n", it->id, to, shown);
+        if (strcmp(a->last, it->id)) a->pairs++; /* a bundle's files come one after another */
+        snprintf(a->last, sizeof a->last, "%s", it->id);
+        printf("Queued instruction %s%s for %s: %s\n", it->id, bundle, to, shown);
     }
     fflush(stdout);
 }
@@ -131,6 +141,7 @@ static void print_queued(void *ctx, const char *to, const ss_send_item *it, cons
 static void print_summary(const struct account *a, const char *to)
 {
     printf("Queued %zu file(s) for %s", a->queued, to);
+    if (a->pairs != a->queued) printf(" in %zu pair(s)", a->pairs);
     if (a->already) printf(" (%zu already queued)", a->already);
     printf("\n");
     fflush(stdout);

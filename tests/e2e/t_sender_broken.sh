@@ -2,7 +2,8 @@
 # A queued instruction whose package vanished from the outbox must not block
 # the peer's queue: it is set aside with 4506 and the rest is delivered.
 . "$(dirname "$0")/lib.sh"
-mksite PS1; mksite SS1; pair PS1 SS1
+# One pair per file: the test is about a pair that lost its package.
+mksite PS1 "bundle_max_files = 1"; mksite SS1; pair PS1 SS1
 for f in one two three; do echo "$f" > "$T/$f.txt"; done
 "$S" -C "$T/PS1" send --to SS1 --queue-only "$T/one.txt" "$T/two.txt" "$T/three.txt" >/dev/null
 box=$T/PS1/inboxes/schedule.box/outbox/SS1

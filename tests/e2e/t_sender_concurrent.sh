@@ -8,7 +8,9 @@
 # in sequence order (no 4415 gap at the receiver).
 . "$(dirname "$0")/lib.sh"
 N=150
-mksite PS1; mksite SS1; mksite SS2
+# One pair per file (no bundles): 150 pairs per send make the contention
+# this test is about; t_sender_bundle.sh races two bundled sends.
+mksite PS1 "bundle_max_files = 1"; mksite SS1; mksite SS2
 pair PS1 SS1; pair PS1 SS2
 despool_once SS1 >/dev/null; despool_once SS2 >/dev/null # import PS1's key
 mkdir "$T/a" "$T/b" "$T/tpl"

@@ -22,7 +22,9 @@ if ! strace -f -o /dev/null -e inject=getpid:error=EPERM true 2>/dev/null; then
   echo "SKIP: strace cannot trace here (ptrace not permitted)"; exit 0
 fi
 NFILES=6
-mksite PS1 "batch_max = 4"; mksite SS1; pair PS1 SS1
+# One pair per file, so that there are many crash points between pairs;
+# t_sender_bundle.sh kills bundled sends.
+mksite PS1 "batch_max = 4" "bundle_max_files = 1"; mksite SS1; pair PS1 SS1
 despool_once SS1 >/dev/null # imports PS1's key
 mkdir "$T/src" "$T/tpl"
 for i in $(seq 1 $NFILES); do head -c $((2000 + i * 300)) /dev/urandom > "$T/src/f$i"; done

@@ -20,6 +20,9 @@ fi
 trap 'umount "$FULL" 2>/dev/null || true; cleanup' EXIT
 P=$FULL/PS1
 "$S" -C "$P" init --site PS1 >/dev/null
+# One pair per file: the counts below are of pairs queued one by one.
+sed -i 's/^bundle_max_files = .*/bundle_max_files = 1/' "$P/site.conf"
+grep -q '^bundle_max_files = 1$' "$P/site.conf" || fail "bundle_max_files not set"
 mksite SS1
 "$S" -C "$P" peer add SS1 --inbox "$(receive SS1)" >/dev/null
 "$S" -C "$T/SS1" peer add PS1 --inbox "$P/inboxes/despoolr.box/receive" >/dev/null

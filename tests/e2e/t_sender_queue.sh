@@ -4,7 +4,9 @@
 # `send --flush` and the `sender` daemon deliver them later, in order,
 # exactly once.
 . "$(dirname "$0")/lib.sh"
-mksite PS1 "send_retry_interval = 1s" "send_retry_max_interval = 2s" "batch_max = 2"
+# One pair per file: the test counts and orders pairs queued one by one.
+mksite PS1 "send_retry_interval = 1s" "send_retry_max_interval = 2s" "batch_max = 2" \
+  "bundle_max_files = 1"
 mksite SS1
 peer PS1 SS1
 PUB="$T/PS1.pub"

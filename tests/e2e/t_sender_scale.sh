@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scale: a 1 GiB file is sent in flat memory (peak RSS <= 16 MiB), and 2,000
-# small files in one call arrive as 2,000 pairs numbered 1..2000.
+# small files in one call arrive as 8 bundles (the defaults), or, with
+# bundle_max_files = 1, as 2,000 pairs numbered in the order given.
 . "$(dirname "$0")/lib.sh"
 mksite PS1; mksite SS1; mksite SS2
 peer PS1 SS1; peer PS1 SS2
@@ -51,18 +52,62 @@ assert_eq "$(tc_field "$(ls "$(receive SS2)"/*.ins)" size)" 1073741824 "sparse s
 rm -f "$T/sparse"; find "$(receive SS2)" -mindepth 1 -delete
 pass "sparse 1 GiB file"
 
-# --- 2,000 small files in one call
+# --- 2,000 small files in one call, bundled (the defaults: bundles of at
+# most 256 files below 64 KiB): 8 pairs, seq 2..9 on SS1 (the 1 GiB file
+# was seq 1), every file in one of them, in the order given.
 mkdir "$T/many"
 for i in $(seq 1 2000); do echo "file $i" > "$T/many/f$i.txt"; done
 "$S" -C "$T/PS1" send --to SS1 "$T"/many/f*.txt > "$T/out" || fail "send of 2000 files failed"
-grep -q "Queued 2000 file(s) for SS1" "$T/out" || fail "send output: $(head -3 "$T/out")"
-grep -q "Delivered 2000 pair(s) to SS1" "$T/out" || fail "send output: $(cat "$T/out")"
+grep -q "^Queued 2000 file(s) for SS1 in 8 pair(s)$" "$T/out" || fail "send output: $(tail -3 "$T/out")"
+grep -q "^Delivered 8 pair(s) to SS1$" "$T/out" || fail "send output: $(tail -3 "$T/out")"
+for f in "$T"/many/f*.txt; do echo "${f##*/}"; done > "$T/want"
+sed -n 's/^Queued instruction [0-9a-f]\{32\} (bundle of [0-9]* files) for SS1: //p' "$T/out" > "$T/told"
+cmp -s "$T/told" "$T/want" || fail "one line per file, in order: $(diff "$T/want" "$T/told" | head -5)"
+assert_eq "$(find "$R" -name '*.ins' | wc -l)" 8 "8 instructions"
+assert_eq "$(find "$R" -name '*.pck' | wc -l)" 8 "8 packages"
+assert_eq "$(find "$R" -name '.*' | wc -l)" 0 "no temporary names"
+assert_eq "$(count_files "$(outbox PS1 SS1)")" 0 "outbox empty"
+assert_eq "$(check_pairs "$R" "$PUB")" 8 "the 8 bundles verify with minisign"
+python3 - "$R" "$T/many" "$T/want" <<'PY' || fail "bundles of the 2000 files"
+import io, os, re, sys, tarfile, zlib
+r, src, want = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().split()
+pairs = []
+for f in os.listdir(r):
+    if f.endswith('.ins'):
+        tc = re.search(r'^trusted comment: (.*)$', open(os.path.join(r, f)).read(), re.M).group(1)
+        pairs.append(dict([x.split('=', 1) for x in tc.split(' ')[1:]], ins=f))
+pairs.sort(key=lambda kv: int(kv['seq']))
+assert [int(kv['seq']) for kv in pairs] == list(range(2, 10)), [kv['seq'] for kv in pairs]
+assert [int(kv['files']) for kv in pairs] == [256] * 7 + [208]
+names = []
+for kv in pairs:
+    assert kv['name'] == 'bundle-%s-files.tar' % kv['files'], kv['name']
+    data = zlib.decompress(open(os.path.join(r, kv['ins'][:-4] + '.pck'), 'rb').read())
+    assert len(data) == int(kv['size']), (len(data), kv['size'])
+    t = tarfile.open(fileobj=io.BytesIO(data))
+    members = t.getmembers()
+    assert len(members) == int(kv['files'])
+    for m in members:
+        assert m.isreg() and m.mode == 0o640, m.name
+        assert t.extractfile(m).read() == open(os.path.join(src, m.name), 'rb').read(), m.name
+        names.append(m.name)
+assert names == want, 'files not in the order given'
+PY
+pass "2000 files in one call: 8 bundles, seq 2..9, each file once, in order"
+
+# --- the same 2,000 files with bundle_max_files = 1: 2,000 pairs, numbered
+# 2..2001 on SS2 (the sparse file was seq 1)
+sed -i 's/^bundle_max_files = .*/bundle_max_files = 1/' "$T/PS1/site.conf"
+R=$(receive SS2)
+"$S" -C "$T/PS1" send --to SS2 "$T"/many/f*.txt > "$T/out" || fail "send of 2000 files failed"
+grep -q "^Queued 2000 file(s) for SS2$" "$T/out" || fail "send output: $(tail -3 "$T/out")"
+grep -q "^Delivered 2000 pair(s) to SS2$" "$T/out" || fail "send output: $(tail -3 "$T/out")"
 assert_eq "$(find "$R" -name '*.ins' | wc -l)" 2000 "2000 instructions"
 assert_eq "$(find "$R" -name '*.pck' | wc -l)" 2000 "2000 packages"
 assert_eq "$(find "$R" -name '.*' | wc -l)" 0 "no temporary names"
-assert_eq "$(count_files "$(outbox PS1 SS1)")" 0 "outbox empty"
-# seq 2..2001 on SS1 (the 1 GiB file was seq 1), no gaps or duplicates, and
-# each seq belongs to the file given at that position.
+assert_eq "$(count_files "$(outbox PS1 SS2)")" 0 "outbox empty"
+# seq 2..2001, no gaps or duplicates, and each seq belongs to the file
+# given at that position.
 # (one awk for all files: a process per file is slow here)
 find "$R" -name '*.ins' -print0 | xargs -0 awk '/^trusted comment: / {
     seq = ""; name = ""
@@ -94,5 +139,5 @@ for f in os.listdir(r):
     n += 1
 assert n == 2000, n
 PY
-assert_eq "$(status_count PS1 4500)" 2002 "4500 per delivered pair"
-pass "2000 files in one call: 2000 pairs, seq 2..2001 without gaps"
+assert_eq "$(status_count PS1 4500)" 2010 "4500 per delivered pair"
+pass "2000 files in one call, bundle_max_files = 1: 2000 pairs, seq 2..2001 without gaps"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sender's wire format, checked with stock minisign and python3's zlib:
 # names, trusted comment fields, --name/--dest/stdin, 0-byte files,
-# per-peer sequence numbers, and the unsigned form.
+# per-peer sequence numbers (per pair: small files of one call share a
+# bundle), and the unsigned form.
 . "$(dirname "$0")/lib.sh"
 mksite PS1 "package_lifetime = 3600s"; mksite SS1; mksite SS2
 peer PS1 SS1; peer PS1 SS2
@@ -95,18 +96,45 @@ assert_eq "$(tc_field "$R/$ID.ins" size)" 0 "size of an empty file"
 pyzlib "$R/$ID.pck" "$T/empty"
 pass "0-byte file delivered and verifies"
 
-# --- 2. sequence numbers: +1 per file, across calls, separate per peer
+# --- 2. sequence numbers: +1 per pair, across calls, separate per peer.
+# The small files of one call share a pair (a bundle; payload.txt is above
+# bundle_below and travels alone), and a bundle takes one number.
 clear_receive "$R"
 seqs_of() { for f in "$1"/*.ins; do tc_field "$f" seq; done | sort -n | tr '\n' ' '; }
+# carried DIR: "seq:name[=member,member...]" per pair, by seq (python reads
+# the bundles' tar streams).
+carried() {
+  python3 - "$1" <<'PY'
+import io, os, re, sys, tarfile, zlib
+d = sys.argv[1]
+out = []
+for f in sorted(os.listdir(d)):
+    if not f.endswith('.ins'):
+        continue
+    tc = re.search(r'^trusted comment: (.*)$', open(os.path.join(d, f)).read(), re.M).group(1)
+    kv = dict(x.split('=', 1) for x in tc.split(' ')[1:])
+    s = '%s:%s' % (kv['seq'], kv['name'])
+    if 'files' in kv:
+        data = zlib.decompress(open(os.path.join(d, f[:-4] + '.pck'), 'rb').read())
+        s += '=' + ','.join(m.name for m in tarfile.open(fileobj=io.BytesIO(data)))
+    out.append((int(kv['seq']), s))
+print(' '.join(s for _, s in sorted(out)))
+PY
+}
 "$S" -C "$T/PS1" send --to SS1 "$T/plain.txt" "$T/empty" "$T/payload.txt" >/dev/null
 "$S" -C "$T/PS1" send --to SS2 "$T/plain.txt" "$T/empty" >/dev/null
 "$S" -C "$T/PS1" send --to SS1 "$T/plain.txt" >/dev/null
 "$S" -C "$T/PS1" send --to SS2 "$T/plain.txt" >/dev/null
 # SS1 had 1..5 (payload, plain, x, y, empty) already.
-assert_eq "$(seqs_of "$R")" "6 7 8 9 " "SS1 sequence numbers"
-assert_eq "$(seqs_of "$(receive SS2)")" "1 2 3 " "SS2 sequence numbers"
-assert_eq "$(check_pairs "$(receive SS2)" "$PUB")" 3 "SS2 pairs verify"
-pass "sequence numbers count per peer, across calls"
+assert_eq "$(seqs_of "$R")" "6 7 8 " "SS1 sequence numbers"
+assert_eq "$(seqs_of "$(receive SS2)")" "1 2 " "SS2 sequence numbers"
+assert_eq "$(carried "$R")" "6:bundle-2-files.tar=plain.txt,empty 7:payload.txt 8:plain.txt" \
+  "what each of SS1's numbers carries"
+assert_eq "$(carried "$(receive SS2)")" "1:bundle-2-files.tar=plain.txt,empty 2:plain.txt" \
+  "what each of SS2's numbers carries"
+assert_eq "$(check_pairs "$R" "$PUB")" 3 "SS1 pairs verify"
+assert_eq "$(check_pairs "$(receive SS2)" "$PUB")" 2 "SS2 pairs verify"
+pass "sequence numbers count pairs per peer, across calls; a bundle takes one"
 
 # --- 5. unsigned: one line, a warning, 4503
 clear_receive "$R"
@@ -116,14 +144,17 @@ ID=$(only_pair "$R")
 assert_eq "$(wc -l < "$R/$ID.ins")" 1 "unsigned instruction is one line"
 line=$(cat "$R/$ID.ins")
 c=$(tc_field "$R/$ID.ins" created); x=$(tc_field "$R/$ID.ins" expires)
-assert_eq "$line" "sitespool/1 id=$ID from=PS1 to=SS1 type=data dest=replmgr.box name=plain.txt size=6 zip=zlib seq=10 created=$c expires=$x" "unsigned line"
+assert_eq "$line" "sitespool/1 id=$ID from=PS1 to=SS1 type=data dest=replmgr.box name=plain.txt size=6 zip=zlib seq=9 created=$c expires=$x" "unsigned line"
 pyzlib "$R/$ID.pck" "$T/plain.txt"
 verify_pair "$PUB" "$R/$ID.pck" "$R/$ID.ins" >/dev/null 2>&1 && fail "minisign accepted an unsigned instruction"
 assert_eq "$(status_count PS1 4503)" 1 "one 4503"
 status_text PS1 4503 | grep -q "$ID" || fail "4503 does not name $ID"
 pass "unsigned: one line, warning, 4503"
 
-# --- a signed send raises no 4503; 4504 per queued file, 4500 per delivery
-assert_eq "$(status_count PS1 4504)" 13 "4504 per queued file"
-assert_eq "$(status_count PS1 4500)" 13 "4500 per delivered pair"
-pass "status messages per file"
+# --- a signed send raises no 4503; 4504 per queued pair (a bundle's names
+# its count), 4500 per delivery
+assert_eq "$(status_count PS1 4504)" 11 "4504 per queued pair"
+assert_eq "$(status_count PS1 4500)" 11 "4500 per delivered pair"
+assert_eq "$(status_text PS1 4504 | grep -c '(2 files in bundle-2-files.tar, 2560 bytes)')" 2 \
+  "4504 of a bundle names its count"
+pass "status messages per pair"

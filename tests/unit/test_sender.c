@@ -2,11 +2,14 @@
  * test_sender.c - CUnit suite for the sender library: backoff, packing and
  * delivery between two real sites, the outbox counts, unreachable peers,
  * the "nothing of a failed call stays visible" contract of ss_sender_pack,
- * files still queued, and finishing what a killed sender left (journal).
+ * files still queued, finishing what a killed sender left (journal), and
+ * bundles (grouping, the tar stream read back, a bundle recorded late).
  */
 #include "testutil.h"
 #include "../../inboxes/fileio.h"
 #include "../../keystore/sigfile.h"
+#include "../../sender/bundle.h"
+#include "../../sender/outbox.h"
 #include "../../sender/sender.h"
 
 #include <fcntl.h>
@@ -38,6 +41,8 @@ static void fx_open(fixture *f)
     snprintf(f->receive, sizeof f->receive, "%s/" SS_DIR_RECEIVE, f->ss.root);
     snprintf(f->outbox, sizeof f->outbox, "%s/" SS_DIR_OUTBOX "/SS1", f->ps.root);
     CU_ASSERT_EQUAL_FATAL(ss_peer_add(&f->ps.db, "SS1", f->receive, &e), 0);
+    /* One pair per file unless a test is about bundles (they set it back). */
+    f->ps.conf.bundle_max_files = 1;
     CU_ASSERT_EQUAL_FATAL(
         ss_sender_open(&f->snd, f->ps.root, &f->ps.conf, &f->ps.db, &f->ps.rep, true, &e), 0);
 }
@@ -630,6 +635,185 @@ static void test_recover_interrupted_delivery(void)
     fx_close(&f);
 }
 
+/* ---------------------------------------------------------------- bundles */
+
+/* Grouping: small files fill bundles in the order given; a name already in
+ * a bundle goes into the next open one; large files travel alone. */
+static void test_bundle_plan(void)
+{
+    const char *names[] = {"a", "b", "a", "c", "big", "b", "d", "a"};
+    const bool small[] = {true, true, true, true, false, true, true, true};
+    size_t pair[8];
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_bundle_plan(names, small, 8, 3, pair, &e), 4);
+    const size_t want[] = {0, 0, 1, 0, 2, 1, 1, 3};
+    for (int i = 0; i < 8; i++)
+        CU_ASSERT_EQUAL(pair[i], want[i]);
+    CU_ASSERT_EQUAL(ss_bundle_plan(names, small, 8, 1, pair, &e), 8);
+    for (size_t i = 0; i < 8; i++)
+        CU_ASSERT_EQUAL(pair[i], i);
+    /* Same names only: each in a bundle of its own (a pair of one). */
+    const char *same[] = {"x", "x", "x"};
+    CU_ASSERT_EQUAL(ss_bundle_plan(same, small, 3, 256, pair, &e), 3);
+    CU_ASSERT_EQUAL(ss_bundle_plan(names, small, 0, 3, pair, &e), 0);
+    char name[64];
+    ss_bundle_name(42, name, sizeof name);
+    CU_ASSERT_STRING_EQUAL(name, "bundle-42-files.tar");
+}
+
+/* What ss_bundle_read saw. */
+struct seen {
+    int n;
+    char names[4][32];
+    uint64_t sizes[4];
+    char data[4][512];
+    size_t len[4];
+};
+
+static int seen_entry(void *ctx, const ss_bundle_entry *m, ss_error *e)
+{
+    (void)e;
+    struct seen *s = ctx;
+    if (s->n >= 4) return -1;
+    snprintf(s->names[s->n], sizeof s->names[0], "%s", m->name);
+    s->sizes[s->n] = m->size;
+    return 1;
+}
+
+static int seen_data(void *ctx, const void *buf, size_t len, ss_error *e)
+{
+    (void)e;
+    struct seen *s = ctx;
+    size_t *have = &s->len[s->n];
+    if (*have + len > sizeof s->data[0]) return -1;
+    memcpy(s->data[s->n] + *have, buf, len);
+    *have += len;
+    return 0;
+}
+
+static int seen_end(void *ctx, ss_error *e)
+{
+    (void)e;
+    ((struct seen *)ctx)->n++;
+    return 0;
+}
+
+/* Small files share a bundle (one pair, one 4504 naming the count); a large
+ * one travels alone; the tar stream reads back with the files in order. */
+static void test_bundle_pack_and_read(void)
+{
+    fixture f;
+    fx_open(&f);
+    f.ps.conf.bundle_max_files = 256;
+    ss_error e = {0};
+    static const char *const names[] = {"one.txt", "two.txt", "big.bin", "three.txt"};
+    static const char *const text[] = {"first\n", "", NULL, "third, and a bit longer\n"};
+    char *big = calloc(1, 70000), paths[4][1024];
+    ss_send_item items[4];
+    memset(items, 0, sizeof items);
+    for (int i = 0; i < 4; i++) {
+        tu_write(f.dir, names[i], text[i] ? text[i] : big, text[i] ? strlen(text[i]) : 70000);
+        snprintf(paths[i], sizeof paths[i], "%s/%s", f.dir, names[i]);
+        items[i] = (ss_send_item){.path = paths[i], .type = SS_TYPE_DATA};
+    }
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", items, 4, &e), 0);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 2);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 2);
+    CU_ASSERT_STRING_EQUAL(items[0].id, items[1].id);
+    CU_ASSERT_STRING_EQUAL(items[0].id, items[3].id);
+    CU_ASSERT_STRING_NOT_EQUAL(items[0].id, items[2].id);
+    CU_ASSERT_EQUAL(items[0].bundled, 3);
+    CU_ASSERT_EQUAL(items[2].bundled, 0);
+    CU_ASSERT_EQUAL(items[3].size, strlen(text[3]));
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_TRUE(items[i].queued);
+
+    char ins[64], pck[64];
+    snprintf(ins, sizeof ins, "%012d-%s.ins", 1, items[0].id);
+    snprintf(pck, sizeof pck, "%012d-%s.pck", 1, items[0].id);
+    int dfd = ss_open_dir(f.outbox, &e);
+    CU_ASSERT_FATAL(dfd >= 0);
+    ss_instr in;
+    bool is_signed;
+    CU_ASSERT_EQUAL_FATAL(ss_outbox_read_instr(dfd, ins, &in, &is_signed, &e), 0);
+    CU_ASSERT_EQUAL(in.files, 3);
+    CU_ASSERT_STRING_EQUAL(in.name, "bundle-3-files.tar");
+    CU_ASSERT_EQUAL(in.seq, 1);
+    struct seen seen = {0};
+    static const ss_bundle_visitor v = {seen_entry, seen_data, seen_end};
+    CU_ASSERT_EQUAL(ss_bundle_read(dfd, pck, in.zip, in.size, &v, &seen, &e), 3);
+    const int order[] = {0, 1, 3};
+    for (int k = 0; k < 3; k++) {
+        CU_ASSERT_STRING_EQUAL(seen.names[k], names[order[k]]);
+        CU_ASSERT_EQUAL(seen.len[k], strlen(text[order[k]]));
+        CU_ASSERT(memcmp(seen.data[k], text[order[k]], seen.len[k]) == 0);
+    }
+    /* A wrong size is refused (the stream must end exactly there). */
+    CU_ASSERT_EQUAL(ss_bundle_read(dfd, pck, in.zip, in.size - 1, &v, &seen, &e), -1);
+    CU_ASSERT_EQUAL(ss_bundle_read(dfd, pck, in.zip, in.size + 1, &v, &seen, &e), -1);
+    close(dfd);
+    char logs[1100];
+    snprintf(logs, sizeof logs, "%s/logs", f.ps.root);
+    char *log = tu_read(logs, "sender.log", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "(3 files in bundle-3-files.tar, "));
+    char line[200];
+    snprintf(line, sizeof line,
+             "Queued three.txt (%zu bytes) for SS1 in instruction %s, a bundle of 3 files",
+             strlen(text[3]), items[0].id);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, line));
+    free(log);
+    free(big);
+    fx_close(&f);
+}
+
+/* A bundle queued by a publisher that died before its 4504: the next
+ * holder of the lock records it once, naming the count, and sender.log
+ * names each of its files. */
+static void test_bundle_recorded_late(void)
+{
+    fixture f;
+    fx_open(&f);
+    f.ps.conf.bundle_max_files = 256;
+    ss_error e = {0};
+    char pa[1024], pb[1024];
+    tu_write(f.dir, "a", "aaa", 3);
+    tu_write(f.dir, "b", "bb", 2);
+    snprintf(pa, sizeof pa, "%s/a", f.dir);
+    snprintf(pb, sizeof pb, "%s/b", f.dir);
+    ss_send_item items[2] = {{.path = pa, .type = SS_TYPE_DATA},
+                             {.path = pb, .type = SS_TYPE_DATA}};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", items, 2, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_db_exec(&f.ps.db, "DELETE FROM status WHERE msg_id=4504", &e), 0);
+    char logs[1100];
+    snprintf(logs, sizeof logs, "%s/logs", f.ps.root);
+    tu_write(logs, "sender.log", "", 0);
+    char rec[80];
+    snprintf(rec, sizeof rec, "publishing 1 1 %lld", (long long)ss_now_ms());
+    write_journal(&f, rec);
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
+    char *log = tu_read(logs, "sender.log", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+    char want[200];
+    snprintf(want, sizeof want, "Recorded 2 files in bundle-2-files.tar (instruction %s) for SS1",
+             items[0].id);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, want));
+    snprintf(want, sizeof want, "Queued a (3 bytes) for SS1 in instruction %s, a bundle of 2 files",
+             items[0].id);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, want));
+    snprintf(want, sizeof want, "Queued b (2 bytes) for SS1 in instruction %s, a bundle of 2 files",
+             items[0].id);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, want));
+    free(log);
+    write_journal(&f, rec); /* its row exists now: nothing twice */
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
+    fx_close(&f);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -647,6 +831,9 @@ int main(void)
         {"a file still queued is not queued again", test_pack_recognises_queued_files},
         {"an interrupted publication is recorded", test_recover_interrupted_publication},
         {"an interrupted delivery is recorded", test_recover_interrupted_delivery},
+        {"bundles: grouping", test_bundle_plan},
+        {"bundles: packed, recorded and read back", test_bundle_pack_and_read},
+        {"bundles: a bundle queued unrecorded is recorded late", test_bundle_recorded_late},
     };
     return tu_run("sender", tests, sizeof tests / sizeof tests[0]);
 }
