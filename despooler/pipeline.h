@@ -86,6 +86,7 @@ typedef struct work {
     char sv_detail[256];
     ss_error sv_err;
     uint64_t sv_size;
+    uint64_t pck_size; /* the package file's size when opened */
 } work;
 
 /* "dev:ino:size:mtime_ns" of a file: which file this is, not what it says. */
@@ -108,6 +109,7 @@ struct unpack_sink {
     size_t buf_cap;
     bool io_failed;
     ss_error io_err;
+    uint64_t written, flushed; /* write-behind (stage.c) */
 };
 
 static inline void u64str(uint64_t v, char *out, size_t len)
@@ -166,6 +168,7 @@ enum outcome dsp_apply_rollover(ss_despooler *d, work *w, const char *base, cons
 /* stage.c: workers may call only dsp_stage_job and what it calls */
 int dsp_stager_init(dsp_stager *st, ss_error *e);
 void dsp_stager_free(dsp_stager *st);
+int dsp_unpack_write(void *ctx, const void *data, size_t len, ss_error *e);
 int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
                        unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e);
 /* Opens the package; -1 with the verdict set if it cannot be staged. */

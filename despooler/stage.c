@@ -34,6 +34,14 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Large packages are read and hashed on a thread of their own while this
+ * one inflates and writes: a ring of READ_CHUNK buffers between them. */
+#define RING_SLOTS 4
+#define LARGE_PACKAGE (8u << 20)
+/* Written output is handed to the device this often (write-behind), so
+ * the flush before the commit finds little left to write. */
+#define WRITE_BEHIND (8u << 20)
+
 int dsp_stager_init(dsp_stager *st, ss_error *e)
 {
     memset(st, 0, sizeof *st);
@@ -57,11 +65,21 @@ void dsp_stage_refuse(work *w, int status, const char *detail)
     snprintf(w->sv_detail, sizeof w->sv_detail, "%s", detail);
 }
 
-static int unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
+int dsp_unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
 {
     struct unpack_sink *s = ctx;
     if (s->fd >= 0) {
-        if (ss_write_all(s->fd, data, len, &s->io_err) == 0) return 0;
+        if (ss_write_all(s->fd, data, len, &s->io_err) == 0) {
+            s->written += len;
+            if (s->written - s->flushed >= WRITE_BEHIND) {
+                /* Start writeback now; durability still comes from the
+                 * flush before the commit. */
+                (void)sync_file_range(s->fd, (off_t)s->flushed, (off_t)(s->written - s->flushed),
+                                      SYNC_FILE_RANGE_WRITE);
+                s->flushed = s->written;
+            }
+            return 0;
+        }
         s->io_failed = true;
         return ss_err(e, s->io_err.code, "%s", s->io_err.msg);
     }
@@ -71,6 +89,102 @@ static int unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
     return 0;
 }
 
+struct ring {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    unsigned char *slot[RING_SLOTS];
+    size_t len[RING_SLOTS];
+    size_t head, count; /* next slot to fill = (head + count) % RING_SLOTS */
+    bool eof, failed;
+    int fd;
+    ss_hash hash;
+    ss_error err;
+};
+
+static void *ring_reader(void *arg)
+{
+    struct ring *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        while (r->count == RING_SLOTS)
+            pthread_cond_wait(&r->changed, &r->lock);
+        size_t i = (r->head + r->count) % RING_SLOTS;
+        pthread_mutex_unlock(&r->lock);
+        ssize_t n = ss_read_full(r->fd, r->slot[i], READ_CHUNK, &r->err);
+        if (n > 0) ss_hash_update(&r->hash, r->slot[i], (size_t)n);
+        pthread_mutex_lock(&r->lock);
+        if (n > 0) {
+            r->len[i] = (size_t)n;
+            r->count++;
+        } else {
+            r->eof = true;
+            r->failed = n < 0;
+        }
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+        if (n <= 0) return NULL;
+    }
+}
+
+/* Inflates what the reader thread hands over; the reader hashes every
+ * byte whatever becomes of the inflating.  -1 if the thread cannot start
+ * (the caller streams on its own). */
+static int stream_with_reader(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
+                              unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
+{
+    struct ring r = {.fd = pck_fd};
+    unsigned char *mem = malloc((size_t)RING_SLOTS * READ_CHUNK);
+    if (!mem) return -1;
+    for (int i = 0; i < RING_SLOTS; i++)
+        r.slot[i] = mem + (size_t)i * READ_CHUNK;
+    ss_hash_init(&r.hash);
+    pthread_mutex_init(&r.lock, NULL);
+    pthread_cond_init(&r.changed, NULL);
+    pthread_t reader;
+    if (pthread_create(&reader, NULL, ring_reader, &r) != 0) {
+        pthread_cond_destroy(&r.changed);
+        pthread_mutex_destroy(&r.lock);
+        free(mem);
+        return -1;
+    }
+    bool inflating = true;
+    for (;;) {
+        pthread_mutex_lock(&r.lock);
+        while (r.count == 0 && !r.eof)
+            pthread_cond_wait(&r.changed, &r.lock);
+        if (r.count == 0) {
+            pthread_mutex_unlock(&r.lock);
+            break;
+        }
+        size_t i = r.head;
+        pthread_mutex_unlock(&r.lock);
+        if (inflating &&
+            ss_inflater_feed(st->inflater, r.slot[i], r.len[i], dsp_unpack_write, sink, unpack_err))
+            inflating = false; /* the reader keeps hashing */
+        pthread_mutex_lock(&r.lock);
+        r.head = (r.head + 1) % RING_SLOTS;
+        r.count--;
+        pthread_cond_broadcast(&r.changed);
+        pthread_mutex_unlock(&r.lock);
+    }
+    pthread_join(reader, NULL);
+    int rc = 0;
+    if (r.failed) {
+        *e = r.err;
+        rc = -2;
+    } else {
+        if (inflating && ss_inflater_finish(st->inflater, unpack_err) == 0 &&
+            st->inflater->out_bytes != w->in.size)
+            ss_err(unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
+                   (unsigned long long)st->inflater->out_bytes, (unsigned long long)w->in.size);
+        ss_hash_final(&r.hash, hash);
+    }
+    pthread_cond_destroy(&r.changed);
+    pthread_mutex_destroy(&r.lock);
+    free(mem);
+    return rc;
+}
+
 int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
                        unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
 {
@@ -78,12 +192,16 @@ int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_
     ss_inflater *inf = st->inflater;
     ss_hash_init(&h);
     if (ss_inflater_reset(inf, w->in.zip, w->in.size, e) != 0) return -1;
+    if (w->pck_size >= LARGE_PACKAGE) {
+        int rc = stream_with_reader(st, pck_fd, w, sink, hash, unpack_err, e);
+        if (rc != -1) return rc == 0 ? 0 : -1;
+    }
     bool inflating = true;
     ssize_t n;
     while ((n = ss_read_full(pck_fd, st->read_buf, READ_CHUNK, e)) > 0) {
         ss_hash_update(&h, st->read_buf, (size_t)n);
         if (inflating &&
-            ss_inflater_feed(inf, st->read_buf, (size_t)n, unpack_write, sink, unpack_err))
+            ss_inflater_feed(inf, st->read_buf, (size_t)n, dsp_unpack_write, sink, unpack_err))
             inflating = false; /* keep hashing: a forgery must read as a bad signature */
     }
     if (inflating && n == 0 && ss_inflater_finish(inf, unpack_err) == 0 &&
@@ -100,6 +218,7 @@ int dsp_stage_open_package(int receive_fd, uint64_t max_bytes, work *w)
     ss_error e = {0};
     struct stat st;
     int fd = ss_open_regular(receive_fd, w->pck_name, max_bytes, &st, &e);
+    w->pck_size = (uint64_t)st.st_size;
     if (fd >= 0) return fd;
     if (e.code == SS_E_NOTREG) {
         dsp_stage_refuse(w, 4411, e.msg);

@@ -7,7 +7,8 @@
 # with 4427 (nothing delivered, no temporary file left, the pair in
 # rejected/); a tampered bundle is a bad signature (4407) and a bad stream
 # 4413, whatever its tar says; a despooler killed while publishing members
-# finishes them after a restart, each exactly once.
+# finishes them after a restart, each exactly once; large packages (read on
+# a thread of their own) arrive intact or, changed, as bad signatures.
 . "$(dirname "$0")/lib.sh"
 mksite PS1; mksite SS1; pair PS1 SS1
 despool_once SS1 >/dev/null # imports PS1's key
@@ -148,3 +149,23 @@ if command -v strace >/dev/null && strace -f -o /dev/null -e inject=getpid:error
 else
   echo "SKIP: strace cannot inject faults here (not installed or ptrace not permitted)"
 fi
+
+# ---- large packages: read and hashed on a thread of their own ------------------------
+# (stage.c: packages of 8 MiB and more).  A good one arrives byte for byte;
+# one with a byte changed near its end is a bad signature (4407), never data.
+head -c $((12 << 20)) /dev/urandom > "$T/large.bin"
+id=$(forge "$T/w" "$T/large.bin" name=large.bin seq=60)
+deliver "$id"
+cmp -s "$T/large.bin" "$IN/large.bin" || fail "the 12 MiB payload differs"
+before=$(status_count SS1 4407)
+id=$(forge "$T/w" "$T/large.bin" name=large2.bin seq=61)
+python3 - "$T/w/$id.pck" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR); size = os.fstat(fd).st_size
+b = os.pread(fd, 1, size - 100); os.pwrite(fd, bytes([b[0] ^ 1]), size - 100); os.close(fd)
+PY
+deliver "$id"
+assert_eq "$(status_count SS1 4407)" $((before + 1)) "a large package changed near its end is 4407"
+assert_no_file "$IN/large2.bin"
+assert_eq "$(find "$IN" -name '.sitespool-*' | wc -l)" 0 "no temporary file left"
+pass "a 12 MiB package arrives intact; one changed near its end is a bad signature"
