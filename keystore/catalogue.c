@@ -90,7 +90,9 @@ static const ss_msgdef catalogue[] = {
      "None."},
     /* ---- despooler ---- */
     {4400, 'I', D, "Despooler stored package %1 from site %2 in %3.",
-     "An instruction and its package were verified, decompressed and delivered.", "None."},
+     "An instruction and its package were verified, decompressed and delivered; for a bundle "
+     "(files=), one message per file, %1 being <instruction id>#<member number>.",
+     "None."},
     {4401, 'I', D, "Despooler started for site %1 (watching %2).",
      "The despooler daemon started and scanned its receive inbox.", "None."},
     {4402, 'W', D,
@@ -267,7 +269,9 @@ static const ss_msgdef catalogue[] = {
      "exchange rejects it with 4404.",
      "Sign instructions unless the peer expects unsigned data."},
     {4504, 'I', S, "Sender queued package %1 (%2, %3 bytes) for site %4.",
-     "A file was compressed, signed and put into the outbox.", "None."},
+     "A file, or a bundle of small files (files=), was compressed, signed and put into the "
+     "outbox.",
+     "None."},
     {4505, 'E', S, "Sender could not package %1 for site %2: %3",
      "Reading, compressing or signing the file failed; nothing was queued for it.",
      "Fix the cause named in the message and send again."},
