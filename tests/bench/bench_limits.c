@@ -8,6 +8,10 @@
  *                              output: MB/s of input
  *   hash-inflate FILE          BLAKE2b + inflate a zlib FILE in memory: MB/s
  *                              of output
+ *   write-fsync DIR BYTES      write BYTES of non-zero data in 256 KiB chunks
+ *                              to a new file in DIR, fsync it, rename it and
+ *                              fsync DIR: MB/s, the rate at which this disk
+ *                              stores a large file durably
  *   verify N                   Ed25519 verifications of a 64-byte hash: /s
  *   latency RECEIVE INCOMING STAGE N
  *                              for each pair staged in STAGE (<id>.pck,
@@ -69,6 +73,47 @@ static int fsync_baseline(const char *dir, int n, size_t size)
     }
     double dt = now_s() - t0;
     printf("%.1f\n", n / dt);
+    free(data);
+    close(dfd);
+    return 0;
+}
+
+static int write_fsync(const char *dir, long long bytes)
+{
+    enum { CHUNK = 256 * 1024 };
+    int dfd = ss_open_dir(dir, NULL);
+    unsigned char *data = malloc(CHUNK);
+    if (dfd < 0 || data == NULL || bytes < 0) {
+        perror("write-fsync");
+        return 1;
+    }
+    /* non-zero, and not one repeated byte: nothing below the file system
+     * can make these blocks cheaper than a delivered payload's */
+    randombytes_buf(data, CHUNK);
+    for (size_t i = 0; i < CHUNK; i++)
+        data[i] |= 1;
+    double t0 = now_s();
+    int fd = openat(dfd, ".big.tmp", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        perror("write-fsync: create");
+        return 1;
+    }
+    for (long long left = bytes; left > 0;) {
+        size_t n = left < CHUNK ? (size_t)left : CHUNK;
+        ssize_t w = write(fd, data, n);
+        if (w <= 0) {
+            perror("write-fsync: write");
+            return 1;
+        }
+        left -= w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || renameat(dfd, ".big.tmp", dfd, "big") != 0 ||
+        fsync(dfd) != 0) {
+        perror("write-fsync");
+        return 1;
+    }
+    double dt = now_s() - t0;
+    printf("%.1f\n", (double)bytes / dt / 1e6);
     free(data);
     close(dfd);
     return 0;
@@ -210,6 +255,7 @@ int main(int argc, char **argv)
         return fsync_baseline(argv[2], atoi(argv[3]), (size_t)atol(argv[4]));
     if (!strcmp(argv[1], "deflate-hash") && argc == 4) return deflate_hash(argv[2], atoi(argv[3]));
     if (!strcmp(argv[1], "hash-inflate") && argc == 3) return hash_inflate(argv[2]);
+    if (!strcmp(argv[1], "write-fsync") && argc == 4) return write_fsync(argv[2], atoll(argv[3]));
     if (!strcmp(argv[1], "verify") && argc == 3) return verify_rate(atoi(argv[2]));
     if (!strcmp(argv[1], "latency") && argc == 6)
         return latency(argv[2], argv[3], argv[4], atoi(argv[5]));
