@@ -126,6 +126,7 @@ struct batch {
     size_t n;
     struct dirent **names; /* the valid names being loaded */
     ss_error *load_err;    /* per name */
+    bool pooled;           /* being staged by the pool */
     bool failed;           /* a keystore failure: nothing more this scan */
     ss_error trust_error;  /* its first keystore failure */
 };
@@ -256,9 +257,12 @@ static void stage_job(dsp_stager *st, void *ctx, size_t i)
     if (w->sv == SV_PENDING) dsp_stage_job(st, b->d->receive_fd, b->d->conf->max_package_bytes, w);
 }
 
+/* On the pool while the previous batch commits; a batch of one or two
+ * pairs (the idle daemon's case) is staged here, without a hand-over. */
 static void stage_batch(ss_despooler *d, struct batch *b)
 {
-    if (d->pool)
+    b->pooled = d->pool && b->n >= 3;
+    if (b->pooled)
         dsp_pool_submit(d->pool, stage_job, b, b->n);
     else
         dsp_run_jobs(d, stage_job, b, b->n);
@@ -266,7 +270,7 @@ static void stage_batch(ss_despooler *d, struct batch *b)
 
 static void stage_wait(ss_despooler *d, struct batch *b)
 {
-    if (d->pool) dsp_pool_wait(d->pool);
+    if (b->pooled) dsp_pool_wait(d->pool);
     apply_verdicts(d, b);
 }
 

@@ -443,9 +443,13 @@ void dsp_pool_wait(dsp_pool *p)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Below this many items a round runs on the calling thread: handing one
+ * pair to another thread and back costs more latency than it saves. */
+#define POOL_MIN_ITEMS 3
+
 void dsp_run_jobs(ss_despooler *d, dsp_job_fn job, void *ctx, size_t n)
 {
-    if (d->pool) {
+    if (d->pool && n >= POOL_MIN_ITEMS) {
         dsp_pool_submit(d->pool, job, ctx, n);
         dsp_pool_wait(d->pool);
         return;
