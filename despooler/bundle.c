@@ -270,6 +270,7 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
         w->sv = SV_LOCAL_FAULT;
         return;
     }
+    if (w->is_signed) ss_inflater_skip_checksum(st->inflater);
     /* Names in pax headers are UTF-8; libarchive converts them to the
      * locale's character set, which under the C locale refuses anything
      * beyond ASCII.  A UTF-8 locale for this thread only, while reading. */

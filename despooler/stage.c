@@ -192,6 +192,8 @@ int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_
     ss_inflater *inf = st->inflater;
     ss_hash_init(&h);
     if (ss_inflater_reset(inf, w->in.zip, w->in.size, e) != 0) return -1;
+    /* A signature covers every byte: zlib's own checksum adds nothing. */
+    if (w->is_signed) ss_inflater_skip_checksum(inf);
     if (w->pck_size >= LARGE_PACKAGE) {
         int rc = stream_with_reader(st, pck_fd, w, sink, hash, unpack_err, e);
         if (rc != -1) return rc == 0 ? 0 : -1;

@@ -86,8 +86,11 @@ int ss_inflater_reset(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error 
     f->limit = limit;
     f->out_bytes = 0;
     f->ended = false;
+    bool was_raw = f->raw;
+    f->raw = f->deflate_done = false;
+    f->hdr_need = f->trailer_need = 0;
     if (f->out) { /* zlib state from an earlier stream: reuse it */
-        if (inflateReset(&f->z) != Z_OK)
+        if ((was_raw ? inflateReset2(&f->z, 15) : inflateReset(&f->z)) != Z_OK)
             return ss_err(e, SS_E_ZLIB, "cannot reset zlib decompression");
         return 0;
     }
@@ -105,6 +108,49 @@ int ss_inflater_reset(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error 
 
 static int count_out(ss_inflater *f, size_t len, ss_error *e);
 
+void ss_inflater_skip_checksum(ss_inflater *f)
+{
+    if (f->zip != SS_ZIP_ZLIB || !f->out || inflateReset2(&f->z, -15) != Z_OK) return;
+    f->raw = true;
+    f->hdr_need = 2;
+    f->trailer_need = 4;
+}
+
+/* Raw mode: the two header bytes (RFC 1950: deflate, a window of at most
+ * 32 KiB, no preset dictionary, the check bits right) before anything is
+ * inflated, and the four trailer bytes after the end of the deflate data,
+ * which end the stream; anything after them is trailing data. */
+static int take_frame(ss_inflater *f, const unsigned char **in, size_t *len, ss_error *e)
+{
+    while (f->hdr_need && *len) {
+        f->hdr[2 - f->hdr_need--] = *(*in)++;
+        (*len)--;
+        if (f->hdr_need) continue;
+        unsigned cmf = f->hdr[0], flg = f->hdr[1];
+        if ((cmf & 0x0f) != 8 || (cmf >> 4) > 7 || (flg & 0x20) || (cmf * 256 + flg) % 31)
+            return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (bad header)");
+    }
+    if (!f->deflate_done || !*len) return 0;
+    if (*len > f->trailer_need)
+        return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
+    f->trailer_need -= (unsigned)*len;
+    *in += *len;
+    *len = 0;
+    f->ended = f->trailer_need == 0;
+    return 0;
+}
+
+/* After inflate: the end of the deflate data (raw mode: the trailer then
+ * follows), or the end of the zlib stream. */
+static void note_end(ss_inflater *f)
+{
+    if (!f->raw) {
+        f->ended = true;
+        return;
+    }
+    f->deflate_done = true;
+}
+
 static int inflate_emit(ss_inflater *f, const void *buf, size_t len, ss_sink_fn sink, void *ctx,
                         ss_error *e)
 {
@@ -118,7 +164,10 @@ int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink
     if (f->zip == SS_ZIP_NONE) return inflate_emit(f, in, len, sink, ctx, e);
     if (len == 0) return 0;
     if (f->ended) return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
-    f->z.next_in = (Bytef *)in;
+    const unsigned char *p = in;
+    if (f->raw && take_frame(f, &p, &len, e) != 0) return -1;
+    if (!len || f->deflate_done) return 0;
+    f->z.next_in = (Bytef *)p;
     f->z.avail_in = (uInt)len;
     /* Loop while input remains or zlib filled the buffer (it may hold more). */
     do {
@@ -129,10 +178,16 @@ int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink
             return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (%s)",
                           f->z.msg ? f->z.msg : "data error");
         if (zrc == Z_MEM_ERROR) return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
-        if (zrc == Z_STREAM_END) f->ended = true;
+        if (zrc == Z_STREAM_END) note_end(f);
         if (inflate_emit(f, f->out, SS_CODEC_CHUNK - f->z.avail_out, sink, ctx, e) != 0) return -1;
         if (zrc == Z_BUF_ERROR) break;
-    } while (!f->ended && (f->z.avail_in > 0 || f->z.avail_out == 0));
+    } while (!f->ended && !f->deflate_done && (f->z.avail_in > 0 || f->z.avail_out == 0));
+    if (f->raw && f->deflate_done) {
+        const unsigned char *rest = f->z.next_in;
+        size_t left = f->z.avail_in;
+        f->z.avail_in = 0;
+        return take_frame(f, &rest, &left, e);
+    }
     if (f->ended && f->z.avail_in > 0)
         return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
     return 0;
@@ -165,6 +220,8 @@ int ss_inflater_pull(ss_inflater *f, const unsigned char **in, size_t *in_len, c
         if (*in_len == 0) return 0;
         return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
     }
+    if (f->raw && take_frame(f, in, in_len, e) != 0) return -1;
+    if (f->deflate_done) return 0; /* take_frame consumed the trailer */
     f->z.next_in = (Bytef *)*in;
     f->z.avail_in = (uInt)*in_len;
     f->z.next_out = f->out;
@@ -174,12 +231,13 @@ int ss_inflater_pull(ss_inflater *f, const unsigned char **in, size_t *in_len, c
         return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (%s)",
                       f->z.msg ? f->z.msg : "data error");
     if (zrc == Z_MEM_ERROR) return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
-    if (zrc == Z_STREAM_END) f->ended = true;
+    if (zrc == Z_STREAM_END) note_end(f);
     *in = f->z.next_in;
     *in_len = f->z.avail_in;
     *out = f->out;
     *out_len = SS_CODEC_CHUNK - f->z.avail_out;
     if (count_out(f, *out_len, e) != 0) return -1;
+    if (f->raw && f->deflate_done) return take_frame(f, in, in_len, e);
     if (f->ended && *in_len > 0)
         return ss_err(e, SS_E_TRAILING, "data follows the end of the compressed stream");
     return 0;

@@ -49,6 +49,12 @@ typedef struct ss_inflater {
     uint64_t out_bytes;
     bool ended;
     unsigned char *out;
+    /* ss_inflater_skip_checksum: the zlib header and trailer are parsed
+     * here and the deflate data inflated raw, without Adler-32. */
+    bool raw;
+    bool deflate_done;
+    unsigned hdr_need, trailer_need;
+    unsigned char hdr[2];
 } ss_inflater;
 
 /* limit: the most output bytes accepted. */
@@ -58,6 +64,12 @@ int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink
 /* Makes an inflater (initialised, used or not) ready for the next stream,
  * keeping zlib's state and buffer: for many small packages in a row. */
 int ss_inflater_reset(ss_inflater *f, enum ss_zip zip, uint64_t limit, ss_error *e);
+/* For a package whose every byte a verified signature covers: zlib's
+ * Adler-32 of the output adds nothing there and costs an eighth of a large
+ * delivery, so it is not computed (call after reset, before feeding).  The
+ * header is still checked strictly and the four trailer bytes must be there
+ * and be the last. */
+void ss_inflater_skip_checksum(ss_inflater *f);
 /* The pull form of feed, for a reader that asks for output (a tar reader):
  * inflates from *in (advancing *in and *in_len) into at most one internal
  * buffer and points *out at what came out (*out_len may be 0: give more

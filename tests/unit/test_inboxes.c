@@ -114,6 +114,96 @@ static void test_codec_inflater_reset_between_streams(void)
     free(out.data);
 }
 
+/* Raw mode (ss_inflater_skip_checksum): one byte at a time and in one go,
+ * pushed and pulled, the same output; the header still checked, the
+ * trailer still required and last; Adler-32 not computed; the next stream
+ * on the same inflater checks it again. */
+static int raw_inflate(ss_inflater *f, const unsigned char *z, size_t zlen, size_t limit,
+                       size_t piece, bool pull, struct membuf *out, ss_error *e)
+{
+    out->len = 0;
+    if (ss_inflater_reset(f, SS_ZIP_ZLIB, limit, e) != 0) return -1;
+    ss_inflater_skip_checksum(f);
+    for (size_t off = 0; off < zlen; off += piece) {
+        size_t n = zlen - off < piece ? zlen - off : piece;
+        if (!pull) {
+            if (ss_inflater_feed(f, z + off, n, mem_sink, out, e) != 0) return -1;
+            continue;
+        }
+        const unsigned char *in = z + off;
+        do {
+            const void *o;
+            size_t olen;
+            if (ss_inflater_pull(f, &in, &n, &o, &olen, e) != 0) return -1;
+            if (mem_sink(out, o, olen, e) != 0) return -1;
+        } while (n > 0);
+    }
+    for (bool more = pull; more;) { /* output zlib still holds */
+        const unsigned char *none = z;
+        size_t zero = 0;
+        const void *o;
+        size_t olen;
+        if (ss_inflater_pull(f, &none, &zero, &o, &olen, e) != 0) return -1;
+        more = olen > 0;
+        mem_sink(out, o, olen, e);
+    }
+    return ss_inflater_finish(f, e);
+}
+
+static void test_codec_raw_mode(void)
+{
+    size_t len = 2 * SS_CODEC_CHUNK + 333;
+    unsigned char *in = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        in[i] = (unsigned char)(i % 251 ^ i / 4096);
+    struct membuf z = deflate_all(in, len), out = {0};
+    ss_inflater f;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_init(&f, SS_ZIP_ZLIB, len, &e), 0);
+    size_t pieces[] = {1, 7, 4096, z.len};
+    for (int pull = 0; pull < 2; pull++)
+        for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+            CU_ASSERT_EQUAL(raw_inflate(&f, z.data, z.len, len, pieces[i], pull, &out, &e), 0);
+            CU_ASSERT(out.len == len && memcmp(out.data, in, len) == 0);
+        }
+    /* Adler-32 is not looked at: a changed checksum still inflates. */
+    z.data[z.len - 1] ^= 0x55;
+    CU_ASSERT_EQUAL(raw_inflate(&f, z.data, z.len, len, 4096, false, &out, &e), 0);
+    /* ... but the same inflater checks it again in zlib mode. */
+    out.len = 0;
+    CU_ASSERT_EQUAL_FATAL(ss_inflater_reset(&f, SS_ZIP_ZLIB, len, &e), 0);
+    CU_ASSERT_EQUAL(ss_inflater_feed(&f, z.data, z.len, mem_sink, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_ZLIB);
+    z.data[z.len - 1] ^= 0x55;
+    /* A missing trailer byte is a truncated stream; one byte more is trailing. */
+    CU_ASSERT_EQUAL(raw_inflate(&f, z.data, z.len - 1, len, 4096, false, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TRUNCATED);
+    unsigned char *longer = malloc(z.len + 1);
+    memcpy(longer, z.data, z.len);
+    longer[z.len] = 0;
+    CU_ASSERT_EQUAL(raw_inflate(&f, longer, z.len + 1, len, 1, false, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TRAILING);
+    CU_ASSERT_EQUAL(raw_inflate(&f, longer, z.len + 1, len, 4096, true, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TRAILING);
+    free(longer);
+    /* Headers: not deflate, a preset dictionary, wrong check bits. */
+    unsigned char bad[][2] = {{0x79, 0x9c}, {0x78, 0xbb}, {0x78, 0x9d}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        unsigned char save[2] = {z.data[0], z.data[1]};
+        memcpy(z.data, bad[i], 2);
+        CU_ASSERT_EQUAL(raw_inflate(&f, z.data, z.len, len, 1, false, &out, &e), -1);
+        CU_ASSERT_EQUAL(e.code, SS_E_ZLIB);
+        memcpy(z.data, save, 2);
+    }
+    /* The declared size still bounds the output. */
+    CU_ASSERT_EQUAL(raw_inflate(&f, z.data, z.len, len - 1, 4096, false, &out, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_SIZE);
+    ss_inflater_free(&f);
+    free(in);
+    free(z.data);
+    free(out.data);
+}
+
 static void test_codec_bomb_stops_at_limit(void)
 {
     size_t len = 64 << 20; /* 64 MiB of zeros compress to ~64 KiB */
@@ -324,6 +414,7 @@ int main(void)
         {"codec stops a decompression bomb at the limit", test_codec_bomb_stops_at_limit},
         {"codec inflater reset between streams", test_codec_inflater_reset_between_streams},
         {"codec rejects truncated, trailing and non-zlib data", test_codec_truncated_and_trailing},
+        {"codec raw mode: header and trailer checked, Adler-32 skipped", test_codec_raw_mode},
         {"instruction fields roundtrip", test_instruction_roundtrip},
         {"instruction parser rejects malformed fields", test_instruction_rejects},
         {"site.conf parsing is strict", test_conf_parse},
