@@ -43,9 +43,33 @@ static bool ends_with(const char *name, const char *suffix)
     return n > k && !strcmp(name + n - k, suffix);
 }
 
-static int select_ins(const struct dirent *de)
+static bool is_instruction(const char *name)
 {
-    return !ss_name_is_temporary(de->d_name) && ends_with(de->d_name, ".ins");
+    return !ss_name_is_temporary(name) && ends_with(name, ".ins");
+}
+
+typedef char dsp_name[256];
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const dsp_name *)a, *(const dsp_name *)b);
+}
+
+/* The next (up to) max instruction names of receive, sorted: receive is
+ * read in pieces, so a backlog of any size costs the same memory.  Files
+ * that arrive meanwhile may or may not be listed (the next scan finds
+ * them).  Returns the count, 0 at the end, -1 on error. */
+static int list_next(DIR *dir, dsp_name *out, size_t max, ss_error *e)
+{
+    size_t n = 0;
+    struct dirent *de = NULL;
+    errno = 0;
+    while (n < max && (de = readdir(dir)) != NULL)
+        if (is_instruction(de->d_name) && strlen(de->d_name) < sizeof out[0])
+            memcpy(out[n++], de->d_name, strlen(de->d_name) + 1);
+    if (!de && errno) return ss_err_sys(e, "cannot list the receive inbox");
+    qsort(out, n, sizeof out[0], by_name);
+    return (int)n;
 }
 
 /* Instruction files are named <32 hex id>.ins; anything else is refused
@@ -124,11 +148,11 @@ struct batch {
     ss_despooler *d; /* pool threads read only receive_fd and conf */
     work *items;
     size_t n;
-    struct dirent **names; /* the valid names being loaded */
-    ss_error *load_err;    /* per name */
-    bool pooled;           /* being staged by the pool */
-    bool failed;           /* a keystore failure: nothing more this scan */
-    ss_error trust_error;  /* its first keystore failure */
+    dsp_name *names;      /* the valid names being loaded */
+    ss_error *load_err;   /* per name */
+    bool pooled;          /* being staged by the pool */
+    bool failed;          /* a keystore failure: nothing more this scan */
+    ss_error trust_error; /* its first keystore failure */
 };
 
 static void load_job(dsp_stager *st, void *ctx, size_t i)
@@ -136,23 +160,23 @@ static void load_job(dsp_stager *st, void *ctx, size_t i)
     (void)st;
     struct batch *b = ctx;
     b->load_err[i] = (ss_error){0};
-    (void)dsp_load(b->d->receive_fd, b->names[i]->d_name, &b->items[i], &b->load_err[i]);
+    (void)dsp_load(b->d->receive_fd, b->names[i], &b->items[i], &b->load_err[i]);
 }
 
 /* Reads and parses the batch's instructions on the pool; those that
  * cannot be loaded are dealt with here, the rest close ranks. */
-static size_t load_batch(ss_despooler *d, struct dirent **names, int count, struct batch *b,
-                         struct dirent **valid, ss_error *errs)
+static size_t load_batch(ss_despooler *d, dsp_name *names, int count, struct batch *b,
+                         dsp_name *valid, ss_error *errs)
 {
     size_t nvalid = 0, n = 0;
     for (int i = 0; i < count; i++)
-        if (ins_name_valid(d, names[i]->d_name)) valid[nvalid++] = names[i];
+        if (ins_name_valid(d, names[i])) memcpy(valid[nvalid++], names[i], sizeof valid[0]);
     b->names = valid;
     b->load_err = errs;
     dsp_run_jobs(d, load_job, b, nvalid);
     for (size_t i = 0; i < nvalid; i++) {
         if (errs[i].code != SS_OK) {
-            dsp_load_failed(d, valid[i]->d_name, &errs[i]);
+            dsp_load_failed(d, valid[i], &errs[i]);
             continue;
         }
         if (n != i) memcpy(&b->items[n], &b->items[i], sizeof b->items[n]);
@@ -290,19 +314,30 @@ static int finish_batch(ss_despooler *d, struct batch *b, ss_error *e)
  * the pool while batch k is committed (unless k+1 holds key instructions:
  * those wait for k's commit, so that no key change overtakes a delivery
  * judged before it). */
-static int process_batches(ss_despooler *d, struct dirent **names, int count, size_t batch_max,
-                           work *bufs[2], ss_error *e)
+static int process_batches(ss_despooler *d, DIR *dir, dsp_name *names, size_t batch_max,
+                           ss_error *e)
 {
     struct batch prev = {0};
     size_t rejected_seen = d->stats.rejected;
-    int rc = 0, k = 0;
-    struct dirent **valid = malloc(batch_max * sizeof *valid);
+    int rc = 0, k = 0, take;
+    work *bufs[2] = {NULL, NULL};
+    dsp_name *valid = malloc(batch_max * sizeof *valid);
     ss_error *errs = malloc(batch_max * sizeof *errs);
     if (!valid || !errs) rc = ss_err(e, SS_E_NOMEM, "out of memory");
-    for (int start = 0; rc == 0 && start < count; start += (int)batch_max, k ^= 1) {
-        int take = count - start < (int)batch_max ? count - start : (int)batch_max;
+    while (rc == 0 && (take = list_next(dir, names, batch_max, e)) != 0) {
+        if (take < 0) {
+            rc = -1;
+            break;
+        }
+        /* A work item is ~14 KiB: a single arrival gets one, not a batch. */
+        if (!bufs[k] &&
+            !(bufs[k] = calloc((size_t)take < batch_max && !bufs[k ^ 1] ? (size_t)take : batch_max,
+                               sizeof(work)))) {
+            rc = ss_err(e, SS_E_NOMEM, "out of memory");
+            break;
+        }
         struct batch cur = {.d = d, .items = bufs[k]};
-        cur.n = load_batch(d, names + start, take, &cur, valid, errs);
+        cur.n = load_batch(d, names, take, &cur, valid, errs);
         if (has_key_instructions(&cur)) rc = finish_batch(d, &prev, e);
         if (rc == 0) {
             find_pre_keys(d, &cur);
@@ -313,6 +348,7 @@ static int process_batches(ss_despooler *d, struct dirent **names, int count, si
         if (rc == 0) rc = finish_batch(d, &prev, e);
         stage_wait(d, &cur);
         prev = cur;
+        k ^= 1;
         if (rc == 0 && cur.failed) break; /* its commit reports the failure */
     }
     int last = finish_batch(d, &prev, e);
@@ -321,6 +357,8 @@ static int process_batches(ss_despooler *d, struct dirent **names, int count, si
      * again, no 4402); the delivered name was made durable before it. */
     (void)ss_fsync_dirfd(d->receive_fd, NULL);
     if (d->stats.rejected != rejected_seen) (void)ss_fsync_dirfd(d->rejected_fd, NULL);
+    free(bufs[0]);
+    free(bufs[1]);
     free(valid);
     free(errs);
     return rc ? rc : last;
@@ -335,23 +373,19 @@ int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e)
     if (ss_hman_scan(&d->keys, NULL, dsp_force_add, d, e) < 0)
         ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "hman.box: %s", e->msg);
     dsp_recheck_waiting_keys(d);
-    struct dirent **names = NULL;
-    int count = scandirat(d->receive_fd, ".", &names, select_ins, alphasort);
-    if (count < 0) return ss_err_sys(e, "cannot list %s", d->receive_path);
-    /* A work item is ~14 KiB: size the batch to what is there, so that a
-     * single arrival does not clear megabytes. */
+    int fd = dup(d->receive_fd);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0) close(fd);
+        return ss_err_sys(e, "cannot list %s", d->receive_path);
+    }
+    rewinddir(dir); /* the duplicate shares its offset with receive_fd */
     size_t batch_max = d->conf->batch_max;
-    if ((size_t)count < batch_max) batch_max = count ? (size_t)count : 1;
-    work *bufs[2] = {calloc(batch_max, sizeof(work)),
-                     (size_t)count > batch_max ? calloc(batch_max, sizeof(work)) : NULL};
-    int rc = bufs[0] && (bufs[1] || (size_t)count <= batch_max)
-                 ? process_batches(d, names, count, batch_max, bufs, e)
-                 : ss_err(e, SS_E_NOMEM, "out of memory");
-    free(bufs[0]);
-    free(bufs[1]);
-    for (int i = 0; i < count; i++)
-        free(names[i]);
+    dsp_name *names = malloc(batch_max * sizeof *names);
+    int rc = names ? process_batches(d, dir, names, batch_max, e)
+                   : ss_err(e, SS_E_NOMEM, "out of memory");
     free(names);
+    closedir(dir);
     d->nforce = 0;
     /* After a failed scan (site.db locked, say) housekeeping would only
      * wait out the busy timeout once more per statement. */

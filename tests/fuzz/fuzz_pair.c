@@ -66,14 +66,14 @@
 
 #define ZERO_ID "00000000000000000000000000000000"
 
-static const char *scratch;   /* the temporary folder */
-static tu_site ss1;           /* the site under test */
-static ss_pubkey ps1_pk;      /* the fixed PS1 key it trusts */
-static ss_seckey *ps1_sk;     /* signs for bit 6 and the self-check */
+static const char *scratch; /* the temporary folder */
+static tu_site ss1;         /* the site under test */
+static ss_pubkey ps1_pk;    /* the fixed PS1 key it trusts */
+static ss_seckey *ps1_sk;   /* signs for bit 6 and the self-check */
 static char receive_dir[1100];
 static char outside_pck[600], outside_ins[600];
-static char *pristine_keys;  /* keystore digest after setup */
-static bool verbose;         /* SS_FUZZ_VERBOSE=1: one line per input */
+static char *pristine_keys; /* keystore digest after setup */
+static bool verbose;        /* SS_FUZZ_VERBOSE=1: one line per input */
 
 /* ------------------------------------------------------------ the tree */
 
@@ -248,8 +248,8 @@ static int blocked_sites(void)
 {
     sqlite3_stmt *st;
     int n = -1;
-    if (sqlite3_prepare_v2(ss1.db.h, "SELECT count(*) FROM main.sites WHERE blocked != 0", -1,
-                           &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(ss1.db.h, "SELECT count(*) FROM main.sites WHERE blocked != 0", -1, &st,
+                           NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
@@ -311,7 +311,8 @@ static uint8_t *sign_fields(const uint8_t *in, size_t len, const uint8_t *pck, s
     ss_hash_final(&h, hash);
     static char sig[SS_SIGFILE_MAX];
     ss_error e = {0};
-    int rc = ss_sign_hash(ps1_sk, hash, tc, "sitespool instruction PS1 -> SS1", sig, sizeof sig, &e);
+    int rc =
+        ss_sign_hash(ps1_sk, hash, tc, "sitespool instruction PS1 -> SS1", sig, sizeof sig, &e);
     free(tc);
     if (rc != 0) return NULL;
     *out_len = strlen(sig);
@@ -429,13 +430,19 @@ static void check_delivered(const struct pair *p, const struct oracle *o, const 
     FUZZ_CHECK(o->fields_ok, "%s delivered from fields the harness cannot parse", rel);
     FUZZ_CHECK(!strcmp(box, o->in.dest) && ss_conf_dest_allowed(&ss1.conf, box),
                "%s delivered into %s (instruction says %s)", rel, box, o->in.dest);
-    size_t nl = strlen(o->in.name);
-    FUZZ_CHECK(!strncmp(name, o->in.name, nl) && (name[nl] == '\0' || name[nl] == '.'),
-               "%s delivered under another name than '%s'", rel, o->in.name);
     char path[1300];
     snprintf(path, sizeof path, "%s/%s", scratch, rel);
     struct stat st;
     FUZZ_CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file", rel);
+    if (o->in.files) { /* a bundle member: a plain name, within the stream */
+        FUZZ_CHECK(ss_file_name_valid(name), "bundle member %s has no plain name", rel);
+        FUZZ_CHECK((uint64_t)st.st_size <= o->in.size,
+                   "bundle member %s is larger than size=", rel);
+        return;
+    }
+    size_t nl = strlen(o->in.name);
+    FUZZ_CHECK(!strncmp(name, o->in.name, nl) && (name[nl] == '\0' || name[nl] == '.'),
+               "%s delivered under another name than '%s'", rel, o->in.name);
     FUZZ_CHECK((uint64_t)st.st_size == o->in.size, "%s has %lld bytes, declared %llu", rel,
                (long long)st.st_size, (unsigned long long)o->in.size);
     if (o->in.zip == SS_ZIP_NONE) {
@@ -484,8 +491,8 @@ static size_t run_pair(const uint8_t *data, size_t size)
 
     ss_despooler d;
     ss_error e = {0};
-    FUZZ_CHECK(ss_despooler_open(&d, ss1.root, &ss1.conf, &ss1.db, &ss1.rep, &e) == 0,
-               "open: %s", e.msg);
+    FUZZ_CHECK(ss_despooler_open(&d, ss1.root, &ss1.conf, &ss1.db, &ss1.rep, &e) == 0, "open: %s",
+               e.msg);
     bool progress = false;
     int rc = ss_despooler_scan(&d, &progress, &e);
     ss_despooler_close(&d);
@@ -527,6 +534,8 @@ static size_t run_pair(const uint8_t *data, size_t size)
         FUZZ_CHECK(bsearch(&key, now, nnow, sizeof key, entry_cmp), "%s disappeared",
                    pristine[i].rel);
     }
+    FUZZ_CHECK(delivered <= (o.in.files ? o.in.files : 1),
+               "%zu files delivered from one instruction (files=%u)", delivered, o.in.files);
     if ((p.flags & 2) == 0 && (p.flags & (4 | 16))) check_outside(outside_pck, p.pck, p.pck_len);
     if (p.flags & (8 | 32)) check_outside(outside_ins, p.ins, p.ins_len);
 

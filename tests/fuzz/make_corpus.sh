@@ -34,7 +34,7 @@ cp PS1/keys/PS1.key PS1/keys/PS1.pub .
 mkdir drop
 "$SP" -C PS1 peer add SS1 --inbox "$work/drop" >/dev/null
 
-mkdir -p out/data out/none out/pct out/unsigned out/key out/rollover
+mkdir -p out/data out/none out/pct out/unsigned out/key out/rollover out/bundle
 send_into() { # folder, sitespool send arguments...
   local dir=$1; shift
   "$SP" -C PS1 send --to SS1 "$@" >/dev/null
@@ -49,6 +49,8 @@ sed -i 's/^compression_level = .*/compression_level = 6/' PS1/site.conf
 printf 'x' > x
 send_into out/pct --name 'q 1%+é.txt' x
 send_into out/unsigned --unsigned report.csv
+printf 'caf\xc3\xa9\n' > 'résumé.txt'; : > empty
+send_into out/bundle report.csv 'résumé.txt' empty # one bundle of three (files=3)
 "$SP" -C PS1 key send-to SS1 >/dev/null
 mv drop/*.ins drop/*.pck out/key/
 "$SP" -C PS1 key rotate >/dev/null
@@ -71,7 +73,7 @@ def pair(kind):
     ins = glob.glob(os.path.join(work, "out", kind, "*.ins"))[0]
     return open(ins, "rb").read(), open(ins[:-4] + ".pck", "rb").read()
 
-for kind in ("data", "none", "pct", "unsigned", "key", "rollover"):
+for kind in ("data", "none", "pct", "unsigned", "key", "rollover", "bundle"):
     ins, pck = pair(kind)
     lines = ins.split(b"\n")
     if ins.startswith(b"untrusted comment: "):
