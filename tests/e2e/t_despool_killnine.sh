@@ -24,7 +24,7 @@ assert_eq "$(find "$R" -name '*.pck' | wc -l)" "$P" "$P packages in receive"
 pass "$N files in $P pairs queued and delivered into SS1's receive"
 
 left() { find "$R" -maxdepth 1 -name '*.ins' | wc -l; }
-kills=0 midway=0 round=0 prev=$P window=60
+kills=0 midway=0 round=0 prev=$P window=30
 while [ "$(left)" -gt 0 ]; do
   round=$((round + 1))
   [ "$round" -le 400 ] || fail "receive not empty after 400 rounds"
@@ -34,7 +34,7 @@ while [ "$(left)" -gt 0 ]; do
     "$S" -C "$T/SS1" despool --once >>"$T/once.out" 2>&1 &
   fi
   pid=$!
-  # A random moment within the window; the window starts at 60 ms (a drain
+  # A random moment within the window; the window starts at 30 ms (a drain
   # of all pairs takes a few hundred ms on a fast build, so a wider start
   # let it finish in 4 rounds, too few kills) and widens whenever a round
   # made no progress, so slow builds (sanitizers) are killed mid-work too.
