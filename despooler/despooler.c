@@ -114,6 +114,11 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
                     "inotify queue overflowed; rescanning the inboxes");
         /* While backing off, events wait for the back-off to end. */
         if (backoff_ms >= 0 && ss_now_ms() - last_scan_ms < backoff_ms) continue;
+        /* A package alone: its instruction follows (and wakes us), unless
+         * one already waits for it. */
+        if (mask == SS_WATCH_PACKAGE && d->stats.waiting == 0 &&
+            ss_now_ms() - last_scan_ms < (int64_t)d->conf->rescan_interval * 1000)
+            continue;
         /* Any event, the rescan timer or a due retry: scan. */
         backoff_ms = drain_in_daemon(d, &failures);
         dest_ms = dest_retry_ms(d, &dest_streak);

@@ -35,6 +35,9 @@ static int event_bit(const ss_watch *w, const struct inotify_event *ev)
 {
     if (ev->mask & IN_Q_OVERFLOW) return SS_WATCH_OVERFLOW;
     if (ev->len && ss_name_is_temporary(ev->name)) return 0;
+    size_t n = ev->len ? strlen(ev->name) : 0;
+    if (w->ndirs > 0 && ev->wd == w->wd[0] && n > 4 && !strcmp(ev->name + n - 4, ".pck"))
+        return SS_WATCH_PACKAGE;
     for (int i = 0; i < w->ndirs; i++)
         if (w->wd[i] == ev->wd) return 1 << i;
     return 0;

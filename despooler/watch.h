@@ -21,6 +21,10 @@
 
 #define SS_WATCH_MAX 4
 #define SS_WATCH_OVERFLOW (1 << 30)
+/* Only packages (*.pck) arrived in the first folder: an instruction that
+ * waits for its package needs a scan, otherwise the instruction's own
+ * arrival (which comes last) does. */
+#define SS_WATCH_PACKAGE (1 << 29)
 
 typedef struct ss_watch {
     int fd;
@@ -32,7 +36,8 @@ typedef struct ss_watch {
 int ss_watch_open(ss_watch *w, const char *const dirs[], int ndirs, ss_error *e);
 /* Waits up to timeout_ms (0: do not wait, -1: forever), then drains every
  * queued event.  Returns a bit mask of the dirs (by index) that saw a
- * relevant event, with SS_WATCH_OVERFLOW when events were lost; 0 on timeout
+ * relevant event (a package alone in dirs[0]: SS_WATCH_PACKAGE instead of
+ * bit 0), with SS_WATCH_OVERFLOW when events were lost; 0 on timeout
  * or interruption by a signal; -1 on error.  Temporary names are ignored. */
 int ss_watch_wait(ss_watch *w, int timeout_ms);
 void ss_watch_close(ss_watch *w);
