@@ -126,13 +126,37 @@ static const char *entry_refusal(struct archive_entry *ent, const char *name)
 
 /* Where staging a bundle stands: the members created so far and the first
  * fault, which decides the outcome (see dsp_stage_bundle). */
+/* Members written but not yet durable: their writeback was started
+ * (sync_file_range) when they were written; the oldest is made durable
+ * (fdatasync) and closed when the window is full, the rest at the end. */
+#define SYNC_WINDOW 32
+
 struct bundle_stage {
     work *w;
     struct archive *a;
     unsigned created; /* members 0..created-1 have temporary files */
     ss_error io_err;  /* writing into the destination failed */
     char refusal[256];
+    int pending[SYNC_WINDOW];
+    unsigned npending;
 };
+
+/* Makes the oldest pending member durable and closes it. */
+static void settle_oldest(struct bundle_stage *s)
+{
+    int fd = s->pending[0];
+    if (!s->io_err.code && fdatasync(fd) != 0)
+        ss_err_sys(&s->io_err, "cannot make a member of bundle %s durable", s->w->in.id);
+    if (close(fd) != 0 && !s->io_err.code)
+        ss_err_sys(&s->io_err, "cannot close a member of bundle %s", s->w->in.id);
+    memmove(s->pending, s->pending + 1, --s->npending * sizeof s->pending[0]);
+}
+
+static void settle_all(struct bundle_stage *s)
+{
+    while (s->npending)
+        settle_oldest(s);
+}
 
 static const char *tar_error(struct archive *a)
 {
@@ -181,9 +205,21 @@ static int write_member(struct bundle_stage *s, dsp_member *m, unsigned k)
         refuse_member(s, m->name, tar_error(s->a));
     else if (!s->io_err.code && !s->refusal[0] && written != m->size)
         refuse_member(s, m->name, "its data is shorter than its header says");
-    if (close(fd) != 0 && !s->io_err.code)
-        ss_err_sys(&s->io_err, "cannot close the temporary file of %s", m->name);
-    return s->io_err.code || s->refusal[0] ? -1 : 0;
+    if (s->io_err.code || s->refusal[0]) {
+        close(fd);
+        return -1;
+    }
+    /* Writeback starts now; durability comes from settle_oldest/settle_all
+     * or from the batch's syncfs (dsp_choose_flush). */
+    (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (!s->w->sync_each) { /* the batch's syncfs makes it durable */
+        if (close(fd) != 0)
+            ss_err_sys(&s->io_err, "cannot close the temporary file of %s", m->name);
+        return s->io_err.code ? -1 : 0;
+    }
+    if (s->npending == SYNC_WINDOW) settle_oldest(s);
+    s->pending[s->npending++] = fd;
+    return s->io_err.code ? -1 : 0;
 }
 
 static int by_name(const void *a, const void *b)
@@ -285,6 +321,7 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
     else
         read_members(&s);
     if (s.a) archive_read_free(s.a);
+    settle_all(&s); /* also on failure: every descriptor is closed */
     if (utf8) {
         uselocale(before);
         freelocale(utf8);

@@ -65,6 +65,7 @@ enum outcome dsp_prepare_stage(ss_despooler *d, work *w, const ss_keyrec *key)
 {
     ss_error e = {0};
     w->pk = key->pk;
+    w->sync_each = d->sync_each;
     w->dest_fd = dsp_open_dest(d, w->in.dest, &e);
     if (w->dest_fd < 0) return dsp_dest_failed(d, w, &e);
     w->sv = SV_PENDING;
@@ -215,24 +216,55 @@ static void drop_staged(ss_despooler *d, work *w, const ss_error *e)
     w->dest_fd = -1;
 }
 
-/* Closes the staged files durably: one fsync each for a few single files,
- * else one syncfs per destination (bundle members are written and closed
- * while staging: they always take the syncfs).  A failed syncfs drops
- * every staged item (the kernel reports a writeback error once, so the
- * others' data is in doubt too); they stay in receive and are retried. */
-static void flush_staged(ss_despooler *d, work *batch, size_t n, size_t files, bool bundles)
+/* How staged files are made durable, chosen per batch by measurement
+ * (README, Performance): one syncfs flushes the whole filesystem, which is
+ * cheapest when little else is unsynced, but beside a writer with
+ * gigabytes of dirty data it waits for all of it (1-2 batches per second
+ * measured); then each file gets its own fdatasync on its staging thread.
+ * The kernel's count of dirty and writeback pages (all filesystems, so it
+ * errs towards fdatasync) decides; unreadable, it is fdatasync.  A batch of
+ * a few pairs (the idle daemon's) always takes fdatasync: its latency must
+ * not include anyone else's data. */
+#define SYNCFS_DIRTY_MAX_KB (64 * 1024)
+#define SMALL_BATCH 4
+
+static long meminfo_kb(const char *text, const char *key)
 {
-    bool per_file = files <= SMALL_BATCH && !bundles;
+    const char *p = strstr(text, key);
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
+}
+
+bool dsp_choose_flush(size_t files)
+{
+    if (files <= SMALL_BATCH) return true; /* no one else's data in a small delivery's wait */
+    char buf[4096];
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return true;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return true;
+    buf[n] = '\0';
+    long dirty = meminfo_kb(buf, "\nDirty:"), wb = meminfo_kb(buf, "\nWriteback:");
+    return dirty < 0 || wb < 0 || dirty + wb > SYNCFS_DIRTY_MAX_KB;
+}
+
+/* Closes the staged files and makes those not yet durable so with one
+ * syncfs per destination.  A failed syncfs drops every staged item (the
+ * kernel reports a writeback error once, so the others' data is in doubt
+ * too); they stay in receive and are retried. */
+static void flush_staged(ss_despooler *d, work *batch, size_t n)
+{
+    bool need_syncfs = false;
     for (size_t i = 0; i < n; i++) {
         ss_error e = {0};
-        if (batch[i].dest_fd >= 0 && !batch[i].in.files &&
-            ss_atomic_close(&batch[i].out, per_file, &e) != 0)
+        if (batch[i].dest_fd < 0) continue;
+        need_syncfs |= !batch[i].sync_each;
+        if (!batch[i].in.files && ss_atomic_close(&batch[i].out, false, &e) != 0)
             drop_staged(d, &batch[i], &e);
     }
-    if (per_file) return;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; need_syncfs && i < n; i++) {
         ss_error e = {0};
-        if (batch[i].dest_fd < 0 || dest_seen_before(batch, i) ||
+        if (batch[i].dest_fd < 0 || batch[i].sync_each || dest_seen_before(batch, i) ||
             ss_sync_fs(batch[i].dest_fd, &e) == 0)
             continue;
         for (size_t j = 0; j < n; j++)
@@ -404,14 +436,10 @@ static void announce(ss_despooler *d, const work *w)
 int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
 {
     size_t files = 0;
-    bool bundles = false;
-    for (size_t i = 0; i < n; i++) {
-        if (batch[i].dest_fd < 0) continue;
-        files += batch[i].in.files ? batch[i].nmembers : 1;
-        bundles |= batch[i].in.files > 0;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (batch[i].dest_fd >= 0) files += batch[i].in.files ? batch[i].nmembers : 1;
     if (!files) return 0;
-    flush_staged(d, batch, n, files, bundles);
+    flush_staged(d, batch, n);
     choose_final_names(batch, n, files);
     if (record_batch(d, batch, n, e) != 0) return -1; /* released: nothing stays */
     for (size_t i = 0; i < n; i++) {

@@ -90,6 +90,7 @@ typedef struct ss_despooler {
     ss_despool_stats stats;
     ss_error trust_error; /* the first keystore failure of a batch */
     int64_t high_water;   /* the latest time the site's clock has shown */
+    bool sync_each;       /* this batch: fdatasync per file, not syncfs */
 } ss_despooler;
 
 /* Takes the site's despooler lock (SS_E_LOCKED if another one runs). */

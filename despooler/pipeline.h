@@ -20,8 +20,6 @@
 
 #define READ_CHUNK (256 * 1024)
 #define KEY_PAYLOAD_MAX 4096
-/* Below this many files a batch fsyncs each one; above, one syncfs. */
-#define SMALL_BATCH 4
 /* A file still waiting is warned about again (4414) at most this often. */
 #define BACKLOG_REWARN 86400
 /* A truncated instruction this young may still be being written. */
@@ -87,6 +85,9 @@ typedef struct work {
     ss_error sv_err;
     uint64_t sv_size;
     uint64_t pck_size; /* the package file's size when opened */
+    /* Made durable file by file on its staging thread (fdatasync), or left
+     * to the one syncfs of the batch commit (dsp_choose_flush). */
+    bool sync_each;
 } work;
 
 /* "dev:ino:size:mtime_ns" of a file: which file this is, not what it says. */
@@ -198,6 +199,9 @@ void dsp_bundle_abort(work *w, unsigned created);
 void dsp_tmp_name_for(const char *id, char *out, size_t len);
 int dsp_open_dest(ss_despooler *d, const char *dest, ss_error *e);
 void dsp_forget_batch_caches(ss_despooler *d);
+/* true: make staged files durable one by one (other writers have much
+ * unsynced data: a syncfs would flush it too); false: one syncfs. */
+bool dsp_choose_flush(size_t files);
 /* Readies a data instruction for staging (its destination opened). */
 enum outcome dsp_prepare_stage(ss_despooler *d, work *w, const ss_keyrec *key);
 int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e);

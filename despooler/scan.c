@@ -340,6 +340,10 @@ static int process_batches(ss_despooler *d, DIR *dir, dsp_name *names, size_t ba
         cur.n = load_batch(d, names, take, &cur, valid, errs);
         if (has_key_instructions(&cur)) rc = finish_batch(d, &prev, e);
         if (rc == 0) {
+            size_t files = 0;
+            for (size_t i = 0; i < cur.n; i++)
+                files += cur.items[i].in.files ? cur.items[i].in.files : 1;
+            d->sync_each = dsp_choose_flush(files);
             find_pre_keys(d, &cur);
             dsp_run_jobs(d, verify_job, &cur, cur.n);
             judge_batch(d, &cur);

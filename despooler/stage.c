@@ -265,6 +265,11 @@ static void stage_single(dsp_stager *st, int receive_fd, uint64_t max_bytes, wor
         dsp_stage_refuse(w, 4407, sig_err.msg);
     } else if (unpack_err.code != SS_OK) {
         dsp_stage_refuse(w, 4413, unpack_err.msg);
+    } else if (w->sync_each && fdatasync(w->out.fd) != 0) {
+        /* Durable here, on this thread, in parallel with the other
+         * stagings and the previous batch's commit (see despooler.h). */
+        ss_err_sys(&w->sv_err, "cannot make %s durable", tmp);
+        w->sv = SV_LOCAL_FAULT;
     } else {
         w->sv = SV_STAGED;
     }
