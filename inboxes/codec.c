@@ -158,6 +158,22 @@ static int inflate_emit(ss_inflater *f, const void *buf, size_t len, ss_sink_fn 
     return len ? sink(ctx, buf, len, e) : 0;
 }
 
+/* One inflate call into the whole output buffer: 0 and zlib's result in
+ * *zrc (Z_OK, Z_STREAM_END or Z_BUF_ERROR: no progress possible), or -1
+ * with *e on a bad stream or no memory. */
+static int inflate_step(ss_inflater *f, int *zrc, ss_error *e)
+{
+    f->z.next_out = f->out;
+    f->z.avail_out = SS_CODEC_CHUNK;
+    *zrc = inflate(&f->z, Z_NO_FLUSH);
+    if (*zrc == Z_NEED_DICT || *zrc == Z_DATA_ERROR || *zrc == Z_STREAM_ERROR)
+        return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (%s)",
+                      f->z.msg ? f->z.msg : "data error");
+    if (*zrc == Z_MEM_ERROR) return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
+    if (*zrc == Z_STREAM_END) note_end(f);
+    return 0;
+}
+
 int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink, void *ctx,
                      ss_error *e)
 {
@@ -171,14 +187,8 @@ int ss_inflater_feed(ss_inflater *f, const void *in, size_t len, ss_sink_fn sink
     f->z.avail_in = (uInt)len;
     /* Loop while input remains or zlib filled the buffer (it may hold more). */
     do {
-        f->z.next_out = f->out;
-        f->z.avail_out = SS_CODEC_CHUNK;
-        int zrc = inflate(&f->z, Z_NO_FLUSH);
-        if (zrc == Z_NEED_DICT || zrc == Z_DATA_ERROR || zrc == Z_STREAM_ERROR)
-            return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (%s)",
-                          f->z.msg ? f->z.msg : "data error");
-        if (zrc == Z_MEM_ERROR) return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
-        if (zrc == Z_STREAM_END) note_end(f);
+        int zrc;
+        if (inflate_step(f, &zrc, e) != 0) return -1;
         if (inflate_emit(f, f->out, SS_CODEC_CHUNK - f->z.avail_out, sink, ctx, e) != 0) return -1;
         if (zrc == Z_BUF_ERROR) break;
     } while (!f->ended && !f->deflate_done && (f->z.avail_in > 0 || f->z.avail_out == 0));
@@ -224,14 +234,8 @@ int ss_inflater_pull(ss_inflater *f, const unsigned char **in, size_t *in_len, c
     if (f->deflate_done) return 0; /* take_frame consumed the trailer */
     f->z.next_in = (Bytef *)*in;
     f->z.avail_in = (uInt)*in_len;
-    f->z.next_out = f->out;
-    f->z.avail_out = SS_CODEC_CHUNK;
-    int zrc = inflate(&f->z, Z_NO_FLUSH);
-    if (zrc == Z_NEED_DICT || zrc == Z_DATA_ERROR || zrc == Z_STREAM_ERROR)
-        return ss_err(e, SS_E_ZLIB, "the package is not a valid zlib stream (%s)",
-                      f->z.msg ? f->z.msg : "data error");
-    if (zrc == Z_MEM_ERROR) return ss_err(e, SS_E_NOMEM, "out of memory while decompressing");
-    if (zrc == Z_STREAM_END) note_end(f);
+    int zrc;
+    if (inflate_step(f, &zrc, e) != 0) return -1;
     *in = f->z.next_in;
     *in_len = f->z.avail_in;
     *out = f->out;
