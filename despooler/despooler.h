@@ -19,12 +19,19 @@
  * is overwritten.
  *
  * Exactly once: package data is made durable under a temporary name derived
- * from the instruction id, then the ledger row is committed, then the file
- * is renamed, then the pair is moved out of receive (into consumed/, where
- * background threads unlink it, see reaper.h).  After a crash at any point the
- * restart finds either no ledger row (redo from scratch), a ledger row and
- * the temporary file (finish the rename), or a ledger row alone (already
- * delivered: the leftover pair is removed as a duplicate).
+ * from the instruction id (a bundle, files=N: one per member, <id>-<n>),
+ * then the ledger rows are committed (a bundle's own and one per member),
+ * then the files are renamed, then the pair is moved out of receive (into
+ * consumed/, where background threads unlink it, see reaper.h).  After a
+ * crash at any point the restart finds either no ledger row (redo from
+ * scratch), a ledger row and temporary files (finish the renames), or a
+ * ledger row alone (already delivered: the leftover pair is removed as a
+ * duplicate).
+ *
+ * Threads: the caller's thread alone uses site.db, status messages,
+ * quarantine and the ledger; a pool (stage.c) reads instructions, checks
+ * signatures and stages packages, one batch while the previous one
+ * commits; the reaper unlinks consumed pairs.
  *
  * Diagnostics: status messages 4400-4499 (see `sitespool status
  * --catalogue`) and despool.log; quarantined pairs carry a .why file.
