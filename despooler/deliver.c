@@ -444,8 +444,9 @@ int dsp_commit_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
     if (record_batch(d, batch, n, e) != 0) return -1; /* released: nothing stays */
     for (size_t i = 0; i < n; i++) {
         work *w = &batch[i];
-        if (w->dest_fd >= 0)
-            w->complete = w->in.files ? publish_bundle(d, w) : publish_single(d, w);
+        if (w->dest_fd < 0) continue;
+        w->committed = true; /* from now on its files are never removed */
+        w->complete = w->in.files ? publish_bundle(d, w) : publish_single(d, w);
     }
     for (size_t i = 0; i < n; i++)
         if (batch[i].dest_fd >= 0 && !dest_seen_before(batch, i))

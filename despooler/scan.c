@@ -321,6 +321,7 @@ static int process_batches(ss_despooler *d, DIR *dir, dsp_name *names, size_t ba
     size_t rejected_seen = d->stats.rejected;
     int rc = 0, k = 0, take;
     work *bufs[2] = {NULL, NULL};
+    size_t cap[2] = {0, 0};
     dsp_name *valid = malloc(batch_max * sizeof *valid);
     ss_error *errs = malloc(batch_max * sizeof *errs);
     if (!valid || !errs) rc = ss_err(e, SS_E_NOMEM, "out of memory");
@@ -329,12 +330,17 @@ static int process_batches(ss_despooler *d, DIR *dir, dsp_name *names, size_t ba
             rc = -1;
             break;
         }
-        /* A work item is ~14 KiB: a single arrival gets one, not a batch. */
-        if (!bufs[k] &&
-            !(bufs[k] = calloc((size_t)take < batch_max && !bufs[k ^ 1] ? (size_t)take : batch_max,
-                               sizeof(work)))) {
-            rc = ss_err(e, SS_E_NOMEM, "out of memory");
-            break;
+        /* A work item is ~14 KiB: a single arrival gets one, not a batch;
+         * a buffer too small for a later, larger piece (receive can grow
+         * while it is read) is replaced. */
+        if (cap[k] < (size_t)take) {
+            free(bufs[k]);
+            cap[k] = (size_t)take < batch_max && !bufs[k ^ 1] ? (size_t)take : batch_max;
+            if (!(bufs[k] = calloc(cap[k], sizeof(work)))) {
+                cap[k] = 0;
+                rc = ss_err(e, SS_E_NOMEM, "out of memory");
+                break;
+            }
         }
         struct batch cur = {.d = d, .items = bufs[k]};
         cur.n = load_batch(d, names, take, &cur, valid, errs);

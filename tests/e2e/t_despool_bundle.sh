@@ -81,6 +81,26 @@ assert_eq "$(status_count SS1 4402)" 1 "the replayed bundle is 4402"
 assert_eq "$(count_all "$IN")" 6 "nothing more delivered"
 pass "a replayed bundle is refused as a duplicate"
 
+# ---- a member whose rename fails after the commit is kept, then finished ----------------
+# Every candidate name of member 2 is taken: its rename fails (4416), its
+# committed data must stay under the temporary name with the pair kept,
+# and once a name is free the next scan publishes it - never lost.
+id=$(new_id)
+bundle "$id" "f:a2.txt:alpha2;f:x.txt:precious" seq=10
+touch "$IN/x.txt" "$IN/x.txt.$id#2"
+for i in $(seq 2 999); do touch "$IN/x.txt.$id#2.$i"; done
+deliver "$id"
+assert_eq "$(cat "$IN/a2.txt")" alpha2 "member 1 published"
+assert_file "$R/$id.ins"
+assert_eq "$(find "$IN" -name ".sitespool-$id-2.tmp" | wc -l)" 1 "member 2 kept under its temporary name"
+rm -f "$IN/x.txt"
+despool_once SS1 >/dev/null
+assert_eq "$(cat "$IN/x.txt")" precious "member 2 published once a name was free"
+assert_no_file "$R/$id.ins"
+assert_eq "$(find "$IN" -name '.sitespool-*' | wc -l)" 0 "no temporary file left"
+rm -f "$IN"/x.txt* "$IN/a2.txt" # as a consumer would: the counts below are of the other cases
+pass "a member that cannot be renamed after the commit stays and is finished later"
+
 # ---- bad members: each refuses the whole bundle -------------------------------------
 refused=0
 for spec in "f:ok1;l:evil" "f:ok1;h:evil" "f:ok1;d:sub" "f:ok1;f:../escape" "f:ok1;f:.hidden" \
