@@ -28,11 +28,24 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Starts a thread with every signal blocked: SIGTERM and SIGHUP are for the
+ * main thread, whose wait they must interrupt (as reaper.c does). */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
 
 /* Large packages are read and hashed on a thread of their own while this
  * one inflates and writes: a ring of READ_CHUNK buffers between them. */
@@ -141,7 +154,7 @@ static int stream_with_reader(dsp_stager *st, int pck_fd, const work *w, struct 
     pthread_mutex_init(&r.lock, NULL);
     pthread_cond_init(&r.changed, NULL);
     pthread_t reader;
-    if (pthread_create(&reader, NULL, ring_reader, &r) != 0) {
+    if (start_thread(&reader, ring_reader, &r) != 0) {
         pthread_cond_destroy(&r.changed);
         pthread_mutex_destroy(&r.lock);
         free(mem);
@@ -414,7 +427,7 @@ dsp_pool *dsp_pool_start(int nthreads, ss_error *e)
             return NULL;
         }
         *a = (struct worker_arg){p, i};
-        int rc = pthread_create(&p->threads[i], NULL, worker, a);
+        int rc = start_thread(&p->threads[i], worker, a);
         if (rc != 0) {
             free(a);
             dsp_stager_free(&p->stagers[i]);
