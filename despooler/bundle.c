@@ -30,7 +30,6 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,8 +309,7 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
     /* Names in pax headers are UTF-8; libarchive converts them to the
      * locale's character set, which under the C locale refuses anything
      * beyond ASCII.  A UTF-8 locale for this thread only, while reading. */
-    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-    locale_t before = utf8 ? uselocale(utf8) : (locale_t)0;
+    locale_t utf8 = ss_utf8_locale(), before = ss_locale_enter(utf8);
     s.a = archive_read_new();
     if (!s.a || archive_read_support_format_tar(s.a) != ARCHIVE_OK)
         ss_err(&s.io_err, SS_E_NOMEM, "cannot start the tar reader: %s",
@@ -322,10 +320,8 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
         read_members(&s);
     if (s.a) archive_read_free(s.a);
     settle_all(&s); /* also on failure: every descriptor is closed */
-    if (utf8) {
-        uselocale(before);
-        freelocale(utf8);
-    }
+    ss_locale_leave(before);
+    if (utf8) freelocale(utf8);
     int finished = reader_finish(&r, &w->in);
     unsigned char hash[SS_HASH_BYTES];
     ss_error sig_err = {0};

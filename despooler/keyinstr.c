@@ -33,7 +33,7 @@ static enum outcome read_key_payload(ss_despooler *d, work *w, const char *base,
     if (o != OUT_STAGED) return o;
     struct unpack_sink sink = {.fd = -1, .buf = buf, .buf_cap = KEY_PAYLOAD_MAX};
     ss_error e = {0}, unpack_err = {0};
-    dsp_stager main = {.read_buf = d->read_buf, .inflater = &d->inflater};
+    dsp_stager main = dsp_main_stager(d);
     int rc = dsp_stream_package(&main, pck_fd, w, &sink, hash, &unpack_err, &e);
     close(pck_fd);
     if (rc != 0) {

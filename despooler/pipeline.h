@@ -166,6 +166,12 @@ enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base);
 enum outcome dsp_key_exchange(ss_despooler *d, work *w, const char *base);
 enum outcome dsp_apply_rollover(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
 
+/* The main thread's own buffers, for staging without the pool. */
+static inline dsp_stager dsp_main_stager(ss_despooler *d)
+{
+    return (dsp_stager){.read_buf = d->read_buf, .inflater = &d->inflater};
+}
+
 /* stage.c: workers may call only dsp_stage_job and what it calls */
 int dsp_stager_init(dsp_stager *st, ss_error *e);
 void dsp_stager_free(dsp_stager *st);
@@ -180,6 +186,9 @@ void dsp_stage_refuse(work *w, int status, const char *detail);
 enum outcome dsp_open_package(ss_despooler *d, work *w, int *fd);
 void dsp_stage_job(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w);
 enum outcome dsp_stage_apply(ss_despooler *d, work *w);
+/* Below this many items a round runs on the calling thread: handing one
+ * pair to another thread and back costs more latency than it saves. */
+#define POOL_MIN_ITEMS 3
 /* A round of jobs: job(stager, ctx, i) for every i < n, each on exactly one
  * pool thread; submit returns at once, wait until the round is done. */
 typedef void (*dsp_job_fn)(dsp_stager *st, void *ctx, size_t i);

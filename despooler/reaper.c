@@ -2,13 +2,13 @@
  * reaper.c - background removal of consumed pairs.  See reaper.h for why.
  */
 #include "reaper.h"
+#include "thread.h"
 #include "../inboxes/fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,16 +122,10 @@ ss_reaper *ss_reaper_start(int receive_fd, const char *consumed_path, ss_error *
     r->consumed_fd = fd;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->work, NULL);
-    /* Threads start with every signal blocked, so SIGTERM always reaches
-     * the main thread and interrupts its poll(). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (int i = 0; i < REAPER_THREADS; i++) {
-        if (pthread_create(&r->threads[r->nthreads], NULL, reap, r) != 0) break;
+        if (dsp_thread_start(&r->threads[r->nthreads], reap, r) != 0) break;
         r->nthreads++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r->nthreads == 0) {
         ss_err(e, SS_E_NOMEM, "cannot start a thread to remove consumed files");
         ss_reaper_stop(r);

@@ -285,7 +285,7 @@ static void stage_job(dsp_stager *st, void *ctx, size_t i)
  * pairs (the idle daemon's case) is staged here, without a hand-over. */
 static void stage_batch(ss_despooler *d, struct batch *b)
 {
-    b->pooled = d->pool && b->n >= 3;
+    b->pooled = d->pool && b->n >= POOL_MIN_ITEMS;
     if (b->pooled)
         dsp_pool_submit(d->pool, stage_job, b, b->n);
     else

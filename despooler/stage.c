@@ -24,28 +24,16 @@
  * thread (logged once).
  */
 #include "pipeline.h"
+#include "thread.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Starts a thread with every signal blocked: SIGTERM and SIGHUP are for the
- * main thread, whose wait they must interrupt (as reaper.c does). */
-static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
-}
 
 /* Large packages are read and hashed on a thread of their own while this
  * one inflates and writes: a ring of READ_CHUNK buffers between them. */
@@ -154,7 +142,7 @@ static int stream_with_reader(dsp_stager *st, int pck_fd, const work *w, struct 
     pthread_mutex_init(&r.lock, NULL);
     pthread_cond_init(&r.changed, NULL);
     pthread_t reader;
-    if (start_thread(&reader, ring_reader, &r) != 0) {
+    if (dsp_thread_start(&reader, ring_reader, &r) != 0) {
         pthread_cond_destroy(&r.changed);
         pthread_mutex_destroy(&r.lock);
         free(mem);
@@ -427,7 +415,7 @@ dsp_pool *dsp_pool_start(int nthreads, ss_error *e)
             return NULL;
         }
         *a = (struct worker_arg){p, i};
-        int rc = start_thread(&p->threads[i], worker, a);
+        int rc = dsp_thread_start(&p->threads[i], worker, a);
         if (rc != 0) {
             free(a);
             dsp_stager_free(&p->stagers[i]);
@@ -463,10 +451,6 @@ void dsp_pool_wait(dsp_pool *p)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Below this many items a round runs on the calling thread: handing one
- * pair to another thread and back costs more latency than it saves. */
-#define POOL_MIN_ITEMS 3
-
 void dsp_run_jobs(ss_despooler *d, dsp_job_fn job, void *ctx, size_t n)
 {
     if (d->pool && n >= POOL_MIN_ITEMS) {
@@ -474,7 +458,7 @@ void dsp_run_jobs(ss_despooler *d, dsp_job_fn job, void *ctx, size_t n)
         dsp_pool_wait(d->pool);
         return;
     }
-    dsp_stager main = {.read_buf = d->read_buf, .inflater = &d->inflater};
+    dsp_stager main = dsp_main_stager(d);
     for (size_t i = 0; i < n; i++)
         job(&main, ctx, i);
 }

@@ -44,3 +44,18 @@ void ss_text_safe(const char *in, char *out, size_t cap)
     }
     out[o] = '\0';
 }
+
+locale_t ss_utf8_locale(void)
+{
+    return newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+locale_t ss_locale_enter(locale_t l)
+{
+    return l ? uselocale(l) : (locale_t)0;
+}
+
+void ss_locale_leave(locale_t previous)
+{
+    if (previous) uselocale(previous);
+}

@@ -8,6 +8,7 @@
 #ifndef SS_TEXT_H
 #define SS_TEXT_H
 
+#include <locale.h>
 #include <stddef.h>
 
 /* Length (1-4) of the valid UTF-8 sequence starting at p, 0 if invalid
@@ -16,5 +17,14 @@ size_t ss_utf8_seq(const unsigned char *p);
 /* Copies in into out (cap > 0 bytes, always terminated, cut at a character
  * boundary) with control characters and invalid bytes escaped as \xHH. */
 void ss_text_safe(const char *in, char *out, size_t cap);
+
+/* File names inside tar bundles are UTF-8; libarchive converts them with
+ * the calling thread's locale, so bundle code runs in C.UTF-8 for this
+ * thread only: ss_utf8_locale() makes it ((locale_t)0 if the C library
+ * has none: then the caller's locale applies), ss_locale_enter() switches
+ * to it and returns what to give ss_locale_leave() afterwards. */
+locale_t ss_utf8_locale(void);
+locale_t ss_locale_enter(locale_t l);
+void ss_locale_leave(locale_t previous);
 
 #endif

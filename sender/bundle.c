@@ -3,6 +3,7 @@
  * a bundle's tar stream with libarchive.  See bundle.h.
  */
 #include "bundle.h"
+#include "../inboxes/text.h"
 #include "../inboxes/fileio.h"
 
 #include <archive.h>
@@ -130,27 +131,6 @@ void ss_bundle_describe(const ss_instr *in, char *out, size_t len)
         snprintf(out, len, "%s", in->name);
 }
 
-/* ------------------------------------------------------------ the locale */
-
-/* Names go through libarchive's character set conversion, which follows
- * the thread's locale; C.UTF-8 makes a UTF-8 name UTF-8 in the header
- * whatever the process runs under.  Without it (an old C library) the
- * caller's locale applies: still the same bytes, perhaps marked BINARY. */
-static locale_t utf8_locale(void)
-{
-    return newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-}
-
-static locale_t enter(locale_t l)
-{
-    return l ? uselocale(l) : (locale_t)0;
-}
-
-static void leave(locale_t previous)
-{
-    if (previous) uselocale(previous);
-}
-
 /* ----------------------------------------------------------------- writing */
 
 static la_ssize_t write_cb(struct archive *a, void *ctx, const void *buf, size_t len)
@@ -178,12 +158,12 @@ int ss_bundle_writer_open(ss_bundle_writer *w, ss_sink_fn sink, void *ctx, ss_er
     memset(w, 0, sizeof *w);
     w->sink = sink;
     w->ctx = ctx;
-    w->utf8 = utf8_locale();
+    w->utf8 = ss_utf8_locale();
     if (!(w->a = archive_write_new())) {
         ss_bundle_writer_abort(w);
         return ss_err(e, SS_E_NOMEM, "out of memory for a bundle");
     }
-    locale_t old = enter(w->utf8);
+    locale_t old = ss_locale_enter(w->utf8);
     /* Restricted pax: ustar headers, pax only where a name needs it; no
      * filter (the package codec compresses); nothing after the end blocks. */
     int rc = archive_write_set_format_pax_restricted(w->a) == ARCHIVE_OK &&
@@ -193,7 +173,7 @@ int ss_bundle_writer_open(ss_bundle_writer *w, ss_sink_fn sink, void *ctx, ss_er
                      archive_write_open(w->a, w, NULL, write_cb, NULL) == ARCHIVE_OK
                  ? 0
                  : writer_fail(w, e, "start a bundle");
-    leave(old);
+    ss_locale_leave(old);
     if (rc != 0) ss_bundle_writer_abort(w);
     return rc;
 }
@@ -213,10 +193,10 @@ int ss_bundle_writer_add(ss_bundle_writer *w, const char *name, uint64_t size, i
     archive_entry_set_mtime(en, (time_t)mtime, 0);
     archive_entry_set_uid(en, 0);
     archive_entry_set_gid(en, 0);
-    locale_t old = enter(w->utf8);
+    locale_t old = ss_locale_enter(w->utf8);
     /* ARCHIVE_WARN: a name that is not UTF-8, stored as its bytes. */
     int r = archive_write_header(w->a, en);
-    leave(old);
+    ss_locale_leave(old);
     archive_entry_free(en);
     if (r < ARCHIVE_WARN) {
         char what[SS_NAME_MAX + 32];
@@ -230,9 +210,9 @@ int ss_bundle_writer_add(ss_bundle_writer *w, const char *name, uint64_t size, i
 int ss_bundle_writer_data(ss_bundle_writer *w, const void *buf, size_t len, ss_error *e)
 {
     if (len > w->left) return ss_err(e, SS_E_SIZE, "bundle member data beyond its declared size");
-    locale_t old = enter(w->utf8);
+    locale_t old = ss_locale_enter(w->utf8);
     la_ssize_t n = len ? archive_write_data(w->a, buf, len) : 0;
-    leave(old);
+    ss_locale_leave(old);
     if (n < 0 || (size_t)n != len) return writer_fail(w, e, "write a bundle");
     w->left -= len;
     return 0;
@@ -244,9 +224,9 @@ int ss_bundle_writer_close(ss_bundle_writer *w, ss_error *e)
     if (w->left)
         rc = ss_err(e, SS_E_SIZE, "the last bundle member is %llu byte(s) short",
                     (unsigned long long)w->left);
-    locale_t old = enter(w->utf8);
+    locale_t old = ss_locale_enter(w->utf8);
     if (rc == 0 && archive_write_close(w->a) != ARCHIVE_OK) rc = writer_fail(w, e, "end a bundle");
-    leave(old);
+    ss_locale_leave(old);
     ss_bundle_writer_abort(w);
     return rc;
 }
@@ -255,9 +235,9 @@ void ss_bundle_writer_abort(ss_bundle_writer *w)
 {
     w->sink = NULL; /* what libarchive still writes while it frees a given-up stream is dropped */
     if (w->a) {
-        locale_t old = enter(w->utf8);
+        locale_t old = ss_locale_enter(w->utf8);
         archive_write_free(w->a); /* closes first if still open; the sink may be called */
-        leave(old);
+        ss_locale_leave(old);
     }
     w->a = NULL;
     if (w->utf8) freelocale(w->utf8);
@@ -394,7 +374,7 @@ long ss_bundle_read(int dirfd, const char *pck, enum ss_zip zip, uint64_t size,
                     const ss_bundle_visitor *v, void *ctx, ss_error *e)
 {
     reader r;
-    locale_t utf8 = utf8_locale(), old = enter(utf8);
+    locale_t utf8 = ss_utf8_locale(), old = ss_locale_enter(utf8);
     struct archive *a = NULL;
     long count = reader_open(&r, dirfd, pck, zip, size, e);
     if (count == 0 && !(a = archive_read_new())) count = ss_err(e, SS_E_NOMEM, "out of memory");
@@ -418,7 +398,7 @@ long ss_bundle_read(int dirfd, const char *pck, enum ss_zip zip, uint64_t size,
     }
     if (a) archive_read_free(a);
     reader_close(&r);
-    leave(old);
+    ss_locale_leave(old);
     if (utf8) freelocale(utf8);
     return count;
 }

@@ -39,20 +39,26 @@ static int grow_slots(ss_dupes *d, ss_error *e)
     return 0;
 }
 
+/* Appends x to a growing array of entries (first capacity: first). */
+static int push_entry(ss_dupe **v, size_t *n, size_t *cap, size_t first, const ss_dupe *x,
+                      ss_error *e)
+{
+    if (*n == *cap) {
+        size_t grown = *cap ? *cap * 2 : first;
+        ss_dupe *nv = realloc(*v, grown * sizeof *nv);
+        if (!nv) return ss_err(e, SS_E_NOMEM, "out of memory for the outbox index");
+        *v = nv;
+        *cap = grown;
+    }
+    (*v)[(*n)++] = *x;
+    return 0;
+}
+
 int ss_dupes_add(ss_dupes *d, const ss_dupe *x, size_t *index, ss_error *e)
 {
-    if (grow_slots(d, e) != 0) return -1;
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 64;
-        ss_dupe *v = realloc(d->v, cap * sizeof *v);
-        if (!v) return ss_err(e, SS_E_NOMEM, "out of memory for the outbox index");
-        d->v = v;
-        d->cap = cap;
-    }
-    d->v[d->n] = *x;
-    slot_insert(d->slots, d->nslots, x->name, d->n);
-    if (index) *index = d->n;
-    d->n++;
+    if (grow_slots(d, e) != 0 || push_entry(&d->v, &d->n, &d->cap, 64, x, e) != 0) return -1;
+    slot_insert(d->slots, d->nslots, x->name, d->n - 1);
+    if (index) *index = d->n - 1;
     return 0;
 }
 
@@ -72,15 +78,7 @@ static void entry_of(const ss_instr *in, const char *pck, ss_dupe *x)
 /* A queued bundle, read when a file for its destination is looked up. */
 static int add_bundle(ss_dupes *d, const ss_dupe *x, ss_error *e)
 {
-    if (d->nbundles == d->bcap) {
-        size_t cap = d->bcap ? d->bcap * 2 : 16;
-        ss_dupe *v = realloc(d->bundles, cap * sizeof *v);
-        if (!v) return ss_err(e, SS_E_NOMEM, "out of memory for the outbox index");
-        d->bundles = v;
-        d->bcap = cap;
-    }
-    d->bundles[d->nbundles++] = *x;
-    return 0;
+    return push_entry(&d->bundles, &d->nbundles, &d->bcap, 16, x, e);
 }
 
 void ss_dupes_rename(ss_dupes *d, size_t index, const char *pck)
