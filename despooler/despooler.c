@@ -145,7 +145,13 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
     if (d->lock_fd < 0) return ss_err_sys(e, "cannot open %s", path);
     if (flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         char pid[32] = "";
-        ssize_t n = pread(d->lock_fd, pid, sizeof pid - 1, 0);
+        ssize_t n = 0;
+        /* A holder that has only just created the file writes its pid
+         * right after taking the lock: wait for it a little (100 ms). */
+        for (int tries = 0; tries < 50 && n <= 0; tries++) {
+            if (tries) usleep(2000);
+            n = pread(d->lock_fd, pid, sizeof pid - 1, 0);
+        }
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
         close(d->lock_fd);
