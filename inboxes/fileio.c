@@ -131,6 +131,13 @@ int ss_open_dir(const char *path, ss_error *e)
     return fd;
 }
 
+int ss_open_dir_follow(const char *path, ss_error *e)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ss_err_sys(e, "cannot open directory %s", path);
+    return fd;
+}
+
 int ss_fsync_dir(const char *path, ss_error *e)
 {
     int fd = ss_open_dir(path, e);

@@ -42,6 +42,9 @@ int ss_fsync_dir(const char *path, ss_error *e);
 int ss_mkdirs(const char *path, mode_t mode, ss_error *e);
 /* Opens a directory (O_DIRECTORY|O_NOFOLLOW). */
 int ss_open_dir(const char *path, ss_error *e);
+/* The same through symbolic links on the way, for paths an administrator
+ * configured (a peer's inbox behind a mount point's link). */
+int ss_open_dir_follow(const char *path, ss_error *e);
 
 enum {
     SS_ATOMIC_NOREPLACE = 1, /* fail with SS_E_EXISTS if the final name exists */

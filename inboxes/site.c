@@ -59,6 +59,8 @@ void ss_conf_defaults(ss_conf *c)
     c->send_retry_interval = 60;
     c->send_retry_max_interval = 3600;
     c->batch_max = 256;
+    snprintf(c->sftp_identity, sizeof c->sftp_identity, "keys/sftp_id");
+    c->sftp_timeout = 30;
     c->compression_level = 6;
     c->bundle_max_files = 256;
     c->bundle_below = 64 * 1024;
@@ -198,6 +200,12 @@ static const struct conf_key conf_keys[] = {
     {"notify_command", K_STRING, F(notify_command),
      "Program run (via /bin/sh -c) for every status message, with SITESPOOL_STATUS_* "
      "in its environment (empty: none)."},
+    {"sftp_identity", K_STRING, F(sftp_identity),
+     "SSH private key (OpenSSH format, no passphrase, mode 0600) used to log in to "
+     "sftp:// peers; relative to the site root. 'sitespool peer ssh-key' makes one."},
+    {"sftp_timeout", K_DURATION, F(sftp_timeout),
+     "How long an SFTP peer may take to connect or to answer a request before the "
+     "address counts as unreachable."},
 };
 #undef F
 
@@ -300,6 +308,8 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
     if (rc == 0 && (c->bundle_max_files == 0 || c->bundle_max_files > SS_BUNDLE_FILES_MAX))
         rc = ss_err(e, SS_E_CONF, "%s: bundle_max_files must be 1 to %d", origin,
                     SS_BUNDLE_FILES_MAX);
+    if (rc == 0 && c->sftp_timeout == 0)
+        rc = ss_err(e, SS_E_CONF, "%s: sftp_timeout must be at least 1s", origin);
     if (rc == 0 && c->batch_max == 0)
         rc = ss_err(e, SS_E_CONF, "%s: batch_max must be at least 1", origin);
     if (rc == 0 && (c->send_retry_interval == 0 || c->send_retry_max_interval == 0))

@@ -59,6 +59,8 @@ typedef struct ss_conf {
     unsigned bundle_max_files; /* files per bundle package; 1 = never bundle */
     uint64_t bundle_below;     /* files smaller than this may share a package */
     char notify_command[1024];
+    char sftp_identity[PATH_MAX]; /* SSH private key for sftp:// peers; relative to the root */
+    unsigned sftp_timeout;        /* seconds: connect, and each wait for a reply */
 } ss_conf;
 
 /* The most files one bundle may carry (files= in an instruction). */

@@ -281,6 +281,35 @@ static const ss_msgdef catalogue[] = {
      "A package file vanished from the outbox (removed by hand, or a damaged disk). The "
      "instruction alone cannot be delivered, and it must not block the rest of the queue.",
      "Send the data again; remove the instruction from schedule.box/broken when done."},
+    {4507, 'E', S,
+     "Sender did not deliver to site %1 at %2: the SSH server offered host key %3, which is "
+     "not pinned for it. Nothing was sent; the pairs stay queued.",
+     "The first connection to an SFTP address, or a new address: sitespool never accepts a "
+     "host key silently. The key offered was recorded.",
+     "Compare %3 with the fingerprint the peer's administrator reads with 'ssh-keygen -lf "
+     "/etc/ssh/ssh_host_ed25519_key.pub'. If they match: 'sitespool peer trust-host %1 %3'."},
+    {4508, 'E', S,
+     "Sender did not deliver to site %1 at %2: the SSH server offered host key %3, but key %4 "
+     "is pinned for it. Delivery through this address is blocked; the pairs stay queued.",
+     "The server's host key differs from the one in the site's known_hosts: the server was "
+     "reinstalled or its key replaced - or someone is in between (a man in the middle).",
+     "Ask the peer's administrator whether the host key was changed and for its fingerprint. "
+     "Only if it matches %3: 'sitespool peer trust-host %1 %3' (it replaces %4)."},
+    {4509, 'W', S,
+     "The SFTP server of site %1 at %2 does not offer fsync@openssh.com: delivered files are "
+     "renamed into place without being flushed to its disk first.",
+     "Without the extension, a power loss at the peer shortly after a delivery can lose a "
+     "package the sender has already removed from its outbox.",
+     "Use OpenSSH's sftp-server (or internal-sftp) at the peer, which offers the extension."},
+    {4510, 'W', S,
+     "Sender skipped address %2 of site %1: %3. Trying %4 next.",
+     "One of a peer's addresses could not be used; the pairs go through the next one.",
+     "Check that address ('sitespool peer list' shows the state and last error of each)."},
+    {4511, 'I', S, "Pinned SSH host key %1 for %2 of site %3 (%4).",
+     "An administrator pinned an SFTP server's host key ('peer trust-host' or 'peer add "
+     "--host-key'), or the first connection met a fingerprint pinned in advance; it is now in "
+     "the site's keys/known_hosts.",
+     "None."},
 };
 
 const ss_msgdef *ss_catalogue(size_t *count)

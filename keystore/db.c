@@ -72,6 +72,19 @@ static const char *const migrations[] = {
      * the bundle's own ledger row and pruned with it. */
     "CREATE TABLE ledger_files(id TEXT NOT NULL, member INTEGER NOT NULL, name TEXT NOT NULL,"
     "  path TEXT NOT NULL, PRIMARY KEY (id, member)) WITHOUT ROWID;",
+    /* 6: a peer has several addresses (tried in order, or in turn), each
+     * with its own state; SSH host keys offered by SFTP servers and
+     * fingerprints pinned ahead of a first connection (the pinned keys
+     * themselves are in keys/known_hosts, OpenSSH's format). */
+    "ALTER TABLE peers ADD COLUMN round_robin INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE peers ADD COLUMN rr_next INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE peer_addresses(site TEXT NOT NULL, pos INTEGER NOT NULL,"
+    "  address TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'untried', last_error TEXT,"
+    "  last_attempt INTEGER, last_success INTEGER, PRIMARY KEY (site, pos)) WITHOUT ROWID;"
+    "INSERT INTO peer_addresses(site, pos, address) SELECT site, 0, inbox FROM peers;"
+    "CREATE TABLE host_keys(site TEXT NOT NULL, host TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+    "  known_hosts_line TEXT, state TEXT NOT NULL CHECK (state IN ('offered','pinned')),"
+    "  time INTEGER NOT NULL, PRIMARY KEY (site, host, fingerprint)) WITHOUT ROWID;",
 };
 
 int64_t ss_now(void)

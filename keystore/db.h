@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SS_DB_SCHEMA_VERSION 5
+#define SS_DB_SCHEMA_VERSION 6
 
 #define SS_DB_CACHED_MAX 16
 

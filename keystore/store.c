@@ -281,15 +281,117 @@ int ss_site_block_clear(ss_db *db, const char *site, ss_error *e)
 
 int ss_peer_add(ss_db *db, const char *site, const char *inbox, ss_error *e)
 {
+    return ss_peer_set(db, site, &inbox, 1, false, e);
+}
+
+static int insert_address(ss_db *db, const char *site, unsigned pos, const char *address,
+                          ss_error *e)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(db, "INSERT INTO peer_addresses(site, pos, address) VALUES(?,?,?)", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)pos);
+    sqlite3_bind_text(st, 3, address, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "adding a peer address", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int set_peer_row(ss_db *db, const char *site, const char *first, bool round_robin,
+                        ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        "INSERT INTO peers(site, inbox, added, round_robin) VALUES(?,?,?,?) "
+        "ON CONFLICT(site) DO UPDATE SET inbox=excluded.inbox, round_robin=excluded.round_robin, "
+        "rr_next=0",
+        e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, first, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ss_now());
+    sqlite3_bind_int(st, 4, round_robin);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "adding a peer", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_peer_set(ss_db *db, const char *site, const char *const *addresses, size_t n,
+                bool round_robin, ss_error *e)
+{
+    if (n == 0 || n > SS_PEER_ADDRESSES_MAX)
+        return ss_err(e, SS_E_USAGE, "a peer has 1 to %d addresses", SS_PEER_ADDRESSES_MAX);
+    if (ss_db_begin(db, e) != 0) return -1;
+    int rc = set_peer_row(db, site, addresses[0], round_robin, e);
+    if (rc == 0)
+        rc = exec_site(db, "DELETE FROM peer_addresses WHERE site=?1", site, NULL,
+                       "replacing a peer's addresses", e);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = insert_address(db, site, (unsigned)i, addresses[i], e);
+    if (rc == 0) return ss_db_commit(db, e);
+    ss_db_rollback(db);
+    return -1;
+}
+
+int ss_peer_addresses(ss_db *db, const char *site, ss_peer_address *out, size_t max, ss_error *e)
+{
     sqlite3_stmt *st = ss_db_prepare(db,
-                                     "INSERT INTO peers(site, inbox, added) VALUES(?,?,?) "
-                                     "ON CONFLICT(site) DO UPDATE SET inbox=excluded.inbox",
+                                     "SELECT pos, address, state, last_error, last_attempt, "
+                                     "last_success FROM peer_addresses WHERE site=? ORDER BY pos",
                                      e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, inbox, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, ss_now());
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "adding a peer", e);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < max) {
+        ss_peer_address *a = &out[n++];
+        const unsigned char *err = sqlite3_column_text(st, 3);
+        a->pos = (unsigned)sqlite3_column_int(st, 0);
+        snprintf(a->address, sizeof a->address, "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(a->state, sizeof a->state, "%s", (const char *)sqlite3_column_text(st, 2));
+        snprintf(a->last_error, sizeof a->last_error, "%s", err ? (const char *)err : "");
+        a->last_attempt = sqlite3_column_int64(st, 4);
+        a->last_success = sqlite3_column_int64(st, 5);
+    }
+    rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? (int)n
+                                                 : ss_db_fail(db, "reading a peer's addresses", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_peer_address_record(ss_db *db, const char *site, unsigned pos, const char *state,
+                           const char *error, ss_error *e)
+{
+    bool ok = !strcmp(state, "ok");
+    sqlite3_stmt *st = ss_db_prepare(
+        db,
+        "UPDATE peer_addresses SET state=?3, last_error=?4, last_attempt=?5, "
+        "last_success=CASE WHEN ?6 THEN ?5 ELSE last_success END WHERE site=?1 AND pos=?2",
+        e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)pos);
+    sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+    if (error && !ok)
+        sqlite3_bind_text(st, 4, error, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_int64(st, 5, ss_now());
+    sqlite3_bind_int(st, 6, ok);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "recording an address", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_peer_rotate(ss_db *db, const char *site, unsigned n_addresses, ss_error *e)
+{
+    sqlite3_stmt *st =
+        ss_db_prepare(db, "UPDATE peers SET rr_next = (rr_next + 1) % ?2 WHERE site=?1", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, n_addresses ? (int)n_addresses : 1);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "turning a peer's addresses", e);
     sqlite3_finalize(st);
     return rc;
 }
@@ -301,14 +403,19 @@ int ss_peer_remove(ss_db *db, const char *site, ss_error *e)
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "removing a peer", e);
     sqlite3_finalize(st);
-    if (rc == 0 && sqlite3_changes(db->h) == 0)
+    bool removed = rc == 0 && sqlite3_changes(db->h) > 0;
+    if (removed)
+        rc = exec_site(db, "DELETE FROM peer_addresses WHERE site=?1", site, NULL,
+                       "removing a peer's addresses", e);
+    if (rc == 0 && !removed)
         return ss_err(e, SS_E_NOENT, "site %s is not a peer ('sitespool peer list' shows them)",
                       site);
     return rc;
 }
 
 #define PEER_COLUMNS                                                                               \
-    "site, inbox, added, last_success, next_attempt, failures, next_seq, last_error"
+    "site, inbox, added, last_success, next_attempt, failures, next_seq, last_error, "             \
+    "round_robin, rr_next"
 
 static void row_to_peer(sqlite3_stmt *st, ss_peer *p)
 {
@@ -322,6 +429,8 @@ static void row_to_peer(sqlite3_stmt *st, ss_peer *p)
     p->next_seq = (uint64_t)sqlite3_column_int64(st, 6);
     const unsigned char *err = sqlite3_column_text(st, 7);
     snprintf(p->last_error, sizeof p->last_error, "%s", err ? (const char *)err : "");
+    p->round_robin = sqlite3_column_int(st, 8) != 0;
+    p->rr_next = (unsigned)sqlite3_column_int(st, 9);
 }
 
 int ss_peer_get(ss_db *db, const char *site, ss_peer *out, ss_error *e)

@@ -94,9 +94,17 @@ typedef void (*ss_gap_fn)(void *ctx, const char *site, const char *id, uint64_t 
                           uint64_t to);
 int ss_site_gaps(ss_db *db, ss_gap_fn fn, void *ctx, ss_error *e);
 
+/* A peer delivers through up to SS_PEER_ADDRESSES_MAX addresses (a local
+ * path or sftp://...), tried in order, or starting with each in turn
+ * (round_robin); inbox is the first of them. */
+#define SS_PEER_ADDRESS_MAX 1024
+#define SS_PEER_ADDRESSES_MAX 8
+
 typedef struct ss_peer {
     char site[SS_SITE_CODE_MAX + 1];
     char inbox[PATH_MAX];
+    bool round_robin;
+    unsigned rr_next; /* round_robin: the address the next delivery starts with */
     int64_t added;
     int64_t last_success;
     int64_t next_attempt;
@@ -106,6 +114,25 @@ typedef struct ss_peer {
 } ss_peer;
 
 int ss_peer_add(ss_db *db, const char *site, const char *inbox, ss_error *e);
+/* Adds the peer or replaces its addresses (their states start afresh). */
+int ss_peer_set(ss_db *db, const char *site, const char *const *addresses, size_t n,
+                bool round_robin, ss_error *e);
+
+typedef struct ss_peer_address {
+    unsigned pos;
+    char address[SS_PEER_ADDRESS_MAX + 1];
+    char state[24]; /* untried, ok, unreachable, host-key-unknown, host-key-changed */
+    char last_error[256];
+    int64_t last_attempt, last_success;
+} ss_peer_address;
+
+/* The peer's addresses in order; returns how many (at most max), -1. */
+int ss_peer_addresses(ss_db *db, const char *site, ss_peer_address *out, size_t max, ss_error *e);
+/* The outcome of using address pos: state "ok" (error NULL) or another. */
+int ss_peer_address_record(ss_db *db, const char *site, unsigned pos, const char *state,
+                           const char *error, ss_error *e);
+/* round_robin: the next delivery starts one address further. */
+int ss_peer_rotate(ss_db *db, const char *site, unsigned n_addresses, ss_error *e);
 int ss_peer_remove(ss_db *db, const char *site, ss_error *e);            /* SS_E_NOENT if unknown */
 int ss_peer_get(ss_db *db, const char *site, ss_peer *out, ss_error *e); /* 1, 0, -1 */
 /* The peer, or an error (SS_E_NOENT) that says how to add it. */

@@ -15,10 +15,8 @@
  * 4506.  A message site.db does not take now is kept and stored with the
  * next one (notices.h).
  */
-#include "../inboxes/fileio.h"
-#include "outbox.h"
+#include "deliver.h"
 #include "recover.h"
-#include "sender.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,23 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-struct wire_pair {
-    char queued[128]; /* outbox name without extension: <seq>-<id> */
-    ss_atomic pck, ins;
-};
-
-/* A delivery in progress: to whom, from where, how. */
-typedef struct delivery {
-    ss_sender *s;
-    const ss_peer *peer;
-    ss_outbox *o;
-    int peer_fd;
-    bool same_fs;
-    bool db_refused;  /* site.db refused a row: the others wait for the batch end */
-    bool journal_off; /* the lock file cannot be written (a full disk) */
-    size_t delivered; /* pairs that left the outbox */
-} delivery;
 
 /* ---------------------------------------------------------------- reports */
 
@@ -57,8 +38,7 @@ static int store_notices(ss_sender *s, ss_notices_extra_fn extra, void *ctx)
     return -1;
 }
 
-/* The journal names the pair whose files are about to leave the outbox. */
-static void journal_pair(delivery *d, const struct wire_pair *p)
+void ss_deliver_journal_pair(delivery *d, const struct wire_pair *p)
 {
     ss_journal j = {.kind = SS_JOURNAL_DELIVERING, .since_ms = ss_now_ms()};
     snprintf(j.queued, sizeof j.queued, "%s", p->queued);
@@ -74,7 +54,7 @@ static void record_delivered(delivery *d, const struct wire_pair *p)
 {
     char where[PATH_MAX + 80];
     const char *id = ss_queued_id(p->queued);
-    snprintf(where, sizeof where, "%s/%s.ins", d->peer->inbox, id);
+    snprintf(where, sizeof where, "%s/%s.ins", d->addr->text, id);
     ss_error ignored;
     d->delivered++;
     (void)ss_notices_add(&d->s->notices, &ignored, 4500, id, where, d->peer->site, NULL);
@@ -84,7 +64,10 @@ static void record_delivered(delivery *d, const struct wire_pair *p)
 /* After a batch: its folders and its rows flushed, the journal idle. */
 static int end_batch(delivery *d, ss_error *e)
 {
-    int rc = ss_fsync_dirfd(d->peer_fd, e) == 0 && ss_fsync_dirfd(d->o->fd, e) == 0 ? 0 : -1;
+    int rc =
+        (d->peer_fd < 0 || ss_fsync_dirfd(d->peer_fd, e) == 0) && ss_fsync_dirfd(d->o->fd, e) == 0
+            ? 0
+            : -1;
     if (d->db_refused && store_notices(d->s, NULL, NULL) == 0) d->db_refused = false;
     ss_error ignored;
     (void)ss_db_sync_now(d->s->db, &ignored);
@@ -129,7 +112,7 @@ static int deliver_batch_by_rename(delivery *d, struct wire_pair *pairs, size_t 
     for (size_t i = 0; i < n; i++) {
         char src[160], wire[64];
         const char *id = ss_queued_id(pairs[i].queued);
-        journal_pair(d, &pairs[i]);
+        ss_deliver_journal_pair(d, &pairs[i]);
         snprintf(src, sizeof src, "%s.pck", pairs[i].queued);
         snprintf(wire, sizeof wire, "%s.pck", id);
         if (!package_at_peer(d->o->fd, d->peer_fd, &pairs[i]) &&
@@ -159,19 +142,17 @@ static int copy_pair(int outbox_fd, int peer_fd, struct wire_pair *p, ss_error *
     return copy_to_peer(outbox_fd, src, peer_fd, wire, &p->ins, e);
 }
 
-/* Once the copies are durable under their names at the peer: each pair
+/* Once the copies are durable under their names at the peer: the pair
  * leaves the outbox (instruction first) and gets its 4500. */
-static void remove_delivered(delivery *d, struct wire_pair *pairs, size_t n)
+void ss_deliver_remove_delivered(delivery *d, struct wire_pair *p)
 {
-    for (size_t i = 0; i < n; i++) {
-        char name[160];
-        journal_pair(d, &pairs[i]);
-        snprintf(name, sizeof name, "%s.ins", pairs[i].queued);
-        (void)unlinkat(d->o->fd, name, 0);
-        snprintf(name, sizeof name, "%s.pck", pairs[i].queued);
-        (void)unlinkat(d->o->fd, name, 0);
-        record_delivered(d, &pairs[i]);
-    }
+    char name[160];
+    ss_deliver_journal_pair(d, p);
+    snprintf(name, sizeof name, "%s.ins", p->queued);
+    (void)unlinkat(d->o->fd, name, 0);
+    snprintf(name, sizeof name, "%s.pck", p->queued);
+    (void)unlinkat(d->o->fd, name, 0);
+    record_delivered(d, p);
 }
 
 /* Another filesystem (a mounted share): copy under temporary names, one
@@ -194,7 +175,8 @@ static int deliver_batch_by_copy(delivery *d, struct wire_pair *pairs, size_t n,
         ss_atomic_abort(&pairs[i].pck);
         ss_atomic_abort(&pairs[i].ins);
     }
-    if (rc == 0) remove_delivered(d, pairs, n);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        ss_deliver_remove_delivered(d, &pairs[i]);
     return rc;
 }
 
@@ -206,8 +188,9 @@ static int deliver_batch(delivery *d, struct wire_pair *pairs, size_t n, ss_erro
     }
     ss_error ignored;
     (void)ss_db_sync_defer(d->s->db, &ignored);
-    int rc = d->same_fs ? deliver_batch_by_rename(d, pairs, n, e)
-                        : deliver_batch_by_copy(d, pairs, n, e);
+    int rc = d->remote    ? ss_deliver_batch_sftp(d, pairs, n, e)
+             : d->same_fs ? deliver_batch_by_rename(d, pairs, n, e)
+                          : deliver_batch_by_copy(d, pairs, n, e);
     ss_error late = {0};
     if (end_batch(d, &late) != 0 && rc == 0) {
         *e = late;
@@ -233,15 +216,16 @@ static int record_attempt(void *ctx, ss_error *e)
     return ss_peer_record_attempt(a->db, a->site, a->ok, a->reason, a->next_attempt, e);
 }
 
-static void report_unreachable(ss_sender *s, const ss_peer *peer, const char *reason, size_t queued)
+static void report_unreachable(ss_sender *s, const ss_peer *peer, const char *where,
+                               const char *reason, size_t queued)
 {
     unsigned wait = ss_sender_backoff(s->conf, peer->failures + 1);
     char count[32], minutes[32];
     snprintf(count, sizeof count, "%zu", queued);
     snprintf(minutes, sizeof minutes, "%u", (wait + 59) / 60);
     ss_error ignored;
-    (void)ss_notices_add(&s->notices, &ignored, 4501, peer->site, peer->inbox, reason, count,
-                         minutes, NULL);
+    (void)ss_notices_add(&s->notices, &ignored, 4501, peer->site, where, reason, count, minutes,
+                         NULL);
     struct attempt a = {s->db, peer->site, false, reason, ss_now() + wait};
     (void)store_notices(s, record_attempt, &a);
 }
@@ -283,19 +267,10 @@ static void tidy_package(ss_sender *s, int outbox_fd, const char *name, const ch
                 name, site);
 }
 
-/* An instruction whose package is neither queued nor at the peer can never
- * be delivered: moved to schedule.box/broken/<SITE>/ (4506). */
-static void tidy_instruction(ss_sender *s, int outbox_fd, int peer_fd, const char *name,
-                             const char *site)
+void ss_deliver_set_aside(ss_sender *s, int outbox_fd, const char *name, const char *site)
 {
-    char pck[NAME_MAX + 1], broken[PATH_MAX], target[PATH_MAX], wire[64], id[SS_ID_HEX + 1];
-    snprintf(pck, sizeof pck, "%.*s.pck", (int)(strlen(name) - 4), name);
+    char broken[PATH_MAX], target[PATH_MAX], id[SS_ID_HEX + 1];
     snprintf(id, sizeof id, "%.*s", SS_ID_HEX, ss_queued_id(name));
-    snprintf(wire, sizeof wire, "%s.pck", id);
-    /* Without the peer we cannot tell a lost package from a delivered one. */
-    if (faccessat(outbox_fd, pck, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || peer_fd < 0 ||
-        faccessat(peer_fd, wire, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-        return;
     snprintf(broken, sizeof broken, "%s/inboxes/schedule.box/broken/%s", s->root, site);
     snprintf(target, sizeof target, "%s/%s", broken, name);
     int bfd = ss_mkdirs(broken, 0750, NULL) == 0 ? ss_open_dir(broken, NULL) : -1;
@@ -305,6 +280,21 @@ static void tidy_instruction(ss_sender *s, int outbox_fd, int peer_fd, const cha
         (void)ss_notices_add(&s->notices, &ignored, 4506, id, site, target, NULL);
     }
     if (bfd >= 0) close(bfd);
+}
+
+/* An instruction whose package is neither queued nor at the (local) peer
+ * can never be delivered: set aside.  SFTP peers are asked per batch. */
+static void tidy_instruction(ss_sender *s, int outbox_fd, int peer_fd, const char *name,
+                             const char *site)
+{
+    char pck[NAME_MAX + 1], wire[64];
+    snprintf(pck, sizeof pck, "%.*s.pck", (int)(strlen(name) - 4), name);
+    snprintf(wire, sizeof wire, "%.*s.pck", SS_ID_HEX, ss_queued_id(name));
+    /* Without the peer we cannot tell a lost package from a delivered one. */
+    if (faccessat(outbox_fd, pck, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || peer_fd < 0 ||
+        faccessat(peer_fd, wire, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        return;
+    ss_deliver_set_aside(s, outbox_fd, name, site);
 }
 
 /* Under the outbox lock, before listing: leftovers of killed senders go,
@@ -345,7 +335,7 @@ static void deliver_listed(delivery *d, struct dirent **names, int count, ss_del
         ss_err(why, SS_E_NOMEM, "out of memory");
         return;
     }
-    for (int start = 0; d->peer_fd >= 0 && start < count; start += (int)batch) {
+    for (int start = 0; start < count; start += (int)batch) {
         size_t n = (size_t)(count - start) < batch ? (size_t)(count - start) : batch;
         for (size_t i = 0; i < n; i++) {
             const char *nm = names[start + (int)i]->d_name;
@@ -363,28 +353,190 @@ static bool same_filesystem(int a, int b)
     return a >= 0 && b >= 0 && fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev;
 }
 
-/* Under the lock: tidy, list, deliver, report. */
+/* ------------------------------------------------------------- addresses */
+
+/* The peer's addresses, parsed; one that does not parse keeps its text
+ * and its error (it is skipped like an unreachable one). */
+struct address_slot {
+    ss_address addr;
+    unsigned pos;
+    bool bad;
+    char error[256];
+};
+
+static int load_addresses(ss_sender *s, const ss_peer *peer, struct address_slot *slots,
+                          ss_error *e)
+{
+    ss_peer_address *rows = calloc(SS_PEER_ADDRESSES_MAX, sizeof *rows);
+    if (!rows) return ss_err(e, SS_E_NOMEM, "out of memory");
+    int n = ss_peer_addresses(s->db, peer->site, rows, SS_PEER_ADDRESSES_MAX, e);
+    if (n == 0) { /* a peer row without addresses: its inbox column */
+        snprintf(rows[0].address, sizeof rows[0].address, "%s", peer->inbox);
+        n = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        ss_error bad = {0};
+        slots[i].pos = rows[i].pos;
+        slots[i].bad = ss_address_parse(rows[i].address, &slots[i].addr, &bad) != 0;
+        snprintf(slots[i].error, sizeof slots[i].error, "%s", bad.msg);
+    }
+    free(rows);
+    return n;
+}
+
+/* Host key refusals and pins get messages of their own. */
+static void report_host(ss_sender *s, const ss_peer *peer, const ss_address *a,
+                        const ss_host_check *h)
+{
+    ss_error ignored;
+    if (h->newly_pinned)
+        (void)ss_notices_add(&s->notices, &ignored, 4511, h->offered, a->host_label, peer->site,
+                             "a fingerprint pinned in advance, met at the first connection", NULL);
+    if (h->verdict == SS_HOST_UNKNOWN)
+        (void)ss_notices_add(&s->notices, &ignored, 4507, peer->site, a->text, h->offered, NULL);
+    if (h->verdict == SS_HOST_CHANGED)
+        (void)ss_notices_add(&s->notices, &ignored, 4508, peer->site, a->text, h->offered,
+                             h->pinned, NULL);
+}
+
+/* Opens the address for delivery: its folder, or an SFTP session. */
+static int open_address(delivery *d, const struct address_slot *slot, ss_remote *remote,
+                        ss_host_check *host, ss_error *why)
+{
+    memset(host, 0, sizeof *host);
+    d->addr = &slot->addr;
+    d->peer_fd = -1;
+    d->remote = NULL;
+    if (slot->bad) return ss_err(why, SS_E_CONF, "%s", slot->error);
+    if (!slot->addr.remote) {
+        d->peer_fd = ss_open_dir_follow(slot->addr.path, why);
+        d->same_fs = same_filesystem(d->o->fd, d->peer_fd);
+        return d->peer_fd < 0 ? -1 : 0;
+    }
+    int rc = ss_remote_open(remote, &slot->addr, d->s->root, d->s->conf, d->s->db, d->peer->site,
+                            host, why);
+    report_host(d->s, d->peer, &slot->addr, host);
+    if (rc != 0) return -1;
+    d->remote = remote;
+    if (!ss_sftp_can_fsync(remote->sftp)) {
+        ss_error ignored;
+        (void)ss_notices_add(&d->s->notices, &ignored, 4509, d->peer->site, slot->addr.text, NULL);
+        ss_logf(ss_reporter_log(d->s->rep, SS_COMP_SENDER),
+                "%s offers no fsync@openssh.com: deliveries to %s are not flushed to its disk",
+                slot->addr.host_label, d->peer->site);
+    }
+    return 0;
+}
+
+static void close_address(delivery *d)
+{
+    if (d->remote) ss_remote_close(d->remote);
+    d->remote = NULL;
+    if (d->peer_fd >= 0) close(d->peer_fd);
+    d->peer_fd = -1;
+}
+
+/* What a try left an address in: its state in peer_addresses. */
+static void record_address(ss_sender *s, const char *site, unsigned pos, const ss_host_check *h,
+                           const char *error)
+{
+    const char *state = !error                          ? "ok"
+                        : h->verdict == SS_HOST_UNKNOWN ? "host-key-unknown"
+                        : h->verdict == SS_HOST_CHANGED ? "host-key-changed"
+                                                        : "unreachable";
+    ss_error ignored;
+    (void)ss_peer_address_record(s->db, site, pos, state, error, &ignored);
+}
+
+/* A local address that tidying may consult (a lost package is told from a
+ * delivered one by looking at the peer), or -1. */
+static int tidy_peer_fd(const struct address_slot *slots, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!slots[i].bad && !slots[i].addr.remote)
+            return ss_open_dir_follow(slots[i].addr.path, NULL);
+    return -1;
+}
+
+/* --------------------------------------------------------------- delivery */
+
+/* Tries each address in turn (from the round-robin start) until the
+ * outbox is empty; an address that fails hands the rest to the next.
+ * Returns the pairs still queued; *last is the last address tried. */
+static int deliver_through(delivery *d, const struct address_slot *slots, int n,
+                           ss_deliver_result *res, const ss_address **last, ss_error *why)
+{
+    unsigned start = d->peer->round_robin ? d->peer->rr_next % (unsigned)n : 0;
+    struct dirent **names = NULL;
+    int count = ss_outbox_list(d->o, &names, why);
+    ss_remote remote;
+    for (int k = 0; k < n && count > 0; k++) {
+        const struct address_slot *slot = &slots[(start + (unsigned)k) % (unsigned)n];
+        ss_host_check host;
+        ss_err_clear(why);
+        *last = &slot->addr;
+        bool ok = open_address(d, slot, &remote, &host, why) == 0;
+        if (ok) deliver_listed(d, names, count, res, why);
+        ok = ok && !why->msg[0];
+        close_address(d);
+        record_address(d->s, d->peer->site, slot->pos, &host, ok ? NULL : why->msg);
+        ss_outbox_list_free(names, count);
+        names = NULL;
+        ss_error list_error = {0};
+        count = ss_outbox_list(d->o, &names, &list_error);
+        if (count < 0) {
+            *why = list_error;
+            return -1;
+        }
+        if (!ok && count > 0 && k + 1 < n) {
+            ss_error ignored;
+            (void)ss_notices_add(&d->s->notices, &ignored, 4510, d->peer->site, slot->addr.text,
+                                 why->msg, slots[(start + (unsigned)k + 1) % (unsigned)n].addr.text,
+                                 NULL);
+        }
+    }
+    ss_outbox_list_free(names, count > 0 ? count : 0);
+    return count;
+}
+
+/* Under the lock: tidy, deliver through the addresses, report. */
 static int deliver_locked(ss_sender *s, const ss_peer *peer, ss_outbox *o, ss_deliver_result *res,
                           ss_error *e)
 {
-    ss_error why = {0};
-    delivery d = {.s = s, .peer = peer, .o = o, .peer_fd = ss_open_dir(peer->inbox, &why)};
-    d.same_fs = same_filesystem(o->fd, d.peer_fd);
-    tidy_outbox(s, o->fd, d.peer_fd, peer->site);
-    struct dirent **names = NULL;
-    int count = ss_outbox_list(o, &names, e);
-    if (count > 0) {
-        deliver_listed(&d, names, count, res, &why);
-        res->queued = (size_t)count - res->delivered;
-        res->unreachable = res->queued > 0;
-        if (res->unreachable)
-            report_unreachable(s, peer, why.msg[0] ? why.msg : "unknown error", res->queued);
-        else
-            report_reached(s, peer, res->delivered);
+    struct address_slot *slots = calloc(SS_PEER_ADDRESSES_MAX, sizeof *slots);
+    if (!slots) return ss_err(e, SS_E_NOMEM, "out of memory");
+    int n = load_addresses(s, peer, slots, e);
+    if (n < 0) {
+        free(slots);
+        return -1;
     }
-    if (d.peer_fd >= 0) close(d.peer_fd);
-    ss_outbox_list_free(names, count > 0 ? count : 0);
-    return count < 0 ? -1 : 0;
+    int tidy_fd = tidy_peer_fd(slots, n);
+    tidy_outbox(s, o->fd, tidy_fd, peer->site);
+    if (tidy_fd >= 0) close(tidy_fd);
+    ss_error why = {0};
+    delivery d = {.s = s, .peer = peer, .o = o, .peer_fd = -1};
+    const ss_address *last = &slots[0].addr;
+    size_t before = d.delivered;
+    int left = deliver_through(&d, slots, n, res, &last, &why);
+    res->delivered = d.delivered;
+    if (left < 0) {
+        *e = why;
+        free(slots);
+        return -1;
+    }
+    res->queued = (size_t)left;
+    res->unreachable = left > 0;
+    if (res->unreachable)
+        report_unreachable(s, peer, last->text, why.msg[0] ? why.msg : "unknown error",
+                           res->queued);
+    else if (d.delivered > before)
+        report_reached(s, peer, res->delivered);
+    if (peer->round_robin && n > 1 && d.delivered > before) {
+        ss_error ignored;
+        (void)ss_peer_rotate(s->db, peer->site, (unsigned)n, &ignored);
+    }
+    free(slots);
+    return 0;
 }
 
 int ss_sender_deliver(ss_sender *s, const char *site, ss_deliver_result *res, ss_error *e)
