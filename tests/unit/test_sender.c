@@ -8,7 +8,9 @@
 #include "testutil.h"
 #include "../../inboxes/fileio.h"
 #include "../../keystore/sigfile.h"
+#include "../../sender/address.h"
 #include "../../sender/bundle.h"
+#include "../../sender/hostkeys.h"
 #include "../../sender/outbox.h"
 #include "../../sender/sender.h"
 
@@ -814,6 +816,188 @@ static void test_bundle_recorded_late(void)
     fx_close(&f);
 }
 
+/* ------------------------------------------------------- addresses (10) */
+
+static void test_address_parse(void)
+{
+    static const struct {
+        const char *text;
+        bool ok, remote;
+        const char *user, *host, *path, *label;
+        unsigned port;
+    } cases[] = {
+        {"/srv/ss1/receive", true, false, "", "", "/srv/ss1/receive", "", 0},
+        {"relative/receive", false, false, "", "", "", "", 0},
+        {"/srv/with\nnewline", false, false, "", "", "", "", 0},
+        {"sftp://ss@h1.example.org/srv/receive", true, true, "ss", "h1.example.org", "/srv/receive",
+         "h1.example.org", 22},
+        {"sftp://ss@10.0.0.2:2222/srv/receive/", true, true, "ss", "10.0.0.2", "/srv/receive",
+         "[10.0.0.2]:2222", 2222},
+        {"sftp://h//srv/r", true, true, "", "h", "/srv/r", "h", 22},
+        {"sftp://ss@[fd00::2]:2200/r", true, true, "ss", "fd00::2", "/r", "[fd00::2]:2200", 2200},
+        {"sftp://ss@[fd00::2]/r", true, true, "ss", "fd00::2", "/r", "fd00::2", 22},
+        {"sftp://ss:secret@h/r", false, false, "", "", "", "", 0}, /* a password */
+        {"sftp://ss@h:0/r", false, false, "", "", "", "", 0},      /* port 0 */
+        {"sftp://ss@h:65536/r", false, false, "", "", "", "", 0},  /* port too large */
+        {"sftp://ss@h:22x/r", false, false, "", "", "", "", 0},    /* not a number */
+        {"sftp://ss@h/", false, false, "", "", "", "", 0},         /* no folder */
+        {"sftp://ss@h", false, false, "", "", "", "", 0},          /* no path */
+        {"sftp:///r", false, false, "", "", "", "", 0},            /* no host */
+        {"sftp://ss@h/r?x=1", false, false, "", "", "", "", 0},    /* a query */
+        {"sftp://ss@h/r%20s", false, false, "", "", "", "", 0},    /* an escape */
+        {"sftp://ss@h/r s", false, false, "", "", "", "", 0},      /* a space */
+        {"sftp://s s@h/r", false, false, "", "", "", "", 0},       /* not a login name */
+        {"sftp://ss@h;rm/r", false, false, "", "", "", "", 0},     /* not a host name */
+        {"sftp://ss@[fd00::2/r", false, false, "", "", "", "", 0}, /* no ']' */
+        {"http://h/r", false, false, "", "", "", "", 0},           /* another scheme */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ss_address a;
+        ss_error e = {0};
+        int rc = ss_address_parse(cases[i].text, &a, &e);
+        if ((rc == 0) != cases[i].ok)
+            fprintf(stderr, "address %s: rc %d (%s)\n", cases[i].text, rc, e.msg);
+        CU_ASSERT_EQUAL(rc == 0, cases[i].ok);
+        if (rc != 0) {
+            CU_ASSERT(e.msg[0] != '\0');
+            continue;
+        }
+        CU_ASSERT_EQUAL(a.remote, cases[i].remote);
+        CU_ASSERT_STRING_EQUAL(a.path, cases[i].path);
+        if (!a.remote) continue;
+        CU_ASSERT_STRING_EQUAL(a.user, cases[i].user);
+        CU_ASSERT_STRING_EQUAL(a.host, cases[i].host);
+        CU_ASSERT_STRING_EQUAL(a.host_label, cases[i].label);
+        CU_ASSERT_EQUAL(a.port, cases[i].port);
+    }
+}
+
+/* Queues one file under name for SS1. */
+static void queue_one(fixture *f, const char *name)
+{
+    ss_error e = {0};
+    char px[1024];
+    tu_write(f->dir, "x", "payload", 7);
+    snprintf(px, sizeof px, "%s/x", f->dir);
+    ss_send_item item = {.path = px, .name = name};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f->snd, "SS1", "replmgr.box", &item, 1, &e), 0);
+}
+
+static void test_failover_and_round_robin(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    char second[1100], missing[1100];
+    snprintf(missing, sizeof missing, "%s/nowhere/receive", f.dir);
+    snprintf(second, sizeof second, "%s/second", f.dir);
+    CU_ASSERT_EQUAL_FATAL(mkdir(second, 0750), 0);
+    const char *failover[] = {missing, second};
+    CU_ASSERT_EQUAL_FATAL(ss_peer_set(&f.ps.db, "SS1", failover, 2, false, &e), 0);
+    queue_one(&f, "one");
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_FALSE(res.unreachable);
+    CU_ASSERT_EQUAL(res.delivered, 1);
+    CU_ASSERT_EQUAL(count_plain(second, ".ins"), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4510), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4501), 0);
+    ss_peer_address rows[SS_PEER_ADDRESSES_MAX];
+    CU_ASSERT_EQUAL(ss_peer_addresses(&f.ps.db, "SS1", rows, SS_PEER_ADDRESSES_MAX, &e), 2);
+    CU_ASSERT_STRING_EQUAL(rows[0].state, "unreachable");
+    CU_ASSERT_PTR_NOT_NULL(strstr(rows[0].last_error, "No such file"));
+    CU_ASSERT_STRING_EQUAL(rows[1].state, "ok");
+    CU_ASSERT(rows[1].last_success > 0);
+
+    /* Round robin over two live folders: deliveries alternate. */
+    const char *turns[] = {f.receive, second};
+    CU_ASSERT_EQUAL_FATAL(ss_peer_set(&f.ps.db, "SS1", turns, 2, true, &e), 0);
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "rr%d", i);
+        queue_one(&f, name);
+        CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+        CU_ASSERT_EQUAL(res.delivered, 1);
+    }
+    CU_ASSERT_EQUAL(count_plain(f.receive, ".ins"), 2);
+    CU_ASSERT_EQUAL(count_plain(second, ".ins"), 3); /* one from the failover above */
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4510), 1);
+    fx_close(&f);
+}
+
+static void test_symlinked_inbox_is_followed(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    char link[1100];
+    snprintf(link, sizeof link, "%s/mnt-ss1", f.dir);
+    CU_ASSERT_EQUAL_FATAL(symlink(f.receive, link), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_add(&f.ps.db, "SS1", link, &e), 0);
+    queue_one(&f, "via-link");
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_FALSE(res.unreachable);
+    CU_ASSERT_EQUAL(count_plain(f.receive, ".ins"), 1);
+    CU_ASSERT_EQUAL(count_plain(f.receive, ".pck"), 1);
+    fx_close(&f);
+}
+
+static void test_host_key_pins(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    const char *fp_a = "SHA256:oAfHRzxbx8mY8U4qKh8mKFMj3YyHqQ3EaYdm/9ju8Tg";
+    const char *fp_b = "SHA256:AAAAzxbx8mY8U4qKh8mKFMj3YyHqQ3EaYdm/9ju8Tg0";
+    CU_ASSERT_TRUE(ss_fingerprint_valid(fp_a));
+    CU_ASSERT_FALSE(ss_fingerprint_valid("SHA256:short"));
+    CU_ASSERT_FALSE(ss_fingerprint_valid("MD5:oAfHRzxbx8mY8U4qKh8mKFMj3YyHqQ3EaYdm/9ju8Tg"));
+    CU_ASSERT_FALSE(ss_fingerprint_valid("SHA256:oAfHRzxbx8mY8U4qKh8mKFMj3YyHqQ3EaYdm/9ju8T!"));
+    /* Another host's line and a comment are kept; the host's old line goes. */
+    const char *old_line = "[10.0.0.2]:2222 ssh-ed25519 "
+                           "AAAAC3NzaC1lZDI1NTE5AAAAIGxO0Ko56dEMiFsMJgDTpKzwMQe/VrUocQx4ii1KsTjK";
+    const char *new_line = "[10.0.0.2]:2222 ssh-ed25519 "
+                           "AAAAC3NzaC1lZDI1NTE5AAAAIB6oHd0r2zA0JbO0uIMmg1uM5c4hZ9KcxZ7y1VnZl4v2";
+    const char *other = "other.example.org ssh-ed25519 "
+                        "AAAAC3NzaC1lZDI1NTE5AAAAIGxO0Ko56dEMiFsMJgDTpKzwMQe/VrUocQx4ii1KsTjK";
+    char keys[1100], text[2000];
+    snprintf(keys, sizeof keys, "%s/keys", f.ps.root);
+    snprintf(text, sizeof text, "# pinned by hand\n%s\n%s\n", other, old_line);
+    tu_write(keys, "known_hosts", text, strlen(text));
+    char sql[3000];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO host_keys VALUES('SS1','[10.0.0.2]:2222','%s','%s','offered',1)", fp_b,
+             new_line);
+    CU_ASSERT_EQUAL_FATAL(ss_db_exec(&f.ps.db, sql, &e), 0);
+    char hosts[256];
+    unsigned written = 9;
+    CU_ASSERT_EQUAL(ss_hostkeys_trust(f.ps.root, &f.ps.db, "SS1", "SHA256:bad", hosts, sizeof hosts,
+                                      &written, &e),
+                    -1);
+    CU_ASSERT_EQUAL(
+        ss_hostkeys_trust(f.ps.root, &f.ps.db, "SS1", fp_b, hosts, sizeof hosts, &written, &e), 0);
+    CU_ASSERT_EQUAL(written, 1);
+    CU_ASSERT_STRING_EQUAL(hosts, "[10.0.0.2]:2222");
+    size_t len = 0;
+    char *after = tu_read(keys, "known_hosts", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(after);
+    snprintf(text, sizeof text, "# pinned by hand\n%s\n%s\n", other, new_line);
+    CU_ASSERT_STRING_EQUAL(after, text);
+    free(after);
+    /* A fingerprint nobody offered yet is kept for the first connection. */
+    CU_ASSERT_EQUAL(
+        ss_hostkeys_trust(f.ps.root, &f.ps.db, "SS1", fp_a, hosts, sizeof hosts, &written, &e), 0);
+    CU_ASSERT_EQUAL(written, 0);
+    sqlite3_stmt *st = ss_db_prepare(
+        &f.ps.db, "SELECT count(*) FROM host_keys WHERE site='SS1' AND state='pinned'", &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
+    CU_ASSERT_EQUAL(sqlite3_column_int(st, 0), 3); /* fp_b's host, fp_b for *, fp_a for * */
+    sqlite3_finalize(st);
+    fx_close(&f);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -834,6 +1018,10 @@ int main(void)
         {"bundles: grouping", test_bundle_plan},
         {"bundles: packed, recorded and read back", test_bundle_pack_and_read},
         {"bundles: a bundle queued unrecorded is recorded late", test_bundle_recorded_late},
+        {"addresses: local paths and sftp:// URLs, strictly", test_address_parse},
+        {"addresses: failover and round robin", test_failover_and_round_robin},
+        {"addresses: a local inbox behind a symbolic link", test_symlinked_inbox_is_followed},
+        {"host keys: pinning rewrites known_hosts", test_host_key_pins},
     };
     return tu_run("sender", tests, sizeof tests / sizeof tests[0]);
 }
