@@ -93,8 +93,13 @@ static int open_sources(struct batch *b, ss_error *e)
     if (rc == 0 && nlook) rc = ss_sftp_ops(d->remote->sftp, SS_SFTP_LSTAT, look, nlook, e);
     for (size_t k = 0; k < nlook && rc == 0; k++) {
         struct remote_pair *r = &b->rp[who[k]];
-        r->pck_there = look[k].status == SS_FX_OK && look[k].exists;
-        if (!r->pck_there && look[k].status == SS_FX_OK) {
+        if (look[k].status != SS_FX_OK) {
+            rc = ss_err(e, SS_E_IO, "cannot look up %s at %s: %s", look[k].from,
+                        d->addr->host_label, look[k].error);
+            break;
+        }
+        r->pck_there = look[k].exists;
+        if (!r->pck_there) {
             char ins[160];
             snprintf(ins, sizeof ins, "%s.ins", b->pairs[who[k]].queued);
             r->skip = true;

@@ -202,7 +202,9 @@ static int read_in(ss_sftp *c, bool block)
     if (buf_reserve(&c->in, 65536) != 0) return fail(c, "out of memory reading SFTP replies", NULL);
     int n = block ? ssh_channel_read_timeout(c->ch, c->in.p + c->in.len, 65536, 0, c->timeout_ms)
                   : ssh_channel_read_nonblocking(c->ch, c->in.p + c->in.len, 65536, 0);
-    if (n == SSH_ERROR) return fail(c, "the SFTP connection failed", ssh_get_error(c->session));
+    if (n == SSH_EOF || (n < 0 && ssh_channel_is_eof(c->ch)))
+        return fail(c, "the SFTP server closed the connection", NULL);
+    if (n < 0) return fail(c, "the SFTP connection failed", ssh_get_error(c->session));
     if (n == 0 && block) {
         if (ssh_channel_is_eof(c->ch) || ssh_channel_is_closed(c->ch))
             return fail(c, "the SFTP server closed the connection", NULL);

@@ -16,6 +16,7 @@
 #include "../sender/sender.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,7 @@ static int send_key_payload(cli *c, ss_sender *s, const char *peer, enum ss_ityp
     if (ss_sender_pack(s, peer, "hman.box", &item, 1, &e) != 0) return cli_fail(&e);
     memcpy(id_out, item.id, sizeof item.id);
     ss_deliver_result res;
+    signal(SIGPIPE, SIG_IGN); /* an SFTP peer dropping the connection fails a write */
     if (ss_sender_deliver(s, peer, &res, &e) != 0) return cli_fail(&e);
     if (res.unreachable) {
         fprintf(stderr, "sitespool: %s is unreachable; the instruction stays queued\n", peer);

@@ -332,6 +332,9 @@ int cmd_sender(cli *c, int argc, char **argv)
             return cli_usage(sender_usage, "unknown argument '%s'", argv[i]);
     }
     if (cli_open(c) != 0) return 1;
+    /* An SFTP peer that drops the connection must fail a write, not end
+     * the daemon. */
+    signal(SIGPIPE, SIG_IGN);
     ss_sender s;
     ss_error e = {0};
     if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, c->conf.sign_instructions, &e) != 0)
