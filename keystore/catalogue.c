@@ -98,8 +98,12 @@ static const ss_msgdef catalogue[] = {
     {4402, 'W', D,
      "Instruction %1 from site %2 was already processed on %3; this copy was "
      "removed and not delivered again.",
-     "The same instruction id arrived twice (a resend or a replay). Delivery is exactly once.",
-     "None, unless the sender resends on purpose; then check its outbox handling."},
+     "The same instruction id arrived twice (a resend or a replay). Delivery is exactly once. "
+     "A sender whose connection broke after its last files were renamed into place, but "
+     "before it could confirm that they reached the disk, sends them again: expected after "
+     "such a break.",
+     "None, unless it repeats without connection failures at the sender (4501, 4510 there); "
+     "then check its outbox handling."},
     {4403, 'E', D,
      "Instruction file %1 could not be read: %2. The files were moved to "
      "despoolr.box/rejected.",
@@ -283,16 +287,20 @@ static const ss_msgdef catalogue[] = {
      "Send the data again; remove the instruction from schedule.box/broken when done."},
     {4507, 'E', S,
      "Sender did not deliver to site %1 at %2: the SSH server offered host key %3, which is "
-     "not pinned for it. Nothing was sent; the pairs stay queued.",
+     "not pinned for it. Nothing was sent; the pairs stay queued. If the peer's administrator "
+     "confirms that fingerprint: sitespool peer trust-host %1 %3",
      "The first connection to an SFTP address, or a new address: sitespool never accepts a "
      "host key silently. The key offered was recorded.",
      "Compare %3 with the fingerprint the peer's administrator reads with 'ssh-keygen -lf "
      "/etc/ssh/ssh_host_ed25519_key.pub'. If they match: 'sitespool peer trust-host %1 %3'."},
     {4508, 'E', S,
      "Sender did not deliver to site %1 at %2: the SSH server offered host key %3, but key %4 "
-     "is pinned for it. Delivery through this address is blocked; the pairs stay queued.",
-     "The server's host key differs from the one in the site's known_hosts: the server was "
-     "reinstalled or its key replaced - or someone is in between (a man in the middle).",
+     "is pinned for it. Delivery through this address is blocked; the pairs stay queued. "
+     "Only if the peer's administrator confirms that the key was changed to %3: sitespool "
+     "peer trust-host %1 %3",
+     "The server's host key differs from the one pinned for it (in the site's known_hosts, "
+     "or given with peer add --host-key): the server was reinstalled or its key replaced - "
+     "or someone is in between (a man in the middle).",
      "Ask the peer's administrator whether the host key was changed and for its fingerprint. "
      "Only if it matches %3: 'sitespool peer trust-host %1 %3' (it replaces %4)."},
     {4509, 'W', S,

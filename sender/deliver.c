@@ -325,26 +325,25 @@ static void tidy_outbox(ss_sender *s, int outbox_fd, int peer_fd, const char *si
 
 /* --------------------------------------------------------------- delivery */
 
-/* Delivers the listed pairs batch by batch until one fails (*why). */
-static void deliver_listed(delivery *d, struct dirent **names, int count, ss_deliver_result *res,
-                           ss_error *why)
+/* Delivers the listed pairs batch by batch until one fails (-1, *why). */
+static int deliver_listed(delivery *d, struct dirent **names, int count, ss_deliver_result *res,
+                          ss_error *why)
 {
     size_t batch = d->s->conf->batch_max ? d->s->conf->batch_max : 1;
     struct wire_pair *pairs = calloc(batch, sizeof *pairs);
-    if (!pairs) {
-        ss_err(why, SS_E_NOMEM, "out of memory");
-        return;
-    }
+    if (!pairs) return ss_err(why, SS_E_NOMEM, "out of memory");
+    int rc = 0;
     for (int start = 0; start < count; start += (int)batch) {
         size_t n = (size_t)(count - start) < batch ? (size_t)(count - start) : batch;
         for (size_t i = 0; i < n; i++) {
             const char *nm = names[start + (int)i]->d_name;
             snprintf(pairs[i].queued, sizeof pairs[i].queued, "%.*s", (int)(strlen(nm) - 4), nm);
         }
-        if (deliver_batch(d, pairs, n, why) != 0) break;
+        if ((rc = deliver_batch(d, pairs, n, why)) != 0) break;
     }
     res->delivered = d->delivered;
     free(pairs);
+    return rc;
 }
 
 static bool same_filesystem(int a, int b)
@@ -475,9 +474,8 @@ static int deliver_through(delivery *d, const struct address_slot *slots, int n,
         ss_host_check host;
         ss_err_clear(why);
         *last = &slot->addr;
-        bool ok = open_address(d, slot, &remote, &host, why) == 0;
-        if (ok) deliver_listed(d, names, count, res, why);
-        ok = ok && !why->msg[0];
+        bool ok = open_address(d, slot, &remote, &host, why) == 0 &&
+                  deliver_listed(d, names, count, res, why) == 0;
         close_address(d);
         record_address(d->s, d->peer->site, slot->pos, &host, ok ? NULL : why->msg);
         ss_outbox_list_free(names, count);

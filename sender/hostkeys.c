@@ -67,6 +67,7 @@ static int read_known_hosts(const char *root, char **text, size_t *len, ss_error
     int rc = ss_read_small_file(dfd, "known_hosts", KNOWN_HOSTS_MAX, text, len, e);
     close(dfd);
     if (rc != 0 && e->code == SS_E_NOENT) {
+        ss_err_clear(e); /* no file yet: nothing pinned */
         *text = calloc(1, 1);
         *len = 0;
         return *text ? 0 : ss_err(e, SS_E_NOMEM, "out of memory");
@@ -140,16 +141,29 @@ int ss_hostkeys_pinned(const char *root, const char *host_label, char out[SS_FIN
 
 /* --------------------------------------------------------- the records */
 
-/* Is fingerprint pinned in advance for site?  1, 0, -1. */
-static int pinned_in_advance(ss_db *db, const char *site, const char *fp, ss_error *e)
+/* Is fingerprint pinned for site (in advance, or for another of its
+ * hosts)?  1, 0 (then *other gets the newest fingerprint pinned in advance
+ * for all its servers, or ""), -1. */
+static int pinned_in_advance(ss_db *db, const char *site, const char *fp,
+                             char other[SS_FINGERPRINT_MAX], ss_error *e)
 {
     sqlite3_stmt *st = ss_db_prepare(
-        db, "SELECT 1 FROM host_keys WHERE site=? AND fingerprint=? AND state='pinned'", e);
+        db,
+        "SELECT fingerprint FROM host_keys WHERE site=?1 AND state='pinned' AND "
+        "(fingerprint=?2 OR host='*') ORDER BY fingerprint=?2 DESC, time DESC LIMIT 1",
+        e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, fp, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading host keys", e);
+    other[0] = '\0';
+    if (rc == SQLITE_ROW) {
+        const char *found = (const char *)sqlite3_column_text(st, 0);
+        rc = !strcmp(found, fp);
+        if (!rc) snprintf(other, SS_FINGERPRINT_MAX, "%s", found);
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading host keys", e);
+    }
     sqlite3_finalize(st);
     return rc;
 }
@@ -188,17 +202,6 @@ static int session_line(ssh_session session, char *out, size_t len, ss_error *e)
 
 /* --------------------------------------------------------------- judging */
 
-/* The fingerprint of what known_hosts pins for the session's host. */
-static void pinned_for_session(ssh_session session, char out[SS_FINGERPRINT_MAX])
-{
-    struct ssh_knownhosts_entry *entry = NULL;
-    snprintf(out, SS_FINGERPRINT_MAX, "(a key of another type)");
-    if (ssh_session_get_known_hosts_entry(session, &entry) != SSH_KNOWN_HOSTS_ERROR && entry &&
-        entry->publickey)
-        (void)fingerprint_of(entry->publickey, out);
-    ssh_knownhosts_entry_free(entry);
-}
-
 /* Not pinned in known_hosts: a fingerprint pinned in advance admits it
  * (written to known_hosts now); otherwise it is recorded as offered. */
 static int judge_unpinned(const char *root, ss_db *db, const char *site, ssh_session session,
@@ -206,8 +209,15 @@ static int judge_unpinned(const char *root, ss_db *db, const char *site, ssh_ses
 {
     char line[8192];
     if (session_line(session, line, sizeof line, e) != 0 || ss_db_begin(db, e) != 0) return -1;
-    int advance = pinned_in_advance(db, site, out->offered, e);
+    char other[SS_FINGERPRINT_MAX];
+    int advance = pinned_in_advance(db, site, out->offered, other, e);
     int rc = advance < 0 ? -1 : 0;
+    /* A key pinned for the site, and this server offers another: as good
+     * as a changed key (the man-in-the-middle case), not a new one. */
+    if (advance == 0 && other[0] && out->verdict == SS_HOST_UNKNOWN) {
+        out->verdict = SS_HOST_CHANGED;
+        snprintf(out->pinned, sizeof out->pinned, "%s", other);
+    }
     if (advance == 1) {
         rc = replace_host_lines(root, host_label, line, e);
         out->verdict = SS_HOST_PINNED;
@@ -237,7 +247,8 @@ int ss_hostkeys_judge(const char *root, ss_db *db, const char *site, ssh_session
     case SSH_KNOWN_HOSTS_CHANGED:
     case SSH_KNOWN_HOSTS_OTHER:
         out->verdict = SS_HOST_CHANGED;
-        pinned_for_session(session, out->pinned);
+        if (ss_hostkeys_pinned(root, host_label, out->pinned) != 0 || !out->pinned[0])
+            snprintf(out->pinned, sizeof out->pinned, "(a key of another type)");
         return judge_unpinned(root, db, site, session, host_label, out, e);
     case SSH_KNOWN_HOSTS_UNKNOWN:
     case SSH_KNOWN_HOSTS_NOT_FOUND:
@@ -277,29 +288,42 @@ static int find_offered(ss_db *db, const char *site, const char *fp, struct offe
     return rc;
 }
 
-static int set_pinned(ss_db *db, const char *site, const char *host, const char *fp, ss_error *e)
+/* Runs an UPDATE or INSERT on host_keys binding site, fingerprint and now. */
+static int host_keys_exec(ss_db *db, const char *sql, const char *site, const char *fp, ss_error *e)
 {
-    sqlite3_stmt *st = ss_db_prepare(
-        db,
-        "INSERT INTO host_keys(site, host, fingerprint, state, time) VALUES(?,?,?,'pinned',?) "
-        "ON CONFLICT DO UPDATE SET state='pinned', time=excluded.time",
-        e);
-    if (!st) return -1;
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, fp, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, ss_now());
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "pinning a host key", e);
-    sqlite3_finalize(st);
-    if (rc != 0) return -1;
-    /* The hosts that offered it are pinned too (they are in known_hosts). */
-    st = ss_db_prepare(db, "UPDATE host_keys SET state='pinned' WHERE site=? AND fingerprint=?", e);
+    sqlite3_stmt *st = ss_db_prepare(db, sql, e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, fp, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "pinning a host key", e);
+    sqlite3_bind_int64(st, 3, ss_now());
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "pinning a host key", e);
     sqlite3_finalize(st);
     return rc;
+}
+
+/* The hosts that offered fp are pinned now (their lines are in known_hosts);
+ * fingerprints pinned in advance for the site that its servers contradicted
+ * are superseded by this decision. */
+static int mark_pinned(ss_db *db, const char *site, const char *fp, ss_error *e)
+{
+    if (host_keys_exec(db,
+                       "UPDATE host_keys SET state='pinned', time=?3 WHERE site=?1 AND "
+                       "fingerprint=?2",
+                       site, fp, e) != 0)
+        return -1;
+    return host_keys_exec(db,
+                          "DELETE FROM host_keys WHERE site=?1 AND host='*' AND fingerprint<>?2 "
+                          "AND ?3 IS NOT NULL",
+                          site, fp, e);
+}
+
+/* fp is pinned in advance for every server of site (host '*'). */
+static int pin_in_advance(ss_db *db, const char *site, const char *fp, ss_error *e)
+{
+    return host_keys_exec(db,
+                          "INSERT INTO host_keys(site, host, fingerprint, state, time) "
+                          "VALUES(?1,'*',?2,'pinned',?3) ON CONFLICT DO UPDATE SET time=?3",
+                          site, fp, e);
 }
 
 int ss_hostkeys_trust(const char *root, ss_db *db, const char *site, const char *fingerprint,
@@ -327,8 +351,9 @@ int ss_hostkeys_trust(const char *root, ss_db *db, const char *site, const char 
         snprintf(pinned_hosts + used, len - used, "%s%s", used ? ", " : "", hosts[i].host);
         (*written)++;
     }
-    /* Kept for servers of the site not met yet (another address). */
-    if (rc == 0) rc = set_pinned(db, site, "*", fingerprint, e);
+    if (rc == 0)
+        rc = n ? mark_pinned(db, site, fingerprint, e)
+               : pin_in_advance(db, site, fingerprint, e); /* not offered yet */
     free(hosts);
     if (rc == 0) return ss_db_commit(db, e);
     ss_db_rollback(db);
