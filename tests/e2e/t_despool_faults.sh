@@ -178,7 +178,10 @@ if getent passwd "$U" >/dev/null && [ "$(id -u)" = 0 ] && command -v setpriv >/d
   ss2() { as_user "$S" -C "$T/SS2" "$@"; }
   ss2_count() { ss2 status --id "$1" --json | wc -l; }
   ss2 despool --once >/dev/null
-  as_user "$S" -C "$T/SS2" despool >>"$T/SS2.despool.out" 2>&1 &
+  # Started directly, not through the as_user function: "$!" of a backgrounded
+  # function is a subshell, and killing it would leave the daemon running.
+  setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$S" -C "$T/SS2" despool \
+    >>"$T/SS2.despool.out" 2>&1 &
   D2=$!; DAEMONS+=("$D2")
   wait_until 20 eval '[ "$(ss2_count 4401)" -gt 0 ]' || fail "the non-root despooler of SS2 did not start"
   I2=$(incoming SS2); R2=$(receive SS2)
