@@ -79,16 +79,38 @@ static int64_t drain_in_daemon(ss_despooler *d, int *failures)
     return backoff * 1000;
 }
 
-int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
+/* Watches receive, hman.box and the key directory folder (when set and
+ * watchable). */
+static int watch_inboxes(ss_despooler *d, ss_watch *w, ss_error *e)
 {
     char hman[PATH_MAX];
     const char *dirs[3] = {d->receive_path, hman, d->conf->directory};
     ss_path(hman, sizeof hman, d->root, SS_DIR_HMAN);
-    ss_watch w;
     int ndirs = d->conf->directory[0] ? 3 : 2;
-    if (ss_watch_open(&w, dirs, ndirs, e) != 0 &&
-        (ndirs == 2 || ss_watch_open(&w, dirs, 2, e) != 0))
+    if (ss_watch_open(w, dirs, ndirs, e) != 0 && (ndirs == 2 || ss_watch_open(w, dirs, 2, e) != 0))
         return -1;
+    return 0;
+}
+
+/* SIGHUP: the caller reads the settings again; the key directory may have
+ * moved, so the watches are set up again. */
+static void reload(ss_despooler *d, const ss_daemon_hooks *h, ss_watch *w)
+{
+    *h->reload = 0;
+    if (h->on_reload) h->on_reload(h->ctx);
+    ss_watch_close(w);
+    ss_error e = {0};
+    if (watch_inboxes(d, w, &e) != 0)
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                "Cannot watch the inboxes after reloading the settings (%s); relying on rescans",
+                e.msg);
+}
+
+int ss_despooler_run(ss_despooler *d, const ss_daemon_hooks *h, ss_error *e)
+{
+    volatile sig_atomic_t *stop = h->stop;
+    ss_watch w;
+    if (watch_inboxes(d, &w, e) != 0) return -1;
     ss_report(d->rep, 4401, d->conf->site_code, d->receive_path, NULL);
     d->housekeeping_every_ms = 1000;
     int failures = 0;
@@ -96,7 +118,10 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
     int64_t backoff_ms = drain_in_daemon(d, &failures);
     int64_t dest_ms = dest_retry_ms(d, &dest_streak);
     int64_t last_scan_ms = ss_now_ms();
+    if (h->on_ready) h->on_ready(h->ctx);
     while (!*stop) {
+        if (h->on_tick) h->on_tick(h->ctx);
+        if (h->reload && *h->reload) reload(d, h, &w);
         int64_t wait_ms = (int64_t)d->conf->rescan_interval * 1000 - (ss_now_ms() - last_scan_ms);
         int64_t retry = dsp_next_retry_in(d);
         if (retry >= 0 && retry * 1000 < wait_ms) wait_ms = retry * 1000;
@@ -104,8 +129,13 @@ int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e)
             wait_ms = dest_ms - (ss_now_ms() - last_scan_ms);
         if (backoff_ms >= 0) wait_ms = backoff_ms - (ss_now_ms() - last_scan_ms);
         if (wait_ms < 0) wait_ms = 0;
+        /* Woken early for a tick (the watchdog): nothing is due yet. */
+        int64_t due_ms = wait_ms, began_ms = ss_now_ms();
+        if (h->tick_ms > 0 && wait_ms > h->tick_ms) wait_ms = h->tick_ms;
         int mask = ss_watch_wait(&w, (int)wait_ms);
         if (*stop) break;
+        if (h->reload && *h->reload) reload(d, h, &w);
+        if (mask == 0 && ss_now_ms() - began_ms < due_ms) continue;
         if (mask < 0)
             ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "inotify read failed; relying "
                                                                 "on rescans");

@@ -51,6 +51,10 @@ typedef struct ss_despool_stats {
     size_t duplicates;
     size_t waiting;     /* left in receive: key or package missing, held */
     size_t dest_failed; /* left in receive: the destination could not be written */
+    /* Since start, for the metrics file. */
+    uint64_t batches;
+    double batch_seconds; /* their total duration */
+    double batch_seconds_max;
 } ss_despool_stats;
 
 #define SS_FORCE_MAX 64
@@ -109,7 +113,34 @@ void ss_despooler_close(ss_despooler *d);
 int ss_despooler_scan(ss_despooler *d, bool *progress, ss_error *e);
 /* Scans until a pass makes no progress (the --once mode). */
 int ss_despooler_drain(ss_despooler *d, ss_error *e);
-/* Runs until *stop: inotify hints, rescans, retry timers. */
-int ss_despooler_run(ss_despooler *d, volatile sig_atomic_t *stop, ss_error *e);
+/* Per sending site: ledger rows (delivered within the replay window),
+ * pairs waiting for a key, held pairs (census.c). */
+typedef struct ss_site_census {
+    char site[SS_SITE_CODE_MAX + 1];
+    uint64_t delivered, waiting, held;
+} ss_site_census;
+int ss_despooler_site_census(ss_db *db, ss_site_census *out, size_t max, size_t *n, ss_error *e);
+
+/* Instructions in receive and quarantined pairs, with the oldest mtimes. */
+typedef struct ss_folder_census {
+    uint64_t receive, quarantined;
+    int64_t receive_oldest, quarantined_oldest; /* 0: none */
+} ss_folder_census;
+void ss_despooler_folder_census(const ss_despooler *d, ss_folder_census *out);
+
+/* What the daemon loop takes from and tells its caller (tools/service.c:
+ * signals and the service manager). */
+typedef struct ss_daemon_hooks {
+    volatile sig_atomic_t *stop;   /* set: finish the batch in hand and return */
+    volatile sig_atomic_t *reload; /* set: on_reload between scans (SIGHUP) */
+    int tick_ms;                   /* on_tick at least this often; 0: after scans only */
+    void (*on_ready)(void *ctx);   /* the first scan is done and receive is watched */
+    void (*on_tick)(void *ctx);    /* watchdog pings, the metrics file */
+    void (*on_reload)(void *ctx);  /* settings read again, logs reopened */
+    void *ctx;
+} ss_daemon_hooks;
+
+/* Runs until *h->stop: inotify hints, rescans, retry timers. */
+int ss_despooler_run(ss_despooler *d, const ss_daemon_hooks *h, ss_error *e);
 
 #endif

@@ -153,6 +153,7 @@ struct batch {
     bool pooled;          /* being staged by the pool */
     bool failed;          /* a keystore failure: nothing more this scan */
     ss_error trust_error; /* its first keystore failure */
+    int64_t started_ms;   /* loading began (batch durations, metrics) */
 };
 
 static void load_job(dsp_stager *st, void *ctx, size_t i)
@@ -169,6 +170,7 @@ static size_t load_batch(ss_despooler *d, dsp_name *names, int count, struct bat
                          dsp_name *valid, ss_error *errs)
 {
     size_t nvalid = 0, n = 0;
+    b->started_ms = ss_now_ms();
     for (int i = 0; i < count; i++)
         if (ins_name_valid(d, names[i])) memcpy(valid[nvalid++], names[i], sizeof valid[0]);
     b->names = valid;
@@ -304,6 +306,10 @@ static int finish_batch(ss_despooler *d, struct batch *b, ss_error *e)
     if (!b->items) return 0;
     int rc = dsp_commit_batch(d, b->items, b->n, e);
     if (rc == 0 && b->failed) rc = ss_err(e, b->trust_error.code, "%s", b->trust_error.msg);
+    double seconds = (double)(ss_now_ms() - b->started_ms) / 1000.0;
+    d->stats.batches++;
+    d->stats.batch_seconds += seconds;
+    if (seconds > d->stats.batch_seconds_max) d->stats.batch_seconds_max = seconds;
     dsp_release_batch(b->items, b->n);
     b->items = NULL;
     b->n = 0;

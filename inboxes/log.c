@@ -78,33 +78,73 @@ static void log_rotate_if_full(ss_log *l, size_t incoming)
     (void)log_reopen(l);
 }
 
-static size_t format_suffix(const ss_log *l, char *out, size_t len)
+void ss_log_reopen(ss_log *l)
+{
+    if (l && l->path[0]) (void)log_reopen(l);
+}
+
+/* The line's end: the trace form's $$<...> or the ccm form's attributes. */
+static size_t format_suffix(const ss_log *l, char severity, char *out, size_t len)
 {
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
     localtime_r(&tv.tv_sec, &tm);
-    long bias = -tm.tm_gmtoff / 60;
+    long bias = -tm.tm_gmtoff / 60; /* UTC = local time + bias */
     pid_t tid = gettid();
-    int n =
-        snprintf(out, len, "  $$<%s><%02d-%02d-%04d %02d:%02d:%02d.%03d%+04ld><thread=%d (0x%X)>\n",
-                 l->component, tm.tm_mon + 1, tm.tm_mday, tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, (int)(tv.tv_usec / 1000), bias, (int)tid, (unsigned)tid);
+    int ms = (int)(tv.tv_usec / 1000);
+    int n;
+    if (l->ccm)
+        n = snprintf(out, len,
+                     "]LOG]!><time=\"%02d:%02d:%02d.%03d%+04ld\" date=\"%02d-%02d-%04d\" "
+                     "component=\"%s\" context=\"\" type=\"%d\" thread=\"%d\" file=\"\">\n",
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, ms, bias, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_year + 1900, l->component,
+                     severity == 'E'   ? 3
+                     : severity == 'W' ? 2
+                                       : 1,
+                     (int)tid);
+    else
+        n = snprintf(out, len,
+                     "  $$<%s><%02d-%02d-%04d %02d:%02d:%02d.%03d%+04ld><thread=%d (0x%X)>\n",
+                     l->component, tm.tm_mon + 1, tm.tm_mday, tm.tm_year + 1900, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, ms, bias, (int)tid, (unsigned)tid);
     return n < 0 ? 0 : (size_t)n;
 }
 
+/* Copies text into line (room bytes at most): control characters become
+ * '?', and in ccm lines the record's terminator cannot appear. */
+static size_t clean_text(const ss_log *l, const char *text, char *line, size_t room)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p && n < room; p++) {
+        line[n++] = (*p < 0x20 || *p == 0x7f) ? '?' : (char)*p;
+        if (l->ccm && n >= 7 && !memcmp(line + n - 7, "]LOG]!>", 7)) line[n - 1] = '?';
+    }
+    return n;
+}
+
 void ss_log_text(ss_log *l, const char *text)
+{
+    ss_log_text_sev(l, 'I', text);
+}
+
+void ss_log_text_sev(ss_log *l, char severity, const char *text)
 {
     if (!l || !l->path[0]) return;
     /* Not writable a moment ago: try again (an open per line, only while
      * the log is broken), so no line is lost once it can be written. */
     if (l->fd < 0 && log_reopen(l) != 0) return;
     char line[SS_LOG_LINE_MAX];
-    char suffix[160];
-    size_t slen = format_suffix(l, suffix, sizeof suffix);
-    size_t room = sizeof line - slen - 1, n = 0;
-    for (const unsigned char *p = (const unsigned char *)text; *p && n < room; p++)
-        line[n++] = (*p < 0x20 || *p == 0x7f) ? '?' : (char)*p;
+    char suffix[256];
+    static const char ccm_start[] = "<![LOG[";
+    size_t slen = format_suffix(l, severity, suffix, sizeof suffix);
+    size_t n = 0;
+    if (l->ccm) {
+        memcpy(line, ccm_start, sizeof ccm_start - 1);
+        n = sizeof ccm_start - 1;
+    }
+    n += clean_text(l, text, line + n, sizeof line - slen - 1 - n);
     memcpy(line + n, suffix, slen);
     n += slen;
     log_rotate_if_full(l, n);

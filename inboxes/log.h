@@ -13,6 +13,24 @@
  * never forge a log line.  When the file passes max_bytes it is renamed to
  * <name>.lo_ (replacing the previous one) under an flock, and every writer
  * notices the new file by its inode.
+ *
+ * With ccm set (setting log_format = ccm) lines take the newer form that
+ * CMTrace, OneTrace and PowerShell parsers (ConvertFrom-CCMLogFile) read
+ * with a severity:
+ *
+ *   <![LOG[text]LOG]!><time="HH:MM:SS.mmm+bias" date="MM-DD-YYYY"
+ *     component="C" context="" type="1|2|3" thread="N" file="">
+ *
+ * (one line).  bias is the same in both forms: Windows' time-zone bias,
+ * minutes to add to local time for UTC - so +60 west of Greenwich by an
+ * hour, -60 in central Europe in winter - which is how ConfigMgr writes
+ * it; readers that take it for an ISO offset get the sign wrong.  A text
+ * holding "]LOG]!>" cannot end its record early: that sequence is written
+ * as "]LOG]!?".
+ *
+ * logrotate: either way works - copytruncate (appends follow the
+ * truncation), or rename + SIGHUP to the daemons (ss_log_reopen); a writer
+ * also notices a renamed file by itself within 32 lines.
  */
 #ifndef SS_LOG_H
 #define SS_LOG_H
@@ -20,6 +38,7 @@
 #include "error.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -33,6 +52,7 @@ typedef struct ss_log {
     uint64_t max_bytes;
     char path[PATH_MAX];
     char component[48];
+    bool ccm; /* <![LOG[...]LOG]!> lines instead of $$<...> ones */
 } ss_log;
 
 /* Opens the log; on failure the log is still usable: each write tries to
@@ -43,6 +63,10 @@ void ss_log_close(ss_log *l);
 /* Writes one line; never fails loudly (logging must not stop the work). */
 void ss_logf(ss_log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ss_log_text(ss_log *l, const char *text);
+/* The same with a severity, 'I', 'W' or 'E' (ccm lines carry it as type). */
+void ss_log_text_sev(ss_log *l, char severity, const char *text);
+/* Opens the path again (after logrotate renamed the file). */
+void ss_log_reopen(ss_log *l);
 /* The rotated name: despool.log -> despool.lo_ */
 void ss_log_rotated_name(const char *path, char *out, size_t len);
 

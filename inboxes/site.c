@@ -61,6 +61,7 @@ void ss_conf_defaults(ss_conf *c)
     c->batch_max = 256;
     snprintf(c->sftp_identity, sizeof c->sftp_identity, "keys/sftp_id");
     c->sftp_timeout = 30;
+    snprintf(c->log_format, sizeof c->log_format, "trace");
     c->compression_level = 6;
     c->bundle_max_files = 256;
     c->bundle_below = 64 * 1024;
@@ -203,6 +204,13 @@ static const struct conf_key conf_keys[] = {
     {"sftp_identity", K_STRING, F(sftp_identity),
      "SSH private key (OpenSSH format, no passphrase, mode 0600) used to log in to "
      "sftp:// peers; relative to the site root. 'sitespool peer ssh-key' makes one."},
+    {"log_format", K_STRING, F(log_format),
+     "trace: ConfigMgr's server trace lines (text $$<COMPONENT><time><thread>); ccm: the "
+     "<![LOG[text]LOG]!><time=... type=...> lines that CMTrace, OneTrace and log parsers "
+     "read with severities."},
+    {"metrics_file", K_STRING, F(metrics_file),
+     "Prometheus text file the daemons rewrite (atomically) every few seconds, for "
+     "node_exporter's textfile collector; relative to the site root; empty: none."},
     {"sftp_timeout", K_DURATION, F(sftp_timeout),
      "How long an SFTP peer may take to connect or to answer a request before the "
      "address counts as unreachable."},
@@ -308,6 +316,9 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
     if (rc == 0 && (c->bundle_max_files == 0 || c->bundle_max_files > SS_BUNDLE_FILES_MAX))
         rc = ss_err(e, SS_E_CONF, "%s: bundle_max_files must be 1 to %d", origin,
                     SS_BUNDLE_FILES_MAX);
+    if (rc == 0 && strcmp(c->log_format, "trace") != 0 && strcmp(c->log_format, "ccm") != 0)
+        rc = ss_err(e, SS_E_CONF, "%s: log_format is '%s'; it must be trace or ccm", origin,
+                    c->log_format);
     if (rc == 0 && c->sftp_timeout == 0)
         rc = ss_err(e, SS_E_CONF, "%s: sftp_timeout must be at least 1s", origin);
     if (rc == 0 && c->batch_max == 0)
@@ -444,4 +455,76 @@ int ss_site_write_conf(const char *root, const ss_conf *c, ss_error *e)
     if (dirfd >= 0) close(dirfd);
     free(text);
     return rc;
+}
+
+/* ------------------------------------------------- settings documentation */
+
+static void render_duration(unsigned v, char *out, size_t len)
+{
+    static const struct {
+        unsigned seconds;
+        char unit;
+    } units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (v && v % units[i].seconds == 0) {
+            snprintf(out, len, "%u%c", v / units[i].seconds, units[i].unit);
+            return;
+        }
+    }
+    snprintf(out, len, "%us", v);
+}
+
+static void render_size(uint64_t v, char *out, size_t len)
+{
+    static const struct {
+        unsigned shift;
+        char unit;
+    } units[] = {{30, 'G'}, {20, 'M'}, {10, 'k'}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (v && v % (1ULL << units[i].shift) == 0) {
+            snprintf(out, len, "%llu%c", (unsigned long long)(v >> units[i].shift), units[i].unit);
+            return;
+        }
+    }
+    snprintf(out, len, "%llu", (unsigned long long)v);
+}
+
+static const char *kind_name(enum conf_kind kind)
+{
+    switch (kind) {
+    case K_BOOL:
+        return "yes/no";
+    case K_DURATION:
+        return "duration";
+    case K_UINT:
+        return "number";
+    case K_SIZE:
+        return "size";
+    case K_STRING:
+        return "text";
+    case K_SITE:
+        return "site code";
+    case K_INT:
+        return "number 0-9";
+    }
+    return "text";
+}
+
+void ss_conf_describe(void (*fn)(void *ctx, const ss_setting_doc *s), void *ctx)
+{
+    ss_conf defaults;
+    ss_conf_defaults(&defaults);
+    for (size_t i = 0; i < sizeof conf_keys / sizeof conf_keys[0]; i++) {
+        const struct conf_key *k = &conf_keys[i];
+        const void *p = (const char *)&defaults + k->offset;
+        char value[PATH_MAX];
+        if (k->kind == K_DURATION)
+            render_duration(*(const unsigned *)p, value, sizeof value);
+        else if (k->kind == K_SIZE)
+            render_size(*(const uint64_t *)p, value, sizeof value);
+        else
+            render_value(&defaults, k, value, sizeof value);
+        ss_setting_doc doc = {k->name, kind_name(k->kind), value, k->help};
+        fn(ctx, &doc);
+    }
 }

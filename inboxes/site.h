@@ -61,6 +61,8 @@ typedef struct ss_conf {
     char notify_command[1024];
     char sftp_identity[PATH_MAX]; /* SSH private key for sftp:// peers; relative to the root */
     unsigned sftp_timeout;        /* seconds: connect, and each wait for a reply */
+    char log_format[8];           /* "trace" ($$<...> lines) or "ccm" (<![LOG[...]LOG]!>) */
+    char metrics_file[PATH_MAX];  /* Prometheus textfile the daemons rewrite; "" = none */
 } ss_conf;
 
 /* The most files one bundle may carry (files= in an instruction). */
@@ -88,5 +90,18 @@ int ss_path(char *buf, size_t len, const char *root, const char *rel);
  * is written last (ss_site_write_conf) and marks a complete site. */
 int ss_site_make_tree(const char *root, ss_error *e);
 int ss_site_write_conf(const char *root, const ss_conf *c, ss_error *e);
+
+/* One setting as documentation shows it (`sitespool settings`, the man
+ * pages, the README): the same table that parses site.conf and writes it. */
+typedef struct ss_setting_doc {
+    const char *name;
+    const char *type;          /* "yes/no", "duration", "size", "number", "text", ... */
+    const char *default_value; /* as site.conf accepts it; "" = empty (none) */
+    const char *help;
+} ss_setting_doc;
+
+/* Calls fn for every setting, in site.conf's order, with its default;
+ * durations and sizes in their largest exact unit ("1h", "64k"). */
+void ss_conf_describe(void (*fn)(void *ctx, const ss_setting_doc *s), void *ctx);
 
 #endif

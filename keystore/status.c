@@ -92,6 +92,7 @@ int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_d
                     "sitespool: warning: %s; messages are stored in site.db only until "
                     "it can be written\n",
                     le.msg);
+        r->logs[i].ccm = !strcmp(conf->log_format, "ccm");
     }
     return 0;
 }
@@ -280,9 +281,18 @@ static int prepare(ss_reporter *r, int id, int nistr, const char *const istr[], 
     return 0;
 }
 
+void ss_reporter_reopen(ss_reporter *r)
+{
+    for (int i = 0; i < SS_COMP_COUNT; i++) {
+        r->logs[i].ccm = !strcmp(r->conf->log_format, "ccm");
+        r->logs[i].max_bytes = r->conf->log_max_bytes;
+        ss_log_reopen(&r->logs[i]);
+    }
+}
+
 static void announce(ss_reporter *r, const prepared *m)
 {
-    ss_log_text(&r->logs[m->def->component], m->text);
+    ss_log_text_sev(&r->logs[m->def->component], m->def->severity, m->text);
     log_statmsg(r, m->def, m->nistr, m->istr);
     if (r->stderr_echo)
         fprintf(stderr, "sitespool: %d %c %s\n", m->def->id, m->def->severity, m->text);

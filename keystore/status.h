@@ -50,6 +50,8 @@ typedef struct ss_reporter {
 
 int ss_reporter_open(ss_reporter *r, const char *root, const ss_conf *conf, ss_db *db, ss_error *e);
 void ss_reporter_close(ss_reporter *r);
+/* Opens every log again, in the format the settings now name (SIGHUP). */
+void ss_reporter_reopen(ss_reporter *r);
 ss_log *ss_reporter_log(ss_reporter *r, enum ss_component c);
 /* Raises message id with insertion strings (a NULL-terminated list):
  * logged, stored, notify_command run.  Insertion strings are made safe

@@ -1,10 +1,13 @@
 /*
  * cmd_despool.c - `sitespool despool`: the despooler daemon, or --once.
+ * As a daemon it is a service (service.h: signals, sd_notify, reload) and
+ * writes the metrics file (metrics.h) when one is set.
  */
 #include "cli.h"
+#include "metrics.h"
+#include "service.h"
 #include "../despooler/despooler.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,13 +17,54 @@ static const char usage[] =
     "Verifies and delivers what peers dropped into inboxes/despoolr.box/receive: one\n"
     "despooler per site. Runs until SIGTERM or SIGINT, watching receive and hman.box\n"
     "(and rescanning every rescan_interval); --once drains everything processable now\n"
-    "and exits. Outcomes are status messages ('sitespool status') and logs/despool.log.\n";
+    "and exits. Outcomes are status messages ('sitespool status') and logs/despool.log.\n"
+    "SIGHUP reads site.conf again and reopens the logs (logrotate). Under systemd\n"
+    "(Type=notify) it reports readiness, status and watchdog pings; with metrics_file\n"
+    "set it rewrites that Prometheus text file every 15 s.\n"
+    "\n"
+    "Exit codes: 0 done, 1 failed (another despooler runs, the site is unusable),\n"
+    "2 usage error.\n";
 
-static volatile sig_atomic_t stop_requested;
-static void on_stop(int sig)
+struct daemon_ctx {
+    cli *c;
+    svc *s;
+    ss_despooler *d;
+    int64_t metrics_last_ms;
+};
+
+static void write_metrics(struct daemon_ctx *x, bool now)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (!x->c->conf.metrics_file[0]) return;
+    int64_t t = ss_now_ms();
+    if (!now && t - x->metrics_last_ms < METRICS_INTERVAL_MS) return;
+    x->metrics_last_ms = t;
+    ss_error e = {0};
+    if (metrics_write(x->c, x->d, &e) != 0)
+        ss_logf(ss_reporter_log(&x->c->rep, SS_COMP_DESPOOLER),
+                "Could not write the metrics file: %s", e.msg);
+}
+
+static void on_ready(void *ctx)
+{
+    struct daemon_ctx *x = ctx;
+    char status[200];
+    snprintf(status, sizeof status, "Watching %s", x->d->receive_path);
+    svc_ready(x->s, status);
+    write_metrics(x, true);
+}
+
+static void on_tick(void *ctx)
+{
+    struct daemon_ctx *x = ctx;
+    svc_tick(x->s);
+    write_metrics(x, false);
+}
+
+static void on_reload(void *ctx)
+{
+    struct daemon_ctx *x = ctx;
+    svc_reload(x->s);
+    write_metrics(x, true);
 }
 
 int cmd_despool(cli *c, int argc, char **argv)
@@ -38,13 +82,17 @@ int cmd_despool(cli *c, int argc, char **argv)
     ss_despooler d;
     ss_error e = {0};
     if (ss_despooler_open(&d, c->root, &c->conf, &c->db, &c->rep, &e) != 0) return cli_fail(&e);
-    /* No SA_RESTART: a signal interrupts the wait so the stop is prompt;
-     * the current batch is always finished first. */
-    struct sigaction sa = {0};
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    int rc = once ? ss_despooler_drain(&d, &e) : ss_despooler_run(&d, &stop_requested, &e);
+    /* A signal interrupts the wait so the stop is prompt; the current
+     * batch is always finished first. */
+    svc s;
+    svc_start(&s, c, SS_COMP_DESPOOLER);
+    struct daemon_ctx x = {c, &s, &d, 0};
+    ss_daemon_hooks hooks = {s.stop, s.reload, svc_tick_ms(&s), on_ready, on_tick, on_reload, &x};
+    int rc = once ? ss_despooler_drain(&d, &e) : ss_despooler_run(&d, &hooks, &e);
+    if (!once) {
+        svc_stopping(&s);
+        write_metrics(&x, true);
+    }
     if (rc != 0) cli_fail(&e);
     if (once)
         printf("delivered %zu, rejected %zu, duplicates %zu, waiting %zu\n", d.stats.delivered,

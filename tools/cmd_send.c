@@ -11,6 +11,7 @@
  * bundle_max_files) is named with the bundle's instruction and its count.
  */
 #include "cli.h"
+#include "service.h"
 #include "site_open.h"
 #include "../inboxes/text.h"
 #include "../sender/sender.h"
@@ -277,14 +278,9 @@ static const char sender_usage[] =
     "\n"
     "Runs until SIGTERM or SIGINT, delivering queued pairs to every peer whose retry\n"
     "time has come (send_retry_interval, doubling up to send_retry_max_interval, in\n"
-    "site.conf). --once makes one round over all peers and exits.\n";
-
-static volatile sig_atomic_t sender_stop;
-static void on_stop(int sig)
-{
-    (void)sig;
-    sender_stop = 1;
-}
+    "site.conf). --once makes one round over all peers and exits. SIGHUP reads\n"
+    "site.conf again and reopens the logs; under systemd (Type=notify) it reports\n"
+    "readiness and watchdog pings.\n";
 
 struct round_ctx {
     ss_sender *s;
@@ -340,22 +336,25 @@ int cmd_sender(cli *c, int argc, char **argv)
     if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, c->conf.sign_instructions, &e) != 0)
         return cli_fail(&e);
     s.skip_busy = true; /* a peer a `send` is working on waits for the next round */
-    struct sigaction sa = {0};
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    svc service;
+    svc_start(&service, c, SS_COMP_SENDER);
     ss_log *log = ss_reporter_log(&c->rep, SS_COMP_SENDER);
     ss_logf(log, "Sender started for site %s", c->conf.site_code);
-    while (!sender_stop) {
+    if (!once) svc_ready(&service, "Delivering queued pairs");
+    while (!*service.stop) {
         struct round_ctx ctx = {&s, 0, once};
         if (s.notices.n && ss_sender_store_notices(&s, &e) != 0)
             ss_logf(log, "%zu status message(s) wait to be stored: %s", s.notices.n, e.msg);
         sender_round(c, &ctx, log);
         if (once) break;
         /* New pairs are delivered by `send` itself; this loop only retries. */
-        for (int i = 0; i < 10 && !sender_stop; i++)
+        for (int i = 0; i < 10 && !*service.stop; i++) {
+            if (*service.reload) svc_reload(&service);
+            svc_tick(&service);
             usleep(100 * 1000);
+        }
     }
+    if (!once) svc_stopping(&service);
     ss_logf(log, "Sender stopped for site %s", c->conf.site_code);
     ss_sender_close(&s);
     return 0;
