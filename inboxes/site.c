@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 bool ss_site_code_valid(const char *code)
@@ -337,21 +338,67 @@ int ss_path(char *buf, size_t len, const char *root, const char *rel)
     return (n < 0 || (size_t)n >= len) ? -1 : 0;
 }
 
+const char *ss_conf_dir(void)
+{
+    const char *env = getenv("SITESPOOL_CONF_DIR");
+    return env && env[0] == '/' ? env : SITESPOOL_CONF_DIR;
+}
+
+const char *ss_state_dir(void)
+{
+    const char *env = getenv("SITESPOOL_STATE_DIR");
+    return env && env[0] == '/' ? env : SITESPOOL_STATE_DIR;
+}
+
+int ss_conf_locate(const char *root, bool system, char *path, size_t len)
+{
+    char own[PATH_MAX];
+    if (ss_path(own, sizeof own, root, SS_FILE_CONF) != 0) return -1;
+    const char *base = strrchr(root, '/');
+    base = base ? base + 1 : root;
+    struct stat st;
+    bool use_own = !system && (lstat(own, &st) == 0 || !ss_site_code_valid(base));
+    if (!use_own) {
+        int n = snprintf(path, len, "%s/%s.conf", ss_conf_dir(), base);
+        if (n < 0 || (size_t)n >= len) return -1;
+        if (system || lstat(path, &st) == 0) return 0;
+    }
+    return snprintf(path, len, "%s", own) >= (int)len ? -1 : 0;
+}
+
+/* Reads the settings file at path (a regular file, not followed). */
+static int read_conf_file(const char *path, char **text, ss_error *e)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *name = path;
+    if (slash) {
+        *slash = '\0';
+        name = slash + 1;
+    }
+    int dirfd = ss_open_dir(slash ? (dir[0] ? dir : "/") : ".", e);
+    if (dirfd < 0) return -1;
+    int rc = ss_read_small_file(dirfd, name, 1 << 20, text, NULL, e);
+    close(dirfd);
+    return rc;
+}
+
 int ss_conf_load(ss_conf *c, const char *root, ss_error *e)
 {
     char path[PATH_MAX];
     ss_conf_defaults(c);
-    if (ss_path(path, sizeof path, root, SS_FILE_CONF) != 0)
+    if (ss_conf_locate(root, false, path, sizeof path) != 0)
         return ss_err(e, SS_E_TOOBIG, "site path too long");
-    int dirfd = ss_open_dir(root, e);
-    if (dirfd < 0)
+    int rootfd = ss_open_dir(root, e);
+    if (rootfd < 0)
         return ss_err(e, SS_E_NOENT,
                       "%s is not a site folder (run 'sitespool init' or set "
                       "-C / SITESPOOL_SITE)",
                       root);
+    close(rootfd);
     char *text = NULL;
-    int rc = ss_read_small_file(dirfd, SS_FILE_CONF, 1 << 20, &text, NULL, e);
-    close(dirfd);
+    int rc = read_conf_file(path, &text, e);
     if (rc != 0) return ss_err(e, e->code, "cannot read %s: %s", path, e->msg);
     rc = ss_conf_parse(c, text, path, e);
     free(text);
@@ -420,37 +467,49 @@ char *ss_conf_render(const ss_conf *c)
     return out;
 }
 
-int ss_site_make_tree(const char *root, ss_error *e)
+static const char *const site_dirs[] = {
+    SS_DIR_KEYS,        SS_DIR_LOGS,     SS_DIR_RECEIVE,
+    SS_DIR_REJECTED,    SS_DIR_CONSUMED, SS_DIR_HMAN,
+    SS_DIR_HMAN_PUBKEY, SS_DIR_OUTBOX,   "inboxes/replmgr.box/incoming",
+};
+
+const char *const *ss_site_dirs(size_t *count)
 {
-    static const char *const dirs[] = {
-        SS_DIR_KEYS,        SS_DIR_LOGS,     SS_DIR_RECEIVE,
-        SS_DIR_REJECTED,    SS_DIR_CONSUMED, SS_DIR_HMAN,
-        SS_DIR_HMAN_PUBKEY, SS_DIR_OUTBOX,   "inboxes/replmgr.box/incoming",
-    };
+    *count = sizeof site_dirs / sizeof site_dirs[0];
+    return site_dirs;
+}
+
+int ss_site_make_tree(const char *root, bool system, ss_error *e)
+{
     char path[PATH_MAX];
     if (ss_mkdirs(root, 0750, e) != 0) return -1;
-    if (ss_path(path, sizeof path, root, SS_FILE_CONF) != 0)
+    if (ss_conf_locate(root, system, path, sizeof path) != 0)
         return ss_err(e, SS_E_TOOBIG, "site path too long");
     if (access(path, F_OK) == 0)
         return ss_err(e, SS_E_EXISTS,
                       "%s already holds a site (%s exists); refusing to "
                       "overwrite it",
                       root, path);
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        if (ss_path(path, sizeof path, root, dirs[i]) != 0 || ss_mkdirs(path, 0750, e) != 0)
+    for (size_t i = 0; i < sizeof site_dirs / sizeof site_dirs[0]; i++) {
+        if (ss_path(path, sizeof path, root, site_dirs[i]) != 0 || ss_mkdirs(path, 0750, e) != 0)
             return -1;
     }
     if (ss_path(path, sizeof path, root, SS_DIR_KEYS) == 0) (void)chmod(path, 0700);
     return 0;
 }
 
-int ss_site_write_conf(const char *root, const ss_conf *c, ss_error *e)
+int ss_site_write_conf(const char *root, const ss_conf *c, bool system, ss_error *e)
 {
+    char path[PATH_MAX];
+    if (ss_conf_locate(root, system, path, sizeof path) != 0)
+        return ss_err(e, SS_E_TOOBIG, "site path too long");
     char *text = ss_conf_render(c);
     if (!text) return ss_err(e, SS_E_NOMEM, "out of memory");
-    int dirfd = ss_open_dir(root, e);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    int dirfd = ss_open_dir(path[0] ? path : "/", e);
     int rc = dirfd < 0 ? -1
-                       : ss_write_file_atomic(dirfd, SS_FILE_CONF, text, strlen(text), 0640,
+                       : ss_write_file_atomic(dirfd, slash + 1, text, strlen(text), 0640,
                                               SS_ATOMIC_NOREPLACE | SS_ATOMIC_SYNC_DIR, e);
     if (dirfd >= 0) close(dirfd);
     free(text);

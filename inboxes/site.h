@@ -71,7 +71,16 @@ typedef struct ss_conf {
 void ss_conf_defaults(ss_conf *c);
 /* Parses text (the content of site.conf); origin names it in errors. */
 int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e);
-/* Loads ROOT/site.conf over the defaults. */
+/* The installed layout: site roots under ss_state_dir() (/var/lib/sitespool
+ * or $SITESPOOL_STATE_DIR), their settings in ss_conf_dir() (/etc/sitespool
+ * or $SITESPOOL_CONF_DIR) as <SITE>.conf. */
+const char *ss_state_dir(void);
+const char *ss_conf_dir(void);
+/* Where ROOT's settings are: ROOT/site.conf; or, when ROOT has none and
+ * ends in a site code, <conf dir>/<SITE>.conf if that exists; system: the
+ * latter always (init --system).  -1 if a path is too long. */
+int ss_conf_locate(const char *root, bool system, char *path, size_t len);
+/* Loads the settings (ss_conf_locate) over the defaults. */
 int ss_conf_load(ss_conf *c, const char *root, ss_error *e);
 /* Writes a fully commented site.conf with every setting at its value. */
 char *ss_conf_render(const ss_conf *c);
@@ -88,8 +97,10 @@ int ss_path(char *buf, size_t len, const char *root, const char *rel);
 /* Creates the folders of DESIGN §2 under root (which may exist but must not
  * hold a site.conf yet).  Keys, database and site.conf come after: site.conf
  * is written last (ss_site_write_conf) and marks a complete site. */
-int ss_site_make_tree(const char *root, ss_error *e);
-int ss_site_write_conf(const char *root, const ss_conf *c, ss_error *e);
+int ss_site_make_tree(const char *root, bool system, ss_error *e);
+/* The folders ss_site_make_tree makes, relative to the root. */
+const char *const *ss_site_dirs(size_t *count);
+int ss_site_write_conf(const char *root, const ss_conf *c, bool system, ss_error *e);
 
 /* One setting as documentation shows it (`sitespool settings`, the man
  * pages, the README): the same table that parses site.conf and writes it. */

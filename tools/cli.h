@@ -18,7 +18,8 @@
 #define EXIT_TEMPFAIL 75
 
 typedef struct cli {
-    const char *root; /* -C, SITESPOOL_SITE, or "." */
+    const char *root; /* -C, SITESPOOL_SITE, the one installed site, or "." */
+    bool root_given;  /* by -C or SITESPOOL_SITE */
     ss_conf conf;
     ss_db db;
     ss_reporter rep;
@@ -42,6 +43,8 @@ bool cli_wants_help(int argc, char **argv);
 void cli_format_time(int64_t t, char *out, size_t len);
 /* Parses "2026-11-22", "2026-11-22 10:00", "-2h", "-3d" or unix seconds. */
 int cli_parse_time(const char *s, int64_t *out);
+/* The name of the user running this command (its uid if it has none). */
+void cli_user_name(char *out, size_t len);
 
 /* key subcommands in cmd_keytrust.c: argv[0] is the subcommand name. */
 int key_approve(cli *c, int argc, char **argv, const char *usage);
@@ -61,5 +64,10 @@ int cmd_verify(cli *c, int argc, char **argv);
 int cmd_send(cli *c, int argc, char **argv);
 int cmd_sender(cli *c, int argc, char **argv);
 int cmd_despool(cli *c, int argc, char **argv);
+/* Operator commands: cmd_check.c, cmd_queue.c. */
+int cmd_check(cli *c, int argc, char **argv);
+int cmd_queue(cli *c, int argc, char **argv);
+int cmd_release(cli *c, int argc, char **argv);
+int cmd_delete(cli *c, int argc, char **argv);
 
 #endif

@@ -10,26 +10,108 @@
 #include "../keystore/keyfile.h"
 #include "../keystore/trust.h"
 
+#include <ftw.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: sitespool [-C SITE_ROOT] init --site CODE\n"
+    "usage: sitespool [-C SITE_ROOT] init --site CODE [--system]\n"
     "\n"
     "Creates the site folder SITE_ROOT: site.conf (every setting, commented), site.db,\n"
     "keys/CODE.key (secret, mode 0600) and keys/CODE.pub, the inboxes and logs.\n"
-    "CODE is 3 to 8 characters of A-Z and 0-9. An existing site is never overwritten.\n";
+    "CODE is 3 to 8 characters of A-Z and 0-9. An existing site is never overwritten.\n"
+    "\n"
+    "--system  the installed layout (run as root): the site in " SITESPOOL_STATE_DIR "/CODE\n"
+    "          (unless -C), owned by the sitespool user; its settings in\n"
+    "          " SITESPOOL_CONF_DIR "/CODE.conf, owned by root, readable by group\n"
+    "          sitespool. The units sitespool-despool@CODE and sitespool-sender@CODE\n"
+    "          run it.\n"
+    "\n"
+    "Exit codes: 0 created, 1 failed (nothing is overwritten), 2 usage error.\n";
+
+static int parse_init(int argc, char **argv, const char **site, bool *system)
+{
+    static const struct option opts[] = {{"site", required_argument, NULL, 's'},
+                                         {"system", no_argument, NULL, 'S'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+        if (ch == 's')
+            *site = optarg;
+        else if (ch == 'S')
+            *system = true;
+        else if (ch == 'h')
+            return fputs(usage, stdout), -1;
+        else
+            return cli_usage(usage, "bad option for init");
+    }
+    if (!*site || optind != argc) return cli_usage(usage, "init needs --site CODE and nothing else");
+    if (!ss_site_code_valid(*site))
+        return cli_usage(usage, "'%s' is not a site code (3-8 characters of A-Z and 0-9)", *site);
+    return 0;
+}
+
+/* nftw() passes no context: the owner for chown_entry, set just before. */
+static uid_t hand_uid;
+static gid_t hand_gid;
+
+static int chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return lchown(path, hand_uid, hand_gid);
+}
+
+/* --system, as root: the tree belongs to the sitespool user, the settings
+ * to root with group sitespool (the daemons read them, only root edits). */
+static int hand_over(const char *root, const char *site, ss_error *e)
+{
+    struct passwd *pw = getpwnam("sitespool");
+    if (!pw)
+        return ss_err(e, SS_E_NOENT,
+                      "there is no sitespool user (the package's postinst makes it: "
+                      "adduser --system --group sitespool)");
+    char conf[PATH_MAX];
+    if (ss_conf_locate(root, true, conf, sizeof conf) != 0)
+        return ss_err(e, SS_E_TOOBIG, "path too long");
+    if (chown(conf, 0, pw->pw_gid) != 0 || chmod(conf, 0640) != 0)
+        return ss_err_sys(e, "cannot hand %s to group sitespool", conf);
+    /* The tree is new and ours: every entry, links not followed. */
+    hand_uid = pw->pw_uid;
+    hand_gid = pw->pw_gid;
+    if (nftw(root, chown_entry, 16, FTW_PHYS) != 0)
+        return ss_err_sys(e, "cannot hand %s to the sitespool user", root);
+    (void)site;
+    return 0;
+}
 
 int cmd_init(cli *c, int argc, char **argv)
 {
     const char *site = NULL;
-    int rc0 = cli_site_option(argc, argv, usage, &site);
+    bool system_layout = false;
+    int rc0 = parse_init(argc, argv, &site, &system_layout);
     if (rc0 != 0) return rc0 < 0 ? 0 : rc0;
-    if (!site || optind != argc) return cli_usage(usage, "init needs --site CODE and nothing else");
-    if (!ss_site_code_valid(site))
-        return cli_usage(usage, "'%s' is not a site code (3-8 characters of A-Z and 0-9)", site);
+    char system_root[PATH_MAX];
+    if (system_layout) {
+        if (geteuid() != 0)
+            return cli_usage(usage, "init --system writes %s and hands the site to the "
+                                    "sitespool user: run it as root",
+                             ss_conf_dir());
+        if (!getpwnam("sitespool"))
+            return cli_usage(usage, "init --system hands the site to the sitespool user, and "
+                                    "there is none (the package's postinst makes it: adduser "
+                                    "--system --group sitespool)");
+        if (!c->root_given) {
+            snprintf(system_root, sizeof system_root, "%s/%s", ss_state_dir(), site);
+            c->root = system_root;
+        }
+    }
 
     ss_error e = {0};
     ss_conf conf;
@@ -40,7 +122,7 @@ int cmd_init(cli *c, int argc, char **argv)
         ss_path(keys_dir, sizeof keys_dir, c->root, SS_DIR_KEYS) != 0 ||
         ss_own_key_paths(c->root, site, sk_path, pk_path, sizeof sk_path) != 0)
         return ss_err(&e, SS_E_TOOBIG, "site path too long"), cli_fail(&e);
-    if (ss_site_make_tree(c->root, &e) != 0) return cli_fail(&e);
+    if (ss_site_make_tree(c->root, system_layout, &e) != 0) return cli_fail(&e);
     if (access(sk_path, F_OK) == 0)
         return ss_err(&e, SS_E_EXISTS, "%s already exists; refusing to replace a key pair",
                       sk_path),
@@ -68,7 +150,8 @@ int cmd_init(cli *c, int argc, char **argv)
     ss_keyctx keys = {c->root, &conf, &db, NULL};
     if (rc == 0) rc = ss_trust_own_add(&keys, &pk, not_after, "init", &e);
     ss_db_close(&db);
-    if (rc == 0) rc = ss_site_write_conf(c->root, &conf, &e);
+    if (rc == 0) rc = ss_site_write_conf(c->root, &conf, system_layout, &e);
+    if (rc == 0 && system_layout) rc = hand_over(c->root, site, &e);
     if (rc != 0) return cli_fail(&e);
 
     if (cli_open(c) != 0) return 1;

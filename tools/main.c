@@ -4,11 +4,13 @@
  */
 #include "cli.h"
 
+#include <dirent.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: sitespool [-C SITE_ROOT] COMMAND [ARGS...]\n"
@@ -27,7 +29,8 @@ static const char usage[] =
     "  sign FILE / verify FILE   minisign-compatible signing helpers for administrators\n"
     "\n"
     "options:\n"
-    "  -C SITE_ROOT   the site folder (default: $SITESPOOL_SITE, else the current folder)\n"
+    "  -C SITE_ROOT   the site folder (default: $SITESPOOL_SITE, else the current folder\n"
+    "                 if it is a site, else the one site installed under " SITESPOOL_STATE_DIR ")\n"
     "  -h, --help     this text; 'sitespool COMMAND --help' explains a command\n"
     "  -V, --version  print the version\n"
     "\n"
@@ -39,10 +42,35 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init},     {"key", cmd_key},       {"peer", cmd_peer},
-    {"status", cmd_status}, {"sign", cmd_sign},     {"verify", cmd_verify},
-    {"send", cmd_send},     {"sender", cmd_sender}, {"despool", cmd_despool},
+    {"init", cmd_init},         {"key", cmd_key},       {"peer", cmd_peer},
+    {"status", cmd_status},     {"sign", cmd_sign},     {"verify", cmd_verify},
+    {"send", cmd_send},         {"sender", cmd_sender}, {"despool", cmd_despool},
 };
+
+/* Without -C or SITESPOOL_SITE: the current folder if it is a site, else
+ * the one site of the installed layout (a single <SITE>.conf in the
+ * settings folder), else the current folder (whose errors say so). */
+static const char *default_root(char *buf, size_t len)
+{
+    if (access("site.conf", F_OK) == 0) return ".";
+    DIR *dir = opendir(ss_conf_dir());
+    if (!dir) return ".";
+    char found[SS_SITE_CODE_MAX + 1] = "";
+    int count = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        size_t n = strlen(de->d_name);
+        char code[16];
+        if (n < 6 || n > 13 || strcmp(de->d_name + n - 5, ".conf") != 0) continue;
+        snprintf(code, sizeof code, "%.*s", (int)(n - 5), de->d_name);
+        if (!ss_site_code_valid(code)) continue;
+        snprintf(found, sizeof found, "%s", code);
+        count++;
+    }
+    closedir(dir);
+    if (count != 1 || snprintf(buf, len, "%s/%s", ss_state_dir(), found) >= (int)len) return ".";
+    return buf;
+}
 
 int main(int argc, char **argv)
 {
@@ -58,13 +86,15 @@ int main(int argc, char **argv)
             fputs(usage, stdout);
             return 0;
         } else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
-            printf("sitespool 0.1.0\n");
+            printf("sitespool %s\n", SITESPOOL_VERSION);
             return 0;
         } else {
             return cli_usage(usage, "unknown option '%s'", argv[i]);
         }
     }
-    if (!c.root || !*c.root) c.root = ".";
+    char installed[PATH_MAX];
+    c.root_given = c.root && *c.root;
+    if (!c.root_given) c.root = default_root(installed, sizeof installed);
     if (i >= argc) return cli_usage(usage, "no command given");
     umask(027); /* site files are for the site's administrators only */
     if (sodium_init() < 0) {

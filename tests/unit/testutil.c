@@ -99,7 +99,8 @@ void tu_site_make(tu_site *s, const char *parent, const char *code, const char *
     ss_conf_defaults(&s->conf);
     snprintf(s->conf.site_code, sizeof s->conf.site_code, "%s", code);
     char path[1024], sk_path[1024], pk_path[1024];
-    if (ss_site_make_tree(s->root, &e) != 0 || ss_site_write_conf(s->root, &s->conf, &e) != 0) {
+    if (ss_site_make_tree(s->root, false, &e) != 0 ||
+        ss_site_write_conf(s->root, &s->conf, false, &e) != 0) {
         fprintf(stderr, "site: %s\n", e.msg);
         abort();
     }
