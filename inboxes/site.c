@@ -62,6 +62,7 @@ void ss_conf_defaults(ss_conf *c)
     c->batch_max = 256;
     snprintf(c->sftp_identity, sizeof c->sftp_identity, "keys/sftp_id");
     c->sftp_timeout = 30;
+    c->sftp_batch_max = 2048;
     snprintf(c->log_format, sizeof c->log_format, "trace");
     c->compression_level = 6;
     c->bundle_max_files = 256;
@@ -212,6 +213,9 @@ static const struct conf_key conf_keys[] = {
     {"metrics_file", K_STRING, F(metrics_file),
      "Prometheus text file the daemons rewrite (atomically) every few seconds, for "
      "node_exporter's textfile collector; relative to the site root; empty: none."},
+    {"sftp_batch_max", K_UINT, F(sftp_batch_max),
+     "Pairs delivered to an SFTP address per batch (one pipelined pass of uploads, renames "
+     "and a folder fsync: a few round trips whatever its size)."},
     {"sftp_timeout", K_DURATION, F(sftp_timeout),
      "How long an SFTP peer may take to connect or to answer a request before the "
      "address counts as unreachable."},
@@ -320,6 +324,8 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
     if (rc == 0 && strcmp(c->log_format, "trace") != 0 && strcmp(c->log_format, "ccm") != 0)
         rc = ss_err(e, SS_E_CONF, "%s: log_format is '%s'; it must be trace or ccm", origin,
                     c->log_format);
+    if (rc == 0 && c->sftp_batch_max == 0)
+        rc = ss_err(e, SS_E_CONF, "%s: sftp_batch_max must be at least 1", origin);
     if (rc == 0 && c->sftp_timeout == 0)
         rc = ss_err(e, SS_E_CONF, "%s: sftp_timeout must be at least 1s", origin);
     if (rc == 0 && c->batch_max == 0)

@@ -61,6 +61,7 @@ typedef struct ss_conf {
     char notify_command[1024];
     char sftp_identity[PATH_MAX]; /* SSH private key for sftp:// peers; relative to the root */
     unsigned sftp_timeout;        /* seconds: connect, and each wait for a reply */
+    unsigned sftp_batch_max;      /* pairs per batch to an SFTP address */
     char log_format[8];           /* "trace" ($$<...> lines) or "ccm" (<![LOG[...]LOG]!>) */
     char metrics_file[PATH_MAX];  /* Prometheus textfile the daemons rewrite; "" = none */
 } ss_conf;

@@ -329,7 +329,10 @@ static void tidy_outbox(ss_sender *s, int outbox_fd, int peer_fd, const char *si
 static int deliver_listed(delivery *d, struct dirent **names, int count, ss_deliver_result *res,
                           ss_error *why)
 {
-    size_t batch = d->s->conf->batch_max ? d->s->conf->batch_max : 1;
+    /* Over SFTP a batch costs a few round trips whatever its size: on a
+     * 100 ms link 2,048 pairs per batch deliver ~8x faster than 256. */
+    size_t batch = d->remote ? d->s->conf->sftp_batch_max : d->s->conf->batch_max;
+    if (!batch) batch = 1;
     struct wire_pair *pairs = calloc(batch, sizeof *pairs);
     if (!pairs) return ss_err(why, SS_E_NOMEM, "out of memory");
     int rc = 0;

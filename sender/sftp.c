@@ -78,7 +78,8 @@ struct ss_sftp {
     enum ss_sftp_opkind op_kind;
     unsigned handles_open;
     bool stop_opening;
-    /* a folder sync */
+    /* a folder sync: its handle, kept for the session */
+    char dir_path[1100];
     char dir_handle[256];
     uint32_t dir_handle_len;
     int dir_status;
@@ -362,7 +363,6 @@ static int on_put_reply(ss_sftp *c, const struct pending *p, const struct reply 
         if (code != SS_FX_OK) put_failed(f, code, "cannot fsync", msg);
     } else if (p->kind == REQ_CLOSE) {
         if (code != SS_FX_OK) put_failed(f, code, "cannot close", msg);
-        c->handles_open--;
         f->phase = PH_DONE;
         f->done = f->status == SS_FX_OK;
     }
@@ -649,7 +649,13 @@ static int advance_put(ss_sftp *c, uint32_t item, ss_sftp_put *f)
     }
     if (f->phase != PH_WRITING && f->phase != PH_SYNCING) return 1;
     int rc = send_handle_request(c, REQ_CLOSE, item, f->handle, f->handle_len);
-    if (rc == 0) f->phase = PH_CLOSING;
+    if (rc == 0) {
+        f->phase = PH_CLOSING;
+        /* The server handles the channel's requests in order: it has closed
+         * this file before it reads our next OPEN, so the handle counts as
+         * free now (and max_handles is half the server's limit anyway). */
+        c->handles_open--;
+    }
     return rc;
 }
 
@@ -753,23 +759,34 @@ int ss_sftp_ops(ss_sftp *c, enum ss_sftp_opkind kind, ss_sftp_op *ops, size_t n,
     return c->failed ? ss_err(e, SS_E_IO, "%s", c->failure) : 0;
 }
 
-int ss_sftp_sync_dir(ss_sftp *c, const char *path, ss_error *e)
+/* The folder's handle, opened once per session (a round trip saved on
+ * every later batch). */
+static int open_dir_handle(ss_sftp *c, const char *path, ss_error *e)
 {
-    if (c->failed) return ss_err(e, SS_E_IO, "%s", c->failure);
-    if (!c->has_fsync)
-        return ss_err(e, SS_E_IO, "the SFTP server does not offer fsync@openssh.com");
+    if (c->dir_handle_len && !strcmp(c->dir_path, path)) return 0;
+    if (c->dir_handle_len) { /* another folder: the old handle goes */
+        (void)send_handle_request(c, REQ_CLOSE, UINT32_MAX, c->dir_handle, c->dir_handle_len);
+        c->dir_handle_len = 0;
+    }
     c->dir_status = SS_FX_OK;
-    c->dir_handle_len = 0;
     if (send_open(c, UINT32_MAX, path, FXF_READ, 0) != 0 || settle(c) != 0)
         return ss_err(e, SS_E_IO, "%s", c->failed ? c->failure : "cannot open the folder");
     if (c->dir_status != SS_FX_OK || !c->dir_handle_len)
         return ss_err(e, SS_E_IO, "cannot open the folder %s to fsync it: %s", path,
                       status_word(c->dir_status));
-    char handle[256];
-    uint32_t hlen = c->dir_handle_len;
-    memcpy(handle, c->dir_handle, hlen);
-    if (send_handle_request(c, REQ_FSYNC, UINT32_MAX, handle, hlen) != 0 ||
-        send_handle_request(c, REQ_CLOSE, UINT32_MAX, handle, hlen) != 0 || settle(c) != 0)
+    snprintf(c->dir_path, sizeof c->dir_path, "%s", path);
+    return 0;
+}
+
+int ss_sftp_sync_dir(ss_sftp *c, const char *path, ss_error *e)
+{
+    if (c->failed) return ss_err(e, SS_E_IO, "%s", c->failure);
+    if (!c->has_fsync)
+        return ss_err(e, SS_E_IO, "the SFTP server does not offer fsync@openssh.com");
+    if (open_dir_handle(c, path, e) != 0) return -1;
+    c->dir_status = SS_FX_OK;
+    if (send_handle_request(c, REQ_FSYNC, UINT32_MAX, c->dir_handle, c->dir_handle_len) != 0 ||
+        settle(c) != 0)
         return ss_err(e, SS_E_IO, "%s", c->failed ? c->failure : "cannot fsync the folder");
     if (c->dir_status != SS_FX_OK)
         return ss_err(e, SS_E_IO, "cannot fsync the folder %s: %s", path,

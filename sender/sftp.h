@@ -88,7 +88,8 @@ enum ss_sftp_opkind { SS_SFTP_RENAME, SS_SFTP_REMOVE, SS_SFTP_LSTAT };
 int ss_sftp_ops(ss_sftp *c, enum ss_sftp_opkind kind, ss_sftp_op *ops, size_t n, ss_error *e);
 
 /* Opens the remote folder and fsyncs it (fsync@openssh.com on a folder's
- * handle), so renames inside it are durable.  0, or -1 with e. */
+ * handle, kept open for the session), so renames inside it are durable.
+ * 0, or -1 with e. */
 int ss_sftp_sync_dir(ss_sftp *c, const char *path, ss_error *e);
 
 /* False once the channel or the session failed. */

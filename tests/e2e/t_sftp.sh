@@ -67,7 +67,7 @@ s_trust_host() {
   # pinned in advance for SS1's servers, so the server's own key now
   # contradicts a pin (4508, the man-in-the-middle case), not merely new.
   local wrong
-  wrong="SHA256:$(head -c 32 /dev/urandom | base64 | tr -d '=+/' | head -c 43)"
+  wrong="SHA256:$(head -c 64 /dev/urandom | base64 -w0 | tr -d '=+/' | head -c 43)"
   "$S" -C "$T/PS1" peer trust-host SS1 "$wrong" \
     >"$T/trust0.out" || fail "trust-host of another fingerprint: $(cat "$T/trust0.out")"
   send_a 75 "$T/flush0.out" send --flush --to SS1

@@ -47,7 +47,7 @@ s_kill_mid_flush() {
   # Small batches and a 20 ms link: the flush takes seconds, so each kill
   # lands in its middle (the test fails, rather than passing vacuously,
   # if the flush was over before the kill).
-  sftp_sites "batch_max = 25"
+  sftp_sites "sftp_batch_max = 25"
   "$S" -C "$T/PS1" peer add SS1 --inbox "$(sftp_url)" --host-key "$(sshd_host_fp)" >/dev/null
   local R Q; R=$(receive SS1); Q=$(outbox PS1 SS1)
   mkfiles "$T/src" 500 2048
@@ -223,7 +223,7 @@ s_netem() {
 # --- 6. the link goes silent mid-flush (a pulled cable: no RST)
 s_link_down() {
   sshd_start
-  sftp_sites "batch_max = 25" "sftp_timeout = 3s"
+  sftp_sites "sftp_batch_max = 25" "sftp_timeout = 3s"
   "$S" -C "$T/PS1" peer add SS1 --inbox "$(sftp_url)" --host-key "$(sshd_host_fp)" >/dev/null
   local R; R=$(receive SS1)
   mkfiles "$T/src" 200 2048
