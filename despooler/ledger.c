@@ -42,6 +42,24 @@ int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, i
     return rc;
 }
 
+int ss_ledger_get(ss_db *db, const char *id, char *path, size_t len, int64_t *when, ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(db, "SELECT path, time FROM ledger WHERE id=?", e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *p = sqlite3_column_text(st, 0);
+        snprintf(path, len, "%s", p ? (const char *)p : "");
+        *when = sqlite3_column_int64(st, 1);
+        rc = 1;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading the ledger", e);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Publishes dir/tmp (committed, left under its temporary name by a crash
  * or a failed rename) under *final or the next free name; 1 done (the
  * ledger follows a changed name, the 4400 is announced), 0 nothing left

@@ -4,6 +4,9 @@
  * signature file whose trusted comment holds the fields, or as the one-line
  * unsigned form; its id must be its file name.
  *
+ * dsp_read_claim reads one the same way for an administrator's listing
+ * (admin.h), without judging it.
+ *
  * Security stance: nothing here is trusted yet - the fields are only used
  * to find the key (verify.c) until the signature over them verified.
  * Diagnostics: 4403 (malformed, truncated), 4411 (not a regular file); a
@@ -22,22 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
-int dsp_load(int receive_fd, const char *ins_name, work *w, ss_error *e)
+/* Parses the text of an instruction file into w: the signature file and
+ * the fields of its trusted comment, or the one-line unsigned form. */
+static int parse_fields(char *text, size_t len, work *w, ss_error *e)
 {
-    char base[64], *text = NULL;
-    size_t len;
-    memset(w, 0, sizeof *w);
-    w->dest_fd = -1;
-    w->out.fd = -1;
-    snprintf(w->ins_name, sizeof w->ins_name, "%s", ins_name);
-    base_of(ins_name, base, sizeof base);
-    snprintf(w->pck_name, sizeof w->pck_name, "%s.pck", base);
-    if (ss_read_small_file(receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) return -1;
-    /* The file's identity goes into the ledger with the delivery, so that
-     * after a crash the leftover of the batch is told from a resend. */
-    struct stat st;
-    if (fstatat(receive_fd, ins_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-        dsp_file_identity(&st, w->ins_identity, sizeof w->ins_identity);
     int rc;
     if (ss_sig_looks_signed(text, len)) {
         w->is_signed = true;
@@ -56,10 +47,53 @@ int dsp_load(int receive_fd, const char *ins_name, work *w, ss_error *e)
             rc = ss_instr_parse(&w->in, text, e);
         }
     }
+    return rc;
+}
+
+int dsp_load(int receive_fd, const char *ins_name, work *w, ss_error *e)
+{
+    char base[64], *text = NULL;
+    size_t len;
+    memset(w, 0, sizeof *w);
+    w->dest_fd = -1;
+    w->out.fd = -1;
+    snprintf(w->ins_name, sizeof w->ins_name, "%s", ins_name);
+    base_of(ins_name, base, sizeof base);
+    snprintf(w->pck_name, sizeof w->pck_name, "%s.pck", base);
+    if (ss_read_small_file(receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) return -1;
+    /* The file's identity goes into the ledger with the delivery, so that
+     * after a crash the leftover of the batch is told from a resend. */
+    struct stat st;
+    if (fstatat(receive_fd, ins_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        dsp_file_identity(&st, w->ins_identity, sizeof w->ins_identity);
+    int rc = parse_fields(text, len, w, e);
     free(text);
     if (rc == 0 && strcmp(base, w->in.id) != 0)
         rc = ss_err(e, SS_E_FIELD, "the file name does not match the instruction id %s", w->in.id);
     return rc;
+}
+
+void dsp_read_claim(int dirfd, const char *name, ss_claim *c)
+{
+    char *text = NULL;
+    size_t len;
+    ss_error e = {0};
+    memset(c, 0, sizeof *c);
+    work *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(c->error, sizeof c->error, "out of memory");
+        return;
+    }
+    if (ss_read_small_file(dirfd, name, SS_SIGFILE_MAX, &text, &len, &e) == 0 &&
+        parse_fields(text, len, w, &e) == 0) {
+        c->parsed = true;
+        c->in = w->in;
+        if (w->is_signed) snprintf(c->keyid, sizeof c->keyid, "%s", w->keyid);
+    } else {
+        snprintf(c->error, sizeof c->error, "%s", e.msg);
+    }
+    free(text);
+    free(w);
 }
 
 /* An instruction dsp_load could not load: quarantined, or left for its

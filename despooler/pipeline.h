@@ -7,16 +7,19 @@
 #define SS_DESPOOLER_PIPELINE_H
 
 #include "despooler.h"
+#include "admin.h"
 #include "../inboxes/fileio.h"
 #include "../inboxes/instruction.h"
 #include "../keystore/keyfile.h"
 #include "../keystore/sigfile.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define READ_CHUNK (256 * 1024)
 #define KEY_PAYLOAD_MAX 4096
@@ -26,6 +29,11 @@
 #define WRITER_GRACE_S 5
 /* A temporary file in receive older than this is a dead writer's. */
 #define STALE_TMP_AGE (2 * 86400)
+/* How the reasons of holds that are not trust decisions (4420) begin:
+ * a destination that cannot be written (4416), a quarantine that failed
+ * (4426).  waiting.c tells a hold's status message by them. */
+#define HOLD_DEST_PREFIX "destination "
+#define HOLD_QUARANTINE_PREFIX "quarantine failed: "
 
 /* What became of an instruction: staged for the batch commit, finished
  * (delivered, quarantined or removed), left in receive for later, or
@@ -148,6 +156,8 @@ void dsp_force_add(void *ctx, const char *site);
 
 /* load.c: dsp_load runs on pool threads (reads and parses only) */
 int dsp_load(int receive_fd, const char *ins_name, work *w, ss_error *e);
+/* What dirfd/name claims, for listings (no name check, nothing judged). */
+void dsp_read_claim(int dirfd, const char *name, ss_claim *c);
 void dsp_load_failed(ss_despooler *d, const char *name, const ss_error *e);
 
 /* verify.c */
@@ -248,6 +258,14 @@ void dsp_recheck_waiting_keys(ss_despooler *d);
 int dsp_check_backlog(ss_despooler *d, ss_error *e);
 void dsp_waiting_pending(ss_despooler *d);
 int64_t dsp_next_retry_in(ss_despooler *d);
+
+/* For administrators (admin.h): ROOT/rel opened (no symlink at its end),
+ * and whether dirfd/name exists (a symbolic link counts). */
+int dsp_open_site_dir(const char *root, const char *rel, ss_error *e);
+static inline bool dsp_exists_at(int dirfd, const char *name)
+{
+    return faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
 
 /* quarantine.c */
 int dsp_move_to_rejected(ss_despooler *d, const char *name, char *target, size_t len, ss_error *e);

@@ -4,10 +4,12 @@
  * held until an administrator acts (4420, once per reason), files that
  * wait too long (4414), and the look for keys that waiting instructions
  * need, so that a key arriving in hman.box or the directory retries them
- * at once (4417).
+ * at once (4417).  For administrators (admin.h): the pairs in receive with
+ * what these tables say of them, and deleting a held one (4429).
  *
  * Security stance: nothing waiting is ever deleted: it is delivered,
- * quarantined with a status message, or left for an administrator.
+ * quarantined with a status message, or left for an administrator - who
+ * may delete it only once it is held (see admin.h for why).
  * Known limits: at most SS_FORCE_MAX sites are retried at once per scan.
  */
 #include "pipeline.h"
@@ -172,7 +174,7 @@ enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason)
 enum outcome dsp_dest_failed(ss_despooler *d, const work *w, const ss_error *e)
 {
     char reason[300];
-    snprintf(reason, sizeof reason, "destination %s: %s", w->in.dest, e->msg);
+    snprintf(reason, sizeof reason, HOLD_DEST_PREFIX "%s: %s", w->in.dest, e->msg);
     ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot deliver %s into %s: %s", w->in.id,
             w->in.dest, e->msg);
     if (dsp_note_once(d, w, reason))
@@ -374,4 +376,266 @@ int64_t dsp_next_retry_in(ss_despooler *d)
     }
     sqlite3_finalize(st);
     return in;
+}
+
+/* ---------------------------------------------- for administrators (admin.h) */
+
+/* The status message a hold was raised with, told by its reason. */
+static int hold_status(const char *reason)
+{
+    if (!strncmp(reason, HOLD_DEST_PREFIX, strlen(HOLD_DEST_PREFIX))) return 4416;
+    if (!strncmp(reason, HOLD_QUARANTINE_PREFIX, strlen(HOLD_QUARANTINE_PREFIX))) return 4426;
+    return 4420;
+}
+
+static void column_text(sqlite3_stmt *st, int col, char *out, size_t len)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(out, len, "%s", t ? (const char *)t : "");
+}
+
+/* The per-pair lookups of a listing, prepared once for all of it. */
+struct lookups {
+    sqlite3_stmt *retry, *hold, *backlog;
+};
+
+static void lookups_free(struct lookups *l)
+{
+    sqlite3_finalize(l->retry);
+    sqlite3_finalize(l->hold);
+    sqlite3_finalize(l->backlog);
+}
+
+static int lookups_prepare(ss_db *db, struct lookups *l, ss_error *e)
+{
+    l->retry = ss_db_prepare(
+        db, "SELECT from_site, key_id, attempts, next_at, first_seen FROM retries WHERE id=?", e);
+    l->hold = ss_db_prepare(db, "SELECT from_site, reason, since FROM holds WHERE id=?", e);
+    l->backlog = ss_db_prepare(
+        db, "SELECT EXISTS(SELECT 1 FROM backlog WHERE name IN (?1||'.ins', ?1||'.pck'))", e);
+    if (l->retry && l->hold && l->backlog) return 0;
+    lookups_free(l);
+    return -1;
+}
+
+/* Runs a lookup for key: 1 a row (the statement stays on it until
+ * lookup_done), 0 none, -1 on error. */
+static int lookup(ss_db *db, sqlite3_stmt *st, const char *key, ss_error *e)
+{
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) return 1;
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading what waits in the receive inbox", e);
+}
+
+static void lookup_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+}
+
+static int lookup_retry(ss_db *db, sqlite3_stmt *st, const char *id, ss_retry_info *r, ss_error *e)
+{
+    int rc = lookup(db, st, id, e);
+    if (rc != 1) return rc;
+    column_text(st, 0, r->site, sizeof r->site);
+    column_text(st, 1, r->key_id, sizeof r->key_id);
+    r->attempts = sqlite3_column_int(st, 2);
+    r->next_at = sqlite3_column_int64(st, 3);
+    r->first_seen = sqlite3_column_int64(st, 4);
+    lookup_done(st);
+    return 1;
+}
+
+static int lookup_hold(ss_db *db, sqlite3_stmt *st, const char *id, ss_hold_info *h, ss_error *e)
+{
+    int rc = lookup(db, st, id, e);
+    if (rc != 1) return rc;
+    column_text(st, 0, h->site, sizeof h->site);
+    column_text(st, 1, h->reason, sizeof h->reason);
+    h->since = sqlite3_column_int64(st, 2);
+    h->status_id = hold_status(h->reason);
+    lookup_done(st);
+    return 1;
+}
+
+/* What the tables say of the pair p names. */
+static int annotate(ss_db *db, struct lookups *l, ss_receive_pair *p, ss_error *e)
+{
+    int rc;
+    if ((rc = lookup_retry(db, l->retry, p->base, &p->retry, e)) < 0) return -1;
+    p->waiting_key = rc == 1;
+    if ((rc = lookup_hold(db, l->hold, p->base, &p->hold, e)) < 0) return -1;
+    p->held = rc == 1;
+    if ((rc = lookup(db, l->backlog, p->base, e)) < 0) return -1;
+    p->warned = rc == 1 && sqlite3_column_int(l->backlog, 0) != 0;
+    lookup_done(l->backlog);
+    return 0;
+}
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    return n > k && !strcmp(name + n - k, suffix);
+}
+
+/* Describes the pair of receive file name (an instruction, or a package
+ * whose instruction is not there); false for anything else. */
+static bool describe_pair(int fd, const char *name, ss_receive_pair *p)
+{
+    bool ins = has_suffix(name, ".ins"), pck = has_suffix(name, ".pck");
+    if (ss_name_is_temporary(name) || (!ins && !pck) || strlen(name) >= sizeof p->base)
+        return false;
+    memset(p, 0, sizeof *p);
+    base_of(name, p->base, sizeof p->base);
+    char ins_name[sizeof p->base + 4], pck_name[sizeof p->base + 4];
+    snprintf(ins_name, sizeof ins_name, "%s.ins", p->base);
+    snprintf(pck_name, sizeof pck_name, "%s.pck", p->base);
+    p->has_ins = dsp_exists_at(fd, ins_name);
+    if (pck && p->has_ins) return false; /* listed with its instruction */
+    if (ss_id_valid(p->base)) snprintf(p->id, sizeof p->id, "%s", p->base);
+    struct stat st;
+    p->has_pck = fstatat(fd, pck_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (p->has_pck) {
+        p->pck_size = (uint64_t)st.st_size;
+        p->since = st.st_mtime;
+    }
+    if (p->has_ins && fstatat(fd, ins_name, &st, AT_SYMLINK_NOFOLLOW) == 0) p->since = st.st_mtime;
+    if (p->has_ins) dsp_read_claim(fd, ins_name, &p->claim);
+    return p->has_ins || p->has_pck;
+}
+
+int dsp_open_site_dir(const char *root, const char *rel, ss_error *e)
+{
+    char path[PATH_MAX];
+    if (ss_path(path, sizeof path, root, rel) != 0)
+        return ss_err(e, SS_E_TOOBIG, "site path too long: %s", root);
+    return ss_open_dir(path, e);
+}
+
+int ss_receive_foreach(const char *root, ss_db *db, ss_receive_pair_fn fn, void *ctx, ss_error *e)
+{
+    int fd = dsp_open_site_dir(root, SS_DIR_RECEIVE, e);
+    if (fd < 0) return -1;
+    DIR *dir = fdopendir(fd);
+    struct lookups l = {0};
+    ss_receive_pair *p = malloc(sizeof *p);
+    int rc = !dir ? ss_err_sys(e, "cannot list the receive inbox")
+             : !p ? ss_err(e, SS_E_NOMEM, "out of memory")
+                  : lookups_prepare(db, &l, e);
+    if (rc == 0) {
+        struct dirent *de;
+        while ((de = readdir(dir)) != NULL) {
+            if (!describe_pair(fd, de->d_name, p)) continue;
+            if ((rc = annotate(db, &l, p, e)) != 0 || fn(ctx, p) != 0) break;
+        }
+        lookups_free(&l);
+    }
+    free(p);
+    if (dir)
+        closedir(dir);
+    else
+        close(fd);
+    return rc;
+}
+
+/* Removes the rows that describe id (it left receive). */
+static int forget_rows(ss_db *db, const char *id, ss_error *e)
+{
+    static const char *const sql[] = {
+        "DELETE FROM holds WHERE id=?1",
+        "DELETE FROM retries WHERE id=?1",
+        "DELETE FROM backlog WHERE name IN (?1||'.ins', ?1||'.pck')",
+    };
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        sqlite3_stmt *st = ss_db_prepare(db, sql[i], e);
+        if (!st) return -1;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "forgetting a pair", e);
+        sqlite3_finalize(st);
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+/* Why a pair in receive that is not held is not deleted. */
+static int not_held(ss_db *db, const char *id, ss_error *e)
+{
+    ss_retry_info r;
+    struct lookups l = {0};
+    if (lookups_prepare(db, &l, e) != 0) return -1;
+    int waiting = lookup_retry(db, l.retry, id, &r, e);
+    lookups_free(&l);
+    if (waiting < 0) return -1;
+    if (waiting)
+        return ss_err(e, SS_E_PERM,
+                      "%s waits in the receive inbox for the public key %s of site %s (4405, %d "
+                      "lookup(s) so far): the despooler is still working on it, so it is not "
+                      "deleted. It is quarantined (4406) when its lookups run out, and can be "
+                      "deleted then",
+                      id, r.key_id, r.site, r.attempts);
+    return ss_err(e, SS_E_PERM,
+                  "%s is in the receive inbox but not held: the despooler has not judged it yet "
+                  "(or is judging it now), so it is not deleted. 'sitespool queue' shows its "
+                  "state; once it is held or quarantined it can be deleted",
+                  id);
+}
+
+static int unlink_pair(int fd, const char *id, ss_error *e)
+{
+    char name[SS_ID_HEX + 8];
+    /* The instruction first: without it the despooler no longer sees a pair. */
+    snprintf(name, sizeof name, "%s.ins", id);
+    if (unlinkat(fd, name, 0) != 0 && errno != ENOENT)
+        return ss_err_sys(e, "cannot remove %s from the receive inbox", name);
+    snprintf(name, sizeof name, "%s.pck", id);
+    if (unlinkat(fd, name, 0) != 0 && errno != ENOENT)
+        return ss_err_sys(e, "cannot remove %s from the receive inbox", name);
+    return ss_fsync_dirfd(fd, e);
+}
+
+int ss_held_delete(const char *root, ss_db *db, ss_reporter *rep, const char *id, const char *by,
+                   ss_receive_pair *out, ss_error *e)
+{
+    if (!ss_id_valid(id)) return ss_err(e, SS_E_USAGE, "'%s' is not an instruction id", id);
+    int fd = dsp_open_site_dir(root, SS_DIR_RECEIVE, e);
+    if (fd < 0) return -1;
+    ss_receive_pair *p = malloc(sizeof *p);
+    char name[SS_ID_HEX + 8];
+    snprintf(name, sizeof name, "%s.ins", id);
+    if (!p) {
+        close(fd);
+        return ss_err(e, SS_E_NOMEM, "out of memory");
+    }
+    if (!describe_pair(fd, name, p)) { /* nothing of it in receive */
+        free(p);
+        close(fd);
+        return 0;
+    }
+    int rc = 0;
+    struct lookups l = {0};
+    if (rc == 0 && (rc = lookups_prepare(db, &l, e)) == 0) {
+        int held = lookup_hold(db, l.hold, id, &p->hold, e);
+        lookups_free(&l);
+        rc = held < 0 ? -1 : held == 0 ? not_held(db, id, e) : 0;
+    }
+    if (rc == 0) rc = unlink_pair(fd, id, e);
+    if (rc == 0) {
+        ss_error fe = {0};
+        if (forget_rows(db, id, &fe) != 0)
+            ss_logf(ss_reporter_log(rep, SS_COMP_DESPOOLER), "Deleted %s but kept its notes: %s",
+                    id, fe.msg);
+        char what[sizeof p->hold.reason + 64];
+        snprintf(what, sizeof what, "held in the receive inbox (status %d: %s)", p->hold.status_id,
+                 p->hold.reason);
+        ss_report(rep, 4429, id, p->claim.parsed ? p->claim.in.name : "name unknown", p->hold.site,
+                  what, by, NULL);
+        p->held = true;
+        if (out) *out = *p;
+        rc = 1;
+    }
+    free(p);
+    close(fd);
+    return rc;
 }

@@ -211,7 +211,7 @@ static const struct conf_key conf_keys[] = {
      "<![LOG[text]LOG]!><time=... type=...> lines that CMTrace, OneTrace and log parsers "
      "read with severities."},
     {"metrics_file", K_STRING, F(metrics_file),
-     "Prometheus text file the daemons rewrite (atomically) every few seconds, for "
+     "Prometheus text file the despooler rewrites (atomically) every 15 s, for "
      "node_exporter's textfile collector; relative to the site root; empty: none."},
     {"sftp_batch_max", K_UINT, F(sftp_batch_max),
      "Pairs delivered to an SFTP address per batch (one pipelined pass of uploads, renames "

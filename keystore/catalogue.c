@@ -133,8 +133,8 @@ static const ss_msgdef catalogue[] = {
      "Gave up looking for the public key (id %3) of site %2 for instruction %1 "
      "after %4 attempts; the files were moved to despoolr.box/rejected.",
      "The key lookup retries (key_lookup_retries) ran out. Nothing was deleted.",
-     "Exchange keys, then move the pair from despoolr.box/rejected back into "
-     "despoolr.box/receive (package first)."},
+     "Exchange keys, then 'sitespool release %1' moves the pair from despoolr.box/rejected "
+     "back into despoolr.box/receive (package first)."},
     {4407, 'E', D,
      "Instruction %1 from site %2 failed verification with key %3: %4. The files "
      "were moved to despoolr.box/rejected.",
@@ -258,6 +258,25 @@ static const ss_msgdef catalogue[] = {
      "The pair is in despoolr.box/rejected: its package is a zlib stream of a tar file (inflate "
      "it with any zlib tool, then 'tar tvf' lists it). Report it to the sending site; "
      "bundle_max_files = 1 there sends files one by one meanwhile."},
+    {4428, 'I', D,
+     "Instruction %1 from site %2, quarantined with status %3, was moved back into the receive "
+     "inbox by %4; the despooler processes it at its next scan.",
+     "An administrator released a quarantined pair ('sitespool release') after fixing its "
+     "cause: its package, then its instruction, were moved from despoolr.box/rejected into "
+     "despoolr.box/receive (never replacing a file there) and its .why file was removed. The "
+     "pair is judged afresh, like any arrival: delivered if it passes now, kept if its key is "
+     "still missing, or quarantined again with a new status message.",
+     "None. A running despooler sees the pair at once (inotify), or at its next rescan "
+     "(rescan_interval) where inotify cannot see; 'sitespool despool --once' processes it "
+     "now."},
+    {4429, 'W', D,
+     "Instruction %1 (%2) from site %3, %4, was deleted by %5; nothing of it was delivered.",
+     "An administrator deleted a quarantined or held pair ('sitespool delete'): its "
+     "instruction, package and .why file are gone. Only pairs in despoolr.box/rejected, and "
+     "pairs held in the receive inbox until an administrator acts (4420, 4416, 4426), can be "
+     "deleted; a pair the despooler may still be working on (waiting for its key, or not "
+     "judged yet) is refused.",
+     "None if the data was unwanted; otherwise ask the sending site to send it again."},
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},

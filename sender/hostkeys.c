@@ -168,6 +168,35 @@ static int pinned_in_advance(ss_db *db, const char *site, const char *fp,
     return rc;
 }
 
+/* The newest fingerprint of site's host_keys rows for host in state. */
+static int newest_fingerprint(ss_db *db, const char *site, const char *host, const char *state,
+                              char out[SS_FINGERPRINT_MAX], ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_prepare(db,
+                                     "SELECT fingerprint FROM host_keys WHERE site=? AND host=? "
+                                     "AND state=? ORDER BY time DESC LIMIT 1",
+                                     e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    out[0] = '\0';
+    if (rc == SQLITE_ROW)
+        snprintf(out, SS_FINGERPRINT_MAX, "%s", (const char *)sqlite3_column_text(st, 0));
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading host keys", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ss_hostkeys_pending(ss_db *db, const char *site, const char *host_label,
+                        char advance[SS_FINGERPRINT_MAX], char offered[SS_FINGERPRINT_MAX],
+                        ss_error *e)
+{
+    if (newest_fingerprint(db, site, "*", "pinned", advance, e) != 0) return -1;
+    return newest_fingerprint(db, site, host_label, "offered", offered, e);
+}
+
 static int record_offered(ss_db *db, const char *site, const char *host, const char *fp,
                           const char *line, ss_error *e)
 {

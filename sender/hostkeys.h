@@ -66,6 +66,13 @@ int ss_hostkeys_trust(const char *root, ss_db *db, const char *site, const char 
 /* The fingerprint pinned in known_hosts for host_label ("" if none). */
 int ss_hostkeys_pinned(const char *root, const char *host_label, char out[SS_FINGERPRINT_MAX]);
 
+/* What is known of site's host keys without connecting (sitespool check):
+ * the fingerprint pinned in advance for all its servers, and the newest one
+ * a server at host_label offered without it being pinned ("" where none). */
+int ss_hostkeys_pending(ss_db *db, const char *site, const char *host_label,
+                        char advance[SS_FINGERPRINT_MAX], char offered[SS_FINGERPRINT_MAX],
+                        ss_error *e);
+
 /* True for "SHA256:" followed by 43 base64 characters (ssh-keygen -l). */
 bool ss_fingerprint_valid(const char *fp);
 

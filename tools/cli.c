@@ -4,11 +4,13 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int cli_open(cli *c)
 {
@@ -115,4 +117,15 @@ int cli_parse_time(const char *s, int64_t *out)
     if (num_end == s || *num_end) return -1;
     *out = v;
     return 0;
+}
+
+void cli_user_name(char *out, size_t len)
+{
+    struct passwd pw, *found = NULL;
+    char buf[1024];
+    uid_t uid = geteuid();
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found)
+        snprintf(out, len, "%s", found->pw_name);
+    else
+        snprintf(out, len, "uid %u", (unsigned)uid);
 }

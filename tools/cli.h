@@ -69,5 +69,6 @@ int cmd_check(cli *c, int argc, char **argv);
 int cmd_queue(cli *c, int argc, char **argv);
 int cmd_release(cli *c, int argc, char **argv);
 int cmd_delete(cli *c, int argc, char **argv);
+int cmd_settings(cli *c, int argc, char **argv);
 
 #endif

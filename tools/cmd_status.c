@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "site_open.h"
+#include "docfmt.h"
 #include "../inboxes/json.h"
 
 #include <getopt.h>
@@ -17,7 +18,7 @@
 static const char usage[] =
     "usage: sitespool [-C SITE_ROOT] status [--since TIME] [--id N] [--component NAME]\n"
     "                                      [--limit N] [--json] [--follow]\n"
-    "       sitespool status --catalogue [--markdown | --json]\n"
+    "       sitespool status --catalogue [--markdown | --json | --roff]\n"
     "\n"
     "Shows the status messages stored in site.db, oldest first.\n"
     "  --since TIME      '2026-11-22', '2026-11-22 10:00', '-2h', '-3d' or unix seconds\n"
@@ -26,7 +27,8 @@ static const char usage[] =
     "  --limit N         only the newest N messages\n"
     "  --json            one JSON object per line\n"
     "  --follow          keep printing new messages until interrupted\n"
-    "  --catalogue       every message sitespool can raise, with explanation and remedy\n";
+    "  --catalogue       every message sitespool can raise, with explanation and remedy\n"
+    "                    (--markdown: the README's table; --roff: sitespool(8)'s list)\n";
 
 struct filter {
     int64_t since_ms;
@@ -100,6 +102,27 @@ static int print_catalogue(bool markdown, bool json)
     return 0;
 }
 
+/* man(7) entries for sitespool(8): "id severity component", the message,
+ * then its explanation and remedy as paragraphs of the entry. */
+static int print_catalogue_roff(void)
+{
+    size_t n;
+    const ss_msgdef *cat = ss_catalogue(&n);
+    for (size_t i = 0; i < n; i++) {
+        const ss_msgdef *m = &cat[i];
+        printf(".TP\n\\fB%d\\fR %c ", m->id, m->severity);
+        doc_roff_text(stdout, ss_component_name(m->component), false);
+        printf("\n");
+        doc_roff_text(stdout, m->format, true);
+        printf("\n.IP\n\\fIExplanation:\\fR ");
+        doc_roff_text(stdout, m->explanation, false);
+        printf("\n.IP\n\\fIRemedy:\\fR ");
+        doc_roff_text(stdout, m->remedy, false);
+        printf("\n");
+    }
+    return 0;
+}
+
 /* site.db opened exclusively (a full disk, see ss_db_open_short_lived) is
  * given back between polls, so that following never keeps the daemons out. */
 static int reopen(cli *c)
@@ -126,10 +149,11 @@ int cmd_status(cli *c, int argc, char **argv)
                                          {"catalogue", no_argument, NULL, 'C'},
                                          {"catalog", no_argument, NULL, 'C'},
                                          {"markdown", no_argument, NULL, 'm'},
+                                         {"roff", no_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct filter f = {0};
-    bool follow = false, catalogue = false, markdown = false;
+    bool follow = false, catalogue = false, markdown = false, roff = false;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -164,6 +188,9 @@ int cmd_status(cli *c, int argc, char **argv)
         case 'm':
             markdown = true;
             break;
+        case 'r':
+            roff = true;
+            break;
         case 'h':
             return fputs(usage, stdout), 0;
         default:
@@ -171,7 +198,9 @@ int cmd_status(cli *c, int argc, char **argv)
         }
     }
     if (optind != argc) return cli_usage(usage, "unexpected argument '%s'", argv[optind]);
-    if (catalogue) return print_catalogue(markdown, f.json);
+    if ((markdown || roff) && !catalogue)
+        return cli_usage(usage, "--markdown and --roff go with --catalogue");
+    if (catalogue) return roff ? print_catalogue_roff() : print_catalogue(markdown, f.json);
     if (cli_open_short_lived(c) != 0) return 1; /* status works on a full disk */
     int64_t after = 0;
     if (query(c, &f, &after) != 0) return 1;

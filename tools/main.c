@@ -27,6 +27,10 @@ static const char usage[] =
     "  despool                   daemon: verify and deliver what peers dropped here\n"
     "  status                    status messages (--follow, --json, --catalogue)\n"
     "  sign FILE / verify FILE   minisign-compatible signing helpers for administrators\n"
+    "  settings                  every site.conf setting: default and meaning\n"
+    "  check                     validate settings, keys, folders, site.db and peers\n"
+    "  queue                     what waits: in receive, for a key, held, quarantined, outbox\n"
+    "  release ID / delete ID    put a quarantined pair back into receive / remove one\n"
     "\n"
     "options:\n"
     "  -C SITE_ROOT   the site folder (default: $SITESPOOL_SITE, else the current folder\n"
@@ -45,6 +49,8 @@ static const struct command commands[] = {
     {"init", cmd_init},         {"key", cmd_key},       {"peer", cmd_peer},
     {"status", cmd_status},     {"sign", cmd_sign},     {"verify", cmd_verify},
     {"send", cmd_send},         {"sender", cmd_sender}, {"despool", cmd_despool},
+    {"settings", cmd_settings}, {"check", cmd_check},   {"queue", cmd_queue},
+    {"release", cmd_release},   {"delete", cmd_delete},
 };
 
 /* Without -C or SITESPOOL_SITE: the current folder if it is a site, else

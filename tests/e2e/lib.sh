@@ -159,3 +159,18 @@ stop_despooler() {
   DRC=0
   wait "$1" || DRC=$?
 }
+
+# ---- helpers for the documentation tests (t_manpages.sh, t_completion.sh) ----
+# help_commands: every command 'sitespool --help' lists, one per line (the
+# first column of its commands table; "sign FILE / verify FILE" names two).
+help_commands() {
+  "$S" --help | awk '/^commands:/ { f = 1; next } f && /^$/ { exit }
+    f { sub(/^ +/, ""); sub(/  .*/, ""); n = split($0, w, " "); print w[1]
+        for (i = 2; i < n; i++) if (w[i] == "/") print w[i + 1] }'
+}
+# help_subcommands GROUP: the subcommands of key or peer that the usage
+# lines of 'sitespool GROUP --help' name.
+help_subcommands() {
+  "$S" -C "$T" "$1" --help | grep -E '^(usage:| +sitespool)' |
+    grep -oE "(^| )$1 [a-z][a-z-]*" | awk '{ print $2 }' | sort -u
+}

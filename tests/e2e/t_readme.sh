@@ -11,10 +11,13 @@ pass "README status table equals the catalogue"
 
 mksite PS1
 grep -E '^[a-z_]+ = ' "$T/PS1/site.conf" | cut -d' ' -f1 | sort > "$T/conf.keys"
-sed -n '/<!-- settings:begin -->/,/<!-- settings:end -->/p' "$README" |
-  sed -n 's/^| `\([a-z_]*\)` |.*/\1/p' | sort > "$T/readme.keys"
-diff -u "$T/conf.keys" "$T/readme.keys" || fail "README settings table differs from site.conf"
-pass "README settings table names exactly the site.conf settings"
+sed -n '/<!-- settings:begin -->/,/<!-- settings:end -->/p' "$README" | sed '1d;$d' > "$T/readme-settings.md"
+"$S" settings --markdown > "$T/settings.md"
+diff -u "$T/settings.md" "$T/readme-settings.md" ||
+  fail "README settings table differs from 'sitespool settings --markdown'"
+sed -n 's/^| `\([a-z_]*\)` |.*/\1/p' "$T/settings.md" | sort > "$T/readme.keys"
+diff -u "$T/conf.keys" "$T/readme.keys" || fail "the settings listed differ from a new site.conf"
+pass "README settings table is 'sitespool settings --markdown', naming exactly the site.conf settings"
 
 for f in tools/quickstart tools/test; do
   grep -q "^$f" "$README" || fail "README does not show $f"

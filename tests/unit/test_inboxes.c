@@ -367,6 +367,43 @@ static void test_conf_parse(void)
     free(text);
 }
 
+/* Appends "name = default" for each documented setting (site_code: PS1). */
+static void conf_doc_line(void *ctx, const ss_setting_doc *d)
+{
+    char *text = ctx;
+    size_t used = strlen(text);
+    snprintf(text + used, 8192 - used, "%s = %s\n", d->name,
+             strcmp(d->name, "site_code") ? d->default_value : "PS1");
+    CU_ASSERT_TRUE(d->help[0] != '\0' && d->type[0] != '\0');
+}
+
+static void test_conf_describe(void)
+{
+    char *text = calloc(1, 8192);
+    ss_conf_describe(conf_doc_line, text);
+    ss_conf c, back;
+    ss_error e = {0};
+    ss_conf_defaults(&c);
+    strcpy(c.site_code, "PS1");
+    /* Every setting is described, and its default as shown ("1h", "64k")
+     * is exactly the default. */
+    char *rendered = ss_conf_render(&c);
+    size_t described = 0, written = 0;
+    for (const char *p = text; (p = strstr(p, " = ")); p++)
+        described++;
+    for (const char *p = rendered; (p = strstr(p, "\n\n# ")); p++)
+        written++;
+    CU_ASSERT_EQUAL(described, written);
+    ss_conf_defaults(&back);
+    CU_ASSERT_EQUAL(ss_conf_parse(&back, text, "described", &e), 0);
+    CU_ASSERT_EQUAL(memcmp(&back, &c, sizeof c), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nmax_clock_skew = 1h\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nbundle_below = 64k\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nmax_package_bytes = 4G\n"));
+    free(rendered);
+    free(text);
+}
+
 static void test_atomic_noreplace(void)
 {
     char *dir = tu_tempdir("atomic");
@@ -418,6 +455,7 @@ int main(void)
         {"instruction fields roundtrip", test_instruction_roundtrip},
         {"instruction parser rejects malformed fields", test_instruction_rejects},
         {"site.conf parsing is strict", test_conf_parse},
+        {"documented defaults are the defaults", test_conf_describe},
         {"atomic write never replaces", test_atomic_noreplace},
         {"safe open refuses symlinks, fifos, oversized",
          test_open_regular_refuses_symlink_and_fifo},
