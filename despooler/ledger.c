@@ -22,40 +22,40 @@
 
 /* 1 and the stored path if id was delivered, 0 if not, -1 if the ledger
  * cannot be read (never "not delivered" on an error). */
-int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when,
-                      ss_error *e)
+/* Steps a prepared "SELECT path, time FROM ledger WHERE id=?" for id:
+ * 1 (found), 0, -1. */
+static int ledger_row(ss_db *db, sqlite3_stmt *st, const char *id, char *path, size_t len,
+                      int64_t *when, ss_error *e)
 {
-    static const char sql[] = "SELECT path, time FROM ledger WHERE id=?";
-    sqlite3_stmt *st = ss_db_cached(d->db, sql, e);
-    if (!st) return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         const unsigned char *p = sqlite3_column_text(st, 0);
         snprintf(path, len, "%s", p ? (const char *)p : "");
         *when = sqlite3_column_int64(st, 1);
-        rc = 1;
-    } else {
-        rc = rc == SQLITE_DONE ? 0 : ss_db_fail(d->db, "reading the ledger", e);
+        return 1;
     }
+    return rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading the ledger", e);
+}
+
+/* One object: ss_db_cached knows a statement by its text's address. */
+static const char ledger_row_sql[] = "SELECT path, time FROM ledger WHERE id=?";
+
+int dsp_ledger_lookup(ss_despooler *d, const char *id, char *path, size_t len, int64_t *when,
+                      ss_error *e)
+{
+    sqlite3_stmt *st = ss_db_cached(d->db, ledger_row_sql, e);
+    if (!st) return -1;
+    int rc = ledger_row(d->db, st, id, path, len, when, e);
     ss_db_release(d->db, st);
     return rc;
 }
 
 int ss_ledger_get(ss_db *db, const char *id, char *path, size_t len, int64_t *when, ss_error *e)
 {
-    sqlite3_stmt *st = ss_db_prepare(db, "SELECT path, time FROM ledger WHERE id=?", e);
+    sqlite3_stmt *st = ss_db_prepare(db, ledger_row_sql, e);
     if (!st) return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const unsigned char *p = sqlite3_column_text(st, 0);
-        snprintf(path, len, "%s", p ? (const char *)p : "");
-        *when = sqlite3_column_int64(st, 1);
-        rc = 1;
-    } else {
-        rc = rc == SQLITE_DONE ? 0 : ss_db_fail(db, "reading the ledger", e);
-    }
+    int rc = ledger_row(db, st, id, path, len, when, e);
     sqlite3_finalize(st);
     return rc;
 }
