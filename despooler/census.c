@@ -55,6 +55,7 @@ static void count_suffix(int dirfd, const char *suffix, uint64_t *count, int64_t
         if (fd >= 0) close(fd);
         return;
     }
+    rewinddir(dir); /* the duplicate shares the folder's read position */
     size_t slen = strlen(suffix);
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {

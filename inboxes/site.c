@@ -405,6 +405,12 @@ int ss_conf_load(ss_conf *c, const char *root, ss_error *e)
     close(rootfd);
     char *text = NULL;
     int rc = read_conf_file(path, &text, e);
+    if (rc != 0 && e->code == SS_E_NOENT)
+        return ss_err(e, SS_E_NOENT,
+                      "%s is not a site: it has no site.conf. Run this in a site folder, or name "
+                      "one with -C SITE_ROOT or SITESPOOL_SITE ('sitespool init --site CODE' "
+                      "makes one)",
+                      root);
     if (rc != 0) return ss_err(e, e->code, "cannot read %s: %s", path, e->msg);
     rc = ss_conf_parse(c, text, path, e);
     free(text);

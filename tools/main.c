@@ -81,6 +81,9 @@ static const char *default_root(char *buf, size_t len)
 int main(int argc, char **argv)
 {
     cli c = {0};
+    /* Piped, stdout would be block-buffered while stderr is not, and the
+     * two would reach a log file out of order: one line at a time. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     int i = 1;
     c.root = getenv("SITESPOOL_SITE");
     for (; i < argc && argv[i][0] == '-'; i++) {
