@@ -81,9 +81,14 @@ static const char *default_root(char *buf, size_t len)
 int main(int argc, char **argv)
 {
     cli c = {0};
-    /* Piped, stdout would be block-buffered while stderr is not, and the
-     * two would reach a log file out of order: one line at a time. */
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Sent to one file (2>&1), block-buffered stdout and unbuffered
+     * stderr would land out of order: then stdout goes a line at a time.
+     * Only then: a reader that stops early (grep -q) must not turn later
+     * lines into a SIGPIPE. */
+    struct stat so, se;
+    if (fstat(STDOUT_FILENO, &so) == 0 && fstat(STDERR_FILENO, &se) == 0 &&
+        so.st_dev == se.st_dev && so.st_ino == se.st_ino)
+        setvbuf(stdout, NULL, _IOLBF, 0);
     int i = 1;
     c.root = getenv("SITESPOOL_SITE");
     for (; i < argc && argv[i][0] == '-'; i++) {

@@ -111,8 +111,20 @@ if mount -t tmpfs -o ro tmpfs "$R" 2>/dev/null; then
   umount "$R"; MOUNTED=0
   flush_and_check 6 1
   pass "read-only peer: queued, then delivered"
+elif [ "$(id -u)" != 0 ]; then
+  # Not root (tests/e2e/run_as_user.sh): no mount, but a receive folder
+  # this user cannot write is the same kind of fault (root could write it).
+  echo "SKIP: read-only mount over the receive folder (needs root): a receive folder of mode 0555 instead"
+  chmod 0555 "$R"
+  send_expect_75 "$T/f7"
+  status_text PS1 4501 | tail -1 | grep -q "Permission denied" ||
+    fail "4501 reason: $(status_text PS1 4501 | tail -1)"
+  assert_eq "$(check_pairs "$Q" "$PUB")" 1 "pair queued"
+  chmod 0750 "$R"
+  flush_and_check 6 1
+  pass "receive folder not writable (non-root): queued, then delivered"
 else
-  echo "skip - read-only mount not possible here"
+  echo "SKIP: read-only mount over the receive folder: mount not possible here"
   "$S" -C "$T/PS1" send --to SS1 "$T/f7" >/dev/null
 fi
 
