@@ -36,11 +36,13 @@ trap cleanup EXIT
 DEB=$(ls "$T"/pkg/sitespool_*.deb)
 dpkg-deb -c "$DEB" >"$T/contents"
 for f in ./usr/bin/sitespool ./usr/lib/systemd/system/sitespool-despool@.service \
-         ./usr/lib/systemd/system/sitespool-sender@.service; do
+         ./usr/lib/systemd/system/sitespool-sender@.service \
+         ./usr/share/man/man8/sitespool.8.gz ./usr/share/man/man5/sitespool.conf.5.gz \
+         ./usr/share/bash-completion/completions/sitespool; do
   grep -q " $f\$" "$T/contents" || fail "$f is not in the package"
 done
 dpkg-deb -f "$DEB" Depends | grep -q libsodium || fail "Depends lacks the shared libraries"
-pass "cpack -G DEB builds $(basename "$DEB") with the binary and both units"
+pass "cpack -G DEB builds $(basename "$DEB"): binary, both units, both man pages, completion"
 
 # ---- install: the postinst makes the user and the folders
 dpkg -i "$DEB" >"$T/dpkg.out" 2>&1 || fail "dpkg -i: $(cat "$T/dpkg.out")"
@@ -51,7 +53,10 @@ getent passwd sitespool >/dev/null || fail "postinst made no sitespool user"
   fail "/etc/sitespool is $(stat -c '%U:%G %a' /etc/sitespool)"
 v=$(/usr/bin/sitespool --version)
 [[ $v =~ ^sitespool\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "--version says '$v'"
-pass "installed: $v; postinst made the sitespool user, /var/lib/sitespool and /etc/sitespool"
+if command -v man >/dev/null; then
+  MANWIDTH=80 man sitespool 2>&1 | grep -q "sitespool" || fail "man sitespool does not show the installed page"
+fi
+pass "installed: $v; postinst made the sitespool user, /var/lib/sitespool and /etc/sitespool; man sitespool works"
 
 # ---- the units
 if command -v systemd-analyze >/dev/null; then
