@@ -30,6 +30,7 @@ static int log_reopen(ss_log *l)
 int ss_log_open(ss_log *l, const char *path, const char *component, uint64_t max_bytes, ss_error *e)
 {
     l->fd = -1;
+    l->ccm = false; /* the caller sets it from log_format */
     l->max_bytes = max_bytes;
     snprintf(l->path, sizeof l->path, "%s", path);
     snprintf(l->component, sizeof l->component, "%s", component);

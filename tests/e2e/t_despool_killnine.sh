@@ -47,7 +47,9 @@ while [ "$(left)" -gt 0 ]; do
   now=$(left)
   # Killed while it was working through receive (some delivered, some left).
   if [ "$now" -gt 0 ] && [ "$now" -lt "$prev" ]; then midway=$((midway + 1)); fi
-  if [ "$now" -eq "$prev" ] && [ "$window" -lt 4000 ]; then window=$((window + 100)); fi
+  # Gently: in steps of 100 ms a sanitizer build went from "killed during
+  # start-up" straight to "one round drains everything" (1 midway kill).
+  if [ "$now" -eq "$prev" ] && [ "$window" -lt 4000 ]; then window=$((window + 40)); fi
   prev=$now; [ -z "${KN_DEBUG:-}" ] || echo "# round $round left $now"
 done
 echo "# $round rounds, $kills SIGKILLs, $midway of them in the middle of the work"
