@@ -214,6 +214,9 @@ int cmd_key(cli *c, int argc, char **argv)
 {
     if (argc < 2 || cli_wants_help(argc, argv))
         return argc < 2 ? cli_usage(usage, "key needs a subcommand") : (fputs(usage, stdout), 0);
+    /* Help works anywhere, in or out of a site folder. */
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
     if (cli_open(c) != 0) return 1;
     if (!strcmp(argv[1], "export")) return key_export(c, argc - 1, argv + 1);
     if (!strcmp(argv[1], "import")) return key_import(c, argc - 1, argv + 1);

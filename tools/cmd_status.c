@@ -30,6 +30,16 @@ static const char usage[] =
     "  --catalogue       every message sitespool can raise, with explanation and remedy\n"
     "                    (--markdown: the README's table; --roff: sitespool(8)'s list)\n";
 
+/* A decimal number within [min, max], digits only. */
+static int parse_count(const char *s, long min, long max, long *out)
+{
+    if (!*s || strlen(s) > 10 || strspn(s, "0123456789") != strlen(s)) return -1;
+    long v = strtol(s, NULL, 10);
+    if (v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
 struct filter {
     int64_t since_ms;
     int id;
@@ -158,6 +168,7 @@ int cmd_status(cli *c, int argc, char **argv)
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int64_t t;
+        long number;
         enum ss_component comp;
         switch (ch) {
         case 's':
@@ -166,10 +177,16 @@ int cmd_status(cli *c, int argc, char **argv)
             f.since_ms = t * 1000;
             break;
         case 'i':
-            f.id = atoi(optarg);
+            if (parse_count(optarg, 1000, 9999, &number) != 0)
+                return cli_usage(usage, "--id takes a status message id (1000-9999), not '%s'",
+                                 optarg);
+            f.id = (int)number;
             break;
         case 'n':
-            f.limit = atol(optarg);
+            if (parse_count(optarg, 1, 1000000000L, &number) != 0)
+                return cli_usage(usage, "--limit takes a number of messages (1 or more), not '%s'",
+                                 optarg);
+            f.limit = number;
             break;
         case 'c':
             if (ss_component_parse(optarg, &comp) != 0)

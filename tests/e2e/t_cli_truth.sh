@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every command tells the truth (issue 16, first part): --help works on
+# every subcommand, in or out of a site folder, and exits 0; usage errors
+# in status's numbers exit 2 instead of printing everything.
+. "$(dirname "$0")/lib.sh"
+cd "$T"   # not a site folder
+for sub in export import list approve trust untrust revoke rotate publish send-to; do
+  out=$("$S" key "$sub" --help) || fail "key $sub --help exits $? outside a site"
+  grep -q "usage:" <<<"$out" || fail "key $sub --help prints no usage"
+done
+for sub in add list remove trust-host ssh-key; do
+  out=$("$S" peer "$sub" --help) || fail "peer $sub --help exits $? outside a site"
+  grep -q "usage:" <<<"$out" || fail "peer $sub --help prints no usage"
+done
+pass "key and peer subcommands: --help anywhere, exit 0"
+mksite PS1
+rc=0; "$S" -C "$T/PS1" status --id abc >/dev/null 2>&1 || rc=$?
+assert_eq "$rc" 2 "status --id abc"
+rc=0; "$S" -C "$T/PS1" status --limit 0 >/dev/null 2>&1 || rc=$?
+assert_eq "$rc" 2 "status --limit 0"
+rc=0; "$S" -C "$T/PS1" status --id 3302 --limit 1 >"$T/one.out" || rc=$?
+assert_eq "$rc" 0 "status --id 3302 --limit 1"
+assert_eq "$(wc -l <"$T/one.out")" 1 "lines of status --id 3302 --limit 1"
+pass "status: a bad --id or --limit is a usage error (exit 2)"
