@@ -278,7 +278,8 @@ static const char sender_usage[] =
     "\n"
     "Runs until SIGTERM or SIGINT, delivering queued pairs to every peer whose retry\n"
     "time has come (send_retry_interval, doubling up to send_retry_max_interval, in\n"
-    "site.conf). --once makes one round over all peers and exits. SIGHUP reads\n"
+    "site.conf). --once makes one round over all peers and exits: 75 when pairs stay\n"
+    "queued (each peer's count and next retry on stderr), 0 when none do. SIGHUP reads\n"
     "site.conf again and reopens the logs; under systemd (Type=notify) it reports\n"
     "readiness and watchdog pings.\n";
 
@@ -314,6 +315,31 @@ static void sender_round(cli *c, struct round_ctx *ctx, ss_log *log)
     for (size_t i = 0; i < peers.n; i++)
         sender_round_peer(ctx, &peers.v[i]);
     free(peers.v);
+}
+
+/* After `sender --once`: what stays queued, per peer, and when it is
+ * tried next; EXIT_TEMPFAIL when anything does (the data is not lost, but
+ * not delivered either). */
+static int report_left(cli *c)
+{
+    struct peer_list peers;
+    ss_error e = {0};
+    if (list_peers(&c->db, &peers, &e) != 0) return cli_fail(&e);
+    size_t total = 0;
+    for (size_t i = 0; i < peers.n; i++) {
+        ss_outbox_info q = {0};
+        ss_peer p;
+        memset(&p, 0, sizeof p);
+        if (ss_outbox_info_get(c->root, peers.v[i].site, &q, &e) != 0 || !q.queued) continue;
+        total += q.queued;
+        char when[32] = "-";
+        if (ss_peer_get(&c->db, peers.v[i].site, &p, &e) == 1 && p.next_attempt)
+            cli_format_time(p.next_attempt, when, sizeof when);
+        fprintf(stderr, "sitespool: %zu pair(s) for %s stay queued (next retry %s)%s%s\n", q.queued,
+                peers.v[i].site, when, p.last_error[0] ? ": " : "", p.last_error);
+    }
+    free(peers.v);
+    return total ? EXIT_TEMPFAIL : 0;
 }
 
 int cmd_sender(cli *c, int argc, char **argv)
@@ -357,5 +383,5 @@ int cmd_sender(cli *c, int argc, char **argv)
     if (!once) svc_stopping(&service);
     ss_logf(log, "Sender stopped for site %s", c->conf.site_code);
     ss_sender_close(&s);
-    return 0;
+    return once ? report_left(c) : 0;
 }

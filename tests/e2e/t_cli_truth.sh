@@ -22,3 +22,17 @@ rc=0; "$S" -C "$T/PS1" status --id 3302 --limit 1 >"$T/one.out" || rc=$?
 assert_eq "$rc" 0 "status --id 3302 --limit 1"
 assert_eq "$(wc -l <"$T/one.out")" 1 "lines of status --id 3302 --limit 1"
 pass "status: a bad --id or --limit is a usage error (exit 2)"
+
+# sender --once with a peer that cannot be reached: 75, and it says so.
+mksite SS1
+"$S" -C "$T/PS1" peer add SS1 --inbox "$T/nowhere/receive" >/dev/null
+echo data >"$T/f.txt"
+"$S" -C "$T/PS1" send --queue-only --to SS1 "$T/f.txt" >/dev/null
+rc=0; "$S" -C "$T/PS1" sender --once >"$T/once.out" 2>"$T/once.err" || rc=$?
+assert_eq "$rc" 75 "sender --once with a pair left queued"
+grep -q "1 pair(s) for SS1 stay queued (next retry " "$T/once.err" ||
+  fail "sender --once does not say what waits: $(cat "$T/once.err")"
+"$S" -C "$T/PS1" peer add SS1 --inbox "$(receive SS1)" >/dev/null
+rc=0; "$S" -C "$T/PS1" sender --once >/dev/null 2>&1 || rc=$?
+assert_eq "$rc" 0 "sender --once once everything is delivered"
+pass "sender --once: exit 75 naming what stays queued and the next retry; 0 when nothing does"
