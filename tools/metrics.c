@@ -5,6 +5,7 @@
 #include "../inboxes/fileio.h"
 #include "../sender/sender.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,11 @@ static void family(struct out *o, const char *name, const char *type, const char
 
 static void sample(struct out *o, const char *name, const char *labels, double value)
 {
-    fprintf(o->f, "%s{site=\"%s\"%s%s} %.9g\n", name, o->site, labels[0] ? "," : "", labels, value);
+    /* Whole numbers (counts, timestamps) in full: %g would round a
+     * timestamp to 1.79611501e+09. */
+    bool whole = value == (double)(long long)value && value < 1e15 && value > -1e15;
+    fprintf(o->f, whole ? "%s{site=\"%s\"%s%s} %.0f\n" : "%s{site=\"%s\"%s%s} %.9g\n", name,
+            o->site, labels[0] ? "," : "", labels, value);
 }
 
 static void despooler_counters(struct out *o, const ss_despool_stats *st)
@@ -87,55 +92,58 @@ static void folders(struct out *o, const ss_despooler *d, int64_t now)
     sample(o, "sitespool_quarantined_pairs", "", (double)f.quarantined);
 }
 
-struct peer_out {
-    struct out *o;
-    cli *c;
-    int pass;
-    int64_t now;
+/* One peer's figures, gathered once (its outbox listed once) and then
+ * written family by family. */
+struct peer_fig {
+    char site[SS_SITE_CODE_MAX + 1];
+    double value[4]; /* in the order of peer_families */
 };
 
-static int peer_sample(void *ctx, const ss_peer *p)
+static const char *const peer_families[4][2] = {
+    {"sitespool_outbox_pairs", "Pairs queued for each peer."},
+    {"sitespool_outbox_oldest_age_seconds", "Age of the oldest pair queued for each peer."},
+    {"sitespool_peer_last_success_timestamp_seconds",
+     "When a delivery to each peer last succeeded (0: never)."},
+    {"sitespool_peer_failures", "Failed delivery attempts to each peer in a row."},
+};
+
+struct peer_figs {
+    cli *c;
+    int64_t now;
+    struct peer_fig *v;
+    size_t n;
+};
+
+static int gather_peer(void *ctx, const ss_peer *p)
 {
-    struct peer_out *po = ctx;
-    char labels[64];
-    snprintf(labels, sizeof labels, "peer=\"%s\"", p->site);
+    struct peer_figs *pf = ctx;
+    if (pf->n == SITES_MAX) return 0;
+    struct peer_fig *f = &pf->v[pf->n++];
     ss_outbox_info q = {0};
     ss_error e = {0};
-    switch (po->pass) {
-    case 0:
-        (void)ss_outbox_info_get(po->c->root, p->site, &q, &e);
-        sample(po->o, "sitespool_outbox_pairs", labels, (double)q.queued);
-        break;
-    case 1:
-        (void)ss_outbox_info_get(po->c->root, p->site, &q, &e);
-        sample(po->o, "sitespool_outbox_oldest_age_seconds", labels,
-               q.oldest ? (double)(po->now - q.oldest) : 0);
-        break;
-    case 2:
-        sample(po->o, "sitespool_peer_last_success_timestamp_seconds", labels,
-               (double)p->last_success);
-        break;
-    default:
-        sample(po->o, "sitespool_peer_failures", labels, (double)p->failures);
-    }
+    (void)ss_outbox_info_get(pf->c->root, p->site, &q, &e);
+    snprintf(f->site, sizeof f->site, "%s", p->site);
+    f->value[0] = (double)q.queued;
+    f->value[1] = q.oldest ? (double)(pf->now - q.oldest) : 0;
+    f->value[2] = (double)p->last_success;
+    f->value[3] = (double)p->failures;
     return 0;
 }
 
 static void peers(struct out *o, cli *c, int64_t now)
 {
-    static const char *const names[][2] = {
-        {"sitespool_outbox_pairs", "Pairs queued for each peer."},
-        {"sitespool_outbox_oldest_age_seconds", "Age of the oldest pair queued for each peer."},
-        {"sitespool_peer_last_success_timestamp_seconds",
-         "When a delivery to each peer last succeeded (0: never)."},
-        {"sitespool_peer_failures", "Failed delivery attempts to each peer in a row."},
-    };
-    for (int pass = 0; pass < 4; pass++) {
-        family(o, names[pass][0], "gauge", names[pass][1]);
-        struct peer_out po = {o, c, pass, now};
-        ss_error e = {0};
-        (void)ss_peer_foreach(&c->db, peer_sample, &po, &e);
+    struct peer_figs pf = {c, now, calloc(SITES_MAX, sizeof(struct peer_fig)), 0};
+    ss_error e = {0};
+    if (pf.v) (void)ss_peer_foreach(&c->db, gather_peer, &pf, &e);
+    for (int k = 0; k < 4; k++) {
+        family(o, peer_families[k][0], "gauge", peer_families[k][1]);
+        for (size_t i = 0; i < pf.n; i++) {
+            char labels[64];
+            snprintf(labels, sizeof labels, "peer=\"%s\"", pf.v[i].site);
+            sample(o, peer_families[k][0], labels, pf.v[i].value[k]);
+        }
     }
+    free(pf.v);
 }
 
 static void site_seen(void *ctx, const ss_site_view *v)
