@@ -304,6 +304,7 @@ static void tidy_outbox(ss_sender *s, int outbox_fd, int peer_fd, const char *si
 {
     DIR *dir = fdopendir(dup(outbox_fd));
     if (!dir) return;
+    rewinddir(dir); /* a dup() shares the read position of earlier walks */
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
         const char *name = de->d_name;

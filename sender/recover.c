@@ -121,6 +121,7 @@ static int recover_publication(ss_sender *s, ss_outbox *o, const char *site, con
 {
     DIR *dir = fdopendir(dup(o->fd));
     if (!dir) return ss_err_sys(e, "cannot read the outbox %s", o->path);
+    rewinddir(dir); /* a dup() shares the read position of earlier walks */
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(dir)) != NULL) {
