@@ -4,7 +4,8 @@
  *
  * Exit codes (documented in the README and --help):
  *   0 success, 1 the operation failed, 2 usage error,
- *   75 (EX_TEMPFAIL) accepted but not finished: data stays queued.
+ *   75 (EX_TEMPFAIL) accepted but not finished: data stays queued,
+ *   77 (EX_NOPERM) the site belongs to another user (see cli_become_owner).
  */
 #ifndef SS_CLI_H
 #define SS_CLI_H
@@ -16,16 +17,43 @@
 
 #define EXIT_USAGE 2
 #define EXIT_TEMPFAIL 75
+#define EXIT_NOPERM 77
 
 typedef struct cli {
     const char *root; /* -C, SITESPOOL_SITE, the one installed site, or "." */
     bool root_given;  /* by -C or SITESPOOL_SITE */
+    int argc;         /* the whole command line, for the advice of */
+    char **argv;      /* cli_become_owner */
     ss_conf conf;
     ss_db db;
     ss_reporter rep;
     bool open;
+    char invoker[64]; /* who ran the command (before cli_become_owner) */
+    char owner[64];   /* the site's owner, once cli_become_owner has run */
+    bool as_owner;    /* root's command runs as the site's owner */
 } cli;
 
+/* Every file a command makes in a site must be usable by the site's
+ * owner (the owner of its root folder): the service user's daemons share
+ * the site with root's commands.  So, before anything is opened:
+ *  - run by the owner: nothing changes;
+ *  - run by root on a site owned by another user: the process becomes
+ *    that user for good (its groups, then its gid and uid, real, effective
+ *    and saved), so logs, outbox folders, pairs and site.db's journals are
+ *    the owner's, with the owner's primary group and the modes of umask
+ *    027.  There is no way back to root: files named on the command line
+ *    must be readable by the owner (or come on standard input: "-");
+ *  - run by anyone else: refused (EXIT_NOPERM), naming the owner and the
+ *    `sudo -u OWNER` / `runuser -u OWNER --` to use.
+ * Returns 0, or an exit code after printing why.  A root folder that
+ * cannot be examined is left to the open that follows (its error says
+ * more).  cli_open and cli_open_short_lived call it (and exit with its
+ * code); check and init, which touch the site before, call it themselves. */
+int cli_become_owner(cli *c);
+/* After a command failed on files named on its command line: when root's
+ * command runs as the site's owner and the owner cannot read one of them,
+ * says so and what to do instead. */
+void cli_hint_unreadable(const cli *c, char **paths, int count, bool stdin_too);
 /* Loads site.conf, opens site.db and the logs; prints the error and
  * returns -1 when this is not a usable site. */
 int cli_open(cli *c);
@@ -43,8 +71,9 @@ bool cli_wants_help(int argc, char **argv);
 void cli_format_time(int64_t t, char *out, size_t len);
 /* Parses "2026-11-22", "2026-11-22 10:00", "-2h", "-3d" or unix seconds. */
 int cli_parse_time(const char *s, int64_t *out);
-/* The name of the user running this command (its uid if it has none). */
-void cli_user_name(char *out, size_t len);
+/* The name of the user who ran this command (its uid if it has none):
+ * root's, when the command runs as the site's owner. */
+void cli_user_name(const cli *c, char *out, size_t len);
 
 /* key subcommands in cmd_keytrust.c: argv[0] is the subcommand name. */
 int key_approve(cli *c, int argc, char **argv, const char *usage);

@@ -908,8 +908,16 @@ int cmd_check(cli *c, int argc, char **argv)
             return cli_usage(usage, "bad option for check");
     }
     if (optind != argc) return cli_usage(usage, "unexpected argument '%s'", argv[optind]);
+    /* Root's check judges as the site's owner (what its daemons need);
+     * anyone else's as themselves: check changes nothing, and a service
+     * user checking a site root made is told what to chown. */
+    int owner_rc = geteuid() == 0 ? cli_become_owner(c) : 0;
+    if (owner_rc != 0) return owner_rc;
     struct checker k = {.root = c->root};
-    cli_user_name(k.user, sizeof k.user);
+    if (c->as_owner)
+        snprintf(k.user, sizeof k.user, "%s", c->owner);
+    else
+        cli_user_name(c, k.user, sizeof k.user);
     ss_conf_defaults(&k.conf);
     run_checks(&k);
     print_findings(&k, json, quiet);

@@ -111,6 +111,11 @@ int cmd_init(cli *c, int argc, char **argv)
             snprintf(system_root, sizeof system_root, "%s/%s", ss_state_dir(), site);
             c->root = system_root;
         }
+    } else {
+        /* Root making a site in a folder its service user already owns:
+         * the site is that user's, from the first file. */
+        int owner_rc = cli_become_owner(c);
+        if (owner_rc != 0) return owner_rc;
     }
 
     ss_error e = {0};

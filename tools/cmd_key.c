@@ -118,7 +118,11 @@ static int key_import(cli *c, int argc, char **argv)
     ss_error e = {0};
     ss_keyrec rec;
     ss_keyctx k = {c->root, &c->conf, &c->db, &c->rep};
-    if (ss_trust_import_file(&k, path, site, "import", shared, &rec, &e) != 0) return cli_fail(&e);
+    if (ss_trust_import_file(&k, path, site, "import", shared, &rec, &e) != 0) {
+        int rc = cli_fail(&e);
+        cli_hint_unreadable(c, argv + optind, 1, false);
+        return rc;
+    }
     printf("Trusted key %s for site %s\n", rec.key_id, rec.site);
     return 0;
 }

@@ -484,7 +484,7 @@ int cmd_release(cli *c, int argc, char **argv)
     if (rc != 0) return rc < 0 ? 0 : rc;
     if (cli_open(c) != 0) return 1;
     char user[100], by[128], what[700], status[16] = "unknown";
-    cli_user_name(user, sizeof user);
+    cli_user_name(c, user, sizeof user);
     snprintf(by, sizeof by, "user %s", user);
     ss_quarantined *q = malloc(sizeof *q);
     ss_error e = {0};
@@ -552,7 +552,7 @@ int cmd_delete(cli *c, int argc, char **argv)
     if (rc != 0) return rc < 0 ? 0 : rc;
     if (cli_open(c) != 0) return 1;
     char user[100], by[128];
-    cli_user_name(user, sizeof user);
+    cli_user_name(c, user, sizeof user);
     snprintf(by, sizeof by, "user %s", user);
     return delete_pair(c, id, by);
 }

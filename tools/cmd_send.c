@@ -216,7 +216,7 @@ static int parse_send(int argc, char **argv, struct send_opts *o)
 
 /* Packs and queues the files, printing the account; delivers unless
  * --queue-only. */
-static int send_files(ss_sender *s, const struct send_opts *o, char **files, int nfiles)
+static int send_files(cli *c, ss_sender *s, const struct send_opts *o, char **files, int nfiles)
 {
     ss_send_item *items = calloc((size_t)nfiles, sizeof *items);
     if (!items) return fputs("sitespool: out of memory\n", stderr), 1;
@@ -230,6 +230,7 @@ static int send_files(ss_sender *s, const struct send_opts *o, char **files, int
     int exit_code = 0;
     if (ss_sender_pack(s, o->to, o->dest, items, (size_t)nfiles, &e) != 0) {
         exit_code = cli_fail(&e);
+        cli_hint_unreadable(c, files, nfiles, true);
         size_t told = a.queued + a.already;
         if (told)
             fprintf(stderr,
@@ -268,7 +269,7 @@ int cmd_send(cli *c, int argc, char **argv)
     else if (o.flush)
         exit_code = flush_all(c, &s);
     else
-        exit_code = send_files(&s, &o, argv + optind, argc - optind);
+        exit_code = send_files(c, &s, &o, argv + optind, argc - optind);
     ss_sender_close(&s);
     return exit_code;
 }

@@ -38,7 +38,8 @@ static const char usage[] =
     "  -h, --help     this text; 'sitespool COMMAND --help' explains a command\n"
     "  -V, --version  print the version\n"
     "\n"
-    "exit codes: 0 success, 1 failure, 2 usage error, 75 accepted but still queued\n";
+    "exit codes: 0 success, 1 failure, 2 usage error, 75 accepted but still queued,\n"
+    "            77 the site belongs to another user (run as its owner)\n";
 
 struct command {
     const char *name;
@@ -80,7 +81,7 @@ static const char *default_root(char *buf, size_t len)
 
 int main(int argc, char **argv)
 {
-    cli c = {0};
+    cli c = {.argc = argc, .argv = argv};
     /* Sent to one file (2>&1), block-buffered stdout and unbuffered
      * stderr would land out of order: then stdout goes a line at a time.
      * Only then: a reader that stops early (grep -q) must not turn later

@@ -10,10 +10,14 @@
 
 #include "cli.h"
 
+#include <stdlib.h>
+
 static inline int cli_open_short_lived(cli *c)
 {
     ss_error e = {0};
     char db_path[PATH_MAX];
+    int rc = cli_become_owner(c);
+    if (rc != 0) exit(rc); /* nothing is open yet */
     if (ss_conf_load(&c->conf, c->root, &e) != 0) return cli_fail(&e), -1;
     if (ss_path(db_path, sizeof db_path, c->root, SS_FILE_DB) != 0)
         return ss_err(&e, SS_E_TOOBIG, "site path too long: %s", c->root), cli_fail(&e), -1;
