@@ -13,6 +13,32 @@ for sub in add list remove trust-host ssh-key; do
   grep -q "usage:" <<<"$out" || fail "peer $sub --help prints no usage"
 done
 pass "key and peer subcommands: --help anywhere, exit 0"
+
+# Every command and subcommand the help lists, found from the help itself
+# (a command added later is walked too), outside any site folder, with
+# SITESPOOL_SITE unset: --help and -h exit 0 and print a synopsis naming
+# the command; nothing is written to the current folder.
+walk() { # words...
+  local flag out rc
+  for flag in --help -h; do
+    rc=0; out=$(env -u SITESPOOL_SITE "$S" "$@" "$flag" 2>"$T/walk.err") || rc=$?
+    [ "$rc" = 0 ] || fail "sitespool $* $flag exits $rc outside a site: $(head -c 300 "$T/walk.err")"
+    grep -qE "^usage: sitespool .*\b$1\b" <<<"$out" ||
+      fail "sitespool $* $flag prints no synopsis naming '$1': $(head -n 3 <<<"$out")"
+  done
+}
+walked=0
+for cmd in $(help_commands); do
+  walk "$cmd"; walked=$((walked + 1))
+  case $cmd in key | peer)
+    subs=$(help_subcommands "$cmd")
+    [ -n "$subs" ] || fail "sitespool $cmd --help names no subcommand"
+    for sub in $subs; do walk "$cmd" "$sub"; walked=$((walked + 1)); done ;;
+  esac
+done
+[ "$walked" -ge 29 ] || fail "only $walked commands and subcommands found in the help"
+assert_eq "$(find "$T" -mindepth 1 ! -name 'walk.err' | wc -l)" 0 "files written by --help"
+pass "every command and subcommand ($walked): --help and -h anywhere, exit 0, a synopsis"
 mksite PS1
 rc=0; "$S" -C "$T/PS1" status --id abc >/dev/null 2>&1 || rc=$?
 assert_eq "$rc" 2 "status --id abc"
