@@ -312,11 +312,14 @@ static int record_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
      * numbers in order are the cheap case of the sequence tracking. */
     work **order = malloc(n * sizeof *order);
     if (!order) return ss_err(e, SS_E_NOMEM, "out of memory");
+    /* Trust is judged again inside the transaction (waiting.c): an untrust
+     * or revoke committed since the batch was judged withdraws items. */
+    int rc = ss_db_begin(d->db, e);
+    if (rc == 0 && dsp_recheck_trust(d, batch, n, e) < 0) rc = -1;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (batch[i].dest_fd >= 0) order[m++] = &batch[i];
     qsort(order, m, sizeof *order, by_site_and_seq);
-    int rc = ss_db_begin(d->db, e);
     for (size_t i = 0; rc == 0 && i < m; i++) {
         work *w = order[i];
         const char *istr[] = {w->in.id, w->in.from, w->dest_rel};

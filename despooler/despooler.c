@@ -13,8 +13,15 @@
  *
  * Security stance: see despooler.h.  One despooler per site (flock on
  * .despool.lock, the holder's pid in it).
+ * Wake-ups: inotify on receive, hman.box (key files dropped there, and
+ * the marker keystore/trust.h replaces after a command changed trust:
+ * key import, approve, trust, untrust, revoke, rotate) and the key
+ * directory; every event starts a scan, whose first steps import hman.box
+ * and retry the instructions waiting for keys the keystore now holds.  The
+ * despooler's own trust changes write no marker (ss_keyctx.in_despooler),
+ * so it never wakes itself.
  * Diagnostics: 4401 started, 4418 stopped, 4423 a failed scan (once per
- * streak; the rest logged), inotify trouble logged.
+ * streak; the rest logged), inotify trouble and trust wake-ups logged.
  * Known limits: inotify does not see files written over NFS/SMB by another
  * host; the periodic rescan (rescan_interval) finds them.
  */
@@ -142,6 +149,10 @@ int ss_despooler_run(ss_despooler *d, const ss_daemon_hooks *h, ss_error *e)
         if (mask > 0 && (mask & SS_WATCH_OVERFLOW))
             ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                     "inotify queue overflowed; rescanning the inboxes");
+        if (mask > 0 && (mask & SS_WATCH_TRUST))
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                    "Trust changed (a key command, see hman.log); looking at the waiting and "
+                    "held instructions again");
         /* While backing off, events wait for the back-off to end. */
         if (backoff_ms >= 0 && ss_now_ms() - last_scan_ms < backoff_ms) continue;
         /* A package alone: its instruction follows (and wakes us), unless
@@ -167,7 +178,7 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
     d->conf = conf;
     d->db = db;
     d->rep = rep;
-    d->keys = (ss_keyctx){root, conf, db, rep};
+    d->keys = (ss_keyctx){root, conf, db, rep, true}; /* its own changes wake no one */
     d->receive_fd = d->rejected_fd = d->lock_fd = -1;
     char path[PATH_MAX];
     ss_path(path, sizeof path, root, ".despool.lock");

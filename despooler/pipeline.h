@@ -255,6 +255,12 @@ bool dsp_note_once_id(ss_despooler *d, const char *id, const char *from, const c
 enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason);
 enum outcome dsp_dest_failed(ss_despooler *d, const work *w, const ss_error *e);
 void dsp_recheck_waiting_keys(ss_despooler *d);
+/* Called inside the batch's ledger transaction, which no trust change
+ * can interleave with: staged items whose key is no longer accepted (an
+ * untrust or revoke committed since they were judged) are withdrawn - their
+ * temporary files go, the pair stays in receive for the next scan.
+ * Returns how many, -1 if the keystore could not be read (fail closed). */
+int dsp_recheck_trust(ss_despooler *d, work *batch, size_t n, ss_error *e);
 int dsp_check_backlog(ss_despooler *d, ss_error *e);
 void dsp_waiting_pending(ss_despooler *d);
 int64_t dsp_next_retry_in(ss_despooler *d);

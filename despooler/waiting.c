@@ -268,6 +268,54 @@ void dsp_recheck_waiting_keys(ss_despooler *d)
     }
 }
 
+/* Whether data signed under pk (NULL: unsigned) from site is still
+ * accepted: 1 yes, 0 no, -1 the keystore could not be read. */
+static int still_accepted(ss_despooler *d, const char *site, const ss_pubkey *pk, ss_error *e)
+{
+    ss_verdict v;
+    if (!pk)
+        return ss_trust_judge_unsigned(&d->keys, site, &v, e) ? -1 : v.action == SS_TRUST_ACCEPT;
+    ss_keyrec rec;
+    int found = ss_keys_get_pk(d->db, site, pk, &rec, e);
+    if (found <= 0) return found; /* forgotten (untrust): not accepted */
+    if (ss_trust_judge_use(&d->keys, site, &rec, true, &v, e) != 0) return -1;
+    return v.action == SS_TRUST_ACCEPT;
+}
+
+int dsp_recheck_trust(ss_despooler *d, work *batch, size_t n, ss_error *e)
+{
+    struct {
+        const work *first; /* the first item judged with this site and key */
+        int ok;
+    } seen[8];
+    int nseen = 0, withdrawn = 0;
+    for (size_t i = 0; i < n; i++) {
+        work *w = &batch[i];
+        if (w->dest_fd < 0) continue;
+        int k = 0;
+        while (k < nseen && (strcmp(seen[k].first->in.from, w->in.from) ||
+                             seen[k].first->is_signed != w->is_signed ||
+                             (w->is_signed && memcmp(&seen[k].first->pk, &w->pk, sizeof w->pk))))
+            k++;
+        int ok =
+            k < nseen ? seen[k].ok : still_accepted(d, w->in.from, w->is_signed ? &w->pk : NULL, e);
+        if (ok < 0) return -1;
+        if (k == nseen && nseen < (int)(sizeof seen / sizeof seen[0]))
+            seen[nseen].first = w, seen[nseen++].ok = ok;
+        if (ok) continue;
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+                "Not delivering %s from site %s: trust in its key changed while it was being "
+                "staged; it stays in receive and is judged again",
+                w->in.id, w->in.from);
+        ss_atomic_abort(&w->out);
+        dsp_bundle_abort(w, w->nmembers);
+        close(w->dest_fd);
+        w->dest_fd = -1;
+        withdrawn++;
+    }
+    return withdrawn;
+}
+
 /* Warns (4414) about files that have waited longer than backlog_warning_age,
  * then again at most once a day (a short age must not turn every rescan
  * into a warning); removes package leftovers of delivered instructions. */

@@ -3,6 +3,7 @@
  */
 #include "watch.h"
 #include "../inboxes/fileio.h"
+#include "../keystore/trust.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -35,6 +36,7 @@ static int event_bit(const ss_watch *w, const struct inotify_event *ev)
 {
     if (ev->mask & IN_Q_OVERFLOW) return SS_WATCH_OVERFLOW;
     if (ev->len && ss_name_is_temporary(ev->name)) return 0;
+    if (ev->len && !strcmp(ev->name, SS_TRUST_MARKER)) return SS_WATCH_TRUST;
     size_t n = ev->len ? strlen(ev->name) : 0;
     if (w->ndirs > 0 && ev->wd == w->wd[0] && n > 4 && !strcmp(ev->name + n - 4, ".pck"))
         return SS_WATCH_PACKAGE;

@@ -25,6 +25,10 @@
  * waits for its package needs a scan, otherwise the instruction's own
  * arrival (which comes last) does. */
 #define SS_WATCH_PACKAGE (1 << 29)
+/* A command changed trust: the marker SS_TRUST_MARKER (keystore/trust.h)
+ * was replaced in a watched folder (hman.box).  Instead of that folder's
+ * bit, so the despooler can tell why it woke. */
+#define SS_WATCH_TRUST (1 << 28)
 
 typedef struct ss_watch {
     int fd;
@@ -37,7 +41,8 @@ int ss_watch_open(ss_watch *w, const char *const dirs[], int ndirs, ss_error *e)
 /* Waits up to timeout_ms (0: do not wait, -1: forever), then drains every
  * queued event.  Returns a bit mask of the dirs (by index) that saw a
  * relevant event (a package alone in dirs[0]: SS_WATCH_PACKAGE instead of
- * bit 0), with SS_WATCH_OVERFLOW when events were lost; 0 on timeout
+ * bit 0; the trust marker: SS_WATCH_TRUST), with SS_WATCH_OVERFLOW when
+ * events were lost; 0 on timeout
  * or interruption by a signal; -1 on error.  Temporary names are ignored. */
 int ss_watch_wait(ss_watch *w, int timeout_ms);
 void ss_watch_close(ss_watch *w);

@@ -11,11 +11,17 @@
  * site and, for a conflict, the other site or key.
  */
 #include "trust.h"
+#include "../inboxes/fileio.h"
 #include "keyfile.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------- the rules */
 
@@ -320,6 +326,30 @@ int ss_trust_judge_unsigned(const ss_keyctx *k, const char *site, ss_verdict *v,
     return 0;
 }
 
+/* ------------------------------------------- telling the despooler */
+
+void ss_trust_changed(const ss_keyctx *k, const char *what)
+{
+    if (k->in_despooler) return;
+    char dir[PATH_MAX], text[256];
+    ss_error e = {0};
+    if (ss_path(dir, sizeof dir, k->root, SS_DIR_HMAN) != 0) return;
+    int dfd = ss_open_dir(dir, &e);
+    /* No hman.box: no site a despooler could run for (init, a test). */
+    if (dfd < 0 && e.code == SS_E_NOENT) return;
+    int n = snprintf(text, sizeof text, "%lld %s\n", (long long)ss_now(), what);
+    if (n < 0 || n >= (int)sizeof text) n = (int)sizeof text - 1;
+    int rc = dfd < 0 ? -1
+                     : ss_write_file_atomic(dfd, SS_TRUST_MARKER, text, (size_t)n, 0640,
+                                            SS_ATOMIC_SYNC_DIR, &e);
+    if (dfd >= 0) close(dfd);
+    if (rc != 0 && k->rep)
+        ss_logf(ss_reporter_log(k->rep, SS_COMP_HMAN),
+                "Cannot tell a running despooler that trust changed (%s): %s; it acts on the "
+                "change at its next rescan (rescan_interval)",
+                what, e.msg);
+}
+
 /* ---------------------------------------------------- the transitions */
 
 /* Status messages are raised after the commit: nothing is announced that
@@ -468,6 +498,16 @@ static int apply(const ss_keyctx *k, const ss_offer *o, const ss_verdict *v, fac
     return 0;
 }
 
+/* The marker for a transition of the key pk of site. */
+static void changed_key_of(const ss_keyctx *k, const char *what, const char *site,
+                           const ss_pubkey *pk)
+{
+    char id[SS_KEYID_HEX + 1], text[96];
+    ss_keyid_hex(pk->keyid, id);
+    snprintf(text, sizeof text, "%s %s of site %s", what, id, site);
+    ss_trust_changed(k, text);
+}
+
 /* Evidence that rests on a signer (a vouched key exchange, a rollover)
  * holds only while that signer is still trusted for the site: re-read
  * inside the transaction, so a revoke or untrust that committed while the
@@ -511,6 +551,8 @@ int ss_trust_judge_offer(const ss_keyctx *k, const ss_offer *o, ss_verdict *v, s
     if (tx_end(k->db, own, ok, e) != 0) return -1;
     *v = decided;
     raise_notes(k, &ns);
+    if (decided.tx && own)
+        changed_key_of(k, decided.tx & SS_TX_TRUST ? "trusted key" : "changed key", o->site, o->pk);
     if (v->action == SS_TRUST_REJECT && f.key == SS_KS_OTHER_SITE)
         ss_err(e, SS_E_EXISTS, "%s (%s)%s", ss_trust_reason_text(v->reason), f.other_site,
                o->evidence == SS_EV_ADMIN ? "; if both sites really share one key pair, import "
@@ -556,12 +598,36 @@ static int file_site(const char *path, const ss_keyfile *kf, const char *explici
     return 0;
 }
 
-int ss_trust_import_file(const ss_keyctx *k, const char *path, const char *site, const char *source,
-                         bool allow_shared_key, ss_keyrec *out, ss_error *e)
+/* path as an absolute path for messages: the real path of its folder and
+ * its own name (itself never resolved: a link is refused when loaded, and
+ * must be named as what it is); as typed, joined to the current folder,
+ * when the folder cannot be resolved. */
+static void absolute_path(const char *path, char *out, size_t len)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+    if (slash == path) {
+        snprintf(out, len, "%s", path);
+        return;
+    }
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if (realpath(dir, real)) {
+        snprintf(out, len, "%s%s%s", real, strcmp(real, "/") ? "/" : "", name);
+        return;
+    }
+    if (path[0] != '/' && getcwd(real, sizeof real))
+        snprintf(out, len, "%s/%s", real, path);
+    else
+        snprintf(out, len, "%s", path);
+}
+
+int ss_trust_import_file(const ss_keyctx *k, const char *typed, const char *site,
+                         const char *source, bool allow_shared_key, ss_keyrec *out, ss_error *e)
 {
     ss_keyfile kf;
-    char code[SS_SITE_CODE_MAX + 1];
+    char code[SS_SITE_CODE_MAX + 1], path[PATH_MAX];
     ss_verdict v;
+    absolute_path(typed, path, sizeof path);
     int rc = ss_keyfile_load(path, &kf, e);
     if (rc == 0) rc = file_site(path, &kf, site, code, e);
     if (rc == 0 && !strcmp(code, k->conf->site_code))
@@ -609,9 +675,11 @@ int ss_trust_untrust(const ss_keyctx *k, const char *site, ss_error *e)
     int removed = ss_keys_forget_site(k->db, site, e);
     bool ok = removed >= 0 && ss_site_block_clear(k->db, site, e) == 0;
     if (tx_end(k->db, own, ok, e) != 0) return -1;
-    char count[32];
+    char count[32], what[64];
     snprintf(count, sizeof count, "%d", removed);
     ss_report(k->rep, 3307, site, count, NULL);
+    snprintf(what, sizeof what, "untrusted site %s", site);
+    if (own) ss_trust_changed(k, what);
     return removed;
 }
 
@@ -655,6 +723,7 @@ int ss_trust_revoke(const ss_keyctx *k, const char *site, const char *key_id, ss
         ok = revoke_record(k, &all.r[i], &ns, e) == 0;
     if (tx_end(k->db, own, ok, e) != 0) return -1;
     raise_notes(k, &ns);
+    if (own) changed_key_of(k, "revoked key", site, &rec.pk);
     return 0;
 }
 
@@ -663,12 +732,19 @@ int ss_trust_own_add(const ss_keyctx *k, const ss_pubkey *pk, int64_t not_after,
 {
     ss_keyrec rec;
     ss_keyrec_init(&rec, k->conf->site_code, pk, SS_KEY_OWN, source, not_after);
-    return ss_keys_add(k->db, &rec, e);
+    if (ss_keys_add(k->db, &rec, e) != 0) return -1;
+    if (sqlite3_get_autocommit(k->db->h)) changed_key_of(k, "own key", rec.site, pk);
+    return 0;
 }
 
 int ss_trust_own_retire(const ss_keyctx *k, const char *key_id, int64_t grace_until, ss_error *e)
 {
-    return ss_keys_set_state(k->db, k->conf->site_code, key_id, SS_KEY_RETIRED, grace_until, e);
+    if (ss_keys_set_state(k->db, k->conf->site_code, key_id, SS_KEY_RETIRED, grace_until, e) != 0)
+        return -1;
+    char what[96];
+    snprintf(what, sizeof what, "retired own key %s of site %s", key_id, k->conf->site_code);
+    if (sqlite3_get_autocommit(k->db->h)) ss_trust_changed(k, what);
+    return 0;
 }
 
 /* --------------------------------------------------------------- views */

@@ -35,6 +35,22 @@
  * Security stance: fail closed.  Any database error while the facts are
  * read or the transitions written gives -1 and a hold (SS_WHY_DB), never an
  * accept; callers keep the data and report (the despooler: 4423).
+ *
+ * A running despooler learns of a change within a second (issue 16): every
+ * transition made outside the despooler (key import, approve, trust,
+ * untrust, revoke, rotate, a verify that imported from hman.box), once its
+ * transaction committed, replaces the marker file SS_TRUST_MARKER in
+ * hman.box (written to a temporary name, fsynced, renamed, the folder
+ * fsynced).  The despooler watches hman.box (despooler/watch.h), so the
+ * rename wakes it like a key dropped there: its scan retries the
+ * instructions waiting for a key the keystore now holds (4417) and judges
+ * held ones again.  The despooler's own transitions (hman.box and key
+ * directory imports, key exchange, rollover: in_despooler) write no marker:
+ * it acts on them in the scan that made them, and never wakes itself.  The
+ * marker only hurries the despooler along; what it accepts is always read
+ * from site.db, and a batch about to be delivered is judged again inside
+ * its ledger transaction (despooler/waiting.c, dsp_recheck_trust), so an
+ * untrust or revoke that committed is obeyed even if its marker is lost.
  */
 #ifndef SS_TRUST_H
 #define SS_TRUST_H
@@ -49,7 +65,13 @@ typedef struct ss_keyctx {
     const ss_conf *conf;
     ss_db *db;
     ss_reporter *rep;
+    /* The running despooler itself: its transitions write no marker. */
+    bool in_despooler;
 } ss_keyctx;
+
+/* The marker in inboxes/hman.box that tells a running despooler that
+ * trust changed: "<unix time> <what changed>\n", replaced at each change. */
+#define SS_TRUST_MARKER "trust.changed"
 
 /* What was presented, and how it is vouched for. */
 enum ss_evidence {
@@ -181,7 +203,9 @@ int ss_trust_judge_offer(const ss_keyctx *k, const ss_offer *o, ss_verdict *v, s
  * site CODE") - must agree, unless site (the administrator's --site) says
  * which it is (a file whose name gives no site needs it); refusals are
  * 3301 naming both.  0 and *out (may be NULL) when the key is trusted, -1
- * otherwise (e says why; SS_E_DB: the keystore failed, nothing refused). */
+ * otherwise (e says why; SS_E_DB: the keystore failed, nothing refused).
+ * Messages name the file by its absolute path (a relative one is joined to
+ * the real path of the current folder), never as typed. */
 int ss_trust_import_file(const ss_keyctx *k, const char *path, const char *site, const char *source,
                          bool allow_shared_key, ss_keyrec *out, ss_error *e);
 
@@ -200,6 +224,13 @@ int ss_trust_revoke(const ss_keyctx *k, const char *site, const char *key_id, ss
 int ss_trust_own_add(const ss_keyctx *k, const ss_pubkey *pk, int64_t not_after, const char *source,
                      ss_error *e);
 int ss_trust_own_retire(const ss_keyctx *k, const char *key_id, int64_t grace_until, ss_error *e);
+
+/* Tells a running despooler that trust changed (what: a few words for the
+ * marker): the transitions above call it after their commit, unless they
+ * ran inside the caller's transaction - then the caller calls it after its
+ * own commit.  Does nothing for in_despooler.  A marker that cannot be
+ * written is logged (hman.log): the despooler then acts at its next rescan. */
+void ss_trust_changed(const ss_keyctx *k, const char *what);
 
 /* Comma-separated list of the site's trusted key ids ("" if none). */
 int ss_site_trusted_list(ss_db *db, const char *site, char *out, size_t len, ss_error *e);

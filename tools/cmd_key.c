@@ -7,6 +7,10 @@
  * band.  A key file whose name and comment name different sites, a revoked
  * key, a key already trusted for another site (without --shared-key) and a
  * key id already bound to a different key are refused.
+ * `key list` shows when each key was ADDED to this keystore: a minisign
+ * key file carries no creation time, so for peers' keys the only time
+ * known is the import (issue 16: the column said CREATED).  Every trust
+ * change wakes a running despooler (keystore/trust.h).
  */
 #include "cli.h"
 #include "../keystore/lookup.h"
@@ -37,7 +41,9 @@ static const char usage[] =
     "        must agree, unless --site says which site it is for. A key already trusted\n"
     "        for another site is refused unless --shared-key says both sites really share\n"
     "        one key pair. Compare the printed key id with the one the other site announced.\n"
-    "list    every key: site, key id, state, source, validity end (days left), last use;\n"
+    "list    every key: site, key id, state, source, ADDED (when this keystore recorded\n"
+    "        it: the import, hman.box drop or offer; init or rotate for this site's own;\n"
+    "        a key file carries no creation time), validity end (days left), last use;\n"
     "        and per peer site: blocked or not, the key it was last seen using.\n"
     "approve trusts a key a site offered on first use (pending); KEYID if several.\n"
     "trust   trusts KEYID for CODE (a changed key that blocked the site); held data flows.\n"
@@ -117,7 +123,7 @@ static int key_import(cli *c, int argc, char **argv)
     const char *path = argv[optind];
     ss_error e = {0};
     ss_keyrec rec;
-    ss_keyctx k = {c->root, &c->conf, &c->db, &c->rep};
+    ss_keyctx k = {c->root, &c->conf, &c->db, &c->rep, false};
     if (ss_trust_import_file(&k, path, site, "import", shared, &rec, &e) != 0) {
         int rc = cli_fail(&e);
         cli_hint_unreadable(c, argv + optind, 1, false);
@@ -136,8 +142,8 @@ struct list_ctx {
 static int print_key(void *ctx_, const ss_keyrec *k)
 {
     struct list_ctx *ctx = ctx_;
-    char created[32], seen[32], until[32], left[32] = "-";
-    cli_format_time(k->created, created, sizeof created);
+    char added[32], seen[32], until[32], left[32] = "-";
+    cli_format_time(k->created, added, sizeof added);
     cli_format_time(k->last_seen, seen, sizeof seen);
     cli_format_time(k->not_after, until, sizeof until);
     if (k->not_after) {
@@ -150,8 +156,10 @@ static int print_key(void *ctx_, const ss_keyrec *k)
         ss_json_string(stdout, ss_key_state_name(k->state));
         printf(",\"source\":");
         ss_json_string(stdout, k->source);
-        printf(",\"created\":%lld,\"not_after\":%lld,\"last_seen\":%lld", (long long)k->created,
-               (long long)k->not_after, (long long)k->last_seen);
+        /* "created" is the same time, kept for scripts written before "added". */
+        printf(",\"added\":%lld,\"created\":%lld,\"not_after\":%lld,\"last_seen\":%lld",
+               (long long)k->created, (long long)k->created, (long long)k->not_after,
+               (long long)k->last_seen);
         char blocked_by[SS_KEYID_HEX + 1];
         int blocked = ss_site_block_get(ctx->db, k->site, blocked_by, NULL);
         printf(",\"site_blocked_by\":");
@@ -162,9 +170,9 @@ static int print_key(void *ctx_, const ss_keyrec *k)
     } else {
         if (!ctx->count)
             printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", "SITE", "KEY ID", "STATE",
-                   "SOURCE", "CREATED", "VALID UNTIL", "DAYS LEFT", "LAST SEEN");
+                   "SOURCE", "ADDED", "VALID UNTIL", "DAYS LEFT", "LAST SEEN");
         printf("%-8s %-16s %-8s %-9s %-19s %-19s %9s  %s\n", k->site, k->key_id,
-               ss_key_state_name(k->state), k->source, created, until, left, seen);
+               ss_key_state_name(k->state), k->source, added, until, left, seen);
     }
     ctx->count++;
     return 0;

@@ -6,8 +6,9 @@
  * despooler never takes on its own: approving a key offered on first use,
  * trusting a changed key, removing trust, revoking.  What each act may do is
  * decided by keystore/trust.h, like every trust decision; each one is a
- * status message in hman.log, and wakes a running despooler (a marker file
- * renamed into hman.box) so held data flows at once.
+ * status message in hman.log, and trust.h's transitions wake a running
+ * despooler (the marker hman.box/trust.changed) so held data flows, and an
+ * untrust or revoke is obeyed, within a second.
  */
 #include "cli.h"
 #include "../inboxes/fileio.h"
@@ -21,18 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Wakes a running despooler of this site (it watches hman.box). */
-static void wake_despooler(cli *c)
-{
-    char dir[PATH_MAX], stamp[32];
-    if (ss_path(dir, sizeof dir, c->root, SS_DIR_HMAN) != 0) return;
-    int dfd = ss_open_dir(dir, NULL);
-    if (dfd < 0) return;
-    int n = snprintf(stamp, sizeof stamp, "%lld\n", (long long)ss_now());
-    (void)ss_write_file_atomic(dfd, "trust.changed", stamp, (size_t)n, 0640, 0, NULL);
-    close(dfd);
-}
 
 static int bad_site(const char *usage, const char *site)
 {
@@ -50,7 +39,7 @@ static int typed_key_id(const char *usage, const char *typed, char out[SS_KEYID_
 
 static ss_keyctx keyctx(cli *c)
 {
-    return (ss_keyctx){c->root, &c->conf, &c->db, &c->rep};
+    return (ss_keyctx){c->root, &c->conf, &c->db, &c->rep, false};
 }
 
 /* Makes key_id of site trusted and lifts a block it caused. */
@@ -59,7 +48,6 @@ static int make_trusted(cli *c, const char *site, const char *key_id, const char
     ss_error e = {0};
     ss_keyctx k = keyctx(c);
     if (ss_trust_admin_trust(&k, site, key_id, how, &e) != 0) return cli_fail(&e);
-    wake_despooler(c);
     printf("Key %s of site %s is trusted\n", key_id, site);
     return 0;
 }
@@ -109,7 +97,6 @@ int key_untrust(cli *c, int argc, char **argv, const char *usage)
     ss_keyctx k = keyctx(c);
     int removed = ss_trust_untrust(&k, argv[1], &e);
     if (removed < 0) return cli_fail(&e);
-    wake_despooler(c);
     printf("Removed trust in site %s (%d key(s))\n", argv[1], removed);
     return 0;
 }
@@ -168,7 +155,6 @@ int key_revoke(cli *c, int argc, char **argv, const char *usage)
                cli_fail(&e);
     ss_keyctx k = keyctx(c);
     if (ss_trust_revoke(&k, site, key_id, &e) != 0) return cli_fail(&e);
-    wake_despooler(c);
     printf("Revoked key %s of site %s\n", key_id, site);
     return 0;
 }

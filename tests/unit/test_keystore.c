@@ -6,8 +6,9 @@
  * against stock minisign, parse errors, secret key permission and password
  * refusals), constant-memory signing of a 1 GiB file, the trace-format log
  * writer (line shape, control characters, rotation under concurrent
- * writers), status messages (catalogue, store, log, notify_command) and
- * site.db (WAL, schema version, refusing a newer database).
+ * writers), status messages (catalogue, store, log, notify_command),
+ * site.db (WAL, schema version, refusing a newer database) and the marker
+ * by which trust changes wake a running despooler.
  *
  * Inputs are parsed from heap buffers of exactly their length, so the
  * sanitizer build catches any read past the end.
@@ -15,8 +16,11 @@
 #include "testutil.h"
 #include "../../inboxes/log.h"
 #include "../../keystore/sigfile.h"
+#include "../../keystore/keyfile.h"
+#include "../../keystore/trust.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1579,6 +1583,101 @@ static void test_db_newer_schema_refused(void)
     free(dir);
 }
 
+/* ---- trust changes wake a running despooler (keystore/trust.h) ---- */
+
+static void collect_istr(void *ctx, const ss_status_row *row)
+{
+    snprintf(ctx, 1024, "%s", row->istr_json);
+}
+
+/* The marker's text, or NULL when there is none. */
+static char *trust_marker(const tu_site *s)
+{
+    char hman[700];
+    snprintf(hman, sizeof hman, "%s/" SS_DIR_HMAN, s->root);
+    return tu_exists(hman, SS_TRUST_MARKER) ? tu_read(hman, SS_TRUST_MARKER, NULL) : NULL;
+}
+
+static void drop_trust_marker(const tu_site *s)
+{
+    char path[800];
+    snprintf(path, sizeof path, "%s/" SS_DIR_HMAN "/" SS_TRUST_MARKER, s->root);
+    unlink(path);
+}
+
+static void test_trust_change_writes_marker_unless_despooler(void)
+{
+    char *dir = tu_tempdir("trustwake");
+    tu_site ss1;
+    tu_site_make(&ss1, dir, "SS1", NULL);
+    ss_pubkey pk;
+    ss_seckey *sk = NULL;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_keypair_generate(&pk, &sk, &e), 0);
+    char comment[128], text[512], id[SS_KEYID_HEX + 1], want[128];
+    ss_pubkey_comment("PS2", 0, comment, sizeof comment);
+    CU_ASSERT_EQUAL_FATAL(ss_pubkey_format(&pk, comment, text, sizeof text), 0);
+    tu_write(dir, "PS2.pub", text, strlen(text));
+    ss_keyid_hex(pk.keyid, id);
+    ss_keyctx cmd = {ss1.root, &ss1.conf, &ss1.db, &ss1.rep, false};
+    ss_keyctx daemon = cmd;
+    daemon.in_despooler = true;
+
+    /* The despooler's own import: no marker. */
+    CU_ASSERT_EQUAL(ss_trust_import_file(&daemon, "nowhere/PS2.pub", NULL, "hman", false, NULL, &e),
+                    -1);
+    char path[700];
+    snprintf(path, sizeof path, "%s/PS2.pub", dir);
+    CU_ASSERT_EQUAL(ss_trust_import_file(&daemon, path, NULL, "hman", false, NULL, &e), 0);
+    CU_ASSERT_PTR_NULL(trust_marker(&ss1));
+    CU_ASSERT_EQUAL(ss_trust_untrust(&daemon, "PS2", &e), 1);
+    CU_ASSERT_PTR_NULL(trust_marker(&ss1));
+
+    /* A command's import, by a relative path: a marker naming the key, and
+     * 3300 naming the file by its absolute path. */
+    char cwd[600];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
+    CU_ASSERT_EQUAL_FATAL(chdir(dir), 0);
+    int rc = ss_trust_import_file(&cmd, "./PS2.pub", NULL, "import", false, NULL, &e);
+    CU_ASSERT_EQUAL_FATAL(chdir(cwd), 0);
+    CU_ASSERT_EQUAL(rc, 0);
+    char *marker = trust_marker(&ss1);
+    snprintf(want, sizeof want, " key %s of site PS2\n", id);
+    CU_ASSERT_PTR_NOT_NULL(marker);
+    if (marker) CU_ASSERT_PTR_NOT_NULL(strstr(marker, want));
+    free(marker);
+    char istr[1024] = "", real[PATH_MAX], quoted[PATH_MAX + 16];
+    int64_t after = 0;
+    CU_ASSERT_EQUAL(ss_status_query(&ss1.db, &after, 0, 3300, NULL, 0, collect_istr, istr, &e), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(realpath(dir, real));
+    snprintf(quoted, sizeof quoted, "\"%s/PS2.pub\"", real);
+    CU_ASSERT_PTR_NOT_NULL(strstr(istr, quoted));
+
+    /* Untrust and revoke by a command: each replaces the marker. */
+    drop_trust_marker(&ss1);
+    CU_ASSERT_EQUAL(ss_trust_revoke(&cmd, "PS2", id, &e), 0);
+    marker = trust_marker(&ss1);
+    snprintf(want, sizeof want, " revoked key %s of site PS2\n", id);
+    CU_ASSERT_PTR_NOT_NULL(marker);
+    if (marker) CU_ASSERT_PTR_NOT_NULL(strstr(marker, want));
+    free(marker);
+    drop_trust_marker(&ss1);
+    CU_ASSERT_EQUAL(ss_trust_untrust(&cmd, "PS2", &e), 0);
+    marker = trust_marker(&ss1);
+    CU_ASSERT_PTR_NOT_NULL(marker);
+    if (marker) CU_ASSERT_PTR_NOT_NULL(strstr(marker, " untrusted site PS2\n"));
+    free(marker);
+    /* A refused import changes nothing: no marker. */
+    drop_trust_marker(&ss1);
+    CU_ASSERT_EQUAL(ss_trust_import_file(&cmd, path, NULL, "import", false, NULL, &e), -1);
+    CU_ASSERT_PTR_NULL(trust_marker(&ss1));
+
+    ss_seckey_free(sk);
+    tu_site_close(&ss1);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -1628,6 +1727,8 @@ int main(void)
          test_report_runs_notify_command_with_environment},
         {"site.db is WAL at the current schema version", test_db_wal_and_schema_version},
         {"a newer site.db is refused", test_db_newer_schema_refused},
+        {"a command's trust change writes the despooler's marker, the despooler's own does not",
+         test_trust_change_writes_marker_unless_despooler},
     };
     return tu_run("keystore", tests, sizeof tests / sizeof tests[0]);
 }
