@@ -3,13 +3,18 @@
  * every setting written out, site.db, and the site's key pair.
  *
  * Security stance: never overwrites an existing site; keys/ is 0700 and the
- * secret key 0600.
+ * secret key 0600.  A folder that holds anything else (lost+found aside)
+ * is refused too, unless --force: a mistyped -C must not scatter a site
+ * tree among someone's files.
  */
 #include "cli.h"
+#include "suggest.h"
 #include "../inboxes/fileio.h"
 #include "../keystore/keyfile.h"
 #include "../keystore/trust.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <pwd.h>
@@ -18,12 +23,15 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: sitespool [-C SITE_ROOT] init --site CODE [--system]\n"
+    "usage: sitespool [-C SITE_ROOT] init --site CODE [--system] [--force]\n"
     "\n"
     "Creates the site folder SITE_ROOT: site.conf (every setting, commented), site.db,\n"
     "keys/CODE.key (secret, mode 0600) and keys/CODE.pub, the inboxes and logs.\n"
     "CODE is 3 to 8 characters of A-Z and 0-9. An existing site is never overwritten.\n"
+    "SITE_ROOT must be new or empty (lost+found aside).\n"
     "\n"
+    "--force   make the site in a folder that holds other files (they are left alone;\n"
+    "          an existing site is still refused)\n"
     "--system  the installed layout (run as root): the site in " SITESPOOL_STATE_DIR "/CODE\n"
     "          (unless -C), owned by the sitespool user; its settings in\n"
     "          " SITESPOOL_CONF_DIR "/CODE.conf, owned by root, readable by group\n"
@@ -32,28 +40,71 @@ static const char usage[] =
     "\n"
     "Exit codes: 0 created, 1 failed (nothing is overwritten), 2 usage error.\n";
 
-static int parse_init(int argc, char **argv, const char **site, bool *system)
+struct init_opts {
+    const char *site;
+    bool system, force;
+};
+
+static int parse_init(int argc, char **argv, struct init_opts *o)
 {
     static const struct option opts[] = {{"site", required_argument, NULL, 's'},
                                          {"system", no_argument, NULL, 'S'},
+                                         {"force", no_argument, NULL, 'f'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
         if (ch == 's')
-            *site = optarg;
+            o->site = optarg;
         else if (ch == 'S')
-            *system = true;
+            o->system = true;
+        else if (ch == 'f')
+            o->force = true;
         else if (ch == 'h')
             return fputs(usage, stdout), -1;
         else
             return cli_usage(usage, "bad option for init");
     }
-    if (!*site || optind != argc) return cli_usage(usage, "init needs --site CODE and nothing else");
-    if (!ss_site_code_valid(*site))
-        return cli_usage(usage, "'%s' is not a site code (3-8 characters of A-Z and 0-9)", *site);
+    if (!o->site || optind != argc)
+        return cli_usage(usage, "init needs --site CODE and nothing else");
+    if (!ss_site_code_valid(o->site)) return suggest_bad_site(usage, "--site", o->site);
     return 0;
+}
+
+/* Refuses a SITE_ROOT that holds anything but lost+found (unless
+ * --force) - except a site, which ss_site_make_tree refuses in its own
+ * words.  A root that is not there yet is fine. */
+static int check_root_empty(const char *root, bool system, bool force)
+{
+    char conf[PATH_MAX];
+    if (force || (ss_conf_locate(root, system, conf, sizeof conf) == 0 && access(conf, F_OK) == 0))
+        return 0;
+    DIR *d = opendir(root);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        fprintf(stderr, "sitespool: cannot read %s: %s\n", root, strerror(errno));
+        return 1;
+    }
+    size_t count = 0;
+    char first[256] = "";
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            !strcmp(de->d_name, "lost+found"))
+            continue;
+        if (!count++) snprintf(first, sizeof first, "%s", de->d_name);
+    }
+    closedir(d);
+    if (!count) return 0;
+    char more[48] = "";
+    if (count > 1) snprintf(more, sizeof more, " and %zu more", count - 1);
+    fprintf(stderr,
+            "sitespool: %s is not empty (it holds %s%s): a site is made in a new or empty "
+            "folder. Name another with -C, or add --force to make the site among these files "
+            "(they are left alone)\n",
+            root, first, more);
+    return 1;
 }
 
 /* nftw() passes no context: the owner for chown_entry, set just before. */
@@ -93,10 +144,11 @@ static int hand_over(const char *root, const char *site, ss_error *e)
 
 int cmd_init(cli *c, int argc, char **argv)
 {
-    const char *site = NULL;
-    bool system_layout = false;
-    int rc0 = parse_init(argc, argv, &site, &system_layout);
+    struct init_opts o = {0};
+    int rc0 = parse_init(argc, argv, &o);
     if (rc0 != 0) return rc0 < 0 ? 0 : rc0;
+    const char *site = o.site;
+    bool system_layout = o.system;
     char system_root[PATH_MAX];
     if (system_layout) {
         if (geteuid() != 0)
@@ -127,6 +179,7 @@ int cmd_init(cli *c, int argc, char **argv)
         ss_path(keys_dir, sizeof keys_dir, c->root, SS_DIR_KEYS) != 0 ||
         ss_own_key_paths(c->root, site, sk_path, pk_path, sizeof sk_path) != 0)
         return ss_err(&e, SS_E_TOOBIG, "site path too long"), cli_fail(&e);
+    if ((rc0 = check_root_empty(c->root, system_layout, o.force)) != 0) return rc0;
     if (ss_site_make_tree(c->root, system_layout, &e) != 0) return cli_fail(&e);
     if (access(sk_path, F_OK) == 0)
         return ss_err(&e, SS_E_EXISTS, "%s already exists; refusing to replace a key pair",

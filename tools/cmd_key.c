@@ -13,11 +13,13 @@
  * change wakes a running despooler (keystore/trust.h).
  */
 #include "cli.h"
+#include "suggest.h"
 #include "../keystore/lookup.h"
 #include "../keystore/trust.h"
 #include "../inboxes/fileio.h"
 #include "../inboxes/json.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -26,7 +28,7 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: sitespool [-C SITE_ROOT] key export [-o FILE|-]\n"
+    "usage: sitespool [-C SITE_ROOT] key export [-o FILE|-] [--force]\n"
     "       sitespool [-C SITE_ROOT] key import FILE [--site CODE] [--shared-key]\n"
     "       sitespool [-C SITE_ROOT] key list [--json]\n"
     "       sitespool [-C SITE_ROOT] key approve CODE [KEYID]\n"
@@ -34,8 +36,10 @@ static const char usage[] =
     "       sitespool [-C SITE_ROOT] key revoke KEYID [--site CODE]\n"
     "       sitespool [-C SITE_ROOT] key rotate | key publish | key send-to CODE [--unsigned]\n"
     "\n"
-    "export  writes this site's public key (minisign format) to FILE, default ./CODE.pub;\n"
-    "        give it to the other site's administrator for their inboxes/hman.box.\n"
+    "export  writes this site's public key (minisign format) to FILE, default ./CODE.pub,\n"
+    "        and prints its key id (on standard error with -o -); give the file to the\n"
+    "        other site's administrator for their inboxes/hman.box. An existing FILE that\n"
+    "        holds anything else is not replaced unless --force.\n"
     "import  trusts a peer's public key file. Its site is named twice, by the file name\n"
     "        CODE.pub (.ct4, .ct5) and by the key's comment ('... for site CODE'); both\n"
     "        must agree, unless --site says which site it is for. A key already trusted\n"
@@ -55,18 +59,53 @@ static const char usage[] =
     "publish writes this site's public key into the key directory folder (directory).\n"
     "send-to sends this site's public key to a peer as a key exchange instruction.\n";
 
+/* Writes the key file `out`: a new file, or (--force) over an old one.
+ * An existing file that already holds exactly this key is left as it is.
+ * Returns 0 written, 2 already there, 1 when it exists and differs (said),
+ * -1 with e set. */
+static int write_export(const char *out, const char *text, size_t len, bool force, ss_error *e)
+{
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (force ? O_TRUNC : O_EXCL);
+    int fd = open(out, flags, 0644);
+    if (fd < 0 && errno == EEXIST) {
+        char *old = NULL;
+        size_t old_len = 0;
+        ss_error ignored = {0};
+        bool same = ss_read_small_file(AT_FDCWD, out, 4096, &old, &old_len, &ignored) == 0 &&
+                    old_len == len && memcmp(old, text, len) == 0;
+        free(old);
+        if (same) return 2;
+        fprintf(stderr,
+                "sitespool: %s exists and holds something else; not replacing it (another "
+                "site's key? an older key of this site?). Name another file with -o, or add "
+                "--force to replace it\n",
+                out);
+        return 1;
+    }
+    int rc = fd < 0 || ss_write_all(fd, text, len, e) != 0 || fsync(fd) != 0 ? -1 : 0;
+    if (rc != 0) ss_err_sys(e, "cannot write %s", out);
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
 static int key_export(cli *c, int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     const char *out = NULL;
+    bool force = false;
     int ch;
     optind = 1;
-    while ((ch = getopt(argc, argv, "o:h")) != -1) {
+    while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         if (ch == 'o')
             out = optarg;
+        else if (ch == 'f')
+            force = true;
         else
             return ch == 'h' ? (fputs(usage, stdout), 0) : cli_usage(usage, "bad option");
     }
-    if (optind != argc) return cli_usage(usage, "export takes no arguments besides -o FILE");
+    if (optind != argc)
+        return cli_usage(usage, "export takes no arguments besides -o FILE and --force");
     char pk_path[PATH_MAX], def[64], *text = NULL;
     ss_error e = {0};
     ss_own_key_paths(c->root, c->conf.site_code, NULL, pk_path, sizeof pk_path);
@@ -78,23 +117,24 @@ static int key_export(cli *c, int argc, char **argv)
         return ss_err(&e, e.code, "%s: %s", pk_path, e.msg), cli_fail(&e);
     }
     int rc = 0;
+    char id[SS_KEYID_HEX + 1];
+    ss_keyid_hex(pk.keyid, id);
     if (out && !strcmp(out, "-")) {
+        /* Standard output is the key itself: the id goes to stderr. */
         fputs(text, stdout);
+        fprintf(stderr, "Wrote public key %s of site %s to standard output\n", id,
+                c->conf.site_code);
     } else {
         if (!out) {
             snprintf(def, sizeof def, "%s.pub", c->conf.site_code);
             out = def;
         }
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0 || ss_write_all(fd, text, len, &e) != 0 || fsync(fd) != 0) {
-            ss_err_sys(&e, "cannot write %s", out);
-            rc = cli_fail(&e);
-        }
-        if (fd >= 0) close(fd);
-        if (rc == 0) {
-            char id[SS_KEYID_HEX + 1];
-            ss_keyid_hex(pk.keyid, id);
-            fprintf(stderr, "Wrote public key %s of site %s to %s\n", id, c->conf.site_code, out);
+        rc = write_export(out, text, len, force, &e);
+        if (rc < 0) rc = cli_fail(&e);
+        if (rc == 0) printf("Wrote public key %s of site %s to %s\n", id, c->conf.site_code, out);
+        if (rc == 2) {
+            printf("%s already holds public key %s of site %s\n", out, id, c->conf.site_code);
+            rc = 0;
         }
     }
     free(text);
@@ -229,6 +269,14 @@ int cmd_key(cli *c, int argc, char **argv)
     /* Help works anywhere, in or out of a site folder. */
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
+    static const char *const subs[] = {"export",  "import", "list",   "approve", "trust",
+                                       "untrust", "revoke", "rotate", "publish", "send-to"};
+    size_t known = 0;
+    while (known < sizeof subs / sizeof subs[0] && strcmp(argv[1], subs[known]))
+        known++;
+    if (known == sizeof subs / sizeof subs[0])
+        return suggest_unknown(usage, "key subcommand", argv[1], subs, known,
+                               "sitespool key --help");
     if (cli_open(c) != 0) return 1;
     if (!strcmp(argv[1], "export")) return key_export(c, argc - 1, argv + 1);
     if (!strcmp(argv[1], "import")) return key_import(c, argc - 1, argv + 1);

@@ -7,15 +7,18 @@
  */
 #include "cli.h"
 #include "site_open.h"
+#include "suggest.h"
 #include "../inboxes/json.h"
 #include "../sender/address.h"
 #include "../sender/hostkeys.h"
 #include "../sender/remote.h"
 #include "../sender/sender.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -100,13 +103,36 @@ static int check_addresses(const struct add_args *a, bool *any_remote)
     return 0;
 }
 
+/* A local inbox that is not a folder here (yet) is added all the same (a
+ * share may be mounted later), with a warning saying what will happen.
+ * sftp:// addresses are on other hosts: not checked here. */
+static void warn_local_inbox(const char *code, const char *address)
+{
+    ss_address a;
+    ss_error e = {0};
+    struct stat st;
+    if (ss_address_parse(address, &a, &e) != 0 || a.remote) return;
+    const char *problem = NULL;
+    if (stat(a.path, &st) != 0)
+        problem = errno == ENOENT ? "does not exist" : strerror(errno);
+    else if (!S_ISDIR(st.st_mode))
+        problem = "is not a folder";
+    if (!problem) return;
+    fprintf(stderr,
+            "sitespool: warning: the inbox %s %s on this host. Peer %s is added all the same: "
+            "pairs for it stay queued (status 4501; the sender retries them) until the folder "
+            "is there (a share not mounted yet?), or until 'sitespool peer add %s --inbox "
+            "ADDRESS' names the right one.\n",
+            a.path, problem, code, code);
+}
+
 static int peer_add(cli *c, int argc, char **argv)
 {
     struct add_args a = {0};
     int rc = parse_add(argc, argv, &a);
     if (rc != 0) return rc < 0 ? 0 : rc;
     const char *code = argv[optind];
-    if (!ss_site_code_valid(code)) return cli_usage(usage, "'%s' is not a site code", code);
+    if (!ss_site_code_valid(code)) return suggest_bad_site(usage, "peer", code);
     if (!strcmp(code, c->conf.site_code)) return cli_usage(usage, "%s is this site itself", code);
     bool any_remote;
     if ((rc = check_addresses(&a, &any_remote)) != 0) return rc;
@@ -120,6 +146,8 @@ static int peer_add(cli *c, int argc, char **argv)
                : i == 0        ? (a.round_robin ? " (round robin)" : " (first)")
                : a.round_robin ? ""
                                : " (if the ones before fail)");
+    for (size_t i = 0; i < a.n; i++)
+        warn_local_inbox(code, a.addresses[i]);
     if (a.host_key) {
         char hosts[512];
         unsigned written;
@@ -242,6 +270,7 @@ static int peer_trust_host(cli *c, int argc, char **argv)
 {
     if (argc != 4) return cli_usage(usage, "peer trust-host needs CODE and SHA256:...");
     const char *code = argv[2], *fp = argv[3];
+    if (!ss_site_code_valid(code)) return suggest_bad_site(usage, "peer", code);
     ss_error e = {0};
     ss_peer peer;
     if (ss_peer_require(&c->db, code, &peer, &e) != 0) return cli_fail(&e);
@@ -281,17 +310,30 @@ static int peer_ssh_key(cli *c)
     return 0;
 }
 
+/* A known subcommand, or the usage error that names the nearest one. */
+static int check_subcommand(const char *name)
+{
+    static const char *const subs[] = {"add", "list", "remove", "trust-host", "ssh-key"};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        if (!strcmp(name, subs[i])) return 0;
+    return suggest_unknown(usage, "peer subcommand", name, subs, sizeof subs / sizeof subs[0],
+                           "sitespool peer --help");
+}
+
 int cmd_peer(cli *c, int argc, char **argv)
 {
     if (argc < 2 || cli_wants_help(argc, argv))
         return argc < 2 ? cli_usage(usage, "peer needs a subcommand") : (fputs(usage, stdout), 0);
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
+    int rc = check_subcommand(argv[1]);
+    if (rc != 0) return rc;
     if (cli_open_short_lived(c) != 0) return 1; /* peer list works on a full disk */
     ss_error e = {0};
     if (!strcmp(argv[1], "add")) return peer_add(c, argc - 1, argv + 1);
     if (!strcmp(argv[1], "remove")) {
         if (argc != 3) return cli_usage(usage, "peer remove needs CODE");
+        if (!ss_site_code_valid(argv[2])) return suggest_bad_site(usage, "peer", argv[2]);
         if (ss_peer_remove(&c->db, argv[2], &e) != 0) return cli_fail(&e);
         printf("Removed peer %s\n", argv[2]);
         return 0;

@@ -13,6 +13,8 @@
 #include "cli.h"
 #include "service.h"
 #include "site_open.h"
+#include "suggest.h"
+#include "../inboxes/instruction.h"
 #include "../inboxes/text.h"
 #include "../sender/sender.h"
 
@@ -154,6 +156,20 @@ static void print_summary(const struct account *a, const char *to)
                 a->already, to);
 }
 
+/* What is wrong with a --name, in words; NULL when it is a valid
+ * delivered file name (ss_file_name_valid). */
+static const char *name_problem(const char *name)
+{
+    if (ss_file_name_valid(name)) return NULL;
+    if (!name[0]) return "is empty";
+    if (strchr(name, '/'))
+        return "holds a '/': a delivered name is a file name without folders (the receiving site "
+               "chooses the folder; --dest names its inbox)";
+    if (name[0] == '.') return "starts with '.' (names of hidden and temporary files are refused)";
+    if (strlen(name) > SS_NAME_MAX) return "is longer than 255 bytes";
+    return "holds control characters";
+}
+
 struct send_opts {
     const char *to, *dest, *name;
     bool unsigned_mode, flush, queue_only, again;
@@ -206,11 +222,17 @@ static int parse_send(int argc, char **argv, struct send_opts *o)
     if (o->flush ? nfiles != 0 : (nfiles == 0 || !o->to))
         return cli_usage(send_usage, o->flush ? "--flush takes no files"
                                               : "send needs --to CODE and at least one FILE");
-    if (o->to && !ss_site_code_valid(o->to))
-        return cli_usage(send_usage, "'%s' is not a site code", o->to);
+    if (o->to && !ss_site_code_valid(o->to)) return suggest_bad_site(send_usage, "--to", o->to);
     if (!ss_dest_name_valid(o->dest))
         return cli_usage(send_usage, "'%s' is not an inbox name like replmgr.box", o->dest);
     if (o->name && nfiles != 1) return cli_usage(send_usage, "--name needs exactly one FILE");
+    const char *problem = o->name ? name_problem(o->name) : NULL;
+    if (problem) {
+        char shown[SS_NAME_MAX * 4 + 1];
+        ss_text_safe(o->name, shown, sizeof shown);
+        return cli_usage(send_usage, "--name '%s' cannot be a delivered file name: it %s", shown,
+                         problem);
+    }
     return 0;
 }
 
@@ -247,12 +269,41 @@ static int send_files(cli *c, ss_sender *s, const struct send_opts *o, char **fi
     return exit_code;
 }
 
+/* "SS1, SS2, ..." for the error about a site that is not a peer. */
+static int collect_name(void *ctx, const ss_peer *p)
+{
+    char *text = ctx;
+    size_t used = strlen(text);
+    if (used < 400) snprintf(text + used, 512 - used, "%s%s", used ? ", " : "", p->site);
+    return 0;
+}
+
+/* Before anything is made for it (an outbox folder, a status message):
+ * `to` must be a peer.  Otherwise the error names the known peers and the
+ * command that adds one. */
+static int require_peer(cli *c, const char *to)
+{
+    ss_error e = {0};
+    int found = ss_peer_get(&c->db, to, NULL, &e);
+    if (found < 0) return cli_fail(&e);
+    if (found) return 0;
+    char names[512] = "";
+    if (ss_peer_foreach(&c->db, collect_name, names, &e) != 0) return cli_fail(&e);
+    fprintf(stderr,
+            "sitespool: %s is not a peer of site %s (%s%s); nothing was sent or queued. "
+            "To deliver to %s, add it first: sitespool -C %s peer add %s --inbox ADDRESS\n",
+            to, c->conf.site_code, names[0] ? "its peers: " : "it has no peers yet", names, to,
+            c->root, to);
+    return 1;
+}
+
 int cmd_send(cli *c, int argc, char **argv)
 {
     struct send_opts o;
     int rc = parse_send(argc, argv, &o);
     if (rc != 0) return rc < 0 ? 0 : rc;
     if (cli_open_short_lived(c) != 0) return 1;
+    if (o.to && (rc = require_peer(c, o.to)) != 0) return rc;
     /* Lines that cannot be shown (a reader that went away) must not stop
      * the work half done. */
     signal(SIGPIPE, SIG_IGN);

@@ -3,6 +3,7 @@
  * subcommands.  Site selection: -C DIR, else $SITESPOOL_SITE, else ".".
  */
 #include "cli.h"
+#include "suggest.h"
 
 #include <dirent.h>
 #include <sodium.h>
@@ -123,5 +124,9 @@ int main(int argc, char **argv)
             return rc;
         }
     }
-    return cli_usage(usage, "unknown command '%s'", argv[i]);
+    const char *names[sizeof commands / sizeof commands[0]];
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        names[k] = commands[k].name;
+    return suggest_unknown(usage, "command", argv[i], names, sizeof names / sizeof names[0],
+                           "sitespool --help");
 }
