@@ -71,7 +71,7 @@ typedef struct ss_hold_info {
     char site[SS_SITE_CODE_MAX + 1];
     char reason[320];
     int64_t since;
-    int status_id; /* 4420, 4416 or 4426 */
+    int status_id; /* 4420, 4416, 4419 or 4426 */
 } ss_hold_info;
 
 /* A pair (or half of one) in despoolr.box/receive. */

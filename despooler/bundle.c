@@ -19,7 +19,8 @@
  * removed.  The verdicts come in the order of deliver.c: a forgery is a
  * bad signature (4407), then a bad compressed stream (4413), then a bad
  * tar or member (4427, the whole bundle is quarantined).
- * Diagnostics: 4427 (through quarantine.c); 4407 and 4413 as for a pair.
+ * Diagnostics: 4427 (through quarantine.c); 4407, 4413 and 4419 (the
+ * package cannot be read) as for a pair.
  * Known limits: members are written as they come; a bundle refused late
  * has cost the writes of its earlier members.
  */
@@ -51,7 +52,8 @@ struct bundle_reader {
     const unsigned char *in;
     size_t in_len;
     bool eof;
-    ss_error read_err;   /* reading the package failed: a local fault */
+    ss_error read_err;   /* reading the package failed: a local fault (4419) */
+    int read_errno;      /* its error number */
     ss_error unpack_err; /* not a valid compressed stream, or the wrong size */
 };
 
@@ -61,7 +63,10 @@ static ssize_t reader_next(struct bundle_reader *r, const void **out)
     for (;;) {
         if (r->in_len == 0 && !r->eof) {
             ssize_t n = ss_read_full(r->fd, r->st->read_buf, READ_CHUNK, &r->read_err);
-            if (n < 0) return -1;
+            if (n < 0) {
+                r->read_errno = errno;
+                return -1;
+            }
             r->eof = n == 0;
             ss_hash_update(&r->hash, r->st->read_buf, (size_t)n);
             r->in = r->st->read_buf;
@@ -97,7 +102,10 @@ static int reader_finish(struct bundle_reader *r, const ss_instr *in)
             ;
     while (!r->read_err.code && !r->eof) {
         ssize_t got = ss_read_full(r->fd, r->st->read_buf, READ_CHUNK, &r->read_err);
-        if (got < 0) break;
+        if (got < 0) {
+            r->read_errno = errno;
+            break;
+        }
         r->eof = got == 0;
         ss_hash_update(&r->hash, r->st->read_buf, (size_t)got);
     }
@@ -326,9 +334,10 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
     unsigned char hash[SS_HASH_BYTES];
     ss_error sig_err = {0};
     ss_hash_final(&r.hash, hash);
-    if (finished != 0 || r.read_err.code) {
-        w->sv = SV_LOCAL_FAULT;
+    if (finished != 0 || r.read_err.code) { /* reading the package: not the destination */
+        w->sv = SV_INPUT_FAULT;
         w->sv_err = r.read_err;
+        w->input_errno = r.read_errno;
     } else if (s.io_err.code) {
         w->sv = SV_LOCAL_FAULT;
         w->sv_err = s.io_err;

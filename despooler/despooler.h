@@ -82,6 +82,7 @@ typedef struct ss_despooler {
      * common case does not pay for deletes of rows that are not there. */
     bool retries_pending;
     bool notes_pending;
+    bool input_faults_pending; /* hold notes of unreadable files (4419) */
     /* Housekeeping (backlog, expiry, ledger pruning): 0 = every scan. */
     int64_t housekeeping_every_ms;
     int64_t housekeeping_last_ms;

@@ -8,8 +8,9 @@
  * Security stance: the payload is read whole (at most KEY_PAYLOAD_MAX) and
  * hashed in the same pass; the signature over it verifies before the
  * payload is believed; proofs are checked by keystore/keyfile.c.
- * Diagnostics: 4404, 4407, 4413, 4421, 4422; the hman messages (3300,
- * 3303, 3305, 3309, 3313) are raised by the trust module.
+ * Diagnostics: 4404, 4407, 4413, 4419 (its package cannot be read), 4421,
+ * 4422; the hman messages (3300, 3303, 3305, 3309, 3313) are raised by the
+ * trust module.
  */
 #include "pipeline.h"
 
@@ -35,11 +36,16 @@ static enum outcome read_key_payload(ss_despooler *d, work *w, const char *base,
     ss_error e = {0}, unpack_err = {0};
     dsp_stager main = dsp_main_stager(d);
     int rc = dsp_stream_package(&main, pck_fd, w, &sink, hash, &unpack_err, &e);
+    int err = errno; /* the read's, if rc is -2 */
     close(pck_fd);
+    if (rc == -2) return dsp_input_fault(d, w->in.id, w->in.from, w->pck_name, err);
     if (rc != 0) {
+        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "Cannot read key instruction %s: %s",
+                w->in.id, e.msg);
         d->stats.waiting++;
         return OUT_WAIT;
     }
+    dsp_input_readable(d, w->in.id, w->pck_name);
     if (unpack_err.code != SS_OK) {
         QUARANTINE(d, base, 4413, w->in.id, w->in.from, unpack_err.msg);
         return OUT_DONE;

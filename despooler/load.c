@@ -10,7 +10,9 @@
  * Security stance: nothing here is trusted yet - the fields are only used
  * to find the key (verify.c) until the signature over them verified.
  * Diagnostics: 4403 (malformed, truncated), 4411 (not a regular file); a
- * truncated file younger than WRITER_GRACE_S is left for its writer.
+ * truncated file younger than WRITER_GRACE_S is left for its writer; a
+ * file this host cannot read (permissions, I/O, descriptors) stays, 4419
+ * (localfault.c).
  */
 #include "pipeline.h"
 
@@ -60,7 +62,11 @@ int dsp_load(int receive_fd, const char *ins_name, work *w, ss_error *e)
     snprintf(w->ins_name, sizeof w->ins_name, "%s", ins_name);
     base_of(ins_name, base, sizeof base);
     snprintf(w->pck_name, sizeof w->pck_name, "%s.pck", base);
-    if (ss_read_small_file(receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) return -1;
+    if (ss_read_small_file(receive_fd, ins_name, SS_SIGFILE_MAX, &text, &len, e) != 0) {
+        /* ss_read_small_file leaves errno as the failed call set it. */
+        w->input_errno = e->code == SS_E_NOMEM ? ENOMEM : e->code == SS_E_IO ? errno : 0;
+        return -1;
+    }
     /* The file's identity goes into the ledger with the delivery, so that
      * after a crash the leftover of the batch is told from a resend. */
     struct stat st;
@@ -97,13 +103,18 @@ void dsp_read_claim(int dirfd, const char *name, ss_claim *c)
 }
 
 /* An instruction dsp_load could not load: quarantined, or left for its
- * writer or because it is gone. */
-void dsp_load_failed(ss_despooler *d, const char *name, const ss_error *err)
+ * writer, because it is gone, or because this host cannot read it (err:
+ * the error number of the read, 0 if it was read). */
+void dsp_load_failed(ss_despooler *d, const char *name, const ss_error *err, int err_no)
 {
     ss_error e = *err;
     char base[64];
     base_of(name, base, sizeof base);
     if (e.code == SS_E_NOENT) return; /* gone since the listing */
+    if ((e.code == SS_E_IO || e.code == SS_E_NOMEM) && dsp_input_fault_is_local(err_no)) {
+        (void)dsp_input_fault(d, base, NULL, name, err_no);
+        return;
+    }
     struct stat st;
     if (e.code == SS_E_TRUNCATED && fstatat(d->receive_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         ss_now() - st.st_mtime < WRITER_GRACE_S) {

@@ -34,6 +34,9 @@
  * (4426).  waiting.c tells a hold's status message by them. */
 #define HOLD_DEST_PREFIX "destination "
 #define HOLD_QUARANTINE_PREFIX "quarantine failed: "
+/* A file in receive that this site cannot read (4419, localfault.c):
+ * "cannot read <name>: <error>". */
+#define HOLD_INPUT_PREFIX "cannot read "
 
 /* What became of an instruction: staged for the batch commit, finished
  * (delivered, quarantined or removed), left in receive for later, or
@@ -42,8 +45,17 @@
 enum outcome { OUT_STAGED, OUT_DONE, OUT_WAIT, OUT_FAIL };
 
 /* What staging found (stage.c), acted on by the main thread: NONE not to
- * be staged, PENDING waiting for a worker. */
-enum stage_verdict { SV_NONE, SV_PENDING, SV_STAGED, SV_MISSING, SV_LOCAL_FAULT, SV_REFUSED };
+ * be staged, PENDING waiting for a worker; LOCAL_FAULT the destination (or
+ * memory) failed, INPUT_FAULT the package could not be read (4419). */
+enum stage_verdict {
+    SV_NONE,
+    SV_PENDING,
+    SV_STAGED,
+    SV_MISSING,
+    SV_LOCAL_FAULT,
+    SV_INPUT_FAULT,
+    SV_REFUSED
+};
 
 /* A staging thread's own buffers: the read buffer and the inflater. */
 typedef struct dsp_stager {
@@ -91,6 +103,7 @@ typedef struct work {
     int sv_status;
     char sv_detail[256];
     ss_error sv_err;
+    int input_errno; /* errno of a failed read of the .ins (load) or .pck (staging) */
     uint64_t sv_size;
     uint64_t pck_size; /* the package file's size when opened */
     /* Made durable file by file on its staging thread (fdatasync), or left
@@ -154,11 +167,12 @@ static inline int db_step_done(ss_despooler *d, sqlite3_stmt *st, const char *wh
 bool dsp_force_has(const ss_despooler *d, const char *site);
 void dsp_force_add(void *ctx, const char *site);
 
-/* load.c: dsp_load runs on pool threads (reads and parses only) */
+/* load.c: dsp_load runs on pool threads (reads and parses only); when it
+ * could not read the file, w->input_errno holds the error number. */
 int dsp_load(int receive_fd, const char *ins_name, work *w, ss_error *e);
 /* What dirfd/name claims, for listings (no name check, nothing judged). */
 void dsp_read_claim(int dirfd, const char *name, ss_claim *c);
-void dsp_load_failed(ss_despooler *d, const char *name, const ss_error *e);
+void dsp_load_failed(ss_despooler *d, const char *name, const ss_error *e, int err);
 
 /* verify.c */
 enum outcome dsp_trust_failed(ss_despooler *d, const work *w, const ss_error *e);
@@ -186,6 +200,8 @@ static inline dsp_stager dsp_main_stager(ss_despooler *d)
 int dsp_stager_init(dsp_stager *st, ss_error *e);
 void dsp_stager_free(dsp_stager *st);
 int dsp_unpack_write(void *ctx, const void *data, size_t len, ss_error *e);
+/* Hashes and inflates the package: 0, -1 if it could not start (*e), -2
+ * if reading the package failed (*e; errno is the read's error number). */
 int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
                        unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e);
 /* Opens the package; -1 with the verdict set if it cannot be staged. */
@@ -250,6 +266,8 @@ int dsp_clock_advance(ss_despooler *d, int64_t *high_water, ss_error *e);
 void dsp_forget_notes(ss_despooler *d, const char *base);
 void dsp_retry_forget(ss_despooler *d, const char *id);
 enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base);
+bool dsp_retry_not_due(ss_despooler *d, const work *w);
+int dsp_hold_of(ss_despooler *d, const work *w, char *reason, size_t len);
 bool dsp_note_once(ss_despooler *d, const work *w, const char *reason);
 bool dsp_note_once_id(ss_despooler *d, const char *id, const char *from, const char *reason);
 enum outcome dsp_hold(ss_despooler *d, const work *w, const char *reason);
@@ -272,6 +290,16 @@ static inline bool dsp_exists_at(int dirfd, const char *name)
 {
     return faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
+
+/* localfault.c: an input that cannot be read for a reason of this host */
+/* true: err (of open, stat or read) is this host's fault, not the file's. */
+bool dsp_input_fault_is_local(int err);
+/* Keeps the pair in receive; 4419 once per pair and cause.  from may be
+ * NULL (the instruction itself could not be read). */
+enum outcome dsp_input_fault(ss_despooler *d, const char *id, const char *from, const char *name,
+                             int err);
+/* name of pair id was read: a note of a fault reading it goes. */
+void dsp_input_readable(ss_despooler *d, const char *id, const char *name);
 
 /* quarantine.c */
 int dsp_move_to_rejected(ss_despooler *d, const char *name, char *target, size_t len, ss_error *e);

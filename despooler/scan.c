@@ -131,10 +131,7 @@ static enum outcome process_one(ss_despooler *d, work *w)
             return dsp_trust_failed(d, w, &e);
         o = dsp_act_on_verdict(d, w, base, &v, NULL);
     } else {
-        ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
-                "Verifying signature for instruction %s from site %s with key %s", w->ins_name,
-                w->in.from, w->keyid);
-        o = dsp_authenticate(d, w, base, &key);
+        o = dsp_authenticate(d, w, base, &key); /* logs "Verifying signature ..." */
     }
     if (o == OUT_STAGED) o = dsp_check_fields(d, w, base);
     if (o != OUT_STAGED) return o;
@@ -178,9 +175,10 @@ static size_t load_batch(ss_despooler *d, dsp_name *names, int count, struct bat
     dsp_run_jobs(d, load_job, b, nvalid);
     for (size_t i = 0; i < nvalid; i++) {
         if (errs[i].code != SS_OK) {
-            dsp_load_failed(d, valid[i], &errs[i]);
+            dsp_load_failed(d, valid[i], &errs[i], b->items[i].input_errno);
             continue;
         }
+        dsp_input_readable(d, b->items[i].in.id, valid[i]);
         if (n != i) memcpy(&b->items[n], &b->items[i], sizeof b->items[n]);
         n++;
     }

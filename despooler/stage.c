@@ -18,8 +18,8 @@
  * Security stance: as deliver.c: output bounded by the declared size, a
  * forgery reads as a bad signature (the whole package is always hashed),
  * packages opened without following links, regular and size-limited.
- * Diagnostics: none of its own; the verdicts become 4407, 4411-4413, 4416
- * and 4427 in dsp_stage_apply.
+ * Diagnostics: none of its own; the verdicts become 4407, 4411-4413, 4416,
+ * 4419 (a package this host cannot read) and 4427 in dsp_stage_apply.
  * Known limits: a pool that cannot start its threads stages on the main
  * thread (logged once).
  */
@@ -100,6 +100,7 @@ struct ring {
     int fd;
     ss_hash hash;
     ss_error err;
+    int err_no; /* the failed read's error number */
 };
 
 static void *ring_reader(void *arg)
@@ -112,6 +113,7 @@ static void *ring_reader(void *arg)
         size_t i = (r->head + r->count) % RING_SLOTS;
         pthread_mutex_unlock(&r->lock);
         ssize_t n = ss_read_full(r->fd, r->slot[i], READ_CHUNK, &r->err);
+        if (n < 0) r->err_no = errno;
         if (n > 0) ss_hash_update(&r->hash, r->slot[i], (size_t)n);
         pthread_mutex_lock(&r->lock);
         if (n > 0) {
@@ -183,6 +185,7 @@ static int stream_with_reader(dsp_stager *st, int pck_fd, const work *w, struct 
     pthread_cond_destroy(&r.changed);
     pthread_mutex_destroy(&r.lock);
     free(mem);
+    if (rc == -2) errno = r.err_no; /* the reader's, for the caller */
     return rc;
 }
 
@@ -197,7 +200,7 @@ int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_
     if (w->is_signed) ss_inflater_skip_checksum(inf);
     if (w->pck_size >= LARGE_PACKAGE) {
         int rc = stream_with_reader(st, pck_fd, w, sink, hash, unpack_err, e);
-        if (rc != -1) return rc == 0 ? 0 : -1;
+        if (rc != -1) return rc;
     }
     bool inflating = true;
     ssize_t n;
@@ -211,19 +214,31 @@ int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_
         inf->out_bytes != w->in.size)
         ss_err(unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
                (unsigned long long)inf->out_bytes, (unsigned long long)w->in.size);
-    if (n < 0) return -1;
+    if (n < 0) return -2; /* errno is still the read's */
     ss_hash_final(&h, hash);
     return 0;
+}
+
+/* The package could not be read (errno err): this host's fault, kept and
+ * retried (4419). */
+static void input_fault(work *w, int err, const ss_error *e)
+{
+    w->sv = SV_INPUT_FAULT;
+    w->input_errno = err;
+    w->sv_err = *e;
 }
 
 int dsp_stage_open_package(int receive_fd, uint64_t max_bytes, work *w)
 {
     ss_error e = {0};
-    struct stat st;
+    struct stat st = {0};
     int fd = ss_open_regular(receive_fd, w->pck_name, max_bytes, &st, &e);
+    int err = errno; /* ss_open_regular leaves it as the failed call set it */
     w->pck_size = (uint64_t)st.st_size;
     if (fd >= 0) return fd;
-    if (e.code == SS_E_NOTREG) {
+    if (e.code == SS_E_IO && dsp_input_fault_is_local(err)) {
+        input_fault(w, err, &e);
+    } else if (e.code == SS_E_NOTREG || e.code == SS_E_IO) { /* SS_E_IO: a socket, a device */
         dsp_stage_refuse(w, 4411, e.msg);
     } else if (e.code == SS_E_TOOBIG) {
         w->sv_size = (uint64_t)st.st_size;
@@ -257,8 +272,13 @@ static void stage_single(dsp_stager *st, int receive_fd, uint64_t max_bytes, wor
     }
     struct unpack_sink sink = {.fd = w->out.fd};
     unsigned char hash[SS_HASH_BYTES];
-    if (dsp_stream_package(st, pck_fd, w, &sink, hash, &unpack_err, &w->sv_err) != 0) {
+    ss_error read_err = {0};
+    int rc = dsp_stream_package(st, pck_fd, w, &sink, hash, &unpack_err, &read_err);
+    if (rc == -2) {
+        input_fault(w, errno, &read_err); /* reading the package: never the destination */
+    } else if (rc != 0) {
         w->sv = SV_LOCAL_FAULT;
+        w->sv_err = read_err;
     } else if (sink.io_failed) { /* disk full, EDQUOT, EIO...: not the package's fault */
         w->sv = SV_LOCAL_FAULT;
         w->sv_err = sink.io_err;
@@ -292,6 +312,10 @@ enum outcome dsp_stage_apply(ss_despooler *d, work *w)
 {
     char base[64], num[32], max[32];
     base_of(w->ins_name, base, sizeof base);
+    /* The package was opened (or is not there): a note that it could not
+     * be read goes, so that the same fault later is reported again. */
+    if (w->sv != SV_NONE && w->sv != SV_PENDING && w->sv != SV_INPUT_FAULT)
+        dsp_input_readable(d, w->in.id, w->pck_name);
     switch (w->sv) {
     case SV_STAGED:
         return OUT_STAGED;
@@ -311,6 +335,8 @@ enum outcome dsp_stage_apply(ss_despooler *d, work *w)
         return OUT_WAIT;
     case SV_LOCAL_FAULT:
         return dsp_dest_failed(d, w, &w->sv_err);
+    case SV_INPUT_FAULT:
+        return dsp_input_fault(d, w->in.id, w->in.from, w->pck_name, w->input_errno);
     case SV_REFUSED:
         break;
     }

@@ -13,7 +13,11 @@
  * "go ahead".  Within one batch's data pass a (site, key) found usable is
  * remembered, and forgotten whenever a lookup imported or judged a key.
  * Diagnostics: 4402, 4404, 4407-4410, 4412, 4421, 4422 (via quarantine.c),
- * 4405 and 4420 (via waiting.c).
+ * 4405 and 4420 (via waiting.c).  The trace line "Verifying signature ..."
+ * opens each check, except the passes of a pair that waits as it did (its
+ * key lookup not due, held for the same reason, a file of it unreadable):
+ * a waiting pair is logged when its state changes and at each counted key
+ * lookup, not on every rescan.
  */
 #include "pipeline.h"
 
@@ -84,6 +88,17 @@ enum outcome dsp_refuse(ss_despooler *d, const work *w, const char *base, const 
     return OUT_DONE;
 }
 
+/* Why a held pair is held (its 4420 and its hold note). */
+static void hold_reason(const work *w, const ss_verdict *v, const char *key_id, char *out,
+                        size_t len)
+{
+    if (key_id)
+        snprintf(out, len, "key %s of site %s: %s", key_id, w->in.from,
+                 ss_trust_reason_text(v->reason));
+    else
+        snprintf(out, len, "site %s: %s", w->in.from, ss_trust_reason_text(v->reason));
+}
+
 /* What a verdict on a key means for the pair in hand. */
 enum outcome dsp_act_on_verdict(ss_despooler *d, work *w, const char *base, const ss_verdict *v,
                                 const char *key_id)
@@ -95,12 +110,7 @@ enum outcome dsp_act_on_verdict(ss_despooler *d, work *w, const char *base, cons
     case SS_TRUST_MISSING:
         return dsp_key_missing(d, w, base);
     case SS_TRUST_HOLD:
-        if (key_id)
-            snprintf(reason, sizeof reason, "key %s of site %s: %s", key_id, w->in.from,
-                     ss_trust_reason_text(v->reason));
-        else
-            snprintf(reason, sizeof reason, "site %s: %s", w->in.from,
-                     ss_trust_reason_text(v->reason));
+        hold_reason(w, v, key_id, reason, sizeof reason);
         return dsp_hold(d, w, reason);
     case SS_TRUST_REJECT:
         break;
@@ -148,6 +158,52 @@ int dsp_find_signer(ss_despooler *d, work *w, const char *base, bool for_data, s
                                                                                              : -1;
 }
 
+/* The trace line that opens the check of a signed instruction. */
+static void log_verifying(ss_despooler *d, const work *w)
+{
+    ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
+            "Verifying signature for instruction %s from site %s with key %s", w->ins_name,
+            w->in.from, w->keyid);
+}
+
+/* How w already waits, as far as its log is concerned. */
+struct waiting {
+    bool retry_not_due; /* its key is missing and the next lookup not due */
+    int hold;           /* the status of its hold note (0: none) */
+    char reason[320];   /* the note's reason */
+};
+
+/* A pass over a pair that waits in the same way as before is no event:
+ * it writes nothing to the log. */
+static bool waits(ss_despooler *d, const work *w, struct waiting *was)
+{
+    was->retry_not_due = dsp_retry_not_due(d, w);
+    was->hold = dsp_hold_of(d, w, was->reason, sizeof was->reason);
+    return was->retry_not_due || was->hold == 4420 || was->hold == 4419;
+}
+
+/* Whether the verdict leaves w waiting as it did: its key still missing
+ * and its next lookup not due, held for the same reason, or accepted while
+ * a file of it could not be read (staging tells whether that changed:
+ * 4419 again, or "can be read again"). */
+static bool waits_as_before(ss_despooler *d, const work *w, const ss_verdict *v,
+                            const struct waiting *was)
+{
+    char reason[200];
+    switch (v->action) {
+    case SS_TRUST_MISSING:
+        return was->retry_not_due && dsp_retry_not_due(d, w);
+    case SS_TRUST_HOLD:
+        hold_reason(w, v, w->keyid, reason, sizeof reason);
+        return was->hold == 4420 && !strcmp(was->reason, reason);
+    case SS_TRUST_ACCEPT:
+        return was->hold == 4419;
+    case SS_TRUST_REJECT:
+        break;
+    }
+    return false;
+}
+
 /* Finds and judges the key; the instruction fields verified with it.
  * Within a batch's data pass a (site, key) found usable once is not looked
  * up again: revocations, blocks and approvals made elsewhere take effect
@@ -155,8 +211,15 @@ int dsp_find_signer(ss_despooler *d, work *w, const char *base, bool for_data, s
 enum outcome dsp_authenticate(ss_despooler *d, work *w, const char *base, ss_keyrec *key)
 {
     ss_error e = {0};
+    /* A pair that already waits (its key missing, held, a file of it not
+     * readable) is logged when its state changes and at each counted key
+     * lookup, not on every scan. */
+    struct waiting was;
+    bool waiting = waits(d, w, &was);
     const ss_keyrec *cached = usable_cached(d, w);
     if (cached) {
+        const ss_verdict accept = {.action = SS_TRUST_ACCEPT};
+        if (!waiting || !waits_as_before(d, w, &accept, &was)) log_verifying(d, w);
         *key = *cached;
         if (verify_fields(w, &key->pk, &e) != 0) {
             QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, e.msg);
@@ -166,9 +229,11 @@ enum outcome dsp_authenticate(ss_despooler *d, work *w, const char *base, ss_key
     }
     ss_verdict v;
     enum outcome o = OUT_DONE;
+    if (!waiting) log_verifying(d, w);
     int rc = dsp_find_signer(d, w, base, w->in.type == SS_TYPE_DATA, key, &v, &o, &e);
     if (rc < 0) return dsp_trust_failed(d, w, &e);
     if (rc == 0) return o;
+    if (waiting && !waits_as_before(d, w, &v, &was)) log_verifying(d, w);
     o = dsp_act_on_verdict(d, w, base, &v, w->keyid);
     if (o == OUT_STAGED) {
         dsp_retry_forget(d, w->in.id);

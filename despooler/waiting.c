@@ -2,7 +2,8 @@
  * waiting.c - what stays in receive: instructions whose key is missing
  * (4405, the persisted retry count, 4406 when it runs out), instructions
  * held until an administrator acts (4420, once per reason), files that
- * wait too long (4414), and the look for keys that waiting instructions
+ * wait too long (4414), files that cannot be read (4419, noted here like
+ * a hold, see localfault.c), and the look for keys that waiting instructions
  * need, so that a key arriving in hman.box or the directory retries them
  * at once (4417).  For administrators (admin.h): the pairs in receive with
  * what these tables say of them, and deleting a held one (4429).
@@ -23,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+static int hold_status(const char *reason);
 
 /* The pair left receive: forget its backlog warnings and hold notes. */
 void dsp_forget_notes(ss_despooler *d, const char *base)
@@ -126,6 +129,35 @@ enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
     ss_report(d->rep, 4405, w->ins_name, w->in.from, w->keyid, left, minutes, NULL);
     d->stats.waiting++;
     return OUT_WAIT;
+}
+
+/* Whether w waits for its key and its next lookup is not due yet (nor
+ * made due by a key that arrived for its site): this scan only passes it
+ * by (dsp_key_missing), and its log stays quiet. */
+bool dsp_retry_not_due(ss_despooler *d, const work *w)
+{
+    if (!d->retries_pending || dsp_force_has(d, w->in.from)) return false;
+    int attempts = 0;
+    int64_t next_at = 0;
+    ss_error e = {0};
+    return retry_get(d, w->in.id, &attempts, &next_at, &e) == 1 && next_at > ss_now();
+}
+
+/* The status message w's hold note was raised with (4420, 4416, 4419,
+ * 4426) and its reason; 0 if it has none. */
+int dsp_hold_of(ss_despooler *d, const work *w, char *reason, size_t len)
+{
+    if (!d->notes_pending) return 0;
+    sqlite3_stmt *st = ss_db_prepare(d->db, "SELECT reason FROM holds WHERE id=?", NULL);
+    if (!st) return 0;
+    sqlite3_bind_text(st, 1, w->in.id, -1, SQLITE_STATIC);
+    int status = 0;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+        snprintf(reason, len, "%s", (const char *)sqlite3_column_text(st, 0));
+        status = hold_status(reason);
+    }
+    sqlite3_finalize(st);
+    return status;
 }
 
 /* Records that instruction w waits for reason; true the first time (or
@@ -397,18 +429,22 @@ int dsp_check_backlog(ss_despooler *d, ss_error *e)
     return 0;
 }
 
-/* Whether retry, backlog and hold rows exist at all, so that a scan does
- * not pay for deletes of rows that are not there (if in doubt: yes). */
+/* Whether retry, backlog and hold rows (and notes of unreadable files)
+ * exist at all, so that a scan does not pay for deletes of rows that are
+ * not there (if in doubt: yes). */
 void dsp_waiting_pending(ss_despooler *d)
 {
     sqlite3_stmt *q = ss_db_prepare(d->db,
                                     "SELECT EXISTS(SELECT 1 FROM retries), EXISTS(SELECT 1 FROM "
-                                    "backlog) OR EXISTS(SELECT 1 FROM holds)",
+                                    "backlog) OR EXISTS(SELECT 1 FROM holds), EXISTS(SELECT 1 "
+                                    "FROM holds WHERE substr(reason, 1, length(?1))=?1)",
                                     NULL);
-    d->retries_pending = d->notes_pending = true;
+    d->retries_pending = d->notes_pending = d->input_faults_pending = true;
+    if (q) sqlite3_bind_text(q, 1, HOLD_INPUT_PREFIX, -1, SQLITE_STATIC);
     if (q && sqlite3_step(q) == SQLITE_ROW) {
         d->retries_pending = sqlite3_column_int(q, 0) != 0;
         d->notes_pending = sqlite3_column_int(q, 1) != 0;
+        d->input_faults_pending = sqlite3_column_int(q, 2) != 0;
     }
     sqlite3_finalize(q);
 }
@@ -433,6 +469,7 @@ static int hold_status(const char *reason)
 {
     if (!strncmp(reason, HOLD_DEST_PREFIX, strlen(HOLD_DEST_PREFIX))) return 4416;
     if (!strncmp(reason, HOLD_QUARANTINE_PREFIX, strlen(HOLD_QUARANTINE_PREFIX))) return 4426;
+    if (!strncmp(reason, HOLD_INPUT_PREFIX, strlen(HOLD_INPUT_PREFIX))) return 4419;
     return 4420;
 }
 

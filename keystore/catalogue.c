@@ -108,7 +108,8 @@ static const ss_msgdef catalogue[] = {
      "Instruction file %1 could not be read: %2. The files were moved to "
      "despoolr.box/rejected.",
      "The instruction is malformed, truncated, not a regular file, or not a sitespool "
-     "instruction.",
+     "instruction. A file this site cannot read (permissions, an I/O error, no file "
+     "descriptors or memory left) is not judged by its content and not moved: that is 4419.",
      "Read the .why file next to it in despoolr.box/rejected; ask the sending site to resend."},
     {4404, 'E', D,
      "Despooler received an instruction and package %1 from site %2 but did not "
@@ -195,6 +196,19 @@ static const ss_msgdef catalogue[] = {
      "A key for a site with waiting instructions arrived (hman.box or key directory).", "None."},
     {4418, 'I', D, "Despooler for site %1 stopped.", "The despooler daemon stopped cleanly.",
      "None."},
+    {4419, 'E', D,
+     "The despooler cannot read %1 in the receive inbox: %2. It runs as %3; the file is owned "
+     "by %4 with mode %5. The pair stays in the receive inbox and is retried at every scan.",
+     "A local fault, not the sending site's: the despooler's user may not read the file (its "
+     "mode, owner, group or ACL), the disk returned an I/O error, or the process ran out of "
+     "file descriptors or memory. Nothing was moved or quarantined. The message is raised "
+     "once per file and cause; when the file can be read, the pair is processed as usual.",
+     "Make the files of despoolr.box/receive readable by the despooler's user: peers that "
+     "write as other users write as members of its group with mode 0640 into a receive "
+     "folder of that group with the setgid bit (chgrp sitespool receive; chmod 2770 receive), "
+     "or a default ACL grants it (setfacl -d -m u:sitespool:r receive). For this pair: chgrp "
+     "or chmod g+r the file. An I/O error: check the disk (dmesg); no descriptors: raise "
+     "LimitNOFILE."},
     {4420, 'W', D, "Instruction %1 from site %2 is held: %3. It stays in the receive inbox.",
      "The instruction verified with a key the keystore holds, but cannot be processed until "
      "an administrator acts: its site is blocked after a verified key change, its key waits "
@@ -273,7 +287,7 @@ static const ss_msgdef catalogue[] = {
      "Instruction %1 (%2) from site %3, %4, was deleted by %5; nothing of it was delivered.",
      "An administrator deleted a quarantined or held pair ('sitespool delete'): its "
      "instruction, package and .why file are gone. Only pairs in despoolr.box/rejected, and "
-     "pairs held in the receive inbox until an administrator acts (4420, 4416, 4426), can be "
+     "pairs held in the receive inbox until an administrator acts (4420, 4416, 4419, 4426), can be "
      "deleted; a pair the despooler may still be working on (waiting for its key, or not "
      "judged yet) is refused.",
      "None if the data was unwanted; otherwise ask the sending site to send it again."},

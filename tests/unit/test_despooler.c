@@ -1,17 +1,24 @@
 /*
  * test_despooler.c - CUnit suite for the despooler library: batches that
- * span several transactions, and the restart paths of the exactly-once
- * order (staged but not committed; committed but not yet renamed).
+ * span several transactions, the restart paths of the exactly-once order
+ * (staged but not committed; committed but not yet renamed), and inputs
+ * this host cannot read (4419: kept, never quarantined).
  */
 #include "testutil.h"
 #include "../../despooler/despooler.h"
+#include "../../despooler/pipeline.h"
 #include "../../inboxes/instruction.h"
 #include "../../keystore/sigfile.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define RECEIVE "inboxes/despoolr.box/receive"
 #define INCOMING "inboxes/replmgr.box/incoming"
@@ -328,6 +335,94 @@ static void test_unsafe_consumed_folder_falls_back(void)
     fx_close(&f);
 }
 
+/* Errors that are this host's fault keep the pair; those that describe
+ * the file itself are the content's. */
+static void test_input_fault_classes(void)
+{
+    static const int local[] = {EACCES, EPERM,   EIO,    EMFILE,    ENFILE,
+                                ENOMEM, ENOBUFS, ESTALE, ETIMEDOUT, ENOTCONN};
+    static const int content[] = {0, ENXIO, ENODEV, EISDIR, ELOOP, EOVERFLOW};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        CU_ASSERT_TRUE(dsp_input_fault_is_local(local[i]));
+    for (size_t i = 0; i < sizeof content / sizeof content[0]; i++)
+        CU_ASSERT_FALSE(dsp_input_fault_is_local(content[i]));
+}
+
+/* As root, file modes bind only without CAP_DAC_OVERRIDE and
+ * CAP_DAC_READ_SEARCH: takes them out of (or puts them back into) this
+ * thread's effective set; threads it starts meanwhile inherit the set. */
+static int dac_caps(bool on)
+{
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct c[2];
+    if (syscall(SYS_capget, &h, c) != 0) return -1;
+    uint32_t bits = (1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH);
+    c[0].effective = on ? c[0].effective | (bits & c[0].permitted) : c[0].effective & ~bits;
+    return (int)syscall(SYS_capset, &h, c);
+}
+
+/* Whether dir/name cannot be opened for reading (EACCES) now. */
+static bool unreadable(const char *dir, const char *name)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) close(fd);
+    return fd < 0 && errno == EACCES;
+}
+
+/* A pair whose instruction, and one whose package, the despooler may not
+ * read: both stay in receive with one 4419 each however often it scans,
+ * nothing is quarantined (a garbage instruction beside them still is,
+ * 4403), and both are delivered once they can be read. */
+static void test_unreadable_inputs_stay(void)
+{
+    fixture f;
+    fx_open(&f, 0);
+    char ins_id[SS_ID_HEX + 1], pck_id[SS_ID_HEX + 1], name[64], rejected[1200];
+    make_pair(&f, "i.txt", "instruction unreadable\n", 1, ins_id);
+    make_pair(&f, "p.txt", "package unreadable\n", 2, pck_id);
+    tu_write(f.receive, "0123456789abcdef0123456789abcdef.ins", "garbage", 7);
+    snprintf(rejected, sizeof rejected, "%s/inboxes/despoolr.box/rejected", f.ss1.root);
+    char ins_path[1400], pck_path[1400];
+    snprintf(ins_path, sizeof ins_path, "%s/%s.ins", f.receive, ins_id);
+    snprintf(pck_path, sizeof pck_path, "%s/%s.pck", f.receive, pck_id);
+    CU_ASSERT_EQUAL_FATAL(chmod(ins_path, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(pck_path, 0), 0);
+    bool root = geteuid() == 0;
+    if (root && dac_caps(false) != 0) CU_FAIL("cannot drop CAP_DAC_OVERRIDE");
+    snprintf(name, sizeof name, "%s.ins", ins_id);
+    if (!unreadable(f.receive, name)) { /* a sandbox that lets us read anyway */
+        if (root) dac_caps(true);
+        fprintf(stderr, "SKIP: a mode 0000 file stays readable here\n");
+        fx_close(&f);
+        return;
+    }
+    ss_despool_stats st = {0};
+    for (int scan = 0; scan < 3; scan++) {
+        CU_ASSERT_EQUAL(drain(&f, &st), 0);
+        CU_ASSERT_EQUAL(st.waiting, 2);
+        CU_ASSERT_EQUAL(st.delivered, 0);
+    }
+    if (root) CU_ASSERT_EQUAL(dac_caps(true), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4419), 2);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4403), 1); /* the garbage only */
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4416), 0);
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 4);
+    CU_ASSERT_EQUAL(tu_count(rejected, ".ins"), 1);
+    CU_ASSERT_EQUAL(chmod(ins_path, 0640), 0);
+    CU_ASSERT_EQUAL(chmod(pck_path, 0640), 0);
+    CU_ASSERT_EQUAL(drain(&f, &st), 0);
+    CU_ASSERT_EQUAL(st.delivered, 2);
+    check_file(f.incoming, "i.txt", "instruction unreadable\n");
+    check_file(f.incoming, "p.txt", "package unreadable\n");
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 0);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4419), 2);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ss1, 4400), 2);
+    CU_ASSERT_EQUAL(ledger_rows(&f), 2);
+    fx_close(&f);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -342,6 +437,10 @@ int main(void)
         {"consumed pairs are reaped, leftovers of a kill too", test_consumed_pairs_are_reaped},
         {"an unsafe consumed/ folder falls back to removal in place",
          test_unsafe_consumed_folder_falls_back},
+        {"read errors of this host are local faults, file types the content's",
+         test_input_fault_classes},
+        {"unreadable inputs stay in receive (4419 once), delivered when readable",
+         test_unreadable_inputs_stay},
     };
     return tu_run("despooler", tests, sizeof tests / sizeof tests[0]);
 }
