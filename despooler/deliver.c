@@ -329,6 +329,8 @@ static int record_batch(ss_despooler *d, work *batch, size_t n, ss_error *e)
             dsp_note_sequence(d, w, e) != 0 ||
             (w->is_signed && ss_keys_touch(d->db, w->in.from, w->keyid, ss_now(), e) != 0))
             rc = -1;
+        /* Its receipt is due with the delivery itself: committed together. */
+        if (rc == 0) dsp_fate(d, w->in.id, w->in.from, w->in.type, SS_FATE_DELIVERED, 4400);
     }
     free(order);
     if (rc == 0 && ss_db_commit(d->db, e) == 0) return 0;

@@ -13,6 +13,7 @@
  * trust module.
  */
 #include "pipeline.h"
+#include "../keystore/links.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -89,7 +90,15 @@ static enum outcome offer_key(ss_despooler *d, work *w, const char *base, ss_off
     if (ss_trust_judge_offer(&d->keys, offer, &v, &e) != 0) return dsp_trust_failed(d, w, &e);
     if (v.action == SS_TRUST_REJECT)
         return dsp_refuse(d, w, base, &v, offered_id, detail ? detail : e.msg);
-    if (v.tx & (SS_TX_TRUST | SS_TX_UNBLOCK)) dsp_force_add(d, w->in.from);
+    if (v.tx & (SS_TX_TRUST | SS_TX_UNBLOCK)) {
+        dsp_force_add(d, w->in.from);
+        /* Tell that site soon that its new key is held here: its
+         * propagation view (and the revocation of its old key) waits for
+         * this site's heartbeat. */
+        ss_error hb = {0};
+        if (ss_heartbeat_request(d->db, w->in.from, &hb) != 0)
+            ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER), "%s", hb.msg);
+    }
     return key_instruction_done(d, w, base);
 }
 

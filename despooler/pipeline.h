@@ -10,6 +10,7 @@
 #include "admin.h"
 #include "../inboxes/fileio.h"
 #include "../inboxes/instruction.h"
+#include "../inboxes/report.h"
 #include "../keystore/keyfile.h"
 #include "../keystore/sigfile.h"
 
@@ -162,6 +163,20 @@ static inline int db_step_done(ss_despooler *d, sqlite3_stmt *st, const char *wh
         const char *istr_[] = {__VA_ARGS__};                                                       \
         dsp_quarantine(d, base, id, istr_, (int)(sizeof istr_ / sizeof istr_[0]));                 \
     } while (0)
+
+/* reports.c: receipts and heartbeats from peers, and the fates this
+ * site reports to the sites whose instructions it judged.  dsp_fate notes
+ * one (not for receipts and heartbeats themselves, nor for names that are
+ * no instruction id or site code); inside the caller's transaction if one
+ * is open.  A fate that cannot be noted is logged: the sender then asks
+ * for it through its receipt_timeout (4512), nothing else is lost. */
+enum outcome dsp_apply_report(ss_despooler *d, work *w, const char *base, const ss_keyrec *key);
+void dsp_fate(ss_despooler *d, const char *id, const char *from, enum ss_itype type, int fate,
+              int status_id);
+static inline bool dsp_is_report(const work *w)
+{
+    return w->in.type == SS_TYPE_RECEIPT || w->in.type == SS_TYPE_HEARTBEAT;
+}
 
 /* scan.c */
 bool dsp_force_has(const ss_despooler *d, const char *site);

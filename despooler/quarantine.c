@@ -102,8 +102,16 @@ void dsp_quarantine(ss_despooler *d, const char *base, int msg_id, const char *c
         quarantine_failed(d, base, msg_id, text, from, &e);
         return;
     }
-    int n = snprintf(why, sizeof why, "status %d (%c): %s\nrejected at %lld by site %s\n", msg_id,
-                     def ? def->severity : 'E', text, (long long)ss_now(), d->conf->site_code);
+    /* Readable where it is read (UTC, offset shown), exact for tools. */
+    int64_t now = ss_now();
+    char when[64];
+    struct tm tm;
+    time_t tt = (time_t)now;
+    if (!gmtime_r(&tt, &tm) || !strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z", &tm))
+        snprintf(when, sizeof when, "?");
+    int n = snprintf(why, sizeof why, "status %d (%c): %s\nrejected at %s (unix %lld) by site %s\n",
+                     msg_id, def ? def->severity : 'E', text, when, (long long)now,
+                     d->conf->site_code);
     /* The .why belongs to the instruction as named in rejected/ (a second
      * rejection of the same id gets suffixes), and never replaces another. */
     if (!strcmp(ins_to, ins))
@@ -116,6 +124,9 @@ void dsp_quarantine(ss_despooler *d, const char *base, int msg_id, const char *c
                 "Quarantined %s without its .why file: %s", base, e.msg);
     dsp_forget_notes(d, base);
     ss_reportv(d->rep, msg_id, nistr, istr);
+    /* Its type is not known here: a quarantined receipt or heartbeat is
+     * told too, and its sender ignores what it never awaited. */
+    dsp_fate(d, base, from, SS_TYPE_DATA, SS_FATE_QUARANTINED, msg_id);
     d->stats.rejected++;
 }
 
@@ -191,7 +202,8 @@ static void quarantined_names(const char *base, const char *copy, char ins[320],
     }
 }
 
-/* "status <id> (<sev>): <text>\nrejected at <time> by site <S>\n" */
+/* "status <id> (<sev>): <text>\nrejected at <UTC time> (unix <t>) by site
+ * <S>\n" (before: "rejected at <t> by site <S>"). */
 static void read_why(int fd, ss_quarantined *q)
 {
     char *text = NULL;
@@ -208,7 +220,14 @@ static void read_why(int fd, ss_quarantined *q)
         snprintf(q->text, sizeof q->text, "%.*s",
                  (int)(tl < sizeof q->text ? tl : sizeof q->text - 1), t);
         const char *at = strstr(t + tl, "\nrejected at ");
-        if (at) q->since = strtoll(at + strlen("\nrejected at "), NULL, 10);
+        if (at) {
+            const char *unix_t = strstr(at, "(unix ");
+            const char *line_end = strchr(at + 1, '\n');
+            if (unix_t && (!line_end || unix_t < line_end))
+                q->since = strtoll(unix_t + strlen("(unix "), NULL, 10);
+            else
+                q->since = strtoll(at + strlen("\nrejected at "), NULL, 10);
+        }
     }
     free(text);
 }

@@ -123,6 +123,11 @@ static enum outcome process_one(ss_despooler *d, work *w)
         QUARANTINE(d, base, 4422, w->in.id, w->in.from, "a rollover must be signed");
         return OUT_DONE;
     }
+    if (!w->is_signed && dsp_is_report(w)) {
+        QUARANTINE(d, base, 4440, w->in.id, w->in.from, ss_itype_name(w->in.type),
+                   "it is not signed; receipts and heartbeats must be");
+        return OUT_DONE;
+    }
     enum outcome o = OUT_STAGED;
     if (!w->is_signed) {
         ss_verdict v;
@@ -136,6 +141,7 @@ static enum outcome process_one(ss_despooler *d, work *w)
     if (o == OUT_STAGED) o = dsp_check_fields(d, w, base);
     if (o != OUT_STAGED) return o;
     if (w->in.type == SS_TYPE_ROLLOVER) return dsp_apply_rollover(d, w, base, &key);
+    if (dsp_is_report(w)) return dsp_apply_report(d, w, base, &key);
     return dsp_prepare_stage(d, w, &key);
 }
 

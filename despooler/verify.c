@@ -272,6 +272,7 @@ enum outcome dsp_check_delivered(ss_despooler *d, work *w, const char *base)
         localtime_r(&tt, &tm);
         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
         ss_report(d->rep, 4402, w->in.id, w->in.from, when, NULL);
+        dsp_fate(d, w->in.id, w->in.from, w->in.type, SS_FATE_DUPLICATE, 4402);
         d->stats.duplicates++;
     }
     dsp_remove_pair(d, base);
@@ -313,7 +314,9 @@ enum outcome dsp_check_fields(ss_despooler *d, work *w, const char *base)
         QUARANTINE(d, base, 4410, w->in.id, w->in.from, w->in.dest);
         return OUT_DONE;
     }
-    uint64_t limit = w->in.type == SS_TYPE_DATA ? d->conf->max_package_bytes : KEY_PAYLOAD_MAX;
+    uint64_t limit = w->in.type == SS_TYPE_DATA ? d->conf->max_package_bytes
+                     : dsp_is_report(w)           ? SS_REPORT_PAYLOAD_MAX
+                                                  : KEY_PAYLOAD_MAX;
     if (w->in.size > limit) {
         char size[32], max[32];
         u64str(w->in.size, size, sizeof size);

@@ -14,6 +14,7 @@
  * Known limits: at most SS_FORCE_MAX sites are retried at once per scan.
  */
 #include "pipeline.h"
+#include "../inboxes/text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -119,14 +120,18 @@ enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
     }
     sqlite3_finalize(st);
     d->retries_pending = true;
-    char left[32], minutes[32];
+    /* %5 stays ConfigMgr's whole minutes (log parsers read it); the text
+     * says the wait in words (%6). */
+    char left[32], minutes[32], wait[48];
     snprintf(left, sizeof left, "%u", limit - (unsigned)attempts);
     snprintf(minutes, sizeof minutes, "%u", (d->conf->key_lookup_interval + 59) / 60);
+    ss_duration_text(d->conf->key_lookup_interval, wait, sizeof wait);
     ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
             "Public key %s for incoming instruction %s/%s from site %s was not found, will "
             "retry later",
             w->keyid, d->receive_path, w->ins_name, w->in.from);
-    ss_report(d->rep, 4405, w->ins_name, w->in.from, w->keyid, left, minutes, NULL);
+    ss_report(d->rep, 4405, w->ins_name, w->in.from, w->keyid, left, minutes, wait, NULL);
+    if (attempts == 1) dsp_fate(d, w->in.id, w->in.from, w->in.type, SS_FATE_WAITING, 4405);
     d->stats.waiting++;
     return OUT_WAIT;
 }
@@ -169,6 +174,8 @@ bool dsp_note_once(ss_despooler *d, const work *w, const char *reason)
     return dsp_note_once_id(d, w->in.id, w->in.from, reason);
 }
 
+static int hold_status(const char *reason);
+
 bool dsp_note_once_id(ss_despooler *d, const char *id, const char *from, const char *reason)
 {
     sqlite3_stmt *st =
@@ -188,6 +195,8 @@ bool dsp_note_once_id(ss_despooler *d, const char *id, const char *from, const c
         sqlite3_finalize(st);
     }
     d->notes_pending = true;
+    if (fresh && strncmp(reason, HOLD_INPUT_PREFIX, strlen(HOLD_INPUT_PREFIX)) != 0)
+        dsp_fate(d, id, from, SS_TYPE_DATA, SS_FATE_HELD, hold_status(reason));
     return fresh;
 }
 

@@ -19,6 +19,10 @@ const char *ss_itype_name(enum ss_itype t)
         return "key";
     case SS_TYPE_ROLLOVER:
         return "rollover";
+    case SS_TYPE_RECEIPT:
+        return "receipt";
+    case SS_TYPE_HEARTBEAT:
+        return "heartbeat";
     default:
         return "data";
     }
@@ -172,8 +176,13 @@ static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
             in->type = SS_TYPE_KEY;
         else if (!strcmp(v, "rollover"))
             in->type = SS_TYPE_ROLLOVER;
+        else if (!strcmp(v, "receipt"))
+            in->type = SS_TYPE_RECEIPT;
+        else if (!strcmp(v, "heartbeat"))
+            in->type = SS_TYPE_HEARTBEAT;
         else
-            return ss_err(e, SS_E_FIELD, "type '%.16s' is not data, key or rollover", v);
+            return ss_err(e, SS_E_FIELD,
+                          "type '%.16s' is not data, key, rollover, receipt or heartbeat", v);
         return 0;
     case F_DEST:
         if (!ss_dest_name_valid(v))

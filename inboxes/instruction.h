@@ -30,7 +30,10 @@
 #define SS_ID_HEX 32
 #define SS_NAME_MAX 255
 
-enum ss_itype { SS_TYPE_DATA, SS_TYPE_KEY, SS_TYPE_ROLLOVER };
+/* data: files for an inbox; key and rollover: the sender's keys (they
+ * change the keystore); receipt and heartbeat: what the sender knows of
+ * the receiver's pairs and keys (report.h; never receipted themselves). */
+enum ss_itype { SS_TYPE_DATA, SS_TYPE_KEY, SS_TYPE_ROLLOVER, SS_TYPE_RECEIPT, SS_TYPE_HEARTBEAT };
 
 typedef struct ss_instr {
     char id[SS_ID_HEX + 1];

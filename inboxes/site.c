@@ -63,6 +63,10 @@ void ss_conf_defaults(ss_conf *c)
     snprintf(c->sftp_identity, sizeof c->sftp_identity, "keys/sftp_id");
     c->sftp_timeout = 30;
     c->sftp_batch_max = 2048;
+    c->heartbeat_interval = 3600;
+    c->link_degraded_after = 12;
+    c->receipt_timeout = 4 * 3600;
+    c->resend_keep = 7 * 86400;
     snprintf(c->log_format, sizeof c->log_format, "trace");
     c->compression_level = 6;
     c->bundle_max_files = 256;
@@ -219,6 +223,17 @@ static const struct conf_key conf_keys[] = {
     {"sftp_timeout", K_DURATION, F(sftp_timeout),
      "How long an SFTP peer may take to connect or to answer a request before the "
      "address counts as unreachable."},
+    {"heartbeat_interval", K_DURATION, F(heartbeat_interval),
+     "The sender daemon sends each peer a signed heartbeat this often (this site's keys and "
+     "which of the peer's keys it trusts); 0: none, and no link states."},
+    {"link_degraded_after", K_UINT, F(link_degraded_after),
+     "A peer not heard from (heartbeat or receipt) for this many heartbeat intervals is "
+     "degraded, for twice as many failed (ConfigMgr: 12 and 24 missed cycles)."},
+    {"receipt_timeout", K_DURATION, F(receipt_timeout),
+     "A pair in a peer's inbox this long without a receipt is reported (status 4512)."},
+    {"resend_keep", K_DURATION, F(resend_keep),
+     "A copy of each pair delivered by copy or SFTP is kept in schedule.box/sent/<PEER>/ for "
+     "'send --resend' until the peer's receipt confirms it, at most this long; 0: none kept."},
 };
 #undef F
 
@@ -326,6 +341,8 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
                     c->log_format);
     if (rc == 0 && c->sftp_batch_max == 0)
         rc = ss_err(e, SS_E_CONF, "%s: sftp_batch_max must be at least 1", origin);
+    if (rc == 0 && c->link_degraded_after == 0)
+        rc = ss_err(e, SS_E_CONF, "%s: link_degraded_after must be at least 1", origin);
     if (rc == 0 && c->sftp_timeout == 0)
         rc = ss_err(e, SS_E_CONF, "%s: sftp_timeout must be at least 1s", origin);
     if (rc == 0 && c->batch_max == 0)

@@ -64,6 +64,10 @@ typedef struct ss_conf {
     unsigned sftp_batch_max;      /* pairs per batch to an SFTP address */
     char log_format[8];           /* "trace" ($$<...> lines) or "ccm" (<![LOG[...]LOG]!>) */
     char metrics_file[PATH_MAX];  /* Prometheus textfile the daemons rewrite; "" = none */
+    unsigned heartbeat_interval;  /* seconds between heartbeats to each peer; 0 = none */
+    unsigned link_degraded_after; /* heartbeats missed before degraded (twice: failed) */
+    unsigned receipt_timeout;     /* a pair sent this long without receipt is reported */
+    unsigned resend_keep;         /* copies of delivered pairs kept this long; 0 = none */
 } ss_conf;
 
 /* The most files one bundle may carry (files= in an instruction). */

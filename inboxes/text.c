@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 size_t ss_utf8_seq(const unsigned char *p)
 {
@@ -58,4 +59,43 @@ locale_t ss_locale_enter(locale_t l)
 void ss_locale_leave(locale_t previous)
 {
     if (previous) uselocale(previous);
+}
+
+void ss_time_text(int64_t t, char *out, size_t len)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (t <= 0 || !gmtime_r(&tt, &tm) || !strftime(out, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        snprintf(out, len, "%s", t <= 0 ? "never" : "?");
+}
+
+/* "N unit" or "N units", appended at *at. */
+static void add_unit(char *out, size_t len, size_t *at, int64_t n, const char *unit)
+{
+    if (*at >= len) return;
+    int k = snprintf(out + *at, len - *at, "%s%lld %s%s", *at ? " " : "", (long long)n, unit,
+                     n == 1 ? "" : "s");
+    if (k > 0) *at += (size_t)k;
+}
+
+void ss_duration_text(int64_t seconds, char *out, size_t len)
+{
+    static const struct {
+        int64_t size;
+        const char *name;
+    } units[] = {{86400, "day"}, {3600, "hour"}, {60, "minute"}, {1, "second"}};
+    size_t at = 0;
+    int used = 0;
+    if (seconds < 0) seconds = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof units / sizeof units[0] && used < 2; i++) {
+        int64_t n = seconds / units[i].size;
+        if (n == 0 && !(used == 0 && units[i].size == 1)) {
+            if (used) break; /* "2 days 4 hours", never "2 days 0 hours 5 minutes" */
+            continue;
+        }
+        add_unit(out, len, &at, n, units[i].name);
+        seconds -= n * units[i].size;
+        used++;
+    }
 }

@@ -10,6 +10,7 @@
 
 #include <locale.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Length (1-4) of the valid UTF-8 sequence starting at p, 0 if invalid
  * (overlong forms, surrogates and code points above U+10FFFF included). */
@@ -26,5 +27,12 @@ void ss_text_safe(const char *in, char *out, size_t cap);
 locale_t ss_utf8_locale(void);
 locale_t ss_locale_enter(locale_t l);
 void ss_locale_leave(locale_t previous);
+
+/* Times and durations as administrators read them in status messages and
+ * files: "2026-12-01 10:23:45 UTC" (the same at every site, whatever its
+ * time zone; "never" for 0), and "1 minute", "5 minutes", "3 hours 20
+ * minutes", "2 days 4 hours" (two units at most, singular for one). */
+void ss_time_text(int64_t t, char *out, size_t len);
+void ss_duration_text(int64_t seconds, char *out, size_t len);
 
 #endif

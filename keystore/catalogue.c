@@ -88,6 +88,13 @@ static const ss_msgdef catalogue[] = {
      "key's proof of possession), or a rollover, made a known key trusted - for example the "
      "one whose offer had blocked the site.",
      "None."},
+    {3314, 'I', H,
+     "Every peer heard from within the grace period holds key %1 of this site: the old key %2 "
+     "can be revoked ('sitespool key revoke %2').",
+     "After 'key rotate', each peer's heartbeats tell which of this site's keys it trusts. The "
+     "last peer heard from within rollover_grace_days now holds the new key (the ESET "
+     "rule: revoke the old certificate only when every agent has the new one).",
+     "Revoke the old key when convenient; 'sitespool key propagation' shows each peer."},
     /* ---- despooler ---- */
     {4400, 'I', D, "Despooler stored package %1 from site %2 in %3.",
      "An instruction and its package were verified, decompressed and delivered; for a bundle "
@@ -123,7 +130,7 @@ static const ss_msgdef catalogue[] = {
     {4405, 'W', D,
      "Despooler received instruction %1 with replication data from site %2 but "
      "did not process it because no valid public key (id %3) for that site was found. It will "
-     "retry %4 more times, next retry in about %5 minutes.",
+     "retry %4 more times, next retry in about %6.",
      "The sending site's public key with that id is not in the keystore, the key directory or "
      "hman.box. The files stay in despoolr.box/receive and the lookup is retried. An unknown "
      "key id never changes what this site trusts: a forged instruction ends here (4406 when "
@@ -193,7 +200,10 @@ static const ss_msgdef catalogue[] = {
      "Writing into the destination inbox failed (disk full, permissions).",
      "Fix the destination folder; the despooler retries at its next scan."},
     {4417, 'I', D, "Found the public key of site %1; retrying %2 waiting instruction(s) now.",
-     "A key for a site with waiting instructions arrived (hman.box or key directory).", "None."},
+     "A key for a site with waiting instructions arrived: dropped into hman.box, found in the "
+     "key directory, or trusted by a command ('key import', 'key approve', 'key trust'), "
+     "which wakes a running despooler within a second.",
+     "None."},
     {4418, 'I', D, "Despooler for site %1 stopped.", "The despooler daemon stopped cleanly.",
      "None."},
     {4419, 'E', D,
@@ -291,12 +301,20 @@ static const ss_msgdef catalogue[] = {
      "deleted; a pair the despooler may still be working on (waiting for its key, or not "
      "judged yet) is refused.",
      "None if the data was unwanted; otherwise ask the sending site to send it again."},
+    {4440, 'E', D,
+     "Instruction %1 from site %2 is a %3 whose content cannot be read: %4. The files were moved "
+     "to despoolr.box/rejected.",
+     "A receipt or heartbeat signed by a key trusted for the sending site does not follow the "
+     "format (a first line naming sitespool-receipt/1 or sitespool-heartbeat/1 with the "
+     "instruction's own from and to, then one fact per line). Nothing of it was believed.",
+     "Ask the sending site's administrator which sitespool version it runs; its later "
+     "receipts and heartbeats are judged afresh."},
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},
     {4501, 'W', S,
      "Sender could not reach site %1 at %2: %3. %4 package(s) stay queued in the "
-     "outbox; next retry in about %5 minutes.",
+     "outbox; next retry in about %6.",
      "The peer's receive inbox is missing, read-only or full. Nothing is dropped.",
      "Check the peer address ('sitespool peer list') and the mount or link."},
     {4502, 'I', S, "Sender reached site %1 again and delivered %2 queued package(s).",
@@ -350,6 +368,49 @@ static const ss_msgdef catalogue[] = {
      "An administrator pinned an SFTP server's host key ('peer trust-host' or 'peer add "
      "--host-key'), or the first connection met a fingerprint pinned in advance; it is now in "
      "the site's keys/known_hosts.",
+     "None."},
+    {4512, 'W', S,
+     "%1 pair(s) sent to site %2 have had no receipt for %3; the oldest, %4 (instruction %5), "
+     "reached its inbox at %6.",
+     "A receiving despooler returns a signed receipt for every instruction once it is "
+     "delivered, refused, waiting or held. None came within receipt_timeout: the peer's "
+     "despooler or sender is not running, its receipts wait for an address of this site, or "
+     "the link is down. Raised once per pair.",
+     "'sitespool queue' lists the pairs and 'peer list' the link's state; ask the peer's "
+     "administrator to check its daemons ('sitespool -C SITE status'). A lost receipt never "
+     "resends anything; 'sitespool send --resend ID' does, and the peer's ledger keeps it "
+     "exactly once."},
+    {4513, 'E', S, "Site %1 quarantined %2 (instruction %3): its status %4.",
+     "The receipt of the peer says its despooler refused the pair and moved it to its "
+     "despoolr.box/rejected, with that status message (see the catalogue).",
+     "Ask the peer's administrator: 'sitespool status --id N' there explains it. Once the "
+     "cause is fixed, the peer releases the pair ('sitespool release ID') or this site "
+     "resends it ('sitespool send --resend ID')."},
+    {4514, 'W', S, "Site %1 has not delivered %2 (instruction %3): %4 (its status %5).",
+     "The receipt of the peer says the pair waits there: for this site's public key (4405), "
+     "or held for its administrator (a blocked site, a destination it cannot write).",
+     "Waiting for a key: send it ('sitespool key send-to SITE' or give the peer the exported "
+     "key file). Held: ask the peer's administrator."},
+    {4515, 'W', S,
+     "The link to site %1 is degraded: nothing heard from it for %2 (%3 heartbeat intervals); "
+     "last heard %4.",
+     "Each site sends its peers a signed heartbeat every heartbeat_interval, and receipts "
+     "after each batch. None came from that site for link_degraded_after intervals (after "
+     "twice as many the link counts as failed, 4516).",
+     "Check the peer's sender daemon and its address for this site; 'sitespool peer list' "
+     "shows each link."},
+    {4516, 'E', S,
+     "The link to site %1 has failed: nothing heard from it for %2 (%3 heartbeat intervals); "
+     "last heard %4.",
+     "No heartbeat or receipt came from that site for twice link_degraded_after heartbeat "
+     "intervals. What this site sends it may be piling up unconfirmed.",
+     "Reach the peer's administrator; meanwhile nothing is lost: pairs stay queued or wait "
+     "for their receipts."},
+    {4517, 'I', S, "The link to site %1 is healthy again: heard from it at %2.",
+     "A heartbeat or receipt arrived from a site whose link was degraded or failed.", "None."},
+    {4518, 'I', S, "Resent instruction %1 (%2) to site %3 at the request of %4.",
+     "An administrator queued a sent pair again ('send --resend'): the same instruction, the "
+     "same id, so the peer's ledger delivers it at most once.",
      "None."},
 };
 

@@ -85,6 +85,22 @@ static const char *const migrations[] = {
     "CREATE TABLE host_keys(site TEXT NOT NULL, host TEXT NOT NULL, fingerprint TEXT NOT NULL,"
     "  known_hosts_line TEXT, state TEXT NOT NULL CHECK (state IN ('offered','pinned')),"
     "  time INTEGER NOT NULL, PRIMARY KEY (site, host, fingerprint)) WITHOUT ROWID;",
+    /* 7: receipts and heartbeats (keystore/links.h): the pairs sent to
+     * each peer and what became of them; at a receiver, the fates due to
+     * be reported; each peer's last heartbeat and link state; when every
+     * peer held one of our keys. */
+    "CREATE TABLE sent(id TEXT PRIMARY KEY, peer TEXT NOT NULL, type TEXT NOT NULL,"
+    "  name TEXT NOT NULL, size INTEGER NOT NULL, queued INTEGER NOT NULL, sent_at INTEGER,"
+    "  fate TEXT CHECK (fate IN ('delivered','duplicate','quarantined','waiting','held')),"
+    "  status_id INTEGER, heard_at INTEGER, warned INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX sent_peer ON sent(peer, fate);"
+    "CREATE TABLE receipts_due(site TEXT NOT NULL, id TEXT NOT NULL, fate TEXT NOT NULL,"
+    "  status_id INTEGER NOT NULL, time INTEGER NOT NULL, PRIMARY KEY (site, id)) WITHOUT ROWID;"
+    "CREATE TABLE peer_view(site TEXT PRIMARY KEY, last_heard INTEGER, heartbeat_time INTEGER,"
+    "  key_id TEXT, next_key_id TEXT, holds TEXT NOT NULL DEFAULT '',"
+    "  link TEXT NOT NULL DEFAULT 'unknown', link_since INTEGER, hb_sent INTEGER,"
+    "  first_hb_sent INTEGER, hb_due INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE own_rollouts(key_id TEXT PRIMARY KEY, complete_at INTEGER NOT NULL);",
 };
 
 int64_t ss_now(void)

@@ -17,9 +17,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SS_DB_SCHEMA_VERSION 6
+#define SS_DB_SCHEMA_VERSION 7
 
-#define SS_DB_CACHED_MAX 16
+#define SS_DB_CACHED_MAX 32
 
 typedef struct ss_db {
     sqlite3 *h;

@@ -16,6 +16,10 @@
  * next one (notices.h).
  */
 #include "deliver.h"
+
+#include "../inboxes/text.h"
+#include "../keystore/links.h"
+#include "kept.h"
 #include "recover.h"
 
 #include <errno.h>
@@ -57,6 +61,14 @@ static void record_delivered(delivery *d, const struct wire_pair *p)
     snprintf(where, sizeof where, "%s/%s.ins", d->addr->text, id);
     ss_error ignored;
     d->delivered++;
+    /* Its receipt is awaited from now on; a receipt or heartbeat is only
+     * logged (a status message an hour per peer would bury the others). */
+    int kind = ss_sent_delivered(d->s->db, id, ss_now(), &ignored);
+    if (kind == SS_SENT_REPORT) {
+        ss_logf(ss_reporter_log(d->s->rep, SS_COMP_SENDER), "Delivered report %s to %s", id,
+                where);
+        return;
+    }
     (void)ss_notices_add(&d->s->notices, &ignored, 4500, id, where, d->peer->site, NULL);
     if (!d->db_refused) d->db_refused = store_notices(d->s, NULL, NULL) != 0;
 }
@@ -148,10 +160,14 @@ void ss_deliver_remove_delivered(delivery *d, struct wire_pair *p)
 {
     char name[160];
     ss_deliver_journal_pair(d, p);
-    snprintf(name, sizeof name, "%s.ins", p->queued);
-    (void)unlinkat(d->o->fd, name, 0);
-    snprintf(name, sizeof name, "%s.pck", p->queued);
-    (void)unlinkat(d->o->fd, name, 0);
+    if (d->kept_fd >= 0) {
+        ss_kept_take(d->s, d->kept_fd, d->o->fd, p->queued, true);
+    } else {
+        snprintf(name, sizeof name, "%s.ins", p->queued);
+        (void)unlinkat(d->o->fd, name, 0);
+        snprintf(name, sizeof name, "%s.pck", p->queued);
+        (void)unlinkat(d->o->fd, name, 0);
+    }
     record_delivered(d, p);
 }
 
@@ -220,12 +236,13 @@ static void report_unreachable(ss_sender *s, const ss_peer *peer, const char *wh
                                const char *reason, size_t queued)
 {
     unsigned wait = ss_sender_backoff(s->conf, peer->failures + 1);
-    char count[32], minutes[32];
+    char count[32], minutes[32], in_words[48];
     snprintf(count, sizeof count, "%zu", queued);
     snprintf(minutes, sizeof minutes, "%u", (wait + 59) / 60);
+    ss_duration_text(wait, in_words, sizeof in_words);
     ss_error ignored;
     (void)ss_notices_add(&s->notices, &ignored, 4501, peer->site, where, reason, count, minutes,
-                         NULL);
+                         in_words, NULL);
     struct attempt a = {s->db, peer->site, false, reason, ss_now() + wait};
     (void)store_notices(s, record_attempt, &a);
 }
@@ -473,6 +490,7 @@ static int deliver_through(delivery *d, const struct address_slot *slots, int n,
     struct dirent **names = NULL;
     int count = ss_outbox_list(d->o, &names, why);
     ss_remote remote;
+    if (count > 0) d->kept_fd = ss_kept_open(d->s, d->peer->site);
     for (int k = 0; k < n && count > 0; k++) {
         const struct address_slot *slot = &slots[(start + (unsigned)k) % (unsigned)n];
         ss_host_check host;
@@ -488,6 +506,8 @@ static int deliver_through(delivery *d, const struct address_slot *slots, int n,
         count = ss_outbox_list(d->o, &names, &list_error);
         if (count < 0) {
             *why = list_error;
+            if (d->kept_fd >= 0) close(d->kept_fd);
+            d->kept_fd = -1;
             return -1;
         }
         if (!ok && count > 0 && k + 1 < n) {
@@ -498,6 +518,8 @@ static int deliver_through(delivery *d, const struct address_slot *slots, int n,
         }
     }
     ss_outbox_list_free(names, count > 0 ? count : 0);
+    if (d->kept_fd >= 0) close(d->kept_fd);
+    d->kept_fd = -1;
     return count;
 }
 
@@ -516,7 +538,7 @@ static int deliver_locked(ss_sender *s, const ss_peer *peer, ss_outbox *o, ss_de
     tidy_outbox(s, o->fd, tidy_fd, peer->site);
     if (tidy_fd >= 0) close(tidy_fd);
     ss_error why = {0};
-    delivery d = {.s = s, .peer = peer, .o = o, .peer_fd = -1};
+    delivery d = {.s = s, .peer = peer, .o = o, .peer_fd = -1, .kept_fd = -1};
     const ss_address *last = &slots[0].addr;
     size_t before = d.delivered;
     int left = deliver_through(&d, slots, n, res, &last, &why);

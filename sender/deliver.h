@@ -23,6 +23,7 @@ typedef struct delivery {
     ss_outbox *o;
     const ss_address *addr; /* the address in use */
     int peer_fd;            /* a local address: its folder */
+    int kept_fd;            /* copies for send --resend (kept.h), -1: none */
     bool same_fs;
     ss_remote *remote; /* an SFTP address: the connection */
     bool db_refused;   /* site.db refused a row: the others wait for the batch end */

@@ -26,6 +26,7 @@
  * told to the caller).
  */
 #include "../inboxes/fileio.h"
+#include "../keystore/links.h"
 #include "bundle.h"
 #include "dupes.h"
 #include "outbox.h"
@@ -696,15 +697,28 @@ static int write_instructions(packing *k, size_t b0, size_t b1, ss_error *e)
     return -1;
 }
 
-/* The 4504 row (and 4503 when unsigned) of a queued pair, stored now. */
+/* Receipts and heartbeats (reports.h) are told in sender.log only, and
+ * are not followed by receipts. */
+static bool is_report(const ss_instr *in)
+{
+    return in->type == SS_TYPE_RECEIPT || in->type == SS_TYPE_HEARTBEAT;
+}
+
+/* The 4504 row (and 4503 when unsigned) of a queued pair, stored now, and
+ * its row in the pairs whose receipts are awaited (keystore/links.h). */
 static int record_queued(packing *k, const packed *p, ss_error *e)
 {
+    if (is_report(&p->in))
+        return ss_sent_queued(k->s->db, k->to, p->in.id, ss_itype_name(p->in.type), p->in.name,
+                              p->in.size, ss_now(), e);
     ss_notices *q = &k->s->notices;
     size_t before = q->n;
     char size[32], shown[SS_NAME_MAX + 32];
     snprintf(size, sizeof size, "%" PRIu64, p->in.size);
     ss_bundle_describe(&p->in, shown, sizeof shown);
-    if (ss_notices_add(q, e, 4504, p->in.id, shown, size, k->to, NULL) != 0 ||
+    if (ss_sent_queued(k->s->db, k->to, p->in.id, ss_itype_name(p->in.type), shown, p->in.size,
+                       ss_now(), e) != 0 ||
+        ss_notices_add(q, e, 4504, p->in.id, shown, size, k->to, NULL) != 0 ||
         (!k->s->sk && ss_notices_add(q, e, 4503, p->in.id, k->to, NULL) != 0) ||
         ss_notices_store(q, k->s->db, k->s->rep, NULL, NULL, e) != 0) {
         ss_notices_truncate(q, before);

@@ -2,6 +2,8 @@
  * recover.c - finishing an interrupted publication.  See recover.h.
  */
 #include "recover.h"
+
+#include "../keystore/links.h"
 #include "../inboxes/fileio.h"
 #include "bundle.h"
 
@@ -152,6 +154,9 @@ static int recover_delivery(ss_sender *s, ss_outbox *o, const char *site, const 
     snprintf(ins, sizeof ins, "%s.ins", j->queued);
     if (faccessat(o->fd, ins, F_OK, AT_SYMLINK_NOFOLLOW) == 0) return 0; /* still queued */
     queued_id(j->queued, id);
+    int kind = ss_sent_delivered(s->db, id, ss_now(), e);
+    if (kind < 0) return -1;
+    if (kind == SS_SENT_REPORT) return 0; /* a receipt or heartbeat: no 4500 */
     int found = has_row(s->db, 4500, id, j->since_ms, e);
     if (found != 0) return found < 0 ? -1 : 0;
     ss_peer peer;

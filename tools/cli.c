@@ -47,8 +47,7 @@ static void command_line(const cli *c, char *out, size_t len)
 static int drop_to(uid_t uid, gid_t gid, const char *name)
 {
     int groups_ok = strncmp(name, "uid ", 4) ? initgroups(name, gid) : setgroups(0, NULL);
-    if (groups_ok != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0)
-        return -1;
+    if (groups_ok != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0) return -1;
     if (setuid(0) == 0 || seteuid(0) == 0) return errno = EPERM, -1;
     return 0;
 }
@@ -82,8 +81,7 @@ int cli_become_owner(cli *c)
             "made would be %s's, which %s's daemons could not use.  Run it as the site's "
             "owner:\n  sudo -u %s %s\n  (as root: runuser -u %s -- %s; root's commands run "
             "as the owner by themselves)\n",
-            c->root, c->owner, c->invoker, c->invoker, c->owner, c->owner, typed, c->owner,
-            typed);
+            c->root, c->owner, c->invoker, c->invoker, c->owner, c->owner, typed, c->owner, typed);
     return EXIT_NOPERM;
 }
 
@@ -96,7 +94,8 @@ void cli_hint_unreadable(const cli *c, char **paths, int count, bool stdin_too)
                 "sitespool: %s is not readable by %s, the site's owner, as whom this command "
                 "runs (root's commands on a site run as its owner, so that what they make is "
                 "the owner's): make it readable by %s%s\n",
-                paths[i], c->owner, c->owner, stdin_too ? ", or give it on standard input ('-')" : "");
+                paths[i], c->owner, c->owner,
+                stdin_too ? ", or give it on standard input ('-')" : "");
     }
 }
 

@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "service.h"
 #include "../despooler/despooler.h"
+#include "../sender/reports.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,7 +31,32 @@ struct daemon_ctx {
     svc *s;
     ss_despooler *d;
     int64_t metrics_last_ms;
+    ss_sender snd; /* queues receipts (sender/reports.h); opened when first needed */
+    bool snd_open;
+    int64_t snd_failed; /* when opening it last failed: tried again a minute later */
 };
+
+/* The fates noted by the batches so far go back to their senders as
+ * receipts, queued in the outbox (the sender daemon delivers them: this
+ * process may have no network). */
+static void queue_receipts(struct daemon_ctx *x)
+{
+    ss_error e = {0};
+    ss_log *log = ss_reporter_log(&x->c->rep, SS_COMP_DESPOOLER);
+    if (!x->snd_open) {
+        if (x->snd_failed && ss_now() - x->snd_failed < 60) return;
+        if (ss_sender_open(&x->snd, x->c->root, &x->c->conf, &x->c->db, &x->c->rep, true, &e) !=
+            0) {
+            x->snd_failed = ss_now();
+            ss_logf(log, "Cannot queue receipts (they wait in site.db): %s", e.msg);
+            return;
+        }
+        x->snd_open = true;
+    }
+    size_t n = 0;
+    if (ss_sender_queue_receipts(&x->snd, &n, &e) != 0)
+        ss_logf(log, "Cannot queue receipts (they wait in site.db): %s", e.msg);
+}
 
 static void write_metrics(struct daemon_ctx *x, bool now)
 {
@@ -57,6 +83,7 @@ static void on_tick(void *ctx)
 {
     struct daemon_ctx *x = ctx;
     svc_tick(x->s);
+    queue_receipts(x);
     write_metrics(x, false);
 }
 
@@ -86,7 +113,7 @@ int cmd_despool(cli *c, int argc, char **argv)
      * batch is always finished first. */
     svc s;
     svc_start(&s, c, SS_COMP_DESPOOLER);
-    struct daemon_ctx x = {c, &s, &d, 0};
+    struct daemon_ctx x = {.c = c, .s = &s, .d = &d};
     ss_daemon_hooks hooks = {s.stop, s.reload, svc_tick_ms(&s), on_ready, on_tick, on_reload, &x};
     int rc = once ? ss_despooler_drain(&d, &e) : ss_despooler_run(&d, &hooks, &e);
     if (!once) {
@@ -94,6 +121,8 @@ int cmd_despool(cli *c, int argc, char **argv)
         write_metrics(&x, true);
     }
     if (rc != 0) cli_fail(&e);
+    queue_receipts(&x);
+    if (x.snd_open) ss_sender_close(&x.snd);
     if (once)
         printf("delivered %zu, rejected %zu, duplicates %zu, waiting %zu\n", d.stats.delivered,
                d.stats.rejected, d.stats.duplicates, d.stats.waiting);

@@ -13,6 +13,7 @@
  * change wakes a running despooler (keystore/trust.h).
  */
 #include "cli.h"
+#include "links.h"
 #include "suggest.h"
 #include "../keystore/lookup.h"
 #include "../keystore/trust.h"
@@ -33,7 +34,8 @@ static const char usage[] =
     "       sitespool [-C SITE_ROOT] key list [--json]\n"
     "       sitespool [-C SITE_ROOT] key approve CODE [KEYID]\n"
     "       sitespool [-C SITE_ROOT] key trust CODE KEYID | key untrust CODE\n"
-    "       sitespool [-C SITE_ROOT] key revoke KEYID [--site CODE]\n"
+    "       sitespool [-C SITE_ROOT] key revoke KEYID [--site CODE] [--force]\n"
+    "       sitespool [-C SITE_ROOT] key propagation [--json]\n"
     "       sitespool [-C SITE_ROOT] key rotate | key publish | key send-to CODE [--unsigned]\n"
     "\n"
     "export  writes this site's public key (minisign format) to FILE, default ./CODE.pub,\n"
@@ -54,6 +56,12 @@ static const char usage[] =
     "untrust forgets every key of CODE; its data then waits as for an unknown site.\n"
     "revoke  KEYID is never accepted again, for any site; waiting data signed by it is\n"
     "        quarantined and a block it caused is lifted. --site CODE when sites share the id.\n"
+    "        This site's own old key is not revoked while a peer heard from within\n"
+    "        rollover_grace_days does not hold the current key yet (its heartbeats tell;\n"
+    "        the peers are named), unless --force.\n"
+    "propagation  which peer holds which of this site's keys (current, and old ones in\n"
+    "        their grace), by the peers' heartbeats: the link, when each was last heard,\n"
+    "        the newest of our keys it relies on. --json: {keys: [...], peers: [...]}.\n"
     "rotate  makes a new key pair, sends every peer a rollover signed by the current key\n"
     "        with proof of the new one, and signs with the new key from then on.\n"
     "publish writes this site's public key into the key directory folder (directory).\n"
@@ -160,6 +168,7 @@ static int key_import(cli *c, int argc, char **argv)
             return ch == 'h' ? (fputs(usage, stdout), 0) : cli_usage(usage, "bad option");
     }
     if (optind + 1 != argc) return cli_usage(usage, "import takes exactly one key file");
+    if (site && !ss_site_code_valid(site)) return suggest_bad_site(usage, "--site", site);
     const char *path = argv[optind];
     ss_error e = {0};
     ss_keyrec rec;
@@ -269,8 +278,9 @@ int cmd_key(cli *c, int argc, char **argv)
     /* Help works anywhere, in or out of a site folder. */
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
-    static const char *const subs[] = {"export",  "import", "list",   "approve", "trust",
-                                       "untrust", "revoke", "rotate", "publish", "send-to"};
+    static const char *const subs[] = {"export", "import",  "list",    "approve",
+                                       "trust",  "untrust", "revoke",  "rotate",
+                                       "publish", "send-to", "propagation"};
     size_t known = 0;
     while (known < sizeof subs / sizeof subs[0] && strcmp(argv[1], subs[known]))
         known++;
@@ -286,7 +296,7 @@ int cmd_key(cli *c, int argc, char **argv)
         int (*run)(cli *, int, char **, const char *);
     } actions[] = {{"approve", key_approve}, {"trust", key_trust},   {"untrust", key_untrust},
                    {"revoke", key_revoke},   {"rotate", key_rotate}, {"publish", key_publish},
-                   {"send-to", key_send_to}};
+                   {"send-to", key_send_to}, {"propagation", key_propagation}};
     for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
         if (!strcmp(argv[1], actions[i].name)) return actions[i].run(c, argc - 1, argv + 1, usage);
     return cli_usage(usage, "unknown key subcommand '%s'", argv[1]);

@@ -11,6 +11,8 @@
  * untrust or revoke is obeyed, within a second.
  */
 #include "cli.h"
+#include "links.h"
+#include "suggest.h"
 #include "../inboxes/fileio.h"
 #include "../keystore/keyfile.h"
 #include "../keystore/trust.h"
@@ -25,7 +27,7 @@
 
 static int bad_site(const char *usage, const char *site)
 {
-    return cli_usage(usage, "'%s' is not a site code (3-8 characters of A-Z and 0-9)", site);
+    return suggest_bad_site(usage, "site", site);
 }
 
 /* Key ids as administrators copy them: minisign's unpadded form or lower
@@ -115,15 +117,33 @@ static int note_revoke_candidate(void *ctx_, const ss_keyrec *k)
     return 0;
 }
 
+/* "revoke KEYID [--site CODE] [--force]", options in any order. */
+static int revoke_args(int argc, char **argv, const char *usage, const char **key,
+                       const char **site, bool *force)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--force"))
+            *force = true;
+        else if (!strcmp(argv[i], "--site") && i + 1 < argc)
+            *site = argv[++i];
+        else if (argv[i][0] != '-' && !*key)
+            *key = argv[i];
+        else
+            return cli_usage(usage, "revoke needs KEYID [--site CODE] [--force]; '%s' is not one "
+                                    "of them",
+                             argv[i]);
+    }
+    if (!*key) return cli_usage(usage, "revoke needs KEYID [--site CODE] [--force]");
+    return 0;
+}
+
 int key_revoke(cli *c, int argc, char **argv, const char *usage)
 {
-    const char *site = NULL;
-    if (argc == 4 && !strcmp(argv[2], "--site"))
-        site = argv[3];
-    else if (argc == 4 && !strcmp(argv[1], "--site"))
-        site = argv[2], argv[1] = argv[3];
-    else if (argc != 2)
-        return cli_usage(usage, "revoke needs KEYID [--site CODE]");
+    const char *site = NULL, *typed = NULL;
+    bool force = false;
+    int usage_rc = revoke_args(argc, argv, usage, &typed, &site, &force);
+    if (usage_rc) return usage_rc;
+    argv[1] = (char *)typed;
     if (site && !ss_site_code_valid(site)) return bad_site(usage, site);
     char key_id[SS_KEYID_HEX + 1];
     int bad = typed_key_id(usage, argv[1], key_id);
@@ -153,6 +173,12 @@ int key_revoke(cli *c, int argc, char **argv, const char *usage)
                       "revoke the old key",
                       key_id),
                cli_fail(&e);
+    /* This site's old key: not while a peer still relies on it (the
+     * heartbeats tell), unless --force. */
+    if (!strcmp(site, c->conf.site_code)) {
+        int guard = links_revoke_guard(c, key_id, force);
+        if (guard) return guard;
+    }
     ss_keyctx k = keyctx(c);
     if (ss_trust_revoke(&k, site, key_id, &e) != 0) return cli_fail(&e);
     printf("Revoked key %s of site %s\n", key_id, site);

@@ -6,6 +6,8 @@
  * in keys/known_hosts (sender/hostkeys.h).
  */
 #include "cli.h"
+#include "../inboxes/text.h"
+#include "../keystore/links.h"
 #include "site_open.h"
 #include "suggest.h"
 #include "../inboxes/json.h"
@@ -214,6 +216,42 @@ static void print_addresses_text(cli *c, const ss_peer_address *rows, int n)
     }
 }
 
+/* What receipts and heartbeats say of the link (keystore/links.h). */
+static void print_link_json(cli *c, const ss_peer *p)
+{
+    ss_peer_view v;
+    ss_sent_summary sum;
+    ss_error e = {0};
+    (void)ss_peer_view_get(&c->db, p->site, &v, &e);
+    (void)ss_sent_summary_get(&c->db, p->site, &sum, &e);
+    printf(",\"link\":\"%s\",\"last_heard\":%lld,\"unconfirmed\":%zu,"
+           "\"oldest_unconfirmed\":%lld,\"waiting_there\":%zu,\"held_there\":%zu,"
+           "\"quarantined_there\":%zu,\"confirmed\":%zu",
+           ss_link_name(v.link), (long long)v.last_heard, sum.unconfirmed,
+           (long long)sum.oldest_unconfirmed, sum.waiting, sum.held, sum.quarantined,
+           sum.confirmed);
+}
+
+static void print_link_text(cli *c, const ss_peer *p)
+{
+    ss_peer_view v;
+    ss_sent_summary sum;
+    ss_error e = {0};
+    if (ss_peer_view_get(&c->db, p->site, &v, &e) < 0 ||
+        ss_sent_summary_get(&c->db, p->site, &sum, &e) != 0)
+        return;
+    char heard[48], age[48] = "";
+    ss_time_text(v.last_heard, heard, sizeof heard);
+    if (sum.unconfirmed) ss_duration_text(ss_now() - sum.oldest_unconfirmed, age, sizeof age);
+    printf("%-8s link %s, last heard %s; sent, no receipt yet: %zu%s%s%s", "",
+           ss_link_name(v.link), heard, sum.unconfirmed, age[0] ? " (oldest " : "", age,
+           age[0] ? ")" : "");
+    if (sum.waiting || sum.held || sum.quarantined)
+        printf("; at the peer: %zu waiting for our key, %zu held, %zu quarantined", sum.waiting,
+               sum.held, sum.quarantined);
+    printf("\n");
+}
+
 static int print_peer(void *ctx_, const ss_peer *p)
 {
     struct list_ctx *ctx = ctx_;
@@ -232,6 +270,7 @@ static int print_peer(void *ctx_, const ss_peer *p)
                q.queued, oldest, (long long)p->last_success, p->failures,
                (unsigned long long)p->next_seq);
         ss_json_string(stdout, p->last_error);
+        print_link_json(ctx->c, p);
         print_addresses_json(ctx->c, p, rows, n);
         printf("}");
     } else {
@@ -245,6 +284,7 @@ static int print_peer(void *ctx_, const ss_peer *p)
                n > 1 ? (p->round_robin ? "  (+ more, round robin)" : "  (+ more, in order)") : "");
         if (p->last_error[0])
             printf("%-8s %6s %8s %-19s  last error: %s\n", "", "", "", "", p->last_error);
+        print_link_text(ctx->c, p);
         if (n > 1 || (n == 1 && !strncmp(rows[0].address, "sftp://", 7)))
             print_addresses_text(ctx->c, rows, n);
     }

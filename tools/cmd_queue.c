@@ -19,6 +19,7 @@
  * (a few hundred bytes per pair).
  */
 #include "cli.h"
+#include "links.h"
 #include "site_open.h"
 #include "../despooler/admin.h"
 #include "../inboxes/fileio.h"
@@ -40,6 +41,7 @@
 
 static const char queue_usage[] =
     "usage: sitespool [-C SITE_ROOT] queue [--json]\n"
+    "       sitespool [-C SITE_ROOT] queue --sent [--peer CODE] [--all] [--json]\n"
     "\n"
     "Everything not finished at this site, oldest first within each state:\n"
     "  receive      a complete pair in despoolr.box/receive the despooler has not judged yet\n"
@@ -56,6 +58,14 @@ static const char queue_usage[] =
     "\n"
     "  --json   one JSON array of objects with the keys state, id, site, name, size,\n"
     "           age_seconds, status_id, detail (null where unknown)\n"
+    "\n"
+    "--sent shows instead what this site sent and the peers' receipts have not confirmed\n"
+    "as delivered: queued (still in the outbox), unconfirmed (in the peer's inbox, no\n"
+    "receipt yet), waiting-key (the peer waits for our key, 4405 there), held (held\n"
+    "there), quarantined (refused there; STATUS is the peer's status id). AGE counts\n"
+    "from the last change. --all adds the confirmed ones (delivered, duplicate);\n"
+    "--peer one peer's only. JSON keys: peer, id, state, name, type, size, queued, sent,\n"
+    "age_seconds, status_id.\n"
     "\n"
     "Exit codes: 0 listed, 1 the site cannot be read, 2 usage error.\n";
 
@@ -417,20 +427,35 @@ static void print_text(const struct queue *q)
 
 int cmd_queue(cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    bool json = false;
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"sent", no_argument, NULL, 's'},
+                                         {"peer", required_argument, NULL, 'p'},
+                                         {"all", no_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    bool json = false, sent = false, all = false;
+    const char *peer = NULL;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (ch == 'j')
             json = true;
+        else if (ch == 's')
+            sent = true;
+        else if (ch == 'p')
+            peer = optarg;
+        else if (ch == 'a')
+            all = true;
         else if (ch == 'h')
             return fputs(queue_usage, stdout), 0;
         else
             return cli_usage(queue_usage, "bad option for queue");
     }
     if (optind != argc) return cli_usage(queue_usage, "unexpected argument '%s'", argv[optind]);
+    if ((peer || all) && !sent) return cli_usage(queue_usage, "--peer and --all go with --sent");
+    if (peer && !ss_site_code_valid(peer))
+        return cli_usage(queue_usage, "'%s' is not a site code (3-8 of A-Z and 0-9)", peer);
+    if (sent) return queue_sent(c, peer, all, json);
     if (cli_open_short_lived(c) != 0) return 1; /* works on a full disk */
     struct queue q = {.c = c, .now = ss_now()};
     ss_error e = {0};

@@ -11,6 +11,8 @@
  * bundle_max_files) is named with the bundle's instruction and its count.
  */
 #include "cli.h"
+#include "../sender/kept.h"
+#include "../sender/reports.h"
 #include "service.h"
 #include "site_open.h"
 #include "suggest.h"
@@ -29,6 +31,7 @@ static const char send_usage[] =
     "usage: sitespool [-C SITE_ROOT] send --to CODE [--dest INBOX] [--name NAME]\n"
     "                                    [--unsigned] [--queue-only] [--again] FILE... | -\n"
     "       sitespool [-C SITE_ROOT] send --flush [--to CODE]\n"
+    "       sitespool [-C SITE_ROOT] send --resend ID [--queue-only]\n"
     "\n"
     "Compresses, hashes and signs each FILE in one streaming pass into the outbox\n"
     "(inboxes/schedule.box/outbox/CODE), then delivers the pairs into the peer's receive\n"
@@ -52,6 +55,11 @@ static const char send_usage[] =
     "  --again        queue every FILE even if the same is still queued (the peer then\n"
     "                 gets it twice: the second copy as NAME.<id>)\n"
     "  --flush        deliver what is queued (for CODE, or for every peer)\n"
+    "  --resend ID    put a pair this site sent back into its peer's outbox, unchanged\n"
+    "                 (the same instruction and id: the peer's ledger delivers it at\n"
+    "                 most once), from the copy kept in schedule.box/sent/<PEER>/ until\n"
+    "                 its receipt confirms it (resend_keep); 4518 records who asked.\n"
+    "                 Receipts never resend anything by themselves.\n"
     "exit: 0 delivered (or already queued), 1 failed, 2 usage, 75 queued because a peer\n"
     "is unreachable\n";
 
@@ -171,7 +179,7 @@ static const char *name_problem(const char *name)
 }
 
 struct send_opts {
-    const char *to, *dest, *name;
+    const char *to, *dest, *name, *resend;
     bool unsigned_mode, flush, queue_only, again;
 };
 
@@ -184,6 +192,7 @@ static int parse_send(int argc, char **argv, struct send_opts *o)
                                          {"flush", no_argument, NULL, 'f'},
                                          {"queue-only", no_argument, NULL, 'q'},
                                          {"again", no_argument, NULL, 'a'},
+                                         {"resend", required_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     *o = (struct send_opts){.dest = "replmgr.box"};
@@ -212,6 +221,9 @@ static int parse_send(int argc, char **argv, struct send_opts *o)
         case 'a':
             o->again = true;
             break;
+        case 'r':
+            o->resend = optarg;
+            break;
         case 'h':
             return fputs(send_usage, stdout), -1;
         default:
@@ -219,6 +231,16 @@ static int parse_send(int argc, char **argv, struct send_opts *o)
         }
     }
     int nfiles = argc - optind;
+    if (o->resend) {
+        if (nfiles || o->flush || o->to || o->name || o->again)
+            return cli_usage(send_usage, "--resend ID takes no files and no other options "
+                                         "but --queue-only");
+        if (!ss_id_valid(o->resend))
+            return cli_usage(send_usage, "'%s' is not an instruction id (32 lower-case hex "
+                                         "digits, as 'sitespool queue --sent' shows them)",
+                             o->resend);
+        return 0;
+    }
     if (o->flush ? nfiles != 0 : (nfiles == 0 || !o->to))
         return cli_usage(send_usage, o->flush ? "--flush takes no files"
                                               : "send needs --to CODE and at least one FILE");
@@ -297,6 +319,20 @@ static int require_peer(cli *c, const char *to)
     return 1;
 }
 
+/* send --resend ID: the kept copy back into the outbox, then delivered. */
+static int resend(cli *c, ss_sender *s, const struct send_opts *o)
+{
+    char user[100], by[128], peer[16];
+    ss_error e = {0};
+    cli_user_name(c, user, sizeof user);
+    snprintf(by, sizeof by, "user %s", user);
+    if (ss_kept_resend(s, o->resend, by, peer, &e) != 0) return cli_fail(&e);
+    printf("Queued instruction %s for %s again\n", o->resend, peer);
+    int exit_code = 0;
+    if (!o->queue_only) (void)deliver_peer(s, peer, &exit_code);
+    return exit_code;
+}
+
 int cmd_send(cli *c, int argc, char **argv)
 {
     struct send_opts o;
@@ -315,7 +351,9 @@ int cmd_send(cli *c, int argc, char **argv)
     ss_error e = {0};
     if (ss_sender_open(&s, c->root, &c->conf, &c->db, &c->rep, sign, &e) != 0) return cli_fail(&e);
     int exit_code = 0;
-    if (o.flush && o.to)
+    if (o.resend)
+        exit_code = resend(c, &s, &o);
+    else if (o.flush && o.to)
         (void)deliver_peer(&s, o.to, &exit_code);
     else if (o.flush)
         exit_code = flush_all(c, &s);
@@ -394,6 +432,22 @@ static int report_left(cli *c)
     return total ? EXIT_TEMPFAIL : 0;
 }
 
+/* Heartbeats that are due, then the link watch (sender/reports.h); a
+ * failure is logged and tried again next round. */
+static void reports_round(ss_sender *s, ss_log *log, int64_t *last_watch)
+{
+    ss_error e = {0};
+    size_t n = 0;
+    int64_t now = ss_now();
+    if (ss_sender_queue_heartbeats(s, now, &n, &e) != 0)
+        ss_logf(log, "Cannot queue heartbeats: %s", e.msg);
+    /* Link states change on the scale of heartbeat intervals: judged
+     * every few seconds, not every round. */
+    if (*last_watch && now - *last_watch < 5 && now >= *last_watch) return;
+    *last_watch = now;
+    if (ss_sender_watch_links(s, now, &e) != 0) ss_logf(log, "Cannot judge the links: %s", e.msg);
+}
+
 int cmd_sender(cli *c, int argc, char **argv)
 {
     bool once = false;
@@ -419,10 +473,12 @@ int cmd_sender(cli *c, int argc, char **argv)
     ss_log *log = ss_reporter_log(&c->rep, SS_COMP_SENDER);
     ss_logf(log, "Sender started for site %s", c->conf.site_code);
     if (!once) svc_ready(&service, "Delivering queued pairs");
+    int64_t last_watch = 0;
     while (!*service.stop) {
         struct round_ctx ctx = {&s, 0, once};
         if (s.notices.n && ss_sender_store_notices(&s, &e) != 0)
             ss_logf(log, "%zu status message(s) wait to be stored: %s", s.notices.n, e.msg);
+        reports_round(&s, log, &last_watch);
         sender_round(c, &ctx, log);
         if (once) break;
         /* New pairs are delivered by `send` itself; this loop only retries. */

@@ -4,6 +4,7 @@
  * site's key (sign) or any public key / a keystore entry (verify).
  */
 #include "cli.h"
+#include "suggest.h"
 #include "../keystore/sigfile.h"
 #include "../keystore/trust.h"
 
@@ -114,6 +115,7 @@ int cmd_verify(cli *c, int argc, char **argv)
     }
     if (optind + 1 != argc || (!pub == !site))
         return cli_usage(verify_usage, "verify takes one FILE and either -p or --site");
+    if (site && !ss_site_code_valid(site)) return suggest_bad_site(verify_usage, "--site", site);
     struct verify_ctx ctx = {.path = argv[optind]};
     char def_sig[PATH_MAX];
     if (!sig_path) {

@@ -2,6 +2,7 @@
  * metrics.c - writing the Prometheus text file.  See metrics.h.
  */
 #include "metrics.h"
+#include "../keystore/links.h"
 #include "../inboxes/fileio.h"
 #include "../sender/sender.h"
 
@@ -94,17 +95,26 @@ static void folders(struct out *o, const ss_despooler *d, int64_t now)
 
 /* One peer's figures, gathered once (its outbox listed once) and then
  * written family by family. */
+#define PEER_FAMILIES 8
+
 struct peer_fig {
     char site[SS_SITE_CODE_MAX + 1];
-    double value[4]; /* in the order of peer_families */
+    double value[PEER_FAMILIES]; /* in the order of peer_families */
 };
 
-static const char *const peer_families[4][2] = {
+static const char *const peer_families[PEER_FAMILIES][2] = {
     {"sitespool_outbox_pairs", "Pairs queued for each peer."},
     {"sitespool_outbox_oldest_age_seconds", "Age of the oldest pair queued for each peer."},
     {"sitespool_peer_last_success_timestamp_seconds",
      "When a delivery to each peer last succeeded (0: never)."},
     {"sitespool_peer_failures", "Failed delivery attempts to each peer in a row."},
+    {"sitespool_peer_last_heard_timestamp_seconds",
+     "When a signed heartbeat or receipt of each peer last arrived (0: never)."},
+    {"sitespool_peer_link_state",
+     "Each peer's link: 0 unknown, 1 healthy, 2 degraded, 3 failed (by its heartbeats)."},
+    {"sitespool_peer_unconfirmed_pairs",
+     "Pairs in each peer's inbox without a receipt yet."},
+    {"sitespool_peer_quarantined_pairs", "Pairs each peer's receipts say it quarantined."},
 };
 
 struct peer_figs {
@@ -127,6 +137,16 @@ static int gather_peer(void *ctx, const ss_peer *p)
     f->value[1] = q.oldest ? (double)(pf->now - q.oldest) : 0;
     f->value[2] = (double)p->last_success;
     f->value[3] = (double)p->failures;
+    ss_peer_view v;
+    ss_sent_summary sum;
+    if (ss_peer_view_get(&pf->c->db, p->site, &v, &e) >= 0) {
+        f->value[4] = (double)v.last_heard;
+        f->value[5] = (double)v.link;
+    }
+    if (ss_sent_summary_get(&pf->c->db, p->site, &sum, &e) == 0) {
+        f->value[6] = (double)sum.unconfirmed;
+        f->value[7] = (double)sum.quarantined;
+    }
     return 0;
 }
 
@@ -135,7 +155,7 @@ static void peers(struct out *o, cli *c, int64_t now)
     struct peer_figs pf = {c, now, calloc(SITES_MAX, sizeof(struct peer_fig)), 0};
     ss_error e = {0};
     if (pf.v) (void)ss_peer_foreach(&c->db, gather_peer, &pf, &e);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < PEER_FAMILIES; k++) {
         family(o, peer_families[k][0], "gauge", peer_families[k][1]);
         for (size_t i = 0; i < pf.n; i++) {
             char labels[64];

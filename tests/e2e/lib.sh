@@ -41,8 +41,8 @@ hman() { echo "$T/$1/inboxes/hman.box"; }
 peer() { "$S" -C "$T/$1" peer add "$2" --inbox "$(receive "$2")" >/dev/null; }
 # exchange A B: the manual way, both directions (export, drop into hman.box).
 exchange() {
-  "$S" -C "$T/$1" key export -o "$(hman "$2")/$1.pub" 2>/dev/null
-  "$S" -C "$T/$2" key export -o "$(hman "$1")/$2.pub" 2>/dev/null
+  "$S" -C "$T/$1" key export -o "$(hman "$2")/$1.pub" >/dev/null 2>&1
+  "$S" -C "$T/$2" key export -o "$(hman "$1")/$2.pub" >/dev/null 2>&1
 }
 # pair A B: peers both ways with keys exchanged.
 pair() { peer "$1" "$2"; peer "$2" "$1"; exchange "$1" "$2"; }

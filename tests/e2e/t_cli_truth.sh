@@ -62,3 +62,33 @@ grep -q "1 pair(s) for SS1 stay queued (next retry " "$T/once.err" ||
 rc=0; "$S" -C "$T/PS1" sender --once >/dev/null 2>&1 || rc=$?
 assert_eq "$rc" 0 "sender --once once everything is delivered"
 pass "sender --once: exit 75 naming what stays queued and the next retry; 0 when nothing does"
+
+# Small untruths (defect 8): a lower-case site code gets a hint wherever
+# one is typed; times in .why files are readable; durations in 4501 and
+# 4405 are in proper English.
+for cmd in "key approve ps1" "key untrust ps1" "key send-to ps1" "key import --site ps1 x.pub" \
+           "verify x --site ps1"; do
+  rc=0; "$S" -C "$T/PS1" $cmd >/dev/null 2>"$T/hint.err" || rc=$?
+  assert_eq "$rc" 2 "sitespool $cmd"
+  grep -q "did you mean PS1?" "$T/hint.err" || fail "sitespool $cmd gives no hint: $(cat "$T/hint.err")"
+done
+status_text PS1 4501 | grep -q "next retry in about 1 minute\.$" ||
+  fail "4501 does not say 'about 1 minute.': $(status_text PS1 4501)"
+mksite SS2; peer PS1 SS2
+echo x >"$T/x.txt"
+"$S" -C "$T/PS1" send --to SS2 "$T/x.txt" >/dev/null
+despool_once SS2 >/dev/null
+status_text SS2 4405 | grep -q "next retry in about 5 minutes\.$" ||
+  fail "4405 does not say 'about 5 minutes.': $(status_text SS2 4405)"
+echo y >"$T/y.txt"
+"$S" -C "$T/PS1" send --to SS1 --dest nowhere.box "$T/y.txt" >/dev/null
+exchange PS1 SS1; despool_once SS1 >/dev/null
+why=$(find "$(rejected SS1)" -name '*.why' | head -n 1)
+[ -n "$why" ] || fail "no .why file at SS1"
+grep -Eq "^rejected at 20[0-9]{2}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} \+0000 \(unix [0-9]+\) by site SS1$" "$why" ||
+  fail ".why time is not readable: $(cat "$why")"
+"$S" -C "$T/SS1" queue --json | python3 -c '
+import json,sys,time
+q=[p for p in json.load(sys.stdin) if p["state"]=="quarantined"]
+assert q and 0 <= q[0]["age_seconds"] < 600, q' || fail "queue does not read the .why time back"
+pass "lower-case site codes get a hint everywhere; .why times readable in UTC; 1 minute, 5 minutes"

@@ -103,7 +103,7 @@ ins=$(only_ins "$(receive SS4)"); id=${ins%.ins}
 despool_once SS4 >/dev/null
 assert_eq "$(status_count SS4 4405)" 1 "first lookup: 4405"
 case "$(json_last SS4 4405 'm["text"]')" in
-  *"It will retry 1 more times, next retry in about 1 minutes.") ;;
+  *"It will retry 1 more times, next retry in about 1 second.") ;;
   *) fail "first 4405 with key_lookup_retries = 2: $(json_last SS4 4405 'm["text"]')" ;;
 esac
 sleep 1.2

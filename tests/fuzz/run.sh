@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-30}
-targets=(${FUZZ_TARGETS:-instr sig keyfile inflate conf pair})
+targets=(${FUZZ_TARGETS:-instr sig keyfile inflate conf pair report})
 jobs=${FUZZ_JOBS:-2}
 
 cc=
@@ -57,7 +57,7 @@ run_one() { # target
   local rc=0 dict=()
   case $t in
     instr | sig | pair) dict=(-dict=tests/fuzz/fields.dict) ;;
-    keyfile | conf) dict=(-dict=tests/fuzz/$t.dict) ;;
+    keyfile | conf | report) dict=(-dict=tests/fuzz/$t.dict) ;;
   esac
   SS_FUZZ_TMPDIR="$dir/tmp" "$build/tests/fuzz_$t" "$dir/corpus" -max_total_time="$seconds" "${dict[@]}" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

@@ -6,6 +6,8 @@
 #include "../../inboxes/codec.h"
 #include "../../inboxes/fileio.h"
 #include "../../inboxes/instruction.h"
+#include "../../inboxes/report.h"
+#include "../../inboxes/text.h"
 #include "../../inboxes/log.h"
 
 #include <fcntl.h>
@@ -444,6 +446,125 @@ static void test_open_regular_refuses_symlink_and_fifo(void)
     free(dir);
 }
 
+/* ---- receipts and heartbeats (report.h) ---- */
+
+static int collect_line(void *ctx, const ss_receipt_line *l)
+{
+    ss_receipt_line *out = ctx;
+    size_t i = 0;
+    while (out[i].id[0])
+        i++;
+    out[i] = *l;
+    return 0;
+}
+
+static void test_receipt_roundtrip(void)
+{
+    ss_report_head h = {.from = "SS1", .to = "PS1", .time = 1795393768};
+    ss_receipt_line lines[3] = {
+        {.id = "00112233445566778899aabbccddeeff", .fate = SS_FATE_DELIVERED, .status_id = 4400},
+        {.id = "ffeeddccbbaa99887766554433221100", .fate = SS_FATE_QUARANTINED, .status_id = 4406},
+        {.id = "0123456789abcdef0123456789abcdef", .fate = SS_FATE_WAITING, .status_id = 0},
+    };
+    char *text = NULL;
+    size_t len = 0;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_receipt_format(&h, lines, 3, &text, &len, &e), 0);
+    CU_ASSERT_STRING_EQUAL(text, "sitespool-receipt/1 from=SS1 to=PS1 time=1795393768\n"
+                                 "00112233445566778899aabbccddeeff delivered 4400\n"
+                                 "ffeeddccbbaa99887766554433221100 quarantined 4406\n"
+                                 "0123456789abcdef0123456789abcdef waiting 0\n");
+    ss_receipt_line got[4];
+    memset(got, 0, sizeof got);
+    ss_report_head back;
+    CU_ASSERT_EQUAL(ss_receipt_parse(text, len, &back, collect_line, got, &e), 0);
+    CU_ASSERT_STRING_EQUAL(back.from, "SS1");
+    CU_ASSERT_STRING_EQUAL(back.to, "PS1");
+    CU_ASSERT_EQUAL(back.time, 1795393768);
+    CU_ASSERT_STRING_EQUAL(got[1].id, lines[1].id);
+    CU_ASSERT_EQUAL(got[1].fate, SS_FATE_QUARANTINED);
+    CU_ASSERT_EQUAL(got[1].status_id, 4406);
+    CU_ASSERT_EQUAL(got[2].fate, SS_FATE_WAITING);
+    free(text);
+}
+
+static void test_receipt_rejects(void)
+{
+    static const char *const bad[] = {
+        "",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff lost 0\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899AABBCCDDEEFF delivered 0\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered 44\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered  4400\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered 4400",
+        "sitespool-receipt/1 from=ss1 to=PS1 time=1\n",
+        "sitespool-receipt/1  from=SS1 to=PS1 time=1\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=01\n",
+        "sitespool-heartbeat/1 from=SS1 to=PS1 time=1\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\r\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff held 4420\x1b\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ss_report_head h;
+        ss_error e = {0};
+        CU_ASSERT_NOT_EQUAL(ss_receipt_parse(bad[i], strlen(bad[i]), &h, NULL, NULL, &e), 0);
+        CU_ASSERT(e.msg[0] != '\0');
+    }
+}
+
+static void test_heartbeat_roundtrip_and_rejects(void)
+{
+    ss_heartbeat hb = {.head = {.from = "SS1", .to = "PS1", .time = 42},
+                       .key = "5E2875BBB567D5E0",
+                       .holds = {"0A1B2C3D4E5F6071", "9F8E7D6C5B4A3921"},
+                       .nholds = 2};
+    char text[512];
+    ss_error e = {0};
+    int len = ss_heartbeat_format(&hb, text, sizeof text, &e);
+    CU_ASSERT_FATAL(len > 0);
+    CU_ASSERT_STRING_EQUAL(text, "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\n"
+                                 "key 5E2875BBB567D5E0\n"
+                                 "holds 0A1B2C3D4E5F6071\n"
+                                 "holds 9F8E7D6C5B4A3921\n");
+    ss_heartbeat back;
+    CU_ASSERT_EQUAL(ss_heartbeat_parse(text, (size_t)len, &back, &e), 0);
+    CU_ASSERT_STRING_EQUAL(back.key, hb.key);
+    CU_ASSERT_EQUAL(back.nholds, 2);
+    CU_ASSERT_STRING_EQUAL(back.holds[1], "9F8E7D6C5B4A3921");
+    /* A later version's keyword is skipped; a bad key id, a missing key,
+     * a key given twice are refused. */
+    const char *later = "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nkey 5E2875BBB567D5E0\n"
+                        "colour blue\n";
+    CU_ASSERT_EQUAL(ss_heartbeat_parse(later, strlen(later), &back, &e), 0);
+    static const char *const bad[] = {
+        "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nkey 5e2875bbb567d5e0\n",
+        "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nholds 5E2875BBB567D5E0\n",
+        "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nkey 5E2875BBB567D5E0\nkey 5E2875BBB567D5E0\n",
+        "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nkey 5E2875BBB567D5E0 \n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CU_ASSERT_NOT_EQUAL(ss_heartbeat_parse(bad[i], strlen(bad[i]), &back, &e), 0);
+}
+
+static void test_time_and_duration_text(void)
+{
+    char out[64];
+    ss_duration_text(60, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "1 minute");
+    ss_duration_text(300, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "5 minutes");
+    ss_duration_text(3 * 3600 + 20 * 60 + 5, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "3 hours 20 minutes");
+    ss_duration_text(2 * 86400 + 5 * 60, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "2 days");
+    ss_duration_text(0, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "0 seconds");
+    ss_time_text(1795393768, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "2026-11-23 00:29:28 UTC");
+    ss_time_text(0, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "never");
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -459,6 +580,11 @@ int main(void)
         {"atomic write never replaces", test_atomic_noreplace},
         {"safe open refuses symlinks, fifos, oversized",
          test_open_regular_refuses_symlink_and_fifo},
+        {"receipt payload roundtrip", test_receipt_roundtrip},
+        {"receipt parser rejects malformed lines", test_receipt_rejects},
+        {"heartbeat payload roundtrip; strict but forward compatible",
+         test_heartbeat_roundtrip_and_rejects},
+        {"times in UTC, durations with singular and plural", test_time_and_duration_text},
     };
     return tu_run("inboxes", tests, sizeof tests / sizeof tests[0]);
 }

@@ -17,6 +17,7 @@
 #include "../../inboxes/log.h"
 #include "../../keystore/sigfile.h"
 #include "../../keystore/keyfile.h"
+#include "../../keystore/links.h"
 #include "../../keystore/trust.h"
 
 #include <fcntl.h>
@@ -1678,6 +1679,732 @@ static void test_trust_change_writes_marker_unless_despooler(void)
     free(dir);
 }
 
+/* ------------------------------------------------------------------ */
+/* site.db links (keystore/links.h): receipts due, sent pairs and their */
+/* fates, peers' heartbeats and link states, rollouts                   */
+/* ------------------------------------------------------------------ */
+
+/* A fresh site.db at the current schema in a temporary folder. */
+static char *links_db(ss_db *db)
+{
+    char *dir = tu_tempdir("links");
+    char path[600];
+    snprintf(path, sizeof path, "%s/site.db", dir);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_db_open(db, path, true, &e), 0);
+    return dir;
+}
+
+static void links_db_done(ss_db *db, char *dir)
+{
+    ss_db_close(db);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* Instruction id number n: 32 lowercase hex digits. */
+static const char *lid(int n)
+{
+    static char ids[8][SS_ID_HEX + 1];
+    static int next;
+    char *out = ids[next++ % 8];
+    snprintf(out, SS_ID_HEX + 1, "%032x", n);
+    return out;
+}
+
+/* Rows of receipts_due for site, as "id-number:fate:status" joined by spaces. */
+static void due_rows(ss_db *db, const char *site, char *out, size_t len)
+{
+    ss_receipt_line lines[16];
+    size_t n = 99;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_receipt_take(db, site, lines, 16, &n, &e), 0);
+    size_t at = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && at < len; i++)
+        at += (size_t)snprintf(out + at, len - at, "%s%x:%s:%d", i ? " " : "",
+                               (unsigned)strtoul(lines[i].id, NULL, 16),
+                               ss_fate_name(lines[i].fate), lines[i].status_id);
+}
+
+static int collect_sites(void *ctx, const char *site)
+{
+    char *out = ctx;
+    if (out[0]) strcat(out, " ");
+    strcat(out, site);
+    return 0;
+}
+
+struct site_count {
+    int n, stop_at;
+    char first[16], last[16];
+};
+
+static int count_sites(void *ctx, const char *site)
+{
+    struct site_count *c = ctx;
+    if (!c->n++) snprintf(c->first, sizeof c->first, "%s", site);
+    snprintf(c->last, sizeof c->last, "%s", site);
+    return c->n == c->stop_at ? 9 : 0;
+}
+
+static void test_links_receipts_due(void)
+{
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    char rows[512], sites[64] = "";
+
+    CU_ASSERT_EQUAL(ss_receipt_sites(&db, collect_sites, sites, &e), 0);
+    CU_ASSERT_STRING_EQUAL(sites, "");
+    CU_ASSERT_EQUAL(ss_receipt_note(&db, "PS1", lid(1), SS_FATE_WAITING, 4405, 100, &e), 0);
+    CU_ASSERT_EQUAL(ss_receipt_note(&db, "PS1", lid(2), SS_FATE_DELIVERED, 4400, 50, &e), 0);
+    CU_ASSERT_EQUAL(ss_receipt_note(&db, "PS1", lid(3), SS_FATE_HELD, 4420, 200, &e), 0);
+    CU_ASSERT_EQUAL(ss_receipt_note(&db, "PS2", lid(2), SS_FATE_DUPLICATE, 4402, 10, &e), 0);
+    /* A newer fate for the same (site, id) replaces the older one, and its
+     * time with it. */
+    CU_ASSERT_EQUAL(ss_receipt_note(&db, "PS1", lid(1), SS_FATE_QUARANTINED, 4406, 150, &e), 0);
+    due_rows(&db, "PS1", rows, sizeof rows);
+    CU_ASSERT_STRING_EQUAL(rows, "2:delivered:4400 1:quarantined:4406 3:held:4420");
+    due_rows(&db, "PS2", rows, sizeof rows);
+    CU_ASSERT_STRING_EQUAL(rows, "2:duplicate:4402");
+    due_rows(&db, "PS3", rows, sizeof rows);
+    CU_ASSERT_STRING_EQUAL(rows, "");
+
+    CU_ASSERT_EQUAL(ss_receipt_sites(&db, collect_sites, sites, &e), 0);
+    CU_ASSERT_STRING_EQUAL(sites, "PS1 PS2");
+
+    /* Oldest first, at most max (no write past out[max - 1]). */
+    ss_receipt_line got[3];
+    memset(got, 0xa5, sizeof got);
+    size_t n = 99;
+    CU_ASSERT_EQUAL(ss_receipt_take(&db, "PS1", got, 2, &n, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(n, 2);
+    CU_ASSERT_STRING_EQUAL(got[0].id, lid(2));
+    CU_ASSERT_EQUAL(got[0].fate, SS_FATE_DELIVERED);
+    CU_ASSERT_EQUAL(got[0].status_id, 4400);
+    CU_ASSERT_STRING_EQUAL(got[1].id, lid(1));
+    CU_ASSERT_EQUAL(got[1].fate, SS_FATE_QUARANTINED);
+    CU_ASSERT_EQUAL(got[1].status_id, 4406);
+    CU_ASSERT_EQUAL(got[2].status_id, (int)0xa5a5a5a5);
+    CU_ASSERT_EQUAL(ss_receipt_take(&db, "PS1", got, 0, &n, &e), 0);
+    CU_ASSERT_EQUAL(n, 0);
+
+    /* Meanwhile id 1's fate changes (delivered after the administrator
+     * released it) and id 3 gets another status id: forgetting what the
+     * receipt carried leaves both due, and PS2's row for the same id. */
+    ss_receipt_line sent[3];
+    CU_ASSERT_EQUAL(ss_receipt_take(&db, "PS1", sent, 3, &n, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(n, 3);
+    CU_ASSERT_EQUAL(ss_receipt_note(&db, "PS1", lid(1), SS_FATE_DELIVERED, 4400, 300, &e), 0);
+    CU_ASSERT_EQUAL(ss_receipt_note(&db, "PS1", lid(3), SS_FATE_HELD, 3303, 310, &e), 0);
+    CU_ASSERT_EQUAL(ss_receipt_forget(&db, "PS1", sent, 3, &e), 0);
+    due_rows(&db, "PS1", rows, sizeof rows);
+    CU_ASSERT_STRING_EQUAL(rows, "1:delivered:4400 3:held:3303");
+    due_rows(&db, "PS2", rows, sizeof rows);
+    CU_ASSERT_STRING_EQUAL(rows, "2:duplicate:4402");
+
+    /* Forgetting the rest: PS1 has nothing due and is no longer listed. */
+    CU_ASSERT_EQUAL(ss_receipt_take(&db, "PS1", sent, 3, &n, &e), 0);
+    CU_ASSERT_EQUAL(ss_receipt_forget(&db, "PS1", sent, n, &e), 0);
+    due_rows(&db, "PS1", rows, sizeof rows);
+    CU_ASSERT_STRING_EQUAL(rows, "");
+    sites[0] = '\0';
+    CU_ASSERT_EQUAL(ss_receipt_sites(&db, collect_sites, sites, &e), 0);
+    CU_ASSERT_STRING_EQUAL(sites, "PS2");
+
+    /* Every site is listed, however many (in site order), and the
+     * callback stops the walk with its value. */
+    for (int i = 0; i < 100; i++) {
+        char site[8];
+        snprintf(site, sizeof site, "X%02d", 99 - i);
+        CU_ASSERT_EQUAL_FATAL(ss_receipt_note(&db, site, lid(1), SS_FATE_DELIVERED, 0, 1, &e), 0);
+    }
+    struct site_count c = {0};
+    CU_ASSERT_EQUAL(ss_receipt_sites(&db, count_sites, &c, &e), 0);
+    CU_ASSERT_EQUAL(c.n, 101);
+    CU_ASSERT_STRING_EQUAL(c.first, "PS2");
+    CU_ASSERT_STRING_EQUAL(c.last, "X99");
+    c = (struct site_count){.stop_at = 3};
+    CU_ASSERT_EQUAL(ss_receipt_sites(&db, count_sites, &c, &e), 9);
+    CU_ASSERT_EQUAL(c.n, 3);
+    CU_ASSERT_STRING_EQUAL(c.last, "X01");
+    links_db_done(&db, dir);
+}
+
+static void queue_sent(ss_db *db, const char *peer, int n, const char *type, int64_t queued,
+                       int64_t sent_at)
+{
+    ss_error e = {0};
+    char name[32];
+    snprintf(name, sizeof name, "file%d.txt", n);
+    CU_ASSERT_EQUAL_FATAL(
+        ss_sent_queued(db, peer, lid(n), type, name, (uint64_t)n * 10, queued, &e), 0);
+    if (sent_at) CU_ASSERT_EQUAL_FATAL(ss_sent_delivered(db, lid(n), sent_at, &e), SS_SENT_PAIR);
+}
+
+/* Applies a receipt line from peer; returns what ss_sent_apply returned. */
+static int apply_fate(ss_db *db, const char *peer, int n, enum ss_fate fate, int status,
+                      int64_t now, ss_sent *row, enum ss_fate *before, bool *had)
+{
+    ss_receipt_line l = {.fate = fate, .status_id = status};
+    snprintf(l.id, sizeof l.id, "%s", lid(n));
+    ss_sent r;
+    enum ss_fate b;
+    bool h;
+    ss_error e = {0};
+    return ss_sent_apply(db, peer, &l, now, row ? row : &r, before ? before : &b, had ? had : &h,
+                         &e);
+}
+
+static void test_links_sent_queued_and_delivered(void)
+{
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    ss_sent s;
+    CU_ASSERT_EQUAL(ss_sent_get(&db, lid(1), &s, &e), 0);
+    CU_ASSERT_EQUAL(ss_sent_queued(&db, "PS1", lid(1), "data", "a b.txt", 12345, 100, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(1), &s, &e), 1);
+    CU_ASSERT_STRING_EQUAL(s.id, lid(1));
+    CU_ASSERT_STRING_EQUAL(s.peer, "PS1");
+    CU_ASSERT_STRING_EQUAL(s.type, "data");
+    CU_ASSERT_STRING_EQUAL(s.name, "a b.txt");
+    CU_ASSERT_EQUAL(s.size, 12345);
+    CU_ASSERT_EQUAL(s.queued, 100);
+    CU_ASSERT_EQUAL(s.sent_at, 0);
+    CU_ASSERT_FALSE(s.has_fate);
+    CU_ASSERT_EQUAL(s.status_id, 0);
+    CU_ASSERT_EQUAL(s.heard_at, 0);
+
+    /* In the peer's inbox: the time it left is kept on a second call. */
+    CU_ASSERT_EQUAL(ss_sent_delivered(&db, lid(1), 200, &e), SS_SENT_PAIR);
+    CU_ASSERT_EQUAL(ss_sent_delivered(&db, lid(1), 300, &e), SS_SENT_PAIR);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(1), &s, &e), 1);
+    CU_ASSERT_EQUAL(s.sent_at, 200);
+    CU_ASSERT_FALSE(s.has_fate);
+
+    /* Receipts and heartbeats: their rows go once they are delivered. */
+    CU_ASSERT_EQUAL(ss_sent_queued(&db, "PS1", lid(2), "receipt", "receipt", 60, 100, &e), 0);
+    CU_ASSERT_EQUAL(ss_sent_queued(&db, "PS1", lid(3), "heartbeat", "heartbeat", 80, 100, &e), 0);
+    CU_ASSERT_EQUAL(ss_sent_get(&db, lid(2), &s, &e), 1);
+    CU_ASSERT_EQUAL(ss_sent_delivered(&db, lid(2), 200, &e), SS_SENT_REPORT);
+    CU_ASSERT_EQUAL(ss_sent_get(&db, lid(2), &s, &e), 0);
+    CU_ASSERT_EQUAL(ss_sent_delivered(&db, lid(3), 200, &e), SS_SENT_REPORT);
+    CU_ASSERT_EQUAL(ss_sent_get(&db, lid(3), &s, &e), 0);
+    CU_ASSERT_EQUAL(ss_sent_delivered(&db, lid(2), 300, &e), SS_SENT_UNKNOWN);
+    /* A pair queued before receipts existed has no row. */
+    CU_ASSERT_EQUAL(ss_sent_delivered(&db, lid(4), 300, &e), SS_SENT_UNKNOWN);
+    CU_ASSERT_EQUAL(ss_sent_get(&db, lid(4), &s, &e), 0);
+    /* The pair's row was not touched by any of that. */
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(1), &s, &e), 1);
+    CU_ASSERT_EQUAL(s.sent_at, 200);
+    links_db_done(&db, dir);
+}
+
+static void test_links_sent_apply(void)
+{
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    ss_sent row, s;
+    enum ss_fate before;
+    bool had;
+    queue_sent(&db, "PS1", 1, "data", 100, 200);
+    queue_sent(&db, "PS2", 2, "data", 100, 200);
+
+    /* Another peer's receipt naming our id for PS1 changes nothing; nor
+     * does an id never sent. */
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS2", 1, SS_FATE_QUARANTINED, 4406, 250, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(1), &s, &e), 1);
+    CU_ASSERT_FALSE(s.has_fate);
+    CU_ASSERT_EQUAL(s.heard_at, 0);
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 9, SS_FATE_DELIVERED, 4400, 250, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(ss_sent_get(&db, lid(9), &s, &e), 0);
+
+    /* First fate: nothing before. */
+    had = true;
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 1, SS_FATE_WAITING, 4405, 300, &row, &before, &had), 1);
+    CU_ASSERT_FALSE(had);
+    CU_ASSERT_STRING_EQUAL(row.id, lid(1));
+    CU_ASSERT_STRING_EQUAL(row.peer, "PS1");
+    CU_ASSERT_STRING_EQUAL(row.name, "file1.txt");
+    CU_ASSERT_TRUE(row.has_fate);
+    CU_ASSERT_EQUAL(row.fate, SS_FATE_WAITING);
+    CU_ASSERT_EQUAL(row.status_id, 4405);
+    CU_ASSERT_EQUAL(row.heard_at, 300);
+    CU_ASSERT_EQUAL(row.sent_at, 200);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(1), &s, &e), 1);
+    CU_ASSERT_TRUE(s.has_fate && s.fate == SS_FATE_WAITING && s.status_id == 4405);
+    CU_ASSERT_EQUAL(s.heard_at, 300);
+
+    /* The same fate again (a receipt sent twice): no change, heard_at kept. */
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 1, SS_FATE_WAITING, 4405, 400, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(1), &s, &e), 1);
+    CU_ASSERT_EQUAL(s.heard_at, 300);
+
+    /* waiting -> quarantined -> delivered, each reporting the fate before. */
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 1, SS_FATE_QUARANTINED, 4406, 500, &row, &before, &had),
+                    1);
+    CU_ASSERT_TRUE(had);
+    CU_ASSERT_EQUAL(before, SS_FATE_WAITING);
+    CU_ASSERT_EQUAL(row.fate, SS_FATE_QUARANTINED);
+    CU_ASSERT_EQUAL(row.status_id, 4406);
+    had = false;
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 1, SS_FATE_DELIVERED, 4400, 600, &row, &before, &had),
+                    1);
+    CU_ASSERT_TRUE(had);
+    CU_ASSERT_EQUAL(before, SS_FATE_QUARANTINED);
+    CU_ASSERT_EQUAL(row.fate, SS_FATE_DELIVERED);
+    CU_ASSERT_EQUAL(row.heard_at, 600);
+
+    /* Delivered is final: neither a later quarantine nor duplicate undoes it. */
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 1, SS_FATE_QUARANTINED, 4406, 700, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 1, SS_FATE_DUPLICATE, 4402, 700, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 1, SS_FATE_WAITING, 4405, 700, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(1), &s, &e), 1);
+    CU_ASSERT_EQUAL(s.fate, SS_FATE_DELIVERED);
+    CU_ASSERT_EQUAL(s.status_id, 4400);
+    CU_ASSERT_EQUAL(s.heard_at, 600);
+
+    /* Duplicate is final too. */
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS2", 2, SS_FATE_DUPLICATE, 4402, 300, NULL, NULL, NULL), 1);
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS2", 2, SS_FATE_HELD, 4420, 400, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS2", 2, SS_FATE_DELIVERED, 4400, 400, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(2), &s, &e), 1);
+    CU_ASSERT_EQUAL(s.fate, SS_FATE_DUPLICATE);
+    CU_ASSERT_EQUAL(s.heard_at, 300);
+
+    /* A receipt that overtook the outbox: the pair counts as sent then. */
+    queue_sent(&db, "PS1", 3, "key", 100, 0);
+    CU_ASSERT_EQUAL(apply_fate(&db, "PS1", 3, SS_FATE_HELD, 4416, 800, &row, &before, &had), 1);
+    CU_ASSERT_EQUAL(row.sent_at, 800);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(3), &s, &e), 1);
+    CU_ASSERT_EQUAL(s.sent_at, 800);
+    CU_ASSERT_EQUAL(ss_sent_delivered(&db, lid(3), 900, &e), SS_SENT_PAIR);
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(3), &s, &e), 1);
+    CU_ASSERT_EQUAL(s.sent_at, 800);
+    links_db_done(&db, dir);
+}
+
+/* PS1: 1 queued; 2, 3 unconfirmed (sent 300, 250); 4 waiting; 5 held;
+ * 6 quarantined; 7 delivered; 8 duplicate; a receipt row (10) still queued.
+ * PS2: 9 unconfirmed. */
+static void sent_fixture(ss_db *db)
+{
+    queue_sent(db, "PS1", 1, "data", 110, 0);
+    queue_sent(db, "PS1", 2, "data", 120, 300);
+    queue_sent(db, "PS1", 3, "data", 130, 250);
+    queue_sent(db, "PS1", 4, "key", 140, 260);
+    queue_sent(db, "PS1", 5, "data", 150, 260);
+    queue_sent(db, "PS1", 6, "data", 160, 260);
+    queue_sent(db, "PS1", 7, "data", 170, 260);
+    queue_sent(db, "PS1", 8, "data", 180, 260);
+    queue_sent(db, "PS2", 9, "data", 105, 270);
+    queue_sent(db, "PS1", 10, "receipt", 100, 0);
+    CU_ASSERT_EQUAL(apply_fate(db, "PS1", 4, SS_FATE_WAITING, 4405, 400, NULL, NULL, NULL), 1);
+    CU_ASSERT_EQUAL(apply_fate(db, "PS1", 5, SS_FATE_HELD, 4420, 400, NULL, NULL, NULL), 1);
+    CU_ASSERT_EQUAL(apply_fate(db, "PS1", 6, SS_FATE_QUARANTINED, 4406, 400, NULL, NULL, NULL), 1);
+    CU_ASSERT_EQUAL(apply_fate(db, "PS1", 7, SS_FATE_DELIVERED, 4400, 400, NULL, NULL, NULL), 1);
+    CU_ASSERT_EQUAL(apply_fate(db, "PS1", 8, SS_FATE_DUPLICATE, 4402, 500, NULL, NULL, NULL), 1);
+}
+
+struct sent_list {
+    char text[512];
+    int calls, stop_after;
+};
+
+static int collect_sent(void *ctx, const ss_sent *s)
+{
+    struct sent_list *l = ctx;
+    size_t at = strlen(l->text);
+    snprintf(l->text + at, sizeof l->text - at, "%s%s:%x", at ? " " : "", s->peer,
+             (unsigned)strtoul(s->id, NULL, 16));
+    return ++l->calls == l->stop_after ? 5 : 0;
+}
+
+static void test_links_sent_summary_and_each(void)
+{
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    sent_fixture(&db);
+    ss_sent_summary sum;
+    memset(&sum, 0xff, sizeof sum);
+    CU_ASSERT_EQUAL(ss_sent_summary_get(&db, "PS1", &sum, &e), 0);
+    CU_ASSERT_EQUAL(sum.queued, 1);
+    CU_ASSERT_EQUAL(sum.unconfirmed, 2);
+    CU_ASSERT_EQUAL(sum.waiting, 1);
+    CU_ASSERT_EQUAL(sum.held, 1);
+    CU_ASSERT_EQUAL(sum.quarantined, 1);
+    CU_ASSERT_EQUAL(sum.confirmed, 2);
+    CU_ASSERT_EQUAL(sum.oldest_unconfirmed, 250);
+    CU_ASSERT_EQUAL(ss_sent_summary_get(&db, "PS2", &sum, &e), 0);
+    CU_ASSERT_EQUAL(sum.queued, 0);
+    CU_ASSERT_EQUAL(sum.unconfirmed, 1);
+    CU_ASSERT_EQUAL(sum.confirmed, 0);
+    CU_ASSERT_EQUAL(sum.oldest_unconfirmed, 270);
+    memset(&sum, 0xff, sizeof sum);
+    CU_ASSERT_EQUAL(ss_sent_summary_get(&db, "PS3", &sum, &e), 0);
+    CU_ASSERT_EQUAL(
+        sum.queued + sum.unconfirmed + sum.waiting + sum.held + sum.quarantined + sum.confirmed, 0);
+    CU_ASSERT_EQUAL(sum.oldest_unconfirmed, 0);
+
+    /* Not yet delivered at the peer, oldest first; never the receipt. */
+    struct sent_list l = {0};
+    CU_ASSERT_EQUAL(ss_sent_each(&db, "PS1", false, collect_sent, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS1:1 PS1:2 PS1:3 PS1:4 PS1:5 PS1:6");
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(ss_sent_each(&db, "PS1", true, collect_sent, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS1:1 PS1:2 PS1:3 PS1:4 PS1:5 PS1:6 PS1:7 PS1:8");
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(ss_sent_each(&db, NULL, false, collect_sent, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS2:9 PS1:1 PS1:2 PS1:3 PS1:4 PS1:5 PS1:6");
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(ss_sent_each(&db, "PS3", true, collect_sent, &l, &e), 0);
+    CU_ASSERT_EQUAL(l.calls, 0);
+    /* The callback stops the walk with its value. */
+    memset(&l, 0, sizeof l);
+    l.stop_after = 2;
+    CU_ASSERT_EQUAL(ss_sent_each(&db, NULL, true, collect_sent, &l, &e), 5);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS2:9 PS1:1");
+
+    /* The fields of a row with a fate. */
+    ss_sent s;
+    CU_ASSERT_EQUAL_FATAL(ss_sent_get(&db, lid(6), &s, &e), 1);
+    CU_ASSERT_TRUE(s.has_fate);
+    CU_ASSERT_EQUAL(s.fate, SS_FATE_QUARANTINED);
+    CU_ASSERT_EQUAL(s.status_id, 4406);
+    CU_ASSERT_EQUAL(s.heard_at, 400);
+    CU_ASSERT_EQUAL(s.sent_at, 260);
+    CU_ASSERT_EQUAL(s.queued, 160);
+    links_db_done(&db, dir);
+}
+
+struct overdue_list {
+    char text[256];
+    int stop;
+};
+
+static int collect_overdue(void *ctx, const char *peer, size_t count, const ss_sent *oldest)
+{
+    struct overdue_list *l = ctx;
+    size_t at = strlen(l->text);
+    CU_ASSERT_STRING_EQUAL(oldest->peer, peer);
+    snprintf(l->text + at, sizeof l->text - at, "%s%s:%zu:%x@%lld", at ? " " : "", peer, count,
+             (unsigned)strtoul(oldest->id, NULL, 16), (long long)oldest->sent_at);
+    return l->stop;
+}
+
+static void test_links_sent_overdue_told_once(void)
+{
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    sent_fixture(&db); /* unconfirmed: PS1 2 (300), 3 (250); PS2 9 (270) */
+    queue_sent(&db, "PS2", 11, "data", 106, 280);
+    queue_sent(&db, "PS1", 12, "data", 190, 1000);
+
+    /* Before 200: nothing sent that early is unconfirmed. */
+    struct overdue_list l = {0};
+    CU_ASSERT_EQUAL(ss_sent_overdue(&db, 200, collect_overdue, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "");
+
+    /* A callback that stops: its value, and nothing marked as told. */
+    l.stop = 3;
+    CU_ASSERT_EQUAL(ss_sent_overdue(&db, 500, collect_overdue, &l, &e), 3);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS1:2:3@250");
+
+    /* Each peer once, with its count and oldest (waiting, held and
+     * quarantined pairs have a receipt: not overdue; 12 is too recent). */
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(ss_sent_overdue(&db, 500, collect_overdue, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS1:2:3@250 PS2:2:9@270");
+    /* Never again for the same pairs. */
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(ss_sent_overdue(&db, 500, collect_overdue, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "");
+    /* Later only the pair not told yet. */
+    CU_ASSERT_EQUAL(ss_sent_overdue(&db, 2000, collect_overdue, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS1:1:c@1000");
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(ss_sent_overdue(&db, 5000, collect_overdue, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "");
+    /* Told does not mean confirmed: still unconfirmed in the summary. */
+    ss_sent_summary sum;
+    CU_ASSERT_EQUAL(ss_sent_summary_get(&db, "PS1", &sum, &e), 0);
+    CU_ASSERT_EQUAL(sum.unconfirmed, 3);
+    links_db_done(&db, dir);
+}
+
+static void test_links_sent_prune(void)
+{
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    sent_fixture(&db); /* 7 delivered heard 400, 8 duplicate heard 500, 4-6 heard 400 */
+    CU_ASSERT_EQUAL(ss_sent_prune(&db, 400, &e), 0);
+    struct sent_list l = {0};
+    CU_ASSERT_EQUAL(ss_sent_each(&db, NULL, true, collect_sent, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS2:9 PS1:1 PS1:2 PS1:3 PS1:4 PS1:5 PS1:6 PS1:7 PS1:8");
+    CU_ASSERT_EQUAL(ss_sent_prune(&db, 401, &e), 0);
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(ss_sent_each(&db, NULL, true, collect_sent, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS2:9 PS1:1 PS1:2 PS1:3 PS1:4 PS1:5 PS1:6 PS1:8");
+    /* Only final fates go, however old the others are. */
+    CU_ASSERT_EQUAL(ss_sent_prune(&db, 1000000, &e), 0);
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(ss_sent_each(&db, NULL, true, collect_sent, &l, &e), 0);
+    CU_ASSERT_STRING_EQUAL(l.text, "PS2:9 PS1:1 PS1:2 PS1:3 PS1:4 PS1:5 PS1:6");
+    ss_sent s;
+    CU_ASSERT_EQUAL(ss_sent_get(&db, lid(7), &s, &e), 0);
+    links_db_done(&db, dir);
+}
+
+static ss_heartbeat make_hb(int64_t time, const char *key, const char *next, const char *holds)
+{
+    ss_heartbeat hb;
+    memset(&hb, 0, sizeof hb);
+    snprintf(hb.head.from, sizeof hb.head.from, "PS1");
+    snprintf(hb.head.to, sizeof hb.head.to, "SS1");
+    hb.head.time = time;
+    snprintf(hb.key, sizeof hb.key, "%s", key);
+    snprintf(hb.next, sizeof hb.next, "%s", next);
+    for (const char *p = holds; *p && hb.nholds < SS_HEARTBEAT_HOLDS_MAX; p += 16 + (p[16] == ' '))
+        snprintf(hb.holds[hb.nholds++], SS_KEYID_TEXT + 1, "%.16s", p);
+    return hb;
+}
+
+#define KA "AAAAAAAAAAAAAAA1"
+#define KB "BBBBBBBBBBBBBBB2"
+#define KC "CCCCCCCCCCCCCCC3"
+#define KD "DDDDDDDDDDDDDDD4"
+
+static void test_links_peer_heartbeats(void)
+{
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    ss_peer_view v;
+    memset(&v, 0x5a, sizeof v);
+    CU_ASSERT_EQUAL(ss_peer_view_get(&db, "PS1", &v, &e), 0);
+    CU_ASSERT_STRING_EQUAL(v.site, "PS1");
+    CU_ASSERT_EQUAL(v.last_heard, 0);
+    CU_ASSERT_FALSE(v.has_heartbeat);
+    CU_ASSERT_EQUAL(v.nholds, 0);
+    CU_ASSERT_EQUAL(v.link, SS_LINK_UNKNOWN);
+    CU_ASSERT_EQUAL(v.hb_sent + v.first_hb_sent, 0);
+    CU_ASSERT_FALSE(v.hb_due);
+
+    ss_heartbeat hb = make_hb(1000, KA, KB, KC " " KD);
+    CU_ASSERT_EQUAL(ss_peer_heard_heartbeat(&db, "PS1", &hb, 5000, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.last_heard, 5000);
+    CU_ASSERT_EQUAL(v.heartbeat_time, 1000);
+    CU_ASSERT_TRUE(v.has_heartbeat);
+    CU_ASSERT_STRING_EQUAL(v.key_id, KA);
+    CU_ASSERT_STRING_EQUAL(v.next_key_id, KB);
+    CU_ASSERT_EQUAL_FATAL(v.nholds, 2);
+    CU_ASSERT_STRING_EQUAL(v.holds[0], KC);
+    CU_ASSERT_STRING_EQUAL(v.holds[1], KD);
+    CU_ASSERT_TRUE(ss_peer_holds(&v, KC));
+    CU_ASSERT_TRUE(ss_peer_holds(&v, KD));
+    CU_ASSERT_FALSE(ss_peer_holds(&v, KA));
+    CU_ASSERT_FALSE(ss_peer_holds(&v, ""));
+
+    /* An older heartbeat arriving later (reordered): heard, but the newer
+     * key view stays. */
+    hb = make_hb(900, KD, "", KA);
+    CU_ASSERT_EQUAL(ss_peer_heard_heartbeat(&db, "PS1", &hb, 6000, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.last_heard, 6000);
+    CU_ASSERT_EQUAL(v.heartbeat_time, 1000);
+    CU_ASSERT_STRING_EQUAL(v.key_id, KA);
+    CU_ASSERT_STRING_EQUAL(v.next_key_id, KB);
+    CU_ASSERT_EQUAL(v.nholds, 2);
+    CU_ASSERT_TRUE(ss_peer_holds(&v, KC));
+    CU_ASSERT_FALSE(ss_peer_holds(&v, KA));
+
+    /* A newer one replaces it all: no next key, holds only KD now. */
+    hb = make_hb(1100, KB, "", KD);
+    CU_ASSERT_EQUAL(ss_peer_heard_heartbeat(&db, "PS1", &hb, 7000, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.last_heard, 7000);
+    CU_ASSERT_EQUAL(v.heartbeat_time, 1100);
+    CU_ASSERT_STRING_EQUAL(v.key_id, KB);
+    CU_ASSERT_STRING_EQUAL(v.next_key_id, "");
+    CU_ASSERT_EQUAL(v.nholds, 1);
+    CU_ASSERT_TRUE(ss_peer_holds(&v, KD));
+    CU_ASSERT_FALSE(ss_peer_holds(&v, KC));
+
+    /* A receipt: heard, the key view unchanged. */
+    CU_ASSERT_EQUAL(ss_peer_heard(&db, "PS1", 8000, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.last_heard, 8000);
+    CU_ASSERT_EQUAL(v.heartbeat_time, 1100);
+    CU_ASSERT_STRING_EQUAL(v.key_id, KB);
+    CU_ASSERT_TRUE(ss_peer_holds(&v, KD));
+    /* Our clock set back: heard now, by the clock as it is. */
+    CU_ASSERT_EQUAL(ss_peer_heard(&db, "PS1", 7500, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.last_heard, 7500);
+    hb = make_hb(1200, KB, "", KD);
+    CU_ASSERT_EQUAL(ss_peer_heard_heartbeat(&db, "PS1", &hb, 7400, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.last_heard, 7400);
+
+    /* A peer heard only by receipt has no key view. */
+    CU_ASSERT_EQUAL(ss_peer_heard(&db, "PS2", 100, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS2", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.last_heard, 100);
+    CU_ASSERT_FALSE(v.has_heartbeat);
+    CU_ASSERT_STRING_EQUAL(v.key_id, "");
+    CU_ASSERT_EQUAL(v.nholds, 0);
+
+    /* The most held keys a heartbeat carries survive the round trip. */
+    hb = make_hb(50, KA, "", "");
+    for (int i = 0; i < SS_HEARTBEAT_HOLDS_MAX; i++)
+        snprintf(hb.holds[i], SS_KEYID_TEXT + 1, "0123456789ABCD%02X", i);
+    hb.nholds = SS_HEARTBEAT_HOLDS_MAX;
+    CU_ASSERT_EQUAL(ss_peer_heard_heartbeat(&db, "PS3", &hb, 100, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS3", &v, &e), 1);
+    CU_ASSERT_EQUAL_FATAL(v.nholds, SS_HEARTBEAT_HOLDS_MAX);
+    for (int i = 0; i < SS_HEARTBEAT_HOLDS_MAX; i++)
+        CU_ASSERT_STRING_EQUAL(v.holds[i], hb.holds[i]);
+    CU_ASSERT_TRUE(ss_peer_holds(&v, "0123456789ABCD0F"));
+    CU_ASSERT_FALSE(ss_peer_holds(&v, "0123456789ABCD10"));
+    links_db_done(&db, dir);
+}
+
+static void test_links_heartbeat_due(void)
+{
+    ss_peer_view v;
+    memset(&v, 0, sizeof v);
+    /* Before the first: an interval from when the peer was added. */
+    CU_ASSERT_FALSE(ss_heartbeat_is_due(&v, 1000, 1000, 3600));
+    CU_ASSERT_FALSE(ss_heartbeat_is_due(&v, 1000, 4599, 3600));
+    CU_ASSERT_TRUE(ss_heartbeat_is_due(&v, 1000, 4600, 3600));
+    CU_ASSERT_TRUE(ss_heartbeat_is_due(&v, 1000, 999, 3600)); /* clock set back */
+    /* After one: an interval from it, whenever the peer was added. */
+    v.hb_sent = 10000;
+    CU_ASSERT_FALSE(ss_heartbeat_is_due(&v, 1000, 10000, 3600));
+    CU_ASSERT_FALSE(ss_heartbeat_is_due(&v, 1000, 13599, 3600));
+    CU_ASSERT_TRUE(ss_heartbeat_is_due(&v, 1000, 13600, 3600));
+    CU_ASSERT_TRUE(ss_heartbeat_is_due(&v, 1000, 9999, 3600)); /* clock set back */
+    CU_ASSERT_FALSE(ss_heartbeat_is_due(&v, 20000, 10001, 3600));
+    /* Asked for: at once. */
+    v.hb_due = true;
+    CU_ASSERT_TRUE(ss_heartbeat_is_due(&v, 1000, 10000, 3600));
+
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_heartbeat_sent(&db, "PS1", 10000, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.hb_sent, 10000);
+    CU_ASSERT_EQUAL(v.first_hb_sent, 10000);
+    CU_ASSERT_FALSE(v.hb_due);
+    CU_ASSERT_EQUAL(v.last_heard, 0);
+    CU_ASSERT_EQUAL(ss_heartbeat_sent(&db, "PS1", 13600, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_EQUAL(v.hb_sent, 13600);
+    CU_ASSERT_EQUAL(v.first_hb_sent, 10000);
+    CU_ASSERT_FALSE(ss_heartbeat_is_due(&v, 0, 14000, 3600));
+
+    /* Asked for one peer (a view made if needed), then for all. */
+    CU_ASSERT_EQUAL(ss_heartbeat_request(&db, "PS1", &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_TRUE(v.hb_due);
+    CU_ASSERT_TRUE(ss_heartbeat_is_due(&v, 0, 14000, 3600));
+    CU_ASSERT_EQUAL(ss_heartbeat_request(&db, "PS2", &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS2", &v, &e), 1);
+    CU_ASSERT_TRUE(v.hb_due);
+    CU_ASSERT_EQUAL(v.hb_sent, 0);
+    CU_ASSERT_EQUAL(ss_heartbeat_sent(&db, "PS1", 14000, &e), 0);
+    CU_ASSERT_EQUAL(ss_heartbeat_sent(&db, "PS2", 14000, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_FALSE(v.hb_due);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS2", &v, &e), 1);
+    CU_ASSERT_FALSE(v.hb_due);
+    CU_ASSERT_EQUAL(v.first_hb_sent, 14000);
+    CU_ASSERT_EQUAL(ss_heartbeat_request(&db, NULL, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+    CU_ASSERT_TRUE(v.hb_due);
+    CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS2", &v, &e), 1);
+    CU_ASSERT_TRUE(v.hb_due);
+    links_db_done(&db, dir);
+}
+
+static void test_links_link_judge(void)
+{
+    ss_peer_view v;
+    memset(&v, 0, sizeof v);
+    /* interval 100 s, degraded after 12: 1200 s healthy, 2400 s degraded. */
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 1000000, 100, 12), SS_LINK_UNKNOWN);
+    v.last_heard = 1000;
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 1000, 100, 12), SS_LINK_HEALTHY);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 2200, 100, 12), SS_LINK_HEALTHY);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 2201, 100, 12), SS_LINK_DEGRADED);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 3400, 100, 12), SS_LINK_DEGRADED);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 3401, 100, 12), SS_LINK_FAILED);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 1000000, 100, 12), SS_LINK_FAILED);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 1301, 100, 3), SS_LINK_DEGRADED);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 1601, 100, 3), SS_LINK_FAILED);
+    /* Heard counts, not our heartbeats. */
+    v.first_hb_sent = 1;
+    v.hb_sent = 3000;
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 2200, 100, 12), SS_LINK_HEALTHY);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 3401, 100, 12), SS_LINK_FAILED);
+    /* Never heard: from our first heartbeat, unknown until it is overdue. */
+    v.last_heard = 0;
+    v.first_hb_sent = 5000;
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 5000, 100, 12), SS_LINK_UNKNOWN);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 6200, 100, 12), SS_LINK_UNKNOWN);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 6201, 100, 12), SS_LINK_DEGRADED);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 7400, 100, 12), SS_LINK_DEGRADED);
+    CU_ASSERT_EQUAL(ss_link_judge(&v, 7401, 100, 12), SS_LINK_FAILED);
+
+    CU_ASSERT_STRING_EQUAL(ss_link_name(SS_LINK_UNKNOWN), "unknown");
+    CU_ASSERT_STRING_EQUAL(ss_link_name(SS_LINK_HEALTHY), "healthy");
+    CU_ASSERT_STRING_EQUAL(ss_link_name(SS_LINK_DEGRADED), "degraded");
+    CU_ASSERT_STRING_EQUAL(ss_link_name(SS_LINK_FAILED), "failed");
+    CU_ASSERT_STRING_EQUAL(ss_link_name((enum ss_link)9), "unknown");
+
+    /* The state judged is kept with its time, each in turn. */
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    static const enum ss_link states[] = {SS_LINK_DEGRADED, SS_LINK_FAILED, SS_LINK_HEALTHY};
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(ss_link_set(&db, "PS1", states[i], 100 + i, &e), 0);
+        CU_ASSERT_EQUAL_FATAL(ss_peer_view_get(&db, "PS1", &v, &e), 1);
+        CU_ASSERT_EQUAL(v.link, states[i]);
+        CU_ASSERT_EQUAL(v.link_since, 100 + i);
+    }
+    CU_ASSERT_EQUAL(v.last_heard, 0);
+    links_db_done(&db, dir);
+}
+
+static void test_links_rollout_complete_once(void)
+{
+    ss_db db;
+    char *dir = links_db(&db);
+    ss_error e = {0};
+    int64_t when = -1;
+    CU_ASSERT_EQUAL(ss_rollout_complete_get(&db, KA, &when, &e), 0);
+    CU_ASSERT_EQUAL(when, 0);
+    CU_ASSERT_EQUAL(ss_rollout_complete_set(&db, KA, 100, &e), 1);
+    CU_ASSERT_EQUAL(ss_rollout_complete_set(&db, KA, 200, &e), 0);
+    CU_ASSERT_EQUAL(ss_rollout_complete_get(&db, KA, &when, &e), 0);
+    CU_ASSERT_EQUAL(when, 100);
+    CU_ASSERT_EQUAL(ss_rollout_complete_get(&db, KB, &when, &e), 0);
+    CU_ASSERT_EQUAL(when, 0);
+    CU_ASSERT_EQUAL(ss_rollout_complete_set(&db, KB, 300, &e), 1);
+    CU_ASSERT_EQUAL(ss_rollout_complete_get(&db, KB, &when, &e), 0);
+    CU_ASSERT_EQUAL(when, 300);
+    links_db_done(&db, dir);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -1729,6 +2456,19 @@ int main(void)
         {"a newer site.db is refused", test_db_newer_schema_refused},
         {"a command's trust change writes the despooler's marker, the despooler's own does not",
          test_trust_change_writes_marker_unless_despooler},
+        {"links: fates due, replaced, taken oldest first, forgotten unless changed",
+         test_links_receipts_due},
+        {"links: sent pairs queued and delivered, reports forgotten",
+         test_links_sent_queued_and_delivered},
+        {"links: receipts apply to the peer's own pairs, never undo a final fate",
+         test_links_sent_apply},
+        {"links: sent summary and listing", test_links_sent_summary_and_each},
+        {"links: overdue pairs told once per peer", test_links_sent_overdue_told_once},
+        {"links: pruning forgets old final fates only", test_links_sent_prune},
+        {"links: heartbeats and the key view, reordered", test_links_peer_heartbeats},
+        {"links: heartbeat due and requested", test_links_heartbeat_due},
+        {"links: link states by the clock", test_links_link_judge},
+        {"links: a rollout completes once", test_links_rollout_complete_once},
     };
     return tu_run("keystore", tests, sizeof tests / sizeof tests[0]);
 }
