@@ -43,11 +43,12 @@ checks() {
   local label=$1 n=$2; shift 2
   local out rc
   out=$("$S" -C "$P" status 2>&1) || fail "$label: status fails on a full disk: $out"
-  echo "$out" | grep -q " 4504 " || fail "$label: status shows no 4504: $out"
+  grep -q " 4504 " <<<"$out" || fail "$label: status shows no 4504: $out"
   rc=0; out=$("$S" -C "$P" peer list 2>&1) || rc=$?
   assert_eq "$rc" 0 "$label: peer list on a full disk ($out)"
-  echo "$out" | grep -Eq "^SS1 +$n " || fail "$label: peer list does not show $n queued: $out"
-  "$S" -C "$P" peer list --json | grep -q "\"queued\":$n," || fail "$label: peer list --json"
+  grep -Eq "^SS1 +$n " <<<"$out" || fail "$label: peer list does not show $n queued: $out"
+  out=$("$S" -C "$P" peer list --json 2>&1) || fail "$label: peer list --json fails: $out"
+  grep -q "\"queued\":$n," <<<"$out" || fail "$label: peer list --json: $out"
   pass "$label: status and peer list work on a full disk"
 
   local before; before=$(count_all "$Q")
