@@ -87,13 +87,13 @@ static int64_t drain_in_daemon(ss_despooler *d, int *failures)
 }
 
 /* Watches receive, hman.box and the key directory folder (when set and
- * watchable). */
+ * watchable; a directory server is asked at rescans, see dircache.h). */
 static int watch_inboxes(ss_despooler *d, ss_watch *w, ss_error *e)
 {
     char hman[PATH_MAX];
     const char *dirs[3] = {d->receive_path, hman, d->conf->directory};
     ss_path(hman, sizeof hman, d->root, SS_DIR_HMAN);
-    int ndirs = d->conf->directory[0] ? 3 : 2;
+    int ndirs = d->conf->directory[0] && !ss_dirurl_is_ldap(d->conf->directory) ? 3 : 2;
     if (ss_watch_open(w, dirs, ndirs, e) != 0 && (ndirs == 2 || ss_watch_open(w, dirs, 2, e) != 0))
         return -1;
     return 0;
@@ -178,7 +178,11 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
     d->conf = conf;
     d->db = db;
     d->rep = rep;
-    d->keys = (ss_keyctx){root, conf, db, rep, true}; /* its own changes wake no one */
+    d->keys = (ss_keyctx){root, conf, db, rep, true, NULL}; /* its own changes wake no one */
+    /* Its own cache of the key directory server (one search per site per
+     * rescan_interval; keystore/dircache.h). */
+    d->keys.dir = ss_dircache_new(root, conf, rep);
+    if (!d->keys.dir) return ss_err(e, SS_E_NOMEM, "out of memory");
     d->receive_fd = d->rejected_fd = d->lock_fd = -1;
     char path[PATH_MAX];
     ss_path(path, sizeof path, root, ".despool.lock");
@@ -241,6 +245,8 @@ int ss_despooler_open(ss_despooler *d, const char *root, const ss_conf *conf, ss
 
 void ss_despooler_close(ss_despooler *d)
 {
+    ss_dircache_free(d->keys.dir);
+    d->keys.dir = NULL;
     ss_reaper_stop(d->reaper);
     d->reaper = NULL;
     dsp_pool_stop(d->pool);

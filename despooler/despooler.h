@@ -40,6 +40,7 @@
 #define SS_DESPOOLER_H
 
 #include "../inboxes/codec.h"
+#include "../keystore/dircache.h"
 #include "../keystore/lookup.h"
 #include "reaper.h"
 

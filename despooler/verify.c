@@ -143,9 +143,16 @@ int dsp_find_signer(ss_despooler *d, work *w, const char *base, bool for_data, s
         if (how.where != SS_FOUND_KEYSTORE) d->nusable = 0;
     }
     if (found && how.where == SS_FOUND_DIRECTORY) {
-        ss_offer offer = {w->in.from,  &key->pk, SS_EV_DIRECTORY,
-                          "directory", how.path, key->not_after,
-                          NULL,        false};
+        /* A directory server's next key vouched for by a key the keystore
+         * holds is presented as vouched for by that key (lookup.h). */
+        ss_offer offer = {w->in.from,
+                          &key->pk,
+                          how.evidence,
+                          "directory",
+                          how.path,
+                          key->not_after,
+                          how.has_signer ? &how.signer : NULL,
+                          false};
         ss_verdict ov;
         if (ss_trust_judge_offer(&d->keys, &offer, &ov, e) != 0) return -1;
         if (ov.action == SS_TRUST_REJECT)

@@ -95,7 +95,11 @@ enum outcome dsp_key_missing(ss_despooler *d, work *w, const char *base)
     /* key_lookup_retries counts every lookup, this one included: the first
      * 4405 says 99 more of 100, and the lookup that leaves 0 more gives up
      * at once (announcing "0 more times, next retry in ..." would be false). */
-    if ((unsigned)++attempts >= limit) {
+    /* A key directory server that could not be asked (4441, 4442) is no
+     * answer: the lookup does not count towards giving up, and nothing is
+     * quarantined for a directory fault. */
+    if ((unsigned)++attempts >= limit && ss_dircache_faulted(d->keys.dir)) attempts--;
+    if ((unsigned)attempts >= limit) {
         snprintf(count, sizeof count, "%d", attempts);
         dsp_retry_forget(d, w->in.id);
         QUARANTINE(d, base, 4406, w->in.id, w->in.from, w->keyid, count);

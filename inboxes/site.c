@@ -5,6 +5,7 @@
  * line, what is wrong, what is expected.
  */
 #include "site.h"
+#include "dirurl.h"
 #include "fileio.h"
 
 #include <ctype.h>
@@ -67,6 +68,7 @@ void ss_conf_defaults(ss_conf *c)
     c->link_degraded_after = 12;
     c->receipt_timeout = 4 * 3600;
     c->resend_keep = 7 * 86400;
+    c->directory_timeout = 5;
     snprintf(c->log_format, sizeof c->log_format, "trace");
     c->compression_level = 6;
     c->bundle_max_files = 256;
@@ -172,7 +174,23 @@ static const struct conf_key conf_keys[] = {
     {"rescan_interval", K_DURATION, F(rescan_interval),
      "The despooler rescans its inboxes this often; inotify events are only hints."},
     {"directory", K_STRING, F(directory),
-     "Key directory folder holding <SITE>.pub records (empty: none)."},
+     "Key directory: a folder holding <SITE>.pub records, or a directory server "
+     "ldap://host[:port]/BASE-DN or ldaps://... (entries sitespoolSiteCode=<SITE>,BASE-DN; "
+     "the DN percent-encoded as in RFC 4516) (empty: none)."},
+    {"directory_starttls", K_BOOL, F(directory_starttls),
+     "With an ldap:// directory: StartTLS before anything else is sent (not with ldaps://)."},
+    {"directory_bind_dn", K_STRING, F(directory_bind_dn),
+     "DN the despooler and 'key publish' bind to the directory server as (empty: anonymous; "
+     "publishing needs a DN allowed to write the site's entry)."},
+    {"directory_password_file", K_STRING, F(directory_password_file),
+     "File holding the bind DN's password (one line), relative to the site root unless "
+     "absolute; mode 0600, owned by the user running sitespool."},
+    {"directory_ca_file", K_STRING, F(directory_ca_file),
+     "PEM file of the CAs that may sign the directory server's certificate (ldaps:// and "
+     "StartTLS) (empty: the system's)."},
+    {"directory_timeout", K_DURATION, F(directory_timeout),
+     "How long the directory server may take to connect, and to answer each operation, "
+     "before the lookup counts as failed (status 4441) and the pair waits."},
     {"allowed_dest", K_STRING, F(allowed_dest),
      "Space-separated destination inboxes peers may deliver into."},
     {"max_package_bytes", K_SIZE, F(max_package_bytes),
@@ -290,6 +308,47 @@ static char *trim(char *s)
     return s;
 }
 
+/* The directory_* settings belong to a directory server URL, and agree. */
+static int check_directory(const ss_conf *c, const char *origin, ss_error *e)
+{
+    if (!ss_dirurl_is_ldap(c->directory)) {
+        const char *stray = c->directory_starttls           ? "directory_starttls"
+                            : c->directory_bind_dn[0]       ? "directory_bind_dn"
+                            : c->directory_password_file[0] ? "directory_password_file"
+                            : c->directory_ca_file[0]       ? "directory_ca_file"
+                                                            : NULL;
+        if (!stray) return 0;
+        return ss_err(e, SS_E_CONF,
+                      "%s: %s is set, but directory is %s%s%s: it applies to a directory "
+                      "server only (directory = ldap://HOST/BASE-DN or ldaps://...)",
+                      origin, stray, c->directory[0] ? "the folder '" : "not set", c->directory,
+                      c->directory[0] ? "'" : "");
+    }
+    ss_dirurl u;
+    ss_error why = {0};
+    if (ss_dirurl_parse(c->directory, &u, &why) != 0)
+        return ss_err(e, SS_E_CONF, "%s: directory: %s", origin, why.msg);
+    if (u.ldaps && c->directory_starttls)
+        return ss_err(e, SS_E_CONF,
+                      "%s: directory_starttls = yes with an ldaps:// directory: ldaps is TLS "
+                      "from the first byte; use ldap:// with StartTLS, or ldaps:// without it",
+                      origin);
+    if (c->directory_bind_dn[0] && !c->directory_password_file[0])
+        return ss_err(e, SS_E_CONF,
+                      "%s: directory_bind_dn is set but directory_password_file is not: a bind "
+                      "with an empty password is unauthenticated (RFC 4513); name the file "
+                      "that holds the password, or empty directory_bind_dn for anonymous",
+                      origin);
+    if (c->directory_password_file[0] && !c->directory_bind_dn[0])
+        return ss_err(e, SS_E_CONF,
+                      "%s: directory_password_file is set but directory_bind_dn is not: name "
+                      "the DN the password belongs to",
+                      origin);
+    if (c->directory_timeout == 0)
+        return ss_err(e, SS_E_CONF, "%s: directory_timeout must be at least 1s", origin);
+    return 0;
+}
+
 int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
 {
     char *copy = strdup(text);
@@ -345,6 +404,7 @@ int ss_conf_parse(ss_conf *c, const char *text, const char *origin, ss_error *e)
         rc = ss_err(e, SS_E_CONF, "%s: link_degraded_after must be at least 1", origin);
     if (rc == 0 && c->sftp_timeout == 0)
         rc = ss_err(e, SS_E_CONF, "%s: sftp_timeout must be at least 1s", origin);
+    if (rc == 0) rc = check_directory(c, origin, e);
     if (rc == 0 && c->batch_max == 0)
         rc = ss_err(e, SS_E_CONF, "%s: batch_max must be at least 1", origin);
     if (rc == 0 && (c->send_retry_interval == 0 || c->send_retry_max_interval == 0))

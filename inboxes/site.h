@@ -68,6 +68,12 @@ typedef struct ss_conf {
     unsigned link_degraded_after; /* heartbeats missed before degraded (twice: failed) */
     unsigned receipt_timeout;     /* a pair sent this long without receipt is reported */
     unsigned resend_keep;         /* copies of delivered pairs kept this long; 0 = none */
+    /* The key directory on a directory server (directory = ldap://...). */
+    bool directory_starttls;                /* StartTLS on ldap:// */
+    char directory_bind_dn[1024];           /* "" = anonymous */
+    char directory_password_file[PATH_MAX]; /* relative to the root unless absolute */
+    char directory_ca_file[PATH_MAX];       /* PEM CAs for ldaps/StartTLS; "" = the system's */
+    unsigned directory_timeout;             /* seconds: connect, and each operation */
 } ss_conf;
 
 /* The most files one bundle may carry (files= in an instruction). */

@@ -79,7 +79,9 @@ static const ss_msgdef catalogue[] = {
      "it (one message each); a block it caused is lifted.",
      "None."},
     {3311, 'I', H, "Published key %1 of site %2 in the key directory %3.",
-     "'sitespool key publish' wrote the site's public key record into the directory folder.",
+     "'sitespool key publish' (or 'key rotate', or 'key revoke' of this site's old key) wrote "
+     "the site's public key record into the key directory: <SITE>.pub in a folder, or the "
+     "site's entry on a directory server.",
      "None."},
     {3312, 'I', H, "Sent key %1 of site %2 to site %3 (key exchange instruction %4).",
      "'sitespool key send-to' queued a key exchange instruction.", "None."},
@@ -309,6 +311,32 @@ static const ss_msgdef catalogue[] = {
      "instruction's own from and to, then one fact per line). Nothing of it was believed.",
      "Ask the sending site's administrator which sitespool version it runs; its later "
      "receipts and heartbeats are judged afresh."},
+    {4441, 'W', D,
+     "The key directory %1 could not be searched for the key of site %2: %3. Pairs waiting "
+     "for a key stay in receive and the search is retried at the next rescan.",
+     "The directory server did not answer within directory_timeout, refused the connection, "
+     "failed the TLS handshake (its certificate does not verify against directory_ca_file or "
+     "does not name the host) or returned an LDAP error. Pairs whose key is not in the "
+     "keystore wait as for a missing key (4405), and while the directory cannot be asked "
+     "their lookups do not run out: nothing is quarantined for a directory fault. Raised once "
+     "per outage; each failed attempt is logged in despool.log. The directory is asked again "
+     "once per rescan_interval, never once per pair.",
+     "Check that the server runs and answers from this host ('ldapsearch -x -H URL -b "
+     "BASE-DN'), the CA file and the server's certificate, and despool.log. Delivery resumes "
+     "by itself when it answers (4443)."},
+    {4442, 'E', D, "The key directory %1 refused the bind as %2 (password file %3): %4.",
+     "The bind DN or its password is wrong, the password file is missing, unreadable, "
+     "readable by group or others or owned by another user, or the server refuses simple "
+     "binds on this connection (it may require StartTLS: directory_starttls = yes). Pairs "
+     "whose key is not in the keystore wait as for a missing key (4405); nothing is "
+     "quarantined. Raised once per outage.",
+     "Fix directory_bind_dn or the password file (the password alone on one line, 'chmod 600 "
+     "FILE', owned by the user running sitespool) and test the pair with 'ldapwhoami -x -H "
+     "URL -D DN -y FILE'. Delivery resumes by itself (4443) at the next rescan."},
+    {4443, 'I', D, "The key directory %1 answers again.",
+     "A search succeeded after the directory could not be searched (4441) or refused the bind "
+     "(4442). Waiting pairs find their keys there from now on.",
+     "None."},
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},

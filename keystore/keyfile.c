@@ -16,6 +16,7 @@
 
 #define KEY_MAGIC "sitespool-key/1"
 #define ROLLOVER_MAGIC "sitespool-rollover/1"
+#define VOUCH_MAGIC "sitespool-vouch/1"
 #define COMMENT_SITE_TAG "for site "
 #define PROOF_B64_LEN sodium_base64_ENCODED_LEN(crypto_sign_BYTES, sodium_base64_VARIANT_ORIGINAL)
 
@@ -223,4 +224,84 @@ int ss_rollover_parse(const char *site, const char *text, size_t len,
     ss_keyid_hex(next->keyid, next_id);
     rollover_statement(site, old_id, next_id, statement, sizeof statement);
     return proof_verify(next, statement, p + SS_KEYID_HEX + sizeof middle - 1, e);
+}
+
+/* ------------------------------------------------- directory next key */
+
+static void vouch_statement(const char *site, const char *previous, const ss_pubkey *next,
+                            int64_t not_after, char *out, size_t len)
+{
+    char next_id[SS_KEYID_HEX + 1], hex[SS_PK_BYTES * 2 + 1];
+    ss_keyid_hex(next->keyid, next_id);
+    sodium_bin2hex(hex, sizeof hex, next->pk, sizeof next->pk);
+    snprintf(out, len, VOUCH_MAGIC " site=%s previous=%s next=%s key=%s not_after=%" PRId64, site,
+             previous, next_id, hex, not_after);
+}
+
+int ss_dirnext_payload(const char *site, const ss_seckey *cur_sk, const ss_seckey *next_sk,
+                       int64_t next_not_after, char *out, size_t len, ss_error *e)
+{
+    ss_pubkey cur, next;
+    char cur_id[SS_KEYID_HEX + 1], statement[256], vouch[PROOF_B64_LEN];
+    ss_seckey_public(cur_sk, &cur);
+    ss_seckey_public(next_sk, &next);
+    if (ss_rollover_payload(site, &cur, next_sk, next_not_after, out, len, e) != 0) return -1;
+    ss_keyid_hex(cur.keyid, cur_id);
+    vouch_statement(site, cur_id, &next, next_not_after, statement, sizeof statement);
+    proof_sign(cur_sk, statement, vouch);
+    size_t used = strlen(out);
+    int n = snprintf(out + used, len - used, VOUCH_MAGIC " previous=%s vouch=%s\n", cur_id, vouch);
+    return (n < 0 || (size_t)n >= len - used) ? ss_err(e, SS_E_TOOBIG, "next key value too long")
+                                              : 0;
+}
+
+/* The vouch line: "<magic> previous=<16 upper-case hex> vouch=<base64>". */
+static int vouch_check(const char *site, const char *line, const ss_pubkey *cur,
+                       const ss_pubkey *next, int64_t not_after, ss_error *e)
+{
+    static const char prefix[] = VOUCH_MAGIC " previous=", middle[] = " vouch=";
+    char cur_id[SS_KEYID_HEX + 1], statement[256];
+    ss_keyid_hex(cur->keyid, cur_id);
+    const char *p = line + sizeof prefix - 1;
+    if (strncmp(line, prefix, sizeof prefix - 1) != 0 ||
+        strspn(p, "0123456789ABCDEF") != SS_KEYID_HEX ||
+        strncmp(p + SS_KEYID_HEX, middle, sizeof middle - 1) != 0)
+        return ss_err(e, SS_E_FORMAT,
+                      "the vouch line is malformed (expected '" VOUCH_MAGIC
+                      " previous=<key id> vouch=<base64>')");
+    if (strncmp(p, cur_id, SS_KEYID_HEX) != 0)
+        return ss_err(e, SS_E_FORMAT, "the vouch names previous key %.16s, the current key is %s",
+                      p, cur_id);
+    vouch_statement(site, cur_id, next, not_after, statement, sizeof statement);
+    if (proof_verify(cur, statement, p + SS_KEYID_HEX + sizeof middle - 1, e) != 0)
+        return ss_err(e, e->code, "the vouch by current key %s: %s", cur_id, e->msg);
+    return 0;
+}
+
+int ss_dirnext_parse(const char *site, const char *text, size_t len, const ss_pubkey *cur,
+                     ss_pubkey *next, int64_t *next_not_after, ss_error *e)
+{
+    size_t n = len;
+    if (n && text[n - 1] == '\n') n--;
+    if (memchr(text, '\0', n)) return ss_err(e, SS_E_FORMAT, "the next key value holds a NUL");
+    const char *last = n ? memrchr(text, '\n', n) : NULL;
+    if (!last) return ss_err(e, SS_E_FORMAT, "the next key value carries no vouch line");
+    char line[256], cur_id[SS_KEYID_HEX + 1], named[SS_KEYID_HEX + 1];
+    size_t line_len = n - (size_t)(last + 1 - text);
+    if (line_len == 0 || line_len >= sizeof line)
+        return ss_err(e, SS_E_FORMAT, "the vouch line is malformed");
+    memcpy(line, last + 1, line_len);
+    line[line_len] = '\0';
+    unsigned char previous[SS_KEYID_BYTES];
+    bool parsed;
+    if (ss_rollover_parse(site, text, (size_t)(last + 1 - text), previous, next, &parsed,
+                          next_not_after, e) != 0)
+        return -1;
+    ss_keyid_hex(cur->keyid, cur_id);
+    ss_keyid_hex(previous, named);
+    if (memcmp(previous, cur->keyid, SS_KEYID_BYTES) != 0)
+        return ss_err(e, SS_E_FORMAT,
+                      "the next key's rollover proof names previous key %s, the current key is %s",
+                      named, cur_id);
+    return vouch_check(site, line, cur, next, *next_not_after, e);
 }

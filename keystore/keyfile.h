@@ -14,6 +14,20 @@
  *              sitespool-rollover/1 previous=<old id> proof=<base64 signature,
  *              by the next key, over
  *              "sitespool-rollover/1 site=<S> previous=<old> next=<new>">
+ *   directory next key (sitespoolNextPublicKey, during a rollover):
+ *              the rollover payload above (the next key file and its proof
+ *              line), then the line
+ *              sitespool-vouch/1 previous=<current id> vouch=<base64
+ *              signature, by the CURRENT key, over "sitespool-vouch/1
+ *              site=<S> previous=<current id> next=<next id> key=<64 hex
+ *              digits of the next public key> not_after=<next key's validity
+ *              end, unix time, 0: none>">
+ *              The proof says the next key's holder wants it to follow the
+ *              current one; the vouch says the current key's holder names
+ *              this very public key (not just its id, which anyone may
+ *              choose) and its validity as its successor.  A peer that
+ *              trusts the current key may then take the next one as it takes
+ *              a rollover instruction signed by the current key.
  *
  * Security stance: a proof binds the key to the site and to its purpose
  * (the two statements cannot be mistaken for each other or for a minisign
@@ -66,5 +80,17 @@ int ss_rollover_payload(const char *site, const ss_pubkey *old_pk, const ss_seck
 int ss_rollover_parse(const char *site, const char *text, size_t len,
                       unsigned char previous[SS_KEYID_BYTES], ss_pubkey *next, bool *next_parsed,
                       int64_t *next_not_after, ss_error *e);
+
+/* A directory next key value (see above): the rollover payload of
+ * next_sk after cur_sk, and the vouch by cur_sk. */
+int ss_dirnext_payload(const char *site, const ss_seckey *cur_sk, const ss_seckey *next_sk,
+                       int64_t next_not_after, char *out, size_t len, ss_error *e);
+/* Parses a directory next key value of site and checks both signatures:
+ * the proof by the next key, the vouch by cur (the record's current key),
+ * whose id the proof and the vouch must both name.  SS_E_FORMAT (a part
+ * missing, malformed, naming another site or another current key),
+ * SS_E_BADSIG (a signature does not verify). */
+int ss_dirnext_parse(const char *site, const char *text, size_t len, const ss_pubkey *cur,
+                     ss_pubkey *next, int64_t *next_not_after, ss_error *e);
 
 #endif

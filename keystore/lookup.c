@@ -3,6 +3,7 @@
  */
 #include "lookup.h"
 #include "../inboxes/fileio.h"
+#include "dircache.h"
 #include "keyfile.h"
 
 #include <dirent.h>
@@ -78,12 +79,11 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
  * holding the key id sought is returned as a candidate, not judged: it is
  * evidence only for an instruction that verifies with it (the caller
  * checks, then offers it to the trust rules).  1 found, 0 not. */
-static int directory_lookup(const ss_keyctx *k, const char *site,
-                            const unsigned char keyid[SS_KEYID_BYTES], ss_keyrec *out,
-                            ss_key_found *how)
+static int folder_lookup(const ss_keyctx *k, const char *site,
+                         const unsigned char keyid[SS_KEYID_BYTES], ss_keyrec *out,
+                         ss_key_found *how)
 {
     char path[PATH_MAX];
-    if (!k->conf->directory[0]) return 0;
     if (snprintf(path, sizeof path, "%s/%s.pub", k->conf->directory, site) >= (int)sizeof path)
         return 0;
     ss_keyfile kf;
@@ -106,6 +106,45 @@ static int directory_lookup(const ss_keyctx *k, const char *site,
     return 1;
 }
 
+/* A site's entry on a directory server (through the despooler's cache):
+ * its current key, or its next key.  The next key counts only with its
+ * proof and the current key's vouch verified (ldapdir.c); it is a key
+ * vouched for by the current key when the keystore holds that key for the
+ * site (trust.h decides whether it still may vouch), otherwise a plain
+ * directory record.  A directory that cannot be asked finds nothing (dircache.c
+ * reports it).  1 found, 0 not, -1 the keystore failed. */
+static int server_lookup(const ss_keyctx *k, const char *site,
+                         const unsigned char keyid[SS_KEYID_BYTES], ss_keyrec *out,
+                         ss_key_found *how, ss_error *e)
+{
+    const ss_dirrec *r;
+    if (ss_dircache_get(k->dir, site, &r) != 1) return 0;
+    bool current = r->has_current && !memcmp(r->current.keyid, keyid, SS_KEYID_BYTES);
+    bool next = !current && r->next_ok && !memcmp(r->next.keyid, keyid, SS_KEYID_BYTES);
+    if (!current && !next) return 0;
+    how->where = SS_FOUND_DIRECTORY;
+    snprintf(how->path, sizeof how->path, "%s", r->where);
+    if (current) {
+        ss_keyrec_init(out, site, &r->current, SS_KEY_PENDING, "directory", r->current_not_after);
+        return 1;
+    }
+    ss_keyrec_init(out, site, &r->next, SS_KEY_PENDING, "directory", r->next_not_after);
+    int held = ss_keys_get_pk(k->db, site, &r->current, &how->signer, e);
+    if (held < 0) return -1;
+    how->has_signer = held == 1;
+    if (held) how->evidence = SS_EV_VOUCHED;
+    return 1;
+}
+
+static int directory_lookup(const ss_keyctx *k, const char *site,
+                            const unsigned char keyid[SS_KEYID_BYTES], ss_keyrec *out,
+                            ss_key_found *how, ss_error *e)
+{
+    if (!k->conf->directory[0]) return 0;
+    if (ss_dirurl_is_ldap(k->conf->directory)) return server_lookup(k, site, keyid, out, how, e);
+    return folder_lookup(k, site, keyid, out, how);
+}
+
 int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[SS_KEYID_BYTES],
                 ss_keyrec *out, ss_key_found *how, ss_error *e)
 {
@@ -113,9 +152,12 @@ int ss_key_find(const ss_keyctx *k, const char *site, const unsigned char keyid[
     ss_keyid_hex(keyid, hex);
     how->where = SS_FOUND_KEYSTORE;
     how->path[0] = '\0';
+    how->evidence = SS_EV_DIRECTORY;
+    how->has_signer = false;
     int found = ss_keys_get(k->db, site, hex, out, e);
     if (found != 0) return found;
-    if (directory_lookup(k, site, keyid, out, how)) return 1;
+    found = directory_lookup(k, site, keyid, out, how, e);
+    if (found != 0) return found;
     int imported = ss_hman_scan(k, site, NULL, NULL, e);
     if (imported <= 0) return imported;
     how->where = SS_FOUND_HMAN;

@@ -1,6 +1,7 @@
 /*
  * lookup.h - finding a sending site's public key (DESIGN §4 step 4): the
- * keystore first, then the key directory folder, then inboxes/hman.box,
+ * keystore first, then the key directory (a folder, or a directory server
+ * through the despooler's cache, dircache.h), then inboxes/hman.box,
  * where an administrator drops <SITE>.pub (or .ct4/.ct5).  What a key found
  * in the directory or hman.box becomes is decided by trust.h (an hman.box
  * drop is an administrator's import; a directory record, once an
@@ -30,7 +31,21 @@ int ss_hman_scan(const ss_keyctx *k, const char *only_site, ss_site_fn on_site, 
 /* Where ss_key_find found a key. */
 typedef struct ss_key_found {
     enum { SS_FOUND_KEYSTORE, SS_FOUND_DIRECTORY, SS_FOUND_HMAN } where;
-    char path[PATH_MAX]; /* SS_FOUND_DIRECTORY: the record's file */
+    char path[PATH_MAX]; /* SS_FOUND_DIRECTORY: the record's file, or server/DN */
+    /* SS_FOUND_DIRECTORY: how to present it to the trust rules - as a
+     * directory record (SS_EV_DIRECTORY), or, for the next key of an entry
+     * on a directory server whose proof and vouch verified and whose
+     * current key the keystore holds for the site, as a key vouched for by
+     * that key with its proof (SS_EV_VOUCHED; signer: its keystore record,
+     * which trust.h re-checks is still trusted).  Not as SS_EV_ROLLOVER:
+     * that would retire the current key at once, and the site's own
+     * rollover instruction, signed by it and arriving later, would then be
+     * refused (a retired key never vouches, 4422) and quarantined; this way
+     * the next key is trusted now and the rollover instruction retires the
+     * old key, with its grace period, when it comes. */
+    enum ss_evidence evidence;
+    bool has_signer;
+    ss_keyrec signer;
 } ss_key_found;
 
 /* Finds the key (site, keyid): 1 found (*out filled), 0 not found

@@ -67,6 +67,9 @@ typedef struct ss_keyctx {
     ss_reporter *rep;
     /* The running despooler itself: its transitions write no marker. */
     bool in_despooler;
+    /* The despooler's key directory server cache (dircache.h); NULL: a
+     * directory server is not asked (commands ask it themselves). */
+    struct ss_dircache *dir;
 } ss_keyctx;
 
 /* The marker in inboxes/hman.box that tells a running despooler that

@@ -15,8 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* "name" for a uid; "uid N" when it has no entry. */
-static void uid_name(uid_t uid, char *out, size_t len)
+void cli_uid_name(uid_t uid, char *out, size_t len)
 {
     struct passwd pw, *found = NULL;
     char buf[1024];
@@ -56,9 +55,9 @@ int cli_become_owner(cli *c)
 {
     struct stat st;
     uid_t me = geteuid();
-    if (!c->invoker[0]) uid_name(me, c->invoker, sizeof c->invoker);
+    if (!c->invoker[0]) cli_uid_name(me, c->invoker, sizeof c->invoker);
     if (!c->root || stat(c->root, &st) != 0 || st.st_uid == me) return 0;
-    uid_name(st.st_uid, c->owner, sizeof c->owner);
+    cli_uid_name(st.st_uid, c->owner, sizeof c->owner);
     if (me == 0) {
         struct passwd pw, *found = NULL;
         char buf[1024];
@@ -213,5 +212,5 @@ void cli_user_name(const cli *c, char *out, size_t len)
     if (c->invoker[0])
         snprintf(out, len, "%s", c->invoker);
     else
-        uid_name(geteuid(), out, len);
+        cli_uid_name(geteuid(), out, len);
 }

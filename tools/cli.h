@@ -14,6 +14,7 @@
 #include "../keystore/store.h"
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define EXIT_USAGE 2
 #define EXIT_TEMPFAIL 75
@@ -71,6 +72,8 @@ bool cli_wants_help(int argc, char **argv);
 void cli_format_time(int64_t t, char *out, size_t len);
 /* Parses "2026-11-22", "2026-11-22 10:00", "-2h", "-3d" or unix seconds. */
 int cli_parse_time(const char *s, int64_t *out);
+/* "name" for a uid; "uid N" when it has no entry. */
+void cli_uid_name(uid_t uid, char *out, size_t len);
 /* The name of the user who ran this command (its uid if it has none):
  * root's, when the command runs as the site's owner. */
 void cli_user_name(const cli *c, char *out, size_t len);

@@ -28,6 +28,7 @@
 #include "../inboxes/fileio.h"
 #include "../inboxes/json.h"
 #include "../keystore/keyfile.h"
+#include "../keystore/ldapdir.h"
 #include "../keystore/store.h"
 #include "../sender/address.h"
 #include "../sender/hostkeys.h"
@@ -39,6 +40,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pwd.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,12 +227,7 @@ static void sitespool_cmd(const struct checker *k, char *out, size_t len)
 
 static const char *owner_name(uid_t uid, char *buf, size_t len)
 {
-    struct passwd pw, *found = NULL;
-    char tmp[1024];
-    if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &found) == 0 && found)
-        snprintf(buf, len, "%s", found->pw_name);
-    else
-        snprintf(buf, len, "uid %u", (unsigned)uid);
+    cli_uid_name(uid, buf, len);
     return buf;
 }
 
@@ -834,10 +831,48 @@ static void check_peers(struct checker *k)
 
 /* ------------------------------------------------------------ directory */
 
+/* A directory server: its settings parsed already; the password file and
+ * the CA file are checked here, the server is not contacted (check
+ * connects to nothing). */
+static void check_directory_server(struct checker *k)
+{
+    const char *dir = k->conf.directory;
+    char *secret = NULL, fix[PATH_MAX + 160];
+    ss_error e = {0};
+    if (k->conf.directory_bind_dn[0]) {
+        if (ss_dir_password_load(k->root, &k->conf, &secret, &e) != 0) {
+            snprintf(fix, sizeof fix,
+                     "write the password alone into directory_password_file, 'chmod 600' it "
+                     "and make %s its owner",
+                     k->user);
+            add(k, SEV_ERROR, "directory", dir, fix,
+                "the bind as %s cannot be made: %s; the despooler raises 4442 and keys are "
+                "not found there",
+                k->conf.directory_bind_dn, e.msg);
+            return;
+        }
+        sodium_free(secret);
+    }
+    if (k->conf.directory_ca_file[0] && access(k->conf.directory_ca_file, R_OK) != 0) {
+        add(k, SEV_ERROR, "directory", dir, "fix directory_ca_file",
+            "the CA file %s cannot be read by %s (%s): TLS to the directory fails (4441)",
+            k->conf.directory_ca_file, k->user, strerror(errno));
+        return;
+    }
+    add(k, SEV_OK, "directory", dir, NULL,
+        "a directory server (%s, not contacted by check: 'sitespool key list --directory' "
+        "asks it)",
+        k->conf.directory_bind_dn[0] ? "bind DN and password file usable" : "anonymous");
+}
+
 static void check_directory(struct checker *k)
 {
     const char *dir = k->conf.directory;
     if (!dir[0]) return;
+    if (ss_dirurl_is_ldap(dir)) {
+        check_directory_server(k);
+        return;
+    }
     char fix[PATH_MAX + 128], edit[PATH_MAX + 128];
     edit_fix(k, "directory in ", 0, edit, sizeof edit);
     snprintf(fix, sizeof fix, "mount it, or %s", edit);

@@ -205,7 +205,7 @@ int cmd_init(cli *c, int argc, char **argv)
                                               SS_ATOMIC_NOREPLACE | SS_ATOMIC_SYNC_DIR, &e);
         if (dirfd >= 0) close(dirfd);
     }
-    ss_keyctx keys = {c->root, &conf, &db, NULL, false};
+    ss_keyctx keys = {c->root, &conf, &db, NULL, false, NULL};
     if (rc == 0) rc = ss_trust_own_add(&keys, &pk, not_after, "init", &e);
     ss_db_close(&db);
     if (rc == 0) rc = ss_site_write_conf(c->root, &conf, system_layout, &e);

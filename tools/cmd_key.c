@@ -13,6 +13,7 @@
  * change wakes a running despooler (keystore/trust.h).
  */
 #include "cli.h"
+#include "keydir.h"
 #include "links.h"
 #include "suggest.h"
 #include "../keystore/lookup.h"
@@ -31,7 +32,7 @@
 static const char usage[] =
     "usage: sitespool [-C SITE_ROOT] key export [-o FILE|-] [--force]\n"
     "       sitespool [-C SITE_ROOT] key import FILE [--site CODE] [--shared-key]\n"
-    "       sitespool [-C SITE_ROOT] key list [--json]\n"
+    "       sitespool [-C SITE_ROOT] key list [--directory] [--json]\n"
     "       sitespool [-C SITE_ROOT] key approve CODE [KEYID]\n"
     "       sitespool [-C SITE_ROOT] key trust CODE KEYID | key untrust CODE\n"
     "       sitespool [-C SITE_ROOT] key revoke KEYID [--site CODE] [--force]\n"
@@ -51,6 +52,9 @@ static const char usage[] =
     "        it: the import, hman.box drop or offer; init or rotate for this site's own;\n"
     "        a key file carries no creation time), validity end (days left), last use;\n"
     "        and per peer site: blocked or not, the key it was last seen using.\n"
+    "        --directory: per site, what the key directory holds (key id, validity,\n"
+    "        next key during a rollover) beside what the keystore trusts, and whether\n"
+    "        they agree; exit 1 if the directory cannot be read.\n"
     "approve trusts a key a site offered on first use (pending); KEYID if several.\n"
     "trust   trusts KEYID for CODE (a changed key that blocked the site); held data flows.\n"
     "untrust forgets every key of CODE; its data then waits as for an unknown site.\n"
@@ -63,8 +67,12 @@ static const char usage[] =
     "        their grace), by the peers' heartbeats: the link, when each was last heard,\n"
     "        the newest of our keys it relies on. --json: {keys: [...], peers: [...]}.\n"
     "rotate  makes a new key pair, sends every peer a rollover signed by the current key\n"
-    "        with proof of the new one, and signs with the new key from then on.\n"
-    "publish writes this site's public key into the key directory folder (directory).\n"
+    "        with proof of the new one, and signs with the new key from then on; on a\n"
+    "        directory server it publishes the new key as next, vouched by the old one.\n"
+    "publish writes this site's public key into the key directory (directory): the\n"
+    "        file <SITE>.pub in a folder, or the entry sitespoolSiteCode=<SITE> on a\n"
+    "        directory server (added, or its values replaced); during a rollover the\n"
+    "        old key stays current there and the new one is its vouched next key.\n"
     "send-to sends this site's public key to a peer as a key exchange instruction.\n";
 
 /* Writes the key file `out`: a new file, or (--force) over an old one.
@@ -172,7 +180,7 @@ static int key_import(cli *c, int argc, char **argv)
     const char *path = argv[optind];
     ss_error e = {0};
     ss_keyrec rec;
-    ss_keyctx k = {c->root, &c->conf, &c->db, &c->rep, false};
+    ss_keyctx k = {c->root, &c->conf, &c->db, &c->rep, false, NULL};
     if (ss_trust_import_file(&k, path, site, "import", shared, &rec, &e) != 0) {
         int rc = cli_fail(&e);
         cli_hint_unreadable(c, argv + optind, 1, false);
@@ -254,14 +262,18 @@ static int print_sites(cli *c)
 static int key_list(cli *c, int argc, char **argv)
 {
     struct list_ctx ctx = {.db = &c->db};
+    bool directory = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             ctx.json = true;
+        else if (!strcmp(argv[i], "--directory"))
+            directory = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
             return fputs(usage, stdout), 0;
         else
             return cli_usage(usage, "unknown argument '%s'", argv[i]);
     }
+    if (directory) return keydir_list(c, ctx.json);
     ss_error e = {0};
     if (ss_keys_foreach(&c->db, NULL, print_key, &ctx, &e) != 0) return cli_fail(&e);
     if (ctx.json)

@@ -11,6 +11,7 @@
  * untrust or revoke is obeyed, within a second.
  */
 #include "cli.h"
+#include "keydir.h"
 #include "links.h"
 #include "suggest.h"
 #include "../inboxes/fileio.h"
@@ -41,7 +42,7 @@ static int typed_key_id(const char *usage, const char *typed, char out[SS_KEYID_
 
 static ss_keyctx keyctx(cli *c)
 {
-    return (ss_keyctx){c->root, &c->conf, &c->db, &c->rep, false};
+    return (ss_keyctx){c->root, &c->conf, &c->db, &c->rep, false, NULL};
 }
 
 /* Makes key_id of site trusted and lifts a block it caused. */
@@ -182,6 +183,13 @@ int key_revoke(cli *c, int argc, char **argv, const char *usage)
     ss_keyctx k = keyctx(c);
     if (ss_trust_revoke(&k, site, key_id, &e) != 0) return cli_fail(&e);
     printf("Revoked key %s of site %s\n", key_id, site);
+    /* This site's old key: the rollover is over, and a directory server
+     * shows the new key alone. */
+    if (!strcmp(site, c->conf.site_code) && keydir_is_server(c) && keydir_publish_server(c) != 0) {
+        fprintf(stderr, "sitespool: the key is revoked, but the key directory still shows the "
+                        "rollover; run 'sitespool key publish' when it answers\n");
+        return 1;
+    }
     return 0;
 }
 
@@ -200,8 +208,11 @@ int key_publish(cli *c, int argc, char **argv, const char *usage)
     if (argc != 1) return cli_usage(usage, "publish takes no arguments");
     ss_error e = {0};
     if (!c->conf.directory[0])
-        return ss_err(&e, SS_E_CONF, "no key directory: set 'directory = /path' in site.conf"),
+        return ss_err(&e, SS_E_CONF,
+                      "no key directory: set 'directory = /path' (a folder) or 'directory = "
+                      "ldap://HOST/BASE-DN' (a directory server) in site.conf"),
                cli_fail(&e);
+    if (keydir_is_server(c)) return keydir_publish_server(c);
     size_t len;
     char *text = own_pubkey_text(c, &len, &e);
     if (!text) return cli_fail(&e);
@@ -390,5 +401,12 @@ int key_rotate(cli *c, int argc, char **argv, const char *usage)
     printf("Rotated key %s -> %s; rollover sent to %d peer(s). Give the new keys/%s.pub to "
            "sites that get keys by hand.\n",
            old_id, next_id, ctx.peers, c->conf.site_code);
+    /* A directory server shows the new key beside the old one, vouched
+     * for by it, so peers find it before the rollover reaches them. */
+    if (keydir_is_server(c) && keydir_publish_server(c) != 0) {
+        fprintf(stderr, "sitespool: the key is rotated, but the key directory does not show "
+                        "the new key yet; run 'sitespool key publish' when it answers\n");
+        if (ctx.exit_code == 0) ctx.exit_code = 1;
+    }
     return ctx.exit_code;
 }

@@ -130,7 +130,7 @@ int cmd_verify(cli *c, int argc, char **argv)
             ctx.ok = true;
     } else {
         if (cli_open(c) != 0) return 1;
-        ss_keyctx keys = {c->root, &c->conf, &c->db, &c->rep, false};
+        ss_keyctx keys = {c->root, &c->conf, &c->db, &c->rep, false, NULL};
         ctx.keys = &keys;
         if (ss_keys_foreach(&c->db, site, try_key, &ctx, &ctx.e) != 0) return cli_fail(&ctx.e);
         if (!ctx.ok && ctx.e.code == SS_OK)

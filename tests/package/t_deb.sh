@@ -38,7 +38,7 @@ dpkg-deb -c "$DEB" >"$T/contents"
 for f in ./usr/bin/sitespool ./usr/lib/systemd/system/sitespool-despool@.service \
          ./usr/lib/systemd/system/sitespool-sender@.service \
          ./usr/share/man/man8/sitespool.8.gz ./usr/share/man/man5/sitespool.conf.5.gz \
-         ./usr/share/bash-completion/completions/sitespool; do
+         ./usr/share/bash-completion/completions/sitespool ./usr/share/sitespool/ldap/sitespool.ldif; do
   grep -q " $f\$" "$T/contents" || fail "$f is not in the package"
 done
 dpkg-deb -f "$DEB" Depends | grep -q libsodium || fail "Depends lacks the shared libraries"

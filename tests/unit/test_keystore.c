@@ -17,10 +17,13 @@
 #include "../../inboxes/log.h"
 #include "../../keystore/sigfile.h"
 #include "../../keystore/keyfile.h"
+#include "../../keystore/ldapdir.h"
 #include "../../keystore/links.h"
+#include "../../inboxes/dirurl.h"
 #include "../../keystore/trust.h"
 
 #include <fcntl.h>
+#include <sodium.h>
 #include <limits.h>
 #include <regex.h>
 #include <signal.h>
@@ -1620,7 +1623,7 @@ static void test_trust_change_writes_marker_unless_despooler(void)
     CU_ASSERT_EQUAL_FATAL(ss_pubkey_format(&pk, comment, text, sizeof text), 0);
     tu_write(dir, "PS2.pub", text, strlen(text));
     ss_keyid_hex(pk.keyid, id);
-    ss_keyctx cmd = {ss1.root, &ss1.conf, &ss1.db, &ss1.rep, false};
+    ss_keyctx cmd = {ss1.root, &ss1.conf, &ss1.db, &ss1.rep, false, NULL};
     ss_keyctx daemon = cmd;
     daemon.in_despooler = true;
 
@@ -2405,6 +2408,268 @@ static void test_links_rollout_complete_once(void)
     links_db_done(&db, dir);
 }
 
+/* ------------------------------------------- the key directory on LDAP */
+
+static void test_dirurl_parse_good(void)
+{
+    ss_dirurl u;
+    ss_error e = {0};
+    CU_ASSERT_TRUE(ss_dirurl_is_ldap("ldap://x/dc=a"));
+    CU_ASSERT_TRUE(ss_dirurl_is_ldap("LDAPS://x/dc=a"));
+    CU_ASSERT_FALSE(ss_dirurl_is_ldap("/srv/keys"));
+    CU_ASSERT_FALSE(ss_dirurl_is_ldap("ldapi:///"));
+    CU_ASSERT_EQUAL(ss_dirurl_parse("ldap://ldap.example.org/ou=keys,dc=example,dc=org", &u, &e),
+                    0);
+    CU_ASSERT_FALSE(u.ldaps);
+    CU_ASSERT_STRING_EQUAL(u.host, "ldap.example.org");
+    CU_ASSERT_EQUAL(u.port, 389);
+    CU_ASSERT_STRING_EQUAL(u.base_dn, "ou=keys,dc=example,dc=org");
+    CU_ASSERT_STRING_EQUAL(u.server, "ldap://ldap.example.org:389");
+    CU_ASSERT_EQUAL(ss_dirurl_parse("ldaps://10.0.0.1/dc=x", &u, &e), 0);
+    CU_ASSERT_TRUE(u.ldaps);
+    CU_ASSERT_EQUAL(u.port, 636);
+    CU_ASSERT_EQUAL(ss_dirurl_parse("ldap://[::1]:1389/o=Acme%2C%20Inc.,c=DE", &u, &e), 0);
+    CU_ASSERT_STRING_EQUAL(u.host, "[::1]");
+    CU_ASSERT_EQUAL(u.port, 1389);
+    CU_ASSERT_STRING_EQUAL(u.base_dn, "o=Acme, Inc.,c=DE");
+    CU_ASSERT_STRING_EQUAL(u.server, "ldap://[::1]:1389");
+}
+
+static void test_dirurl_parse_refusals(void)
+{
+    static const struct {
+        const char *url, *says;
+    } bad[] = {
+        {"ldap:///dc=x", "names no host"},
+        {"ldap://user@host/dc=x", "user part"},
+        {"ldap://host", "names no base DN"},
+        {"ldap://host/", "names no base DN"},
+        {"ldap://host/dc=x?cn?sub", "only the base DN"},
+        {"ldap://host/dc=x#frag", "only the base DN"},
+        {"ldap://host/dc=a b", "percent-encoded"},
+        {"ldap://host/dc=%zz", "two hex digits"},
+        {"ldap://host/dc=%0a", "control character"},
+        {"ldap://host:0/dc=x", "port"},
+        {"ldap://host:70000/dc=x", "port"},
+        {"ldap://host:/dc=x", "port"},
+        {"ldap://ho_st/dc=x", "letters, digits"},
+        {"ldap://[zz]/dc=x", "IPv6"},
+        {"http://host/dc=x", "not an ldap"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ss_dirurl u;
+        ss_error e = {0};
+        CU_ASSERT_EQUAL(ss_dirurl_parse(bad[i].url, &u, &e), -1);
+        CU_ASSERT_EQUAL(e.code, SS_E_CONF);
+        if (!strstr(e.msg, bad[i].says))
+            fprintf(stderr, "\n%s: '%s' lacks '%s'\n", bad[i].url, e.msg, bad[i].says);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, bad[i].says));
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, bad[i].url));
+    }
+}
+
+static int conf_says(const char *text, const char *says)
+{
+    ss_conf c;
+    ss_error e = {0};
+    ss_conf_defaults(&c);
+    int rc = ss_conf_parse(&c, text, "site.conf", &e);
+    if (says && (rc == 0 || !strstr(e.msg, says)))
+        fprintf(stderr, "\n'%s': rc %d '%s' lacks '%s'\n", text, rc, e.msg, says);
+    return says ? rc != 0 && strstr(e.msg, says) != NULL : rc == 0;
+}
+
+static void test_dirconf_validation(void)
+{
+    CU_ASSERT_TRUE(conf_says("directory = ldap://h/dc=x\ndirectory_starttls = yes\n"
+                             "directory_bind_dn = cn=PS1,dc=x\n"
+                             "directory_password_file = keys/ldap.pw\n"
+                             "directory_ca_file = /etc/ca.pem\ndirectory_timeout = 2s\n",
+                             NULL));
+    CU_ASSERT_TRUE(conf_says("directory = /srv/keys\n", NULL));
+    CU_ASSERT_TRUE(
+        conf_says("directory = ldaps://h/dc=x\ndirectory_starttls = yes\n", "ldaps is TLS"));
+    CU_ASSERT_TRUE(conf_says("directory = ldap://h/dc=x\ndirectory_bind_dn = cn=a\n",
+                             "directory_password_file is not"));
+    CU_ASSERT_TRUE(conf_says("directory = ldap://h/dc=x\ndirectory_password_file = p\n",
+                             "directory_bind_dn is not"));
+    CU_ASSERT_TRUE(
+        conf_says("directory = /srv/keys\ndirectory_bind_dn = cn=a\n", "directory server only"));
+    CU_ASSERT_TRUE(conf_says("directory_starttls = yes\n", "directory server only"));
+    CU_ASSERT_TRUE(conf_says("directory = ldap://h\n", "names no base DN"));
+    CU_ASSERT_TRUE(
+        conf_says("directory = ldap://h/dc=x\ndirectory_timeout = 0\n", "directory_timeout"));
+}
+
+/* A directory next key value for site PS1: cur vouches for next. */
+static void make_next_value(ss_seckey **cur, ss_pubkey *cur_pk, ss_seckey **next,
+                            ss_pubkey *next_pk, char *out, size_t len)
+{
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_keypair_generate(cur_pk, cur, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_keypair_generate(next_pk, next, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_dirnext_payload("PS1", *cur, *next, 1900000000, out, len, &e), 0);
+}
+
+static void test_vouch_roundtrip_and_format(void)
+{
+    ss_seckey *cur, *next;
+    ss_pubkey cur_pk, next_pk, got;
+    char value[2048], cur_id[SS_KEYID_HEX + 1];
+    int64_t na = 0;
+    ss_error e = {0};
+    make_next_value(&cur, &cur_pk, &next, &next_pk, value, sizeof value);
+    ss_keyid_hex(cur_pk.keyid, cur_id);
+    /* key file (2 lines), rollover proof, vouch: four lines */
+    int lines = 0;
+    for (const char *p = value; *p; p++)
+        lines += *p == '\n';
+    CU_ASSERT_EQUAL(lines, 4);
+    char expect[64];
+    snprintf(expect, sizeof expect, "\nsitespool-vouch/1 previous=%s vouch=", cur_id);
+    CU_ASSERT_PTR_NOT_NULL(strstr(value, expect));
+    CU_ASSERT_EQUAL(ss_dirnext_parse("PS1", value, strlen(value), &cur_pk, &got, &na, &e), 0);
+    CU_ASSERT_EQUAL(memcmp(&got, &next_pk, sizeof got), 0);
+    CU_ASSERT_EQUAL(na, 1900000000);
+    /* another site: its comment names PS1 */
+    CU_ASSERT_EQUAL(ss_dirnext_parse("SS1", value, strlen(value), &cur_pk, &got, &na, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_FORMAT);
+    /* another current key: the proof and vouch name the real one */
+    ss_seckey *other;
+    ss_pubkey other_pk;
+    CU_ASSERT_EQUAL_FATAL(ss_keypair_generate(&other_pk, &other, &e), 0);
+    CU_ASSERT_EQUAL(ss_dirnext_parse("PS1", value, strlen(value), &other_pk, &got, &na, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, cur_id));
+    /* no vouch line */
+    char *last = strstr(value, "sitespool-vouch/1");
+    size_t cut = (size_t)(last - value);
+    CU_ASSERT_EQUAL(ss_dirnext_parse("PS1", value, cut, &cur_pk, &got, &na, &e), -1);
+    /* a vouch by the wrong key: signed by other, naming cur */
+    char forged[2048];
+    CU_ASSERT_EQUAL_FATAL(
+        ss_dirnext_payload("PS1", other, next, 1900000000, forged, sizeof forged, &e), 0);
+    char *fv = strstr(forged, " vouch=");
+    char *ov = strstr(value, " vouch=");
+    char mixed[2048];
+    snprintf(mixed, sizeof mixed, "%.*s%s", (int)(ov - value), value, fv);
+    CU_ASSERT_EQUAL(ss_dirnext_parse("PS1", mixed, strlen(mixed), &cur_pk, &got, &na, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BADSIG);
+    /* the validity end is vouched for too */
+    char *va = strstr(value, "valid until 1900000000");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(va);
+    va[strlen("valid until 19")] = '1';
+    CU_ASSERT_EQUAL(ss_dirnext_parse("PS1", value, strlen(value), &cur_pk, &got, &na, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_BADSIG);
+    ss_seckey_free(cur);
+    ss_seckey_free(next);
+    ss_seckey_free(other);
+}
+
+static void test_dirrec_fill(void)
+{
+    ss_seckey *cur, *next;
+    ss_pubkey cur_pk, next_pk;
+    char value[2048], cur_text[512], comment[128];
+    make_next_value(&cur, &cur_pk, &next, &next_pk, value, sizeof value);
+    ss_pubkey_comment("PS1", 1800000000, comment, sizeof comment);
+    CU_ASSERT_EQUAL_FATAL(ss_pubkey_format(&cur_pk, comment, cur_text, sizeof cur_text), 0);
+    ss_dirrec r;
+    memset(&r, 0, sizeof r);
+    ss_dirrec_fill(&r, "PS1", cur_text, value, "20270101000000Z", "20300101000000Z");
+    CU_ASSERT_TRUE(r.found && r.has_current && r.has_next && r.next_ok);
+    CU_ASSERT_EQUAL(r.current_not_after, 1800000000); /* the key file's own */
+    CU_ASSERT_EQUAL(memcmp(&r.next, &next_pk, sizeof next_pk), 0);
+    CU_ASSERT_STRING_EQUAL(r.problem, "");
+    /* a record for another site is not PS1's current key */
+    memset(&r, 0, sizeof r);
+    ss_dirrec_fill(&r, "SS1", cur_text, NULL, NULL, NULL);
+    CU_ASSERT_FALSE(r.has_current);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.problem, "names PS1, not site SS1"));
+    /* a broken next key is never used; a bad time is named */
+    memset(&r, 0, sizeof r);
+    value[strlen(value) - 5] ^= 1;
+    ss_dirrec_fill(&r, "PS1", cur_text, value, "2027-01-01", NULL);
+    CU_ASSERT_TRUE(r.has_current && r.has_next);
+    CU_ASSERT_FALSE(r.next_ok);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.problem, "GeneralizedTime"));
+    int64_t t;
+    char back[16];
+    CU_ASSERT_EQUAL(ss_gentime_parse("20270101000000Z", &t), 0);
+    CU_ASSERT_EQUAL(t, 1798761600);
+    ss_gentime_format(t, back);
+    CU_ASSERT_STRING_EQUAL(back, "20270101000000Z");
+    CU_ASSERT_EQUAL(ss_gentime_parse("20271301000000Z", &t), -1);
+    CU_ASSERT_EQUAL(ss_gentime_parse("202701010000Z", &t), -1);
+    ss_seckey_free(cur);
+    ss_seckey_free(next);
+}
+
+static int password_says(const char *root, const char *file, const char *text, mode_t mode,
+                         const char *want, const char *says)
+{
+    ss_conf c;
+    ss_conf_defaults(&c);
+    snprintf(c.directory_password_file, sizeof c.directory_password_file, "%s", file);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", root, file);
+    unlink(path);
+    if (text) {
+        tu_write(root, file, text, strlen(text));
+        chmod(path, mode);
+    }
+    char *secret = NULL;
+    ss_error e = {0};
+    int rc = ss_dir_password_load(root, &c, &secret, &e);
+    int ok = want ? rc == 0 && secret && !strcmp(secret, want)
+                  : rc == -1 && !secret && strstr(e.msg, says) && strstr(e.msg, path);
+    if (!ok) fprintf(stderr, "\n%s: rc %d '%s'\n", file, rc, e.msg);
+    if (secret) sodium_free(secret);
+    return ok;
+}
+
+static void test_dir_password_file(void)
+{
+    char *root = tu_tempdir("ldappw");
+    CU_ASSERT_TRUE(password_says(root, "pw", "s3cret\n", 0600, "s3cret", NULL));
+    CU_ASSERT_TRUE(password_says(root, "pw", "s3cret", 0400, "s3cret", NULL));
+    CU_ASSERT_TRUE(password_says(root, "pw", "s3cret\r\n", 0600, "s3cret", NULL));
+    CU_ASSERT_TRUE(password_says(root, "pw", "s3cret\n", 0640, NULL, "chmod 600"));
+    CU_ASSERT_TRUE(password_says(root, "pw", "s3cret\n", 0604, NULL, "mode 0604"));
+    CU_ASSERT_TRUE(password_says(root, "pw", "\n", 0600, NULL, "is empty"));
+    CU_ASSERT_TRUE(password_says(root, "pw", "a\nb\n", 0600, NULL, "more than one line"));
+    CU_ASSERT_TRUE(password_says(root, "none", NULL, 0600, NULL, "cannot be used"));
+    /* an absolute path is taken as it is */
+    char abs[PATH_MAX];
+    snprintf(abs, sizeof abs, "%s/pw", root);
+    ss_conf c;
+    ss_conf_defaults(&c);
+    snprintf(c.directory_password_file, sizeof c.directory_password_file, "%s", abs);
+    tu_write(root, "pw", "x\n", 2);
+    chmod(abs, 0600);
+    char *secret = NULL;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_dir_password_load("/nonexistent", &c, &secret, &e), 0);
+    if (secret) sodium_free(secret);
+    /* owned by another user: refused (root can make one) */
+    if (geteuid() == 0 && chown(abs, 65534, 65534) == 0) {
+        secret = NULL;
+        CU_ASSERT_EQUAL(ss_dir_password_load("/nonexistent", &c, &secret, &e), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "not to the user running sitespool"));
+    }
+    /* a symbolic link is not followed */
+    unlink(abs);
+    tu_write(root, "real", "x\n", 2);
+    char real[PATH_MAX];
+    snprintf(real, sizeof real, "%s/real", root);
+    chmod(real, 0600);
+    CU_ASSERT_EQUAL(symlink(real, abs), 0);
+    secret = NULL;
+    CU_ASSERT_EQUAL(ss_dir_password_load("/nonexistent", &c, &secret, &e), -1);
+    tu_rm_rf(root);
+    free(root);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -2469,6 +2734,14 @@ int main(void)
         {"links: heartbeat due and requested", test_links_heartbeat_due},
         {"links: link states by the clock", test_links_link_judge},
         {"links: a rollout completes once", test_links_rollout_complete_once},
+        {"directory URL: ldap:// and ldaps:// parsed, base DN percent-decoded",
+         test_dirurl_parse_good},
+        {"directory URL: every malformed part refused, naming it", test_dirurl_parse_refusals},
+        {"directory settings: agree with the URL, or are refused", test_dirconf_validation},
+        {"directory next key: proof and vouch round trip, forgeries refused",
+         test_vouch_roundtrip_and_format},
+        {"directory entry values: parsed strictly, problems named", test_dirrec_fill},
+        {"directory password file: owner, mode, one line", test_dir_password_file},
     };
     return tu_run("keystore", tests, sizeof tests / sizeof tests[0]);
 }

@@ -243,7 +243,7 @@ static void fx_open(fixture *f, const char *extra_conf)
 {
     f->dir = tu_tempdir("trust");
     tu_site_make(&f->ss1, f->dir, "SS1", extra_conf);
-    f->k = (ss_keyctx){f->ss1.root, &f->ss1.conf, &f->ss1.db, &f->ss1.rep, false};
+    f->k = (ss_keyctx){f->ss1.root, &f->ss1.conf, &f->ss1.db, &f->ss1.rep, false, NULL};
     new_key(&f->a, &f->ska);
     new_key(&f->b, &f->skb);
 }
