@@ -143,6 +143,14 @@ int ss_pubkey_parse(const char *text, size_t len, ss_pubkey *pk, char *comment_o
     if (line_len - strlen(UNTRUSTED_PREFIX) > SS_COMMENT_MAX)
         return ss_err(e, SS_E_COMMENT, "the public key comment is longer than %d bytes",
                       SS_COMMENT_MAX);
+    /* The comment names the site and reaches logs, status messages and
+     * terminals: no control characters (a CRLF line end is not one). */
+    for (size_t i = strlen(UNTRUSTED_PREFIX); i < line_len; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            return ss_err(e, SS_E_COMMENT,
+                          "the public key comment holds the control character 0x%02x at "
+                          "byte %zu; a key file's comment is one line of text",
+                          (unsigned char)line[i], i - strlen(UNTRUSTED_PREFIX) + 1);
     if (comment_out)
         snprintf(comment_out, comment_len, "%.*s", (int)(line_len - strlen(UNTRUSTED_PREFIX)),
                  line + strlen(UNTRUSTED_PREFIX));

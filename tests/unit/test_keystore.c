@@ -827,6 +827,19 @@ static void test_pubkey_roundtrip_and_parse_errors(void)
     snprintf(bad, sizeof bad, "%s\n", text);
     CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), 0);
 
+    /* A comment with a control character (an escape sequence, a tab) is
+     * refused, naming the byte; CRLF line ends are not one. */
+    snprintf(bad, sizeof bad, "untrusted comment: site PS1\x1b[31m\n%s\n", b64);
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_COMMENT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "control character 0x1b at byte 9"));
+    snprintf(bad, sizeof bad, "untrusted comment: a\tb\n%s\n", b64);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, NULL, 0, &e), -1);
+    snprintf(bad, sizeof bad, "untrusted comment: sitespool public key for site PS1\r\n%s\r\n", b64);
+    CU_ASSERT_EQUAL(ss_pubkey_parse(bad, strlen(bad), &got, comment, sizeof comment, &e), 0);
+    CU_ASSERT_STRING_EQUAL(comment, "sitespool public key for site PS1");
+
     /* Wrong length: the key without its last bytes. */
     char *shorter = base64_of(blob, sizeof blob - 4);
     snprintf(bad, sizeof bad, "untrusted comment: k\n%s\n", shorter);
