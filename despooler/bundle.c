@@ -19,8 +19,11 @@
  * removed.  The verdicts come in the order of deliver.c: a forgery is a
  * bad signature (4407), then a bad compressed stream (4413), then a bad
  * tar or member (4427, the whole bundle is quarantined).
+ * A sealed bundle (sealed.c) is read the same way from the opened
+ * stream, after its signature verified in a pass of its own; a fault of
+ * the seal comes before 4413 and 4427.
  * Diagnostics: 4427 (through quarantine.c); 4407, 4413 and 4419 (the
- * package cannot be read) as for a pair.
+ * package cannot be read) as for a pair; 4445-4448 for a sealed one.
  * Known limits: members are written as they come; a bundle refused late
  * has cost the writes of its earlier members.
  */
@@ -48,6 +51,8 @@ void dsp_member_tmp_name(const char *id, unsigned number, char *out, size_t len)
 struct bundle_reader {
     dsp_stager *st;
     int fd;
+    dsp_sealed *sealed; /* a sealed bundle: the payload comes from here */
+    bool sealed_failed; /* its verdict is dsp_sealed_verdict's */
     ss_hash hash;
     const unsigned char *in;
     size_t in_len;
@@ -57,11 +62,28 @@ struct bundle_reader {
     ss_error unpack_err; /* not a valid compressed stream, or the wrong size */
 };
 
+/* The next piece of a sealed bundle's payload (opened, authenticated). */
+static int sealed_next(struct bundle_reader *r)
+{
+    const void *p;
+    ssize_t n = dsp_sealed_pull(r->sealed, &p);
+    if (n < 0) {
+        r->sealed_failed = true;
+        return -1;
+    }
+    r->eof = n == 0;
+    r->in = p;
+    r->in_len = (size_t)n;
+    return 0;
+}
+
 /* Next piece of inflated output: its length, 0 at the end, -1 on error. */
 static ssize_t reader_next(struct bundle_reader *r, const void **out)
 {
     for (;;) {
-        if (r->in_len == 0 && !r->eof) {
+        if (r->in_len == 0 && !r->eof && r->sealed) {
+            if (sealed_next(r) != 0) return -1;
+        } else if (r->in_len == 0 && !r->eof) {
             ssize_t n = ss_read_full(r->fd, r->st->read_buf, READ_CHUNK, &r->read_err);
             if (n < 0) {
                 r->read_errno = errno;
@@ -86,7 +108,10 @@ static la_ssize_t reader_callback(struct archive *a, void *ctx, const void **buf
     struct bundle_reader *r = ctx;
     ssize_t n = reader_next(r, buf);
     if (n < 0)
-        archive_set_error(a, EIO, "%s", r->read_err.code ? r->read_err.msg : r->unpack_err.msg);
+        archive_set_error(a, EIO, "%s",
+                          r->sealed_failed   ? "the sealed stream could not be opened"
+                          : r->read_err.code ? r->read_err.msg
+                                             : r->unpack_err.msg);
     return n;
 }
 
@@ -100,7 +125,11 @@ static int reader_finish(struct bundle_reader *r, const ss_instr *in)
     if (!r->unpack_err.code && !r->read_err.code)
         while ((n = reader_next(r, &out)) > 0)
             ;
-    while (!r->read_err.code && !r->eof) {
+    /* A sealed stream is opened to its end: a fault of it comes first. */
+    while (r->sealed && !r->sealed_failed && !r->eof)
+        (void)sealed_next(r);
+    if (r->sealed_failed) return 0;
+    while (!r->sealed && !r->read_err.code && !r->eof) {
         ssize_t got = ss_read_full(r->fd, r->st->read_buf, READ_CHUNK, &r->read_err);
         if (got < 0) {
             r->read_errno = errno;
@@ -303,17 +332,31 @@ void dsp_bundle_abort(work *w, unsigned created)
     w->nmembers = 0;
 }
 
-/* Parses and writes the bundle; the verdict goes into w (stage.c). */
-static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
+/* The verdict on the bytes themselves, true if there is one: a fault of
+ * the sealed stream (its signature verified before it was opened), or the
+ * signature over the package. */
+static bool bytes_refused(work *w, dsp_sealed *sealed, const unsigned char hash[SS_HASH_BYTES])
 {
-    struct bundle_reader r = {.st = st, .fd = pck_fd};
+    ss_error sig_err = {0};
+    if (sealed) return dsp_sealed_verdict(sealed, w);
+    if (!w->is_signed || ss_sig_verify_package(&w->sig, &w->pk, hash, &sig_err) == 0) return false;
+    dsp_stage_refuse(w, 4407, sig_err.msg);
+    return true;
+}
+
+/* Parses and writes the bundle, read from pck_fd or opened from sealed;
+ * the verdict goes into w (stage.c). */
+static void unpack_bundle(dsp_stager *st, work *w, int pck_fd, dsp_sealed *sealed)
+{
+    struct bundle_reader r = {.st = st, .fd = pck_fd, .sealed = sealed};
     struct bundle_stage s = {.w = w};
     ss_hash_init(&r.hash);
     if (ss_inflater_reset(st->inflater, w->in.zip, w->in.size, &w->sv_err) != 0) {
         w->sv = SV_LOCAL_FAULT;
         return;
     }
-    if (w->is_signed) ss_inflater_skip_checksum(st->inflater);
+    /* A signature, or the seal's Poly1305 tags, cover every byte. */
+    if (w->is_signed || sealed) ss_inflater_skip_checksum(st->inflater);
     /* Names in pax headers are UTF-8; libarchive converts them to the
      * locale's character set, which under the C locale refuses anything
      * beyond ASCII.  A UTF-8 locale for this thread only, while reading. */
@@ -332,7 +375,6 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
     if (utf8) freelocale(utf8);
     int finished = reader_finish(&r, &w->in);
     unsigned char hash[SS_HASH_BYTES];
-    ss_error sig_err = {0};
     ss_hash_final(&r.hash, hash);
     if (finished != 0 || r.read_err.code) { /* reading the package: not the destination */
         w->sv = SV_INPUT_FAULT;
@@ -341,8 +383,8 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
     } else if (s.io_err.code) {
         w->sv = SV_LOCAL_FAULT;
         w->sv_err = s.io_err;
-    } else if (w->is_signed && ss_sig_verify_package(&w->sig, &w->pk, hash, &sig_err) != 0) {
-        dsp_stage_refuse(w, 4407, sig_err.msg);
+    } else if (bytes_refused(w, sealed, hash)) {
+        /* a forgery reads as a bad signature, tampering as a bad seal */
     } else if (r.unpack_err.code) {
         dsp_stage_refuse(w, 4413, r.unpack_err.msg);
     } else if (s.refusal[0]) {
@@ -353,21 +395,32 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd)
     if (w->sv != SV_STAGED) dsp_bundle_abort(w, s.created);
 }
 
-void dsp_stage_bundle(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
+/* Stages the members of w from pck_fd or sealed. */
+static void stage_members(dsp_stager *st, work *w, int pck_fd, dsp_sealed *sealed)
 {
-    int pck_fd = dsp_stage_open_package(receive_fd, max_bytes, w);
-    if (pck_fd < 0) return;
     w->members = calloc(w->in.files, sizeof *w->members);
     if (!w->members) {
         w->sv = SV_LOCAL_FAULT;
         ss_err(&w->sv_err, SS_E_NOMEM, "out of memory for %u members", w->in.files);
     } else {
-        unpack_bundle(st, w, pck_fd);
+        unpack_bundle(st, w, pck_fd, sealed);
     }
-    close(pck_fd);
     if (w->sv != SV_STAGED) {
         free(w->members);
         w->members = NULL;
         w->nmembers = 0;
     }
+}
+
+void dsp_stage_bundle(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
+{
+    int pck_fd = dsp_stage_open_package(receive_fd, max_bytes, w);
+    if (pck_fd < 0) return;
+    stage_members(st, w, pck_fd, NULL);
+    close(pck_fd);
+}
+
+void dsp_stage_sealed_bundle(dsp_stager *st, work *w, dsp_sealed *s)
+{
+    stage_members(st, w, -1, s);
 }

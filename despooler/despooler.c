@@ -252,6 +252,7 @@ void ss_despooler_close(ss_despooler *d)
     dsp_pool_stop(d->pool);
     d->pool = NULL;
     ss_inflater_free(&d->inflater);
+    dsp_seal_keys_free(d);
     free(d->read_buf);
     d->read_buf = NULL;
     if (d->receive_fd >= 0) close(d->receive_fd);

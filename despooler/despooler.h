@@ -56,9 +56,11 @@ typedef struct ss_despool_stats {
     uint64_t batches;
     double batch_seconds; /* their total duration */
     double batch_seconds_max;
+    uint64_t fates; /* fates noted for receipts (reports.c): new ones wait to be queued */
 } ss_despool_stats;
 
 #define SS_FORCE_MAX 64
+#define SS_SEAL_KEYS_MAX 16
 
 typedef struct dsp_pool dsp_pool; /* staging threads (stage.c) */
 
@@ -104,6 +106,11 @@ typedef struct ss_despooler {
     ss_error trust_error; /* the first keystore failure of a batch */
     int64_t high_water;   /* the latest time the site's clock has shown */
     bool sync_each;       /* this batch: fdatasync per file, not syncfs */
+    /* This site's secret keys that sealed packages were opened with
+     * (sealed.c): loaded by the main thread when first needed, in guarded
+     * memory (sodium_malloc), read by the pool, wiped and freed on close. */
+    ss_seckey *seal_keys[SS_SEAL_KEYS_MAX];
+    int nseal_keys;
 } ss_despooler;
 
 /* Takes the site's despooler lock (SS_E_LOCKED if another one runs). */

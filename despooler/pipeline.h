@@ -11,6 +11,7 @@
 #include "../inboxes/fileio.h"
 #include "../inboxes/instruction.h"
 #include "../inboxes/report.h"
+#include "../inboxes/seal.h"
 #include "../keystore/keyfile.h"
 #include "../keystore/sigfile.h"
 
@@ -65,6 +66,9 @@ typedef struct dsp_stager {
     ss_inflater own_inflater;
 } dsp_stager;
 
+/* A sealed package being opened (sealed.c). */
+typedef struct dsp_sealed dsp_sealed;
+
 /* One file of a bundle (files=N): staged as .sitespool-<id>-<k>.tmp. */
 typedef struct dsp_member {
     char name[SS_NAME_MAX + 1];  /* its name in the tar stream */
@@ -110,6 +114,13 @@ typedef struct work {
     /* Made durable file by file on its staging thread (fdatasync), or left
      * to the one syncfs of the batch commit (dsp_choose_flush). */
     bool sync_each;
+    /* A sealed package (in.enc, sealed.c): this site's secret key it is
+     * sealed to (the despooler's cache, read only on the pool), its sealed
+     * length (size= of the instruction), and whether in.name, size, zip
+     * and files are the metadata's yet (decrypted). */
+    const ss_seckey *seal_key;
+    uint64_t sealed_size;
+    bool seal_named;
 } work;
 
 /* "dev:ino:size:mtime_ns" of a file: which file this is, not what it says. */
@@ -243,7 +254,38 @@ void dsp_run_jobs(ss_despooler *d, dsp_job_fn job, void *ctx, size_t n);
 /* bundle.c */
 void dsp_member_tmp_name(const char *id, unsigned number, char *out, size_t len);
 void dsp_stage_bundle(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w);
+/* A sealed bundle: w->in.files from its metadata, the payload from s. */
+void dsp_stage_sealed_bundle(dsp_stager *st, work *w, dsp_sealed *s);
 void dsp_bundle_abort(work *w, unsigned created);
+
+/* sealed.c: a sealed package (in.enc; inboxes/seal.h) */
+static inline bool dsp_is_sealed(const work *w)
+{
+    return w->in.enc[0] != '\0';
+}
+/* How a sealed package is named in messages: "sealed package <id>", or
+ * "<name> (sealed package <id>)" once its metadata was decrypted; an
+ * unsealed one by its id. */
+void dsp_package_label(const work *w, char *out, size_t len);
+/* Main thread, after the fields and the signer were judged: the key the
+ * instruction is sealed to must be one of this site's own keys (current,
+ * or retired within its grace), not revoked; its secret half is loaded
+ * (once, guarded memory) for the pool.  Non-data instructions are never
+ * sealed.  OUT_STAGED, or the outcome (4444, held, keystore failure). */
+enum outcome dsp_seal_check(ss_despooler *d, work *w, const char *base);
+void dsp_seal_keys_free(ss_despooler *d);
+/* Pool: verifies the signature over the sealed bytes (a hashing pass),
+ * then opens, inflates and stages them (a second pass). */
+void dsp_stage_sealed(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w);
+
+/* The plaintext of a sealed package, pulled piece by piece (bundle.c
+ * reads a sealed bundle's payload through it). */
+/* The next piece of payload: its length, 0 at the end, -1 on a fault (the
+ * verdict is dsp_sealed_verdict's). */
+ssize_t dsp_sealed_pull(dsp_sealed *s, const void **out);
+/* A fault of the sealed stream or of reading it, as w's verdict: true if
+ * there was one. */
+bool dsp_sealed_verdict(dsp_sealed *s, work *w);
 
 /* deliver.c */
 void dsp_tmp_name_for(const char *id, char *out, size_t len);

@@ -225,6 +225,7 @@ void dsp_fate(ss_despooler *d, const char *id, const char *from, enum ss_itype t
     if (type == SS_TYPE_RECEIPT || type == SS_TYPE_HEARTBEAT) return; /* never receipted */
     if (!ss_id_valid(id) || !ss_site_code_valid(from) || !strcmp(from, d->conf->site_code)) return;
     ss_error e = {0};
+    d->stats.fates++;
     if (ss_receipt_note(d->db, from, id, (enum ss_fate)fate, status_id, ss_now(), &e) != 0)
         ss_logf(ss_reporter_log(d->rep, SS_COMP_DESPOOLER),
                 "Cannot note the fate of instruction %s for the receipt to site %s: %s", id, from,

@@ -118,6 +118,9 @@ static enum outcome process_one(ss_despooler *d, work *w)
     if (done != OUT_STAGED) return done;
     /* Every key is judged by the trust rules (keystore/trust.h) once the
      * instruction verified with it: see dsp_find_signer. */
+    /* Key, rollover, receipt and heartbeat instructions are never sealed:
+     * they must be readable before keys are known (4444). */
+    if (dsp_is_sealed(w) && w->in.type != SS_TYPE_DATA) return dsp_seal_check(d, w, base);
     if (w->in.type == SS_TYPE_KEY) return dsp_key_exchange(d, w, base);
     if (!w->is_signed && w->in.type == SS_TYPE_ROLLOVER) {
         QUARANTINE(d, base, 4422, w->in.id, w->in.from, "a rollover must be signed");
@@ -139,6 +142,9 @@ static enum outcome process_one(ss_despooler *d, work *w)
         o = dsp_authenticate(d, w, base, &key); /* logs "Verifying signature ..." */
     }
     if (o == OUT_STAGED) o = dsp_check_fields(d, w, base);
+    /* Sealed: to one of this site's keys, opened only after the package
+     * signature verified (sealed.c). */
+    if (o == OUT_STAGED && dsp_is_sealed(w)) o = dsp_seal_check(d, w, base);
     if (o != OUT_STAGED) return o;
     if (w->in.type == SS_TYPE_ROLLOVER) return dsp_apply_rollover(d, w, base, &key);
     if (dsp_is_report(w)) return dsp_apply_report(d, w, base, &key);

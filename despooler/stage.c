@@ -19,7 +19,8 @@
  * forgery reads as a bad signature (the whole package is always hashed),
  * packages opened without following links, regular and size-limited.
  * Diagnostics: none of its own; the verdicts become 4407, 4411-4413, 4416,
- * 4419 (a package this host cannot read) and 4427 in dsp_stage_apply.
+ * 4419 (a package this host cannot read), 4427 and a sealed package's
+ * 4445-4449 (sealed.c) in dsp_stage_apply.
  * Known limits: a pool that cannot start its threads stages on the main
  * thread (logged once).
  */
@@ -300,7 +301,9 @@ static void stage_single(dsp_stager *st, int receive_fd, uint64_t max_bytes, wor
 
 void dsp_stage_job(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
 {
-    if (w->in.files)
+    if (dsp_is_sealed(w))
+        dsp_stage_sealed(st, receive_fd, max_bytes, w);
+    else if (w->in.files)
         dsp_stage_bundle(st, receive_fd, max_bytes, w);
     else
         stage_single(st, receive_fd, max_bytes, w);
@@ -310,8 +313,9 @@ void dsp_stage_job(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
  * status message, quarantine or retry. */
 enum outcome dsp_stage_apply(ss_despooler *d, work *w)
 {
-    char base[64], num[32], max[32];
+    char base[64], num[32], max[32], label[320];
     base_of(w->ins_name, base, sizeof base);
+    dsp_package_label(w, label, sizeof label);
     /* The package was opened (or is not there): a note that it could not
      * be read goes, so that the same fault later is reported again. */
     if (w->sv != SV_NONE && w->sv != SV_PENDING && w->sv != SV_INPUT_FAULT)
@@ -347,17 +351,24 @@ enum outcome dsp_stage_apply(ss_despooler *d, work *w)
     case 4412:
         u64str(w->sv_size, num, sizeof num);
         u64str(d->conf->max_package_bytes, max, sizeof max);
-        QUARANTINE(d, base, 4412, w->in.id, w->in.from, num, max);
+        QUARANTINE(d, base, 4412, label, w->in.from, num, max);
         break;
     case 4407:
         QUARANTINE(d, base, 4407, w->in.id, w->in.from, w->keyid, w->sv_detail);
         break;
     case 4427:
         snprintf(num, sizeof num, "%u", w->in.files);
-        QUARANTINE(d, base, 4427, w->in.id, w->in.from, num, w->sv_detail);
+        QUARANTINE(d, base, 4427, label, w->in.from, num, w->sv_detail);
+        break;
+    case 4445: /* a fault of a sealed package (sealed.c) */
+    case 4446:
+    case 4447:
+    case 4448:
+    case 4449:
+        QUARANTINE(d, base, w->sv_status, label, w->in.from, w->sv_detail);
         break;
     default:
-        QUARANTINE(d, base, 4413, w->in.id, w->in.from, w->sv_detail);
+        QUARANTINE(d, base, 4413, label, w->in.from, w->sv_detail);
         break;
     }
     return OUT_DONE;

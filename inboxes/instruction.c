@@ -3,6 +3,7 @@
  * instruction.h.  Errors are SS_E_FIELD with the offending key named.
  */
 #include "instruction.h"
+#include "seal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -112,6 +113,11 @@ int ss_instr_format(const ss_instr *in, char *out, size_t len)
     if (in->files) {
         int m = snprintf(out + n, len - (size_t)n, " files=%u", in->files);
         if (m < 0 || (size_t)m >= len - (size_t)n) return -1;
+        n += m;
+    }
+    if (in->enc[0]) {
+        int m = snprintf(out + n, len - (size_t)n, " enc=%s", in->enc);
+        if (m < 0 || (size_t)m >= len - (size_t)n) return -1;
     }
     return 0;
 }
@@ -142,10 +148,12 @@ enum field_bit {
     F_CREATED = 1 << 9,
     F_EXPIRES = 1 << 10,
 };
-static const char *const field_names[] = {"id",   "from", "to",  "type",    "dest",    "name",
-                                          "size", "zip",  "seq", "created", "expires", "files"};
-#define F_ALL ((1 << 11) - 1) /* all but files, which is optional */
-#define F_COUNT 12
+static const char *const field_names[] = {"id",      "from",  "to",  "type", "dest",
+                                          "name",    "size",  "zip", "seq",  "created",
+                                          "expires", "files", "enc"};
+#define F_ALL ((1 << 11) - 1) /* all but files and enc, which are optional */
+#define F_COUNT 13
+#define F_INDEX_ENC 12
 
 static int field_index(const char *key, size_t klen)
 {
@@ -154,9 +162,27 @@ static int field_index(const char *key, size_t klen)
     return -1;
 }
 
+/* A key id as sitespool prints it: 16 upper-case hex digits. */
+static bool enc_valid(const char *v)
+{
+    if (strlen(v) != 16) return false;
+    for (const char *p = v; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'F'))) return false;
+    return true;
+}
+
 static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
 {
     uint64_t u;
+    if (idx == F_INDEX_ENC) {
+        if (!enc_valid(v))
+            return ss_err(e, SS_E_FIELD,
+                          "enc '%.24s' is not a key id (16 upper-case hex digits, like "
+                          "0123456789ABCDEF)",
+                          v);
+        memcpy(in->enc, v, sizeof in->enc);
+        return 0;
+    }
     switch (1 << idx) {
     case F_ID:
         if (!ss_id_valid(v)) return ss_err(e, SS_E_FIELD, "id must be 32 lowercase hex digits");
@@ -228,6 +254,29 @@ static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
     }
 }
 
+/* A sealed instruction (enc=) shows nothing of what it carries: the name,
+ * compression and file count travel inside the sealed package. */
+static int check_sealed(const ss_instr *in, ss_error *e)
+{
+    if (!in->enc[0]) return 0;
+    if (strcmp(in->name, SS_SEALED_NAME) != 0)
+        return ss_err(e, SS_E_FIELD,
+                      "a sealed instruction (enc=%s) must say name=sealed, not name=%.64s: the "
+                      "real name travels inside the package",
+                      in->enc, in->name);
+    if (in->zip != SS_ZIP_NONE)
+        return ss_err(e, SS_E_FIELD,
+                      "a sealed instruction (enc=%s) must say zip=none, not zip=%s: the "
+                      "compression is inside the sealed package",
+                      in->enc, "zlib");
+    if (in->files)
+        return ss_err(e, SS_E_FIELD,
+                      "a sealed instruction (enc=%s) must not have files= (files=%u given): the "
+                      "number of files travels inside the package",
+                      in->enc, in->files);
+    return 0;
+}
+
 int ss_instr_parse(ss_instr *in, const char *text, ss_error *e)
 {
     memset(in, 0, sizeof *in);
@@ -273,5 +322,5 @@ int ss_instr_parse(ss_instr *in, const char *text, ss_error *e)
     if (in->files && in->type != SS_TYPE_DATA)
         return ss_err(e, SS_E_FIELD, "files is only for type=data, not type=%s",
                       ss_itype_name(in->type));
-    return 0;
+    return check_sealed(in, e);
 }

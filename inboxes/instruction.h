@@ -10,6 +10,10 @@
  * inflated) is a POSIX tar stream of exactly n regular files, each
  * delivered as if it had come in a pair of its own (bundle.h).
  *
+ * enc=<16 upper-case hex: a key id> makes the package sealed to that key
+ * of the receiver (seal.h): name is then "sealed", zip none, size the
+ * sealed package's length and files absent - the real ones travel inside.
+ *
  * Security stance: the text is parsed strictly: one space between pairs,
  * every value percent-decoded and checked (site codes, a destination that
  * can only name an inbox, a file name without '/' or leading '.'), required
@@ -48,6 +52,7 @@ typedef struct ss_instr {
     int64_t created;
     int64_t expires;
     unsigned files; /* 0: the payload is one file named name; else a bundle */
+    char enc[17];   /* the receiver's key id the package is sealed to; "": not sealed */
 } ss_instr;
 
 const char *ss_itype_name(enum ss_itype t);

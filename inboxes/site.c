@@ -73,6 +73,7 @@ void ss_conf_defaults(ss_conf *c)
     c->compression_level = 6;
     c->bundle_max_files = 256;
     c->bundle_below = 64 * 1024;
+    c->seal = true;
 }
 
 int ss_parse_duration(const char *s, unsigned *out)
@@ -222,6 +223,11 @@ static const struct conf_key conf_keys[] = {
      "this many; 1 = one package per file."},
     {"bundle_below", K_SIZE, F(bundle_below),
      "Only files smaller than this go into bundles (k, M); larger ones get a package each."},
+    {"seal", K_BOOL, F(seal),
+     "Data sent to a peer whose key this site trusts is sealed (encrypted) to the peer's "
+     "newest trusted key: only that site can read the files and their names. Key, rollover, "
+     "receipt and heartbeat instructions are never sealed; a peer without a trusted key gets "
+     "its data unsealed (said once in sender.log)."},
     {"notify_command", K_STRING, F(notify_command),
      "Program run (via /bin/sh -c) for every status message, with SITESPOOL_STATUS_* "
      "in its environment (empty: none)."},

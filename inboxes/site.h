@@ -58,6 +58,7 @@ typedef struct ss_conf {
     int compression_level;
     unsigned bundle_max_files; /* files per bundle package; 1 = never bundle */
     uint64_t bundle_below;     /* files smaller than this may share a package */
+    bool seal;                 /* data to a peer whose key is trusted is sealed to it (seal.h) */
     char notify_command[1024];
     char sftp_identity[PATH_MAX]; /* SSH private key for sftp:// peers; relative to the root */
     unsigned sftp_timeout;        /* seconds: connect, and each wait for a reply */

@@ -337,6 +337,60 @@ static const ss_msgdef catalogue[] = {
      "A search succeeded after the directory could not be searched (4441) or refused the bind "
      "(4442). Waiting pairs find their keys there from now on.",
      "None."},
+    {4444, 'E', D,
+     "Instruction %1 from site %2 is sealed to key %3, %4. Nothing was decrypted; the files "
+     "were moved to despoolr.box/rejected.",
+     "A sealed instruction (enc=) verified, but this site does not open it: the key it is "
+     "sealed to is not one of this site's keys, or this site revoked it, or retired it by 'key "
+     "rotate' and its grace period (rollover_grace_days) has ended; or it is a key, rollover, "
+     "receipt or heartbeat instruction, which are never sealed. A package is opened with this "
+     "site's current key or a retired one within its grace period, never a revoked one.",
+     "The sending site seals to the newest key of this site it trusts: give it this site's "
+     "current key ('sitespool key export', or 'key send-to SITE'), then ask it to resend. The "
+     "pair is in despoolr.box/rejected; 'sitespool release' brings it back if this site's key "
+     "state was wrong."},
+    {4445, 'E', D,
+     "Could not open %1 from site %2: %3. Nothing was decrypted or delivered; the files were "
+     "moved to despoolr.box/rejected.",
+     "The header of a sealed package (its first 72 bytes: the SSSEAL01 magic, the key id it "
+     "is sealed to, an ephemeral public key and the stream header) is not valid: not a sealed "
+     "package, sealed to another key than its instruction's enc= names, or an unusable "
+     "ephemeral key. The signature over the package verified first, so the sending site made "
+     "it so (a bug, or a tampered sender).",
+     "Report it to the sending site with the pair from despoolr.box/rejected; ask it to "
+     "resend."},
+    {4446, 'E', D,
+     "Could not open %1 from site %2: %3. Nothing was delivered; the files were moved to "
+     "despoolr.box/rejected.",
+     "A chunk of a sealed package does not authenticate (Poly1305): it was changed, chunks "
+     "were swapped or reordered, or taken from another package. The signature over the "
+     "package verified before anything was decrypted, so the bytes are the ones the sending "
+     "site signed: it made them so, or its signing key is in other hands. Plaintext is only "
+     "used once its chunk authenticated; the temporary output was removed.",
+     "Report it to the sending site's administrator; if it recurs, suspect its host or key "
+     "('sitespool key revoke' if the key may be stolen)."},
+    {4447, 'E', D,
+     "Could not open %1 from site %2: %3. Nothing was delivered; the files were moved to "
+     "despoolr.box/rejected.",
+     "A sealed package ends before its final chunk (a truncated stream), or it is shorter "
+     "than the sealed length its instruction declares (size=). A stream is only complete "
+     "with its final chunk, whose tag is authenticated; the temporary output was removed.",
+     "Ask the sending site to resend; if it recurs, check the link (a copy cut short)."},
+    {4448, 'E', D,
+     "Could not open %1 from site %2: %3. Nothing was delivered; the files were moved to "
+     "despoolr.box/rejected.",
+     "A sealed package is longer than the sealed length its instruction declares (size=), or "
+     "bytes follow its final chunk. Nothing after the final chunk is ever used; the temporary "
+     "output was removed.",
+     "Ask the sending site to resend; report it if it recurs."},
+    {4449, 'E', D,
+     "Could not open %1 from site %2: its metadata is not valid: %3. Nothing was delivered; "
+     "the files were moved to despoolr.box/rejected.",
+     "The first line of a sealed package's plaintext names the file, its size, compression "
+     "and number of files ('sitespool-sealed/1 name=... size=... zip=...[ files=...]'); it "
+     "authenticated but does not follow that form or the rules of an instruction's fields. "
+     "Nothing of the payload was used.",
+     "Ask the sending site's administrator which sitespool version it runs; report it."},
     /* ---- sender ---- */
     {4500, 'I', S, "Sender delivered package %1 (%2) to site %3.",
      "The package and its instruction were written into the peer's receive inbox.", "None."},

@@ -141,6 +141,11 @@ sqlite3_stmt *ss_db_prepare(ss_db *db, const char *sql, ss_error *e)
     return st;
 }
 
+void ss_db_busy_wait(ss_db *db, int ms)
+{
+    if (db->h) sqlite3_busy_timeout(db->h, ms);
+}
+
 int ss_db_schema_version(ss_db *db)
 {
     sqlite3_stmt *st = ss_db_prepare(db, "PRAGMA user_version", NULL);
@@ -209,7 +214,7 @@ static int open_connection(ss_db *db, const char *path, bool create, bool exclus
         ss_db_close(db);
         return -1;
     }
-    sqlite3_busy_timeout(db->h, 10000);
+    sqlite3_busy_timeout(db->h, SS_DB_BUSY_MS);
     if ((exclusive && ss_db_exec(db, "PRAGMA locking_mode=EXCLUSIVE", e) != 0) ||
         keep_wal_files(db, e) != 0 ||
         ss_db_exec(db,

@@ -63,6 +63,10 @@ void ss_db_release(ss_db *db, sqlite3_stmt *st);
 /* Records the database error after a failed step. */
 int ss_db_fail(ss_db *db, const char *what, ss_error *e);
 int ss_db_schema_version(ss_db *db);
+/* How long a statement waits for another process's lock: SS_DB_BUSY_MS
+ * normally; a shorter wait for work that may as well be done later. */
+#define SS_DB_BUSY_MS 10000
+void ss_db_busy_wait(ss_db *db, int ms);
 
 int64_t ss_now(void);    /* seconds, honours faketime */
 int64_t ss_now_ms(void); /* milliseconds */

@@ -16,6 +16,7 @@
  * next one (notices.h).
  */
 #include "deliver.h"
+#include "dupes.h"
 
 #include "../inboxes/text.h"
 #include "../keystore/links.h"
@@ -58,6 +59,8 @@ static void record_delivered(delivery *d, const struct wire_pair *p)
 {
     char where[PATH_MAX + 80];
     const char *id = ss_queued_id(p->queued);
+    snprintf(where, sizeof where, "%s" SS_SIDECAR_EXT, p->queued);
+    (void)unlinkat(d->o->fd, where, 0); /* a sealed pair's sidecar (dupes.h) */
     snprintf(where, sizeof where, "%s/%s.ins", d->addr->text, id);
     ss_error ignored;
     d->delivered++;

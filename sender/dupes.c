@@ -5,8 +5,17 @@
 #include "bundle.h"
 #include "outbox.h"
 
+#include "../inboxes/fileio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static size_t name_hash(const char *s)
 {
@@ -86,8 +95,110 @@ void ss_dupes_rename(ss_dupes *d, size_t index, const char *pck)
     if (index < d->n) snprintf(d->v[index].pck, sizeof d->v[index].pck, "%s", pck);
 }
 
+/* ----------------------------------------------------------- sidecars */
+
+int ss_sidecar_begin(int fd, const char *dest, unsigned files, ss_error *e)
+{
+    char line[128];
+    int n = snprintf(line, sizeof line, SS_SIDECAR_MAGIC " dest=%s files=%u\n", dest, files);
+    return ss_write_all(fd, line, (size_t)n, e);
+}
+
+int ss_sidecar_add(int fd, const ss_dupe *x, ss_error *e)
+{
+    char hex[SS_HASH_BYTES * 2 + 1], name[SS_NAME_MAX * 3 + 1], line[sizeof hex + sizeof name + 32];
+    if (x->hashed != 1 || ss_pct_encode(x->name, name, sizeof name) != 0)
+        return ss_err(e, SS_E_USAGE, "no payload hash or name for the sidecar of %s", x->id);
+    sodium_bin2hex(hex, sizeof hex, x->hash, sizeof x->hash);
+    int n = snprintf(line, sizeof line, "%s %" PRIu64 " %s\n", hex, x->size, name);
+    return ss_write_all(fd, line, (size_t)n, e);
+}
+
+/* One file line of a sidecar into x (its other fields already set). */
+static int sidecar_line(char *line, ss_dupe *x)
+{
+    char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL, *end;
+    size_t len = strlen(line);
+    if (!sp2 || len == 0 || line[len - 1] != '\n') return -1;
+    line[--len] = '\0';
+    if (sp1 - line != SS_HASH_BYTES * 2 ||
+        sodium_hex2bin(x->hash, sizeof x->hash, line, SS_HASH_BYTES * 2, NULL, NULL, NULL) != 0)
+        return -1;
+    errno = 0;
+    x->size = strtoull(sp1 + 1, &end, 10);
+    if (errno || end != sp2 || end == sp1 + 1) return -1;
+    if (ss_pct_decode(sp2 + 1, strlen(sp2 + 1), x->name, sizeof x->name) != 0 ||
+        !ss_file_name_valid(x->name))
+        return -1;
+    x->hashed = 1;
+    return 0;
+}
+
+int ss_sidecar_read(int outbox_fd, const char *ins, const ss_instr *in, ss_sidecar_fn fn, void *ctx,
+                    ss_error *e)
+{
+    char sum[NAME_MAX + 1], line[SS_HASH_BYTES * 2 + SS_NAME_MAX * 3 + 64], dest[40];
+    unsigned files;
+    snprintf(sum, sizeof sum, "%.*s" SS_SIDECAR_EXT, (int)(strlen(ins) - 4), ins);
+    int fd = openat(outbox_fd, sum, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd);
+        return ss_err_sys(e, "cannot read %s", sum);
+    }
+    ss_dupe x;
+    memset(&x, 0, sizeof x);
+    memcpy(x.id, in->id, sizeof x.id);
+    snprintf(x.pck, sizeof x.pck, "%.*s.pck", (int)(strlen(ins) - 4), ins);
+    int rc = ss_err(e, SS_E_FORMAT, "%s does not start with a '" SS_SIDECAR_MAGIC "' line", sum);
+    long count = 0;
+    if (fgets(line, sizeof line, f) &&
+        sscanf(line, SS_SIDECAR_MAGIC " dest=%39s files=%u", dest, &files) == 2 &&
+        ss_dest_name_valid(dest)) {
+        snprintf(x.dest, sizeof x.dest, "%s", dest);
+        x.files = files;
+        rc = 0;
+        while (rc == 0 && fgets(line, sizeof line, f)) {
+            rc = sidecar_line(line, &x) == 0
+                     ? fn(ctx, &x, e)
+                     : ss_err(e, SS_E_FORMAT, "%s has a damaged line after %ld files", sum, count);
+            count++;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static int add_sidecar_entry(void *ctx, const ss_dupe *x, ss_error *e)
+{
+    return ss_dupes_add(ctx, x, NULL, e);
+}
+
+/* Sidecars whose instruction left the outbox (delivered, set aside, or a
+ * publication that died before its instruction) go. */
+static void tidy_sidecars(int outbox_fd)
+{
+    DIR *dir = fdopendir(dup(outbox_fd));
+    if (!dir) return;
+    rewinddir(dir); /* a dup() shares the read position of earlier walks */
+    struct dirent *de;
+    size_t ext = strlen(SS_SIDECAR_EXT);
+    while ((de = readdir(dir)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (ss_name_is_temporary(de->d_name) || len <= ext ||
+            strcmp(de->d_name + len - ext, SS_SIDECAR_EXT))
+            continue;
+        char ins[NAME_MAX + 1];
+        snprintf(ins, sizeof ins, "%.*s.ins", (int)(len - ext), de->d_name);
+        if (faccessat(outbox_fd, ins, F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
+            (void)unlinkat(outbox_fd, de->d_name, 0);
+    }
+    closedir(dir);
+}
+
 int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_error *e)
 {
+    tidy_sidecars(outbox_fd);
     ss_outbox o = {.fd = outbox_fd, .lock_fd = -1};
     struct dirent **names;
     int count = ss_outbox_list(&o, &names, e);
@@ -103,6 +214,14 @@ int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_error *e)
         if (ss_outbox_read_instr(outbox_fd, name, &in, &is_signed, &ignored) != 0 ||
             in.type != SS_TYPE_DATA)
             continue;
+        if (in.enc[0]) { /* sealed: what it holds is in its sidecar */
+            if (ss_sidecar_read(outbox_fd, name, &in, add_sidecar_entry, d, &ignored) != 0 &&
+                ignored.code == SS_E_NOMEM) {
+                *e = ignored;
+                rc = -1;
+            }
+            continue;
+        }
         char pck[NAME_MAX + 1];
         snprintf(pck, sizeof pck, "%.*s.pck", (int)(strlen(name) - 4), name);
         ss_dupe x;

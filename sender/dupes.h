@@ -14,6 +14,20 @@
  * waiting for a destination are read, and each of their files hashed,
  * the first time a file for that destination is looked up.
  *
+ * A sealed pair (instruction field enc=, seal.h) shows neither its name
+ * nor its payload to the sender any more: its instruction says
+ * name=sealed and its package opens only with the peer's key.  What the
+ * index needs of it - destination, and each file's name, size and
+ * payload hash - is kept beside it in a sidecar, <seq>-<ID>.sum, written
+ * when it is published (before its package and instruction are renamed)
+ * and read here.  The sidecar stays in the sending site's own outbox,
+ * which already holds the inputs' names in site.db's sent table next
+ * door; it is never delivered (a delivery moves the .pck and .ins only),
+ * so nothing of it reaches the peer's inbox or whatever carries the pair.
+ * A sidecar whose instruction is gone (delivered, set aside) is removed
+ * when the index is loaded; a sealed pair without one is a duplicate of
+ * nothing.
+ *
  * Used under the outbox lock only: the index is loaded from the folder when
  * a publication starts and grows with what the publication queues.
  *
@@ -62,5 +76,21 @@ void ss_dupes_rename(ss_dupes *d, size_t index, const char *pck);
  * hashed into probe if a candidate needs it. */
 const ss_dupe *ss_dupes_find(ss_dupes *d, int outbox_fd, ss_dupe *probe);
 void ss_dupes_free(ss_dupes *d);
+
+/* The sidecar of a sealed pair (see above):
+ *   sitespool-queued/1 dest=<dest> files=<n>\n
+ *   <128 hex: payload hash> <size> <pct-encoded name>\n     (one per file) */
+#define SS_SIDECAR_MAGIC "sitespool-queued/1"
+#define SS_SIDECAR_EXT ".sum"
+int ss_sidecar_begin(int fd, const char *dest, unsigned files, ss_error *e);
+/* One file: x's name, size and hash (x->hashed must be 1). */
+int ss_sidecar_add(int fd, const ss_dupe *x, ss_error *e);
+/* Reads the sidecar of the queued instruction ins (fields in): fn gets
+ * each file as an index entry (id, pck, dest, files, name, size, hash).
+ * -1 if it is missing or damaged (entries before the damage were given),
+ * or fn failed. */
+typedef int (*ss_sidecar_fn)(void *ctx, const ss_dupe *x, ss_error *e);
+int ss_sidecar_read(int outbox_fd, const char *ins, const ss_instr *in, ss_sidecar_fn fn, void *ctx,
+                    ss_error *e);
 
 #endif

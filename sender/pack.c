@@ -18,6 +18,27 @@
  * from the inputs: the only packing done under the lock, bounded by the
  * bundle's size (its files are small by definition).
  *
+ * Sealing (seal.h, the site setting seal): a data pair for a peer whose
+ * key this site trusts is sealed to the peer's newest trusted key (the
+ * keys table: state trusted, latest created); key, rollover, receipt and
+ * heartbeat pairs never are, and a peer without a trusted key gets its
+ * data unsealed (sender.log says so once per sender).  The plaintext
+ * stream is the metadata line - whose size= must come first - and then
+ * the payload exactly as it would be stored unsealed, deflated, sealed,
+ * written and hashed in one pass; the signature covers the sealed bytes.
+ * So the payload's length is fixed before it is read: a file's size when
+ * opened (exactly that many bytes are sent; one that shrinks fails), a
+ * bundle's tar length from a dry run of its headers, and a pipe is first
+ * copied to an unnamed temporary file in the outbox.  The instruction is
+ * written from a copy of the fields: name=sealed, zip=none, size= the
+ * sealed length, no files=, enc=<key id>; everything here (messages,
+ * sender.log, 4504, site.db) keeps the real ones.  A sealed package cannot
+ * be read back by its sender, so what the duplicate index needs of it is
+ * kept in a sidecar (dupes.h), every file of it hashed while packed, and
+ * a sealed bundle some of whose files are still queued is packed again
+ * from the inputs - each must still have the size and hash it was packed
+ * with, or the call fails (nothing of it queued, 4505).
+ *
  * Diagnostics: a file that cannot be packed raises 4505 and fails the call
  * with nothing queued, naming the file (and, for a full disk, "no space
  * left on device" and the outbox); a pair that site.db cannot record is
@@ -26,6 +47,7 @@
  * told to the caller).
  */
 #include "../inboxes/fileio.h"
+#include "../inboxes/seal.h"
 #include "../keystore/links.h"
 #include "bundle.h"
 #include "dupes.h"
@@ -52,6 +74,8 @@ typedef struct member {
     size_t next;                       /* the next file of that pair, or NONE */
     unsigned char hash[SS_HASH_BYTES]; /* its payload's, when hashed */
     bool hashed;                       /* (bundled files, when duplicates are checked) */
+    uint64_t planned;                  /* a file that may share a package: its size */
+    int64_t mtime;                     /* and mtime, when grouped */
 } member;
 
 /* One pair on its way: a file of its own, or a bundle (in.files > 0). */
@@ -64,6 +88,9 @@ typedef struct packed {
     unsigned live;                     /* files it queues: the others are still queued */
     size_t dupe_index;                 /* a pair of its own: its entry in the duplicate index */
     bool indexed;
+    bool sealed;          /* its package is sealed to the peer (see the top) */
+    uint64_t sealed_size; /* the sealed package's length: the instruction's size= */
+    ss_atomic sum;        /* a sealed pair's sidecar (dupes.h) */
 } packed;
 
 /* A call in progress: what it packs, for whom, where. */
@@ -79,6 +106,10 @@ typedef struct packing {
     size_t *order; /* pairs in the order of publication (of their first files) */
     ss_dupes dupes;
     bool check_dupes;
+    bool seal;                  /* data pairs are sealed to seal_pk */
+    ss_pubkey seal_pk;          /* the peer's newest trusted key */
+    char enc[SS_KEYID_HEX + 1]; /* its id, for enc= */
+    bool repacking;             /* packing a sealed bundle again: inputs must not change */
 } packing;
 
 /* ---------------------------------------------------------------- names */
@@ -112,19 +143,24 @@ static void explain_failure(ss_error *e, const char *where, const char *what, co
 
 /* May file i share a package?  A regular data file below bundle_below,
  * with a valid name (an invalid one fails later, on its own, as today). */
-static bool may_share(const packing *k, size_t i)
+static bool may_share(packing *k, size_t i)
 {
     const ss_send_item *it = &k->items[i];
     struct stat st;
-    return k->s->conf->bundle_max_files > 1 && it->type == SS_TYPE_DATA && it->path &&
-           strcmp(it->path, "-") && k->m[i].name[0] && stat(it->path, &st) == 0 &&
-           S_ISREG(st.st_mode) && (uint64_t)st.st_size < k->s->conf->bundle_below;
+    bool small = k->s->conf->bundle_max_files > 1 && it->type == SS_TYPE_DATA && it->path &&
+                 strcmp(it->path, "-") && k->m[i].name[0] && stat(it->path, &st) == 0 &&
+                 S_ISREG(st.st_mode) && (uint64_t)st.st_size < k->s->conf->bundle_below;
+    if (small) {
+        k->m[i].planned = (uint64_t)st.st_size;
+        k->m[i].mtime = st.st_mtim.tv_sec;
+    }
+    return small;
 }
 
 static void pair_init(packed *p)
 {
     memset(p, 0, sizeof *p);
-    p->pck.fd = p->ins.fd = -1; /* not begun: aborting them closes nothing */
+    p->pck.fd = p->ins.fd = p->sum.fd = -1; /* not begun: aborting them closes nothing */
     p->head = p->tail = NONE;
 }
 
@@ -199,26 +235,57 @@ static void order_pairs(packing *k)
 
 /* ---------------------------------------------------------------- streams */
 
-/* A package being written: deflated, hashed and written in one pass, with
- * the sender's reused zlib state. */
+/* A package being written: deflated, sealed when sealing, hashed and
+ * written in one pass, with the sender's reused zlib state. */
 typedef struct stream {
     ss_sender *s;
     int fd;
-    ss_hash hash;
+    ss_hash hash;     /* of the package bytes: what is signed */
+    uint64_t written; /* package bytes */
+    bool sealing;
+    ss_sealer sealer;
+    bool hash_plain; /* a sealed single file: its payload hashed for the duplicate index */
+    ss_hash plain;
 } stream;
 
+/* Package bytes to the file, hashed on the way. */
 static int stream_write(void *ctx, const void *buf, size_t len, ss_error *e)
 {
     stream *st = ctx;
     ss_hash_update(&st->hash, buf, len);
+    st->written += len;
     return ss_write_all(st->fd, buf, len, e);
 }
 
-static int stream_begin(stream *st, ss_sender *s, int fd, enum ss_zip zip, ss_error *e)
+static int sealed_write(void *ctx, const unsigned char *data, size_t len, ss_error *e)
+{
+    return stream_write(ctx, data, len, e);
+}
+
+/* What the deflater gives: sealed first when sealing. */
+static int stream_out(void *ctx, const void *buf, size_t len, ss_error *e)
+{
+    stream *st = ctx;
+    return st->sealing ? ss_seal_update(&st->sealer, buf, len, e) : stream_write(st, buf, len, e);
+}
+
+/* meta: the sealed metadata when the package is sealed to pk, else NULL. */
+static int stream_begin(stream *st, ss_sender *s, int fd, enum ss_zip zip,
+                        const ss_sealed_meta *meta, const ss_pubkey *pk, ss_error *e)
 {
     *st = (stream){.s = s, .fd = fd};
     ss_hash_init(&st->hash);
     if (!s->buf && !(s->buf = malloc(READ_CHUNK))) return ss_err(e, SS_E_NOMEM, "out of memory");
+    if (meta) {
+        char line[SS_SEALED_META_MAX + 1];
+        if (ss_sealed_meta_format(meta, line, sizeof line, e) != 0 ||
+            ss_seal_begin(&st->sealer, pk->pk, pk->keyid, sealed_write, st, e) != 0)
+            return -1;
+        st->sealing = true;
+        st->hash_plain = meta->files == 0;
+        ss_hash_init(&st->plain);
+        if (ss_seal_update(&st->sealer, line, strlen(line), e) != 0) return -1;
+    }
     if (s->deflater_ready) return ss_deflater_reset(&s->deflater, e);
     int rc = ss_deflater_init(&s->deflater, zip, s->conf->compression_level, e);
     s->deflater_ready = rc == 0;
@@ -229,15 +296,22 @@ static int stream_begin(stream *st, ss_sender *s, int fd, enum ss_zip zip, ss_er
 static int stream_feed(void *ctx, const void *buf, size_t len, ss_error *e)
 {
     stream *st = ctx;
-    return ss_deflater_feed(&st->s->deflater, buf, len, stream_write, st, e);
+    if (st->hash_plain) ss_hash_update(&st->plain, buf, len);
+    return ss_deflater_feed(&st->s->deflater, buf, len, stream_out, st, e);
 }
 
-/* Finishes the stream if rc is 0: *size receives the payload's length. */
+/* Finishes the stream if rc is 0: *size receives the payload's length.
+ * A stream that failed before it began (rc != 0) is cleaned up too. */
 static int stream_end(stream *st, int rc, unsigned char hash[SS_HASH_BYTES], uint64_t *size,
                       ss_error *e)
 {
     ss_sender *s = st->s;
-    if (rc == 0) rc = ss_deflater_finish(&s->deflater, stream_write, st, e);
+    if (rc == 0) rc = ss_deflater_finish(&s->deflater, stream_out, st, e);
+    if (st->sealing) {
+        if (rc == 0) rc = ss_seal_end(&st->sealer, e);
+        ss_seal_abort(&st->sealer); /* (safe after end) */
+        st->sealing = false;
+    }
     *size = s->deflater_ready ? s->deflater.in_bytes : 0;
     if (rc != 0 && s->deflater_ready) {
         /* A failed stream leaves zlib mid-way: start clean next time. */
@@ -246,6 +320,92 @@ static int stream_end(stream *st, int rc, unsigned char hash[SS_HASH_BYTES], uin
     }
     if (rc == 0) ss_hash_final(&st->hash, hash);
     return rc;
+}
+
+/* ---------------------------------------------------------------- sealing */
+
+/* Is pair p sealed?  Data only, and only when the peer has a trusted key. */
+static bool pair_sealed(const packing *k, const packed *p)
+{
+    return k->seal && p->in.type == SS_TYPE_DATA;
+}
+
+/* The newest of a site's trusted keys. */
+typedef struct newest_key {
+    ss_keyrec best;
+    bool found;
+} newest_key;
+
+static int newest_trusted(void *ctx, const ss_keyrec *k)
+{
+    newest_key *n = ctx;
+    if (k->state == SS_KEY_TRUSTED && (!n->found || k->created >= n->best.created)) {
+        n->best = *k;
+        n->found = true;
+    }
+    return 0;
+}
+
+/* sender.log says once per sender and peer that its data goes unsealed. */
+static void tell_unsealed(packing *k)
+{
+    ss_sender *s = k->s;
+    for (unsigned i = 0; i < s->unsealed_told_n; i++)
+        if (!strcmp(s->unsealed_told[i], k->to)) return;
+    if (s->unsealed_told_n < SS_SENDER_TOLD_MAX)
+        snprintf(s->unsealed_told[s->unsealed_told_n++], sizeof s->unsealed_told[0], "%s", k->to);
+    ss_logf(ss_reporter_log(s->rep, SS_COMP_SENDER),
+            "Data for %s is sent unsealed: this site trusts no key of %s to seal it to (seal = "
+            "yes; add and trust the peer's key to seal)",
+            k->to, k->to);
+}
+
+/* Decides whether this call's data pairs are sealed, and to which key.  A
+ * keystore that cannot be read fails the call: nothing goes out unsealed
+ * by accident. */
+static int choose_seal(packing *k, ss_error *e)
+{
+    bool data = false;
+    for (size_t i = 0; i < k->n; i++)
+        data |= k->items[i].type == SS_TYPE_DATA;
+    if (!k->s->conf->seal || !data) return 0;
+    newest_key n = {.found = false};
+    if (ss_keys_foreach(k->s->db, k->to, newest_trusted, &n, e) != 0) {
+        char why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e->msg);
+        return ss_err(e, e->code,
+                      "cannot read the keys of %s in %s/site.db to seal its data to (seal = "
+                      "yes), so nothing was queued: %s",
+                      k->to, k->s->root, why);
+    }
+    if (!n.found) {
+        tell_unsealed(k);
+        return 0;
+    }
+    k->seal = true;
+    k->seal_pk = n.best.pk;
+    snprintf(k->enc, sizeof k->enc, "%s", n.best.key_id);
+    return 0;
+}
+
+/* The sealed metadata of pair p with a payload of size bytes. */
+static void pair_meta(const packed *p, uint64_t size, ss_sealed_meta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    snprintf(meta->name, sizeof meta->name, "%s", p->in.name);
+    meta->size = size;
+    meta->zip = p->in.zip;
+    meta->files = p->in.files;
+}
+
+/* A payload must come out exactly as long as the metadata said. */
+static int check_length(const packed *p, uint64_t planned, ss_error *e)
+{
+    if (p->in.size == planned) return 0;
+    return ss_err(e, SS_E_SIZE,
+                  "%s gave %" PRIu64 " bytes where %" PRIu64 " were expected while it was "
+                  "sealed (it changed while read); send it again",
+                  p->in.name, p->in.size, planned);
 }
 
 /* ------------------------------------------------------------- packing */
@@ -299,18 +459,121 @@ static int pack_payload(ss_sender *s, int in_fd, const ss_send_item *it, stream 
     return rc == 0 && n < 0 ? -1 : rc;
 }
 
-/* A pair of its own, packed into a closed (not yet flushed) temporary
- * package: whatever the input gives is the payload. */
-static int pack_single(packing *k, packed *p, ss_error *e)
+/* Exactly size bytes of in_fd into the stream (sealed: the size was
+ * announced); a file that ends before is an error. */
+static int pack_exact(ss_sender *s, int in_fd, const char *shown, uint64_t size, stream *st,
+                      ss_error *e)
 {
-    ss_send_item *it = &k->items[p->head];
+    uint64_t got = 0;
+    while (got < size) {
+        size_t want = size - got < READ_CHUNK ? (size_t)(size - got) : READ_CHUNK;
+        ssize_t n = ss_read_full(in_fd, s->buf, want, e);
+        if (n < 0) return -1;
+        if (n == 0)
+            return ss_err(e, SS_E_SIZE,
+                          "%s shrank from %" PRIu64 " to %" PRIu64 " bytes while it was sealed; "
+                          "send it again",
+                          shown, size, got);
+        if (stream_feed(st, s->buf, (size_t)n, e) != 0) return -1;
+        got += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* An unnamed temporary file in the outbox (removed when closed). */
+static int spool_file(packing *k, ss_error *e)
+{
+    int fd = openat(k->o.fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) {
+        if (fd < 0) ss_err_sys(e, "cannot make a temporary file in %s", k->o.path);
+        return fd;
+    }
+    char name[64];
+    unsigned char r[8];
+    randombytes_buf(r, sizeof r);
+    snprintf(name, sizeof name, ".spool-%02x%02x%02x%02x%02x%02x%02x%02x.tmp", r[0], r[1], r[2],
+             r[3], r[4], r[5], r[6], r[7]);
+    fd = openat(k->o.fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return ss_err_sys(e, "cannot make a temporary file in %s", k->o.path);
+    (void)unlinkat(k->o.fd, name, 0);
+    return fd;
+}
+
+/* The length of what *in_fd holds from where it is.  An input that is not
+ * a regular file (a pipe) is copied to an unnamed temporary file first,
+ * which replaces it: a sealed payload's length comes before it. */
+static int input_length(packing *k, int *in_fd, uint64_t *size, ss_error *e)
+{
+    struct stat st;
+    off_t pos = lseek(*in_fd, 0, SEEK_CUR);
+    if (fstat(*in_fd, &st) != 0) return ss_err_sys(e, "cannot read the input");
+    if (S_ISREG(st.st_mode) && pos >= 0) {
+        *size = st.st_size > pos ? (uint64_t)(st.st_size - pos) : 0;
+        return 0;
+    }
+    int tmp = spool_file(k, e);
+    if (tmp < 0) return -1;
+    int64_t n = ss_copy_fd(*in_fd, tmp, e);
+    if (n < 0 || lseek(tmp, 0, SEEK_SET) != 0) {
+        if (n >= 0) ss_err_sys(e, "cannot read back the temporary copy in %s", k->o.path);
+        close(tmp);
+        return -1;
+    }
+    close(*in_fd);
+    *in_fd = tmp;
+    *size = (uint64_t)n;
+    return 0;
+}
+
+/* A sealed single file: its length first, then exactly that payload.  Its
+ * payload hash goes to the duplicate index (and, packing again, must be
+ * the one it was packed with). */
+static int pack_single_sealed(packing *k, packed *p, size_t i, int *in_fd, ss_error *e)
+{
+    ss_send_item *it = &k->items[i];
+    char buf[PATH_MAX];
+    const char *shown = shown_name(k, i, buf, sizeof buf);
+    uint64_t size = it->data_len;
+    if (*in_fd >= 0 && input_length(k, in_fd, &size, e) != 0) return -1;
+    ss_sealed_meta meta;
+    pair_meta(p, size, &meta);
+    stream st;
+    int rc = stream_begin(&st, k->s, p->pck.fd, p->in.zip, &meta, &k->seal_pk, e);
+    if (rc == 0)
+        rc = *in_fd >= 0 ? pack_exact(k->s, *in_fd, shown, size, &st, e)
+                         : stream_feed(&st, it->data, it->data_len, e);
+    rc = stream_end(&st, rc, p->hash, &p->in.size, e);
+    if (rc == 0) rc = check_length(p, size, e);
+    if (rc != 0) return -1;
+    p->sealed_size = st.written;
+    unsigned char h[SS_HASH_BYTES];
+    ss_hash_final(&st.plain, h);
+    if (k->repacking && k->m[i].hashed && memcmp(h, k->m[i].hash, sizeof h))
+        return ss_err(e, SS_E_SIZE,
+                      "%s changed while it was queued (its content is not what was packed); "
+                      "send it again",
+                      shown);
+    memcpy(k->m[i].hash, h, sizeof h);
+    k->m[i].hashed = true;
+    return 0;
+}
+
+/* A pair of its own (file i), packed into a closed (not yet flushed)
+ * temporary package: whatever the input gives is the payload (sealed: as
+ * much as it held when opened). */
+static int pack_single(packing *k, packed *p, size_t i, ss_error *e)
+{
+    ss_send_item *it = &k->items[i];
     int in_fd = it->path ? open_input(it->path, e) : -1;
     if (it->path && in_fd < 0) return -1;
     char final[64];
     stream st;
     snprintf(final, sizeof final, "%s.pck", p->in.id);
+    p->sealed = pair_sealed(k, p);
     int rc = ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e);
-    if (rc == 0 && (rc = stream_begin(&st, k->s, p->pck.fd, p->in.zip, e)) == 0)
+    if (rc == 0 && p->sealed)
+        rc = pack_single_sealed(k, p, i, &in_fd, e);
+    else if (rc == 0 && (rc = stream_begin(&st, k->s, p->pck.fd, p->in.zip, NULL, NULL, e)) == 0)
         rc = stream_end(&st, pack_payload(k->s, in_fd, it, &st, e), p->hash, &p->in.size, e);
     if (in_fd >= 0) close(in_fd);
     if (rc == 0) rc = ss_atomic_close(&p->pck, false, e);
@@ -333,10 +596,17 @@ static int add_member(packing *k, ss_bundle_writer *w, size_t i, ss_error *e)
         close(fd);
         return ss_err_sys(e, "cannot read %s", it->path);
     }
-    /* Still a small regular file (it may have changed since it was grouped)? */
+    /* Still a small regular file (it may have changed since it was grouped)?
+     * Sealed: still as long as the dry run counted, with the mtime it used. */
     bool small = S_ISREG(st.st_mode) && (uint64_t)st.st_size < k->s->conf->bundle_below;
+    bool sealed = pair_sealed(k, &k->p[m->pair]);
+    if (sealed && (uint64_t)st.st_size != m->planned) small = false;
     uint64_t size = small ? (uint64_t)st.st_size : 0, got = 0;
-    int rc = small ? ss_bundle_writer_add(w, m->name, size, st.st_mtim.tv_sec, e) : 1;
+    int64_t mtime = sealed ? m->mtime : st.st_mtim.tv_sec;
+    bool hashing = k->check_dupes || sealed;
+    unsigned char was[SS_HASH_BYTES];
+    memcpy(was, m->hash, sizeof was);
+    int rc = small ? ss_bundle_writer_add(w, m->name, size, mtime, e) : 1;
     ss_hash h;
     ss_hash_init(&h);
     ssize_t n = READ_CHUNK;
@@ -345,7 +615,7 @@ static int add_member(packing *k, ss_bundle_writer *w, size_t i, ss_error *e)
            (n = ss_read_full(fd, k->s->buf, READ_CHUNK, e)) > 0) {
         size_t use = (uint64_t)n < size - got ? (size_t)n : (size_t)(size - got);
         rc = ss_bundle_writer_data(w, k->s->buf, use, e);
-        if (k->check_dupes) ss_hash_update(&h, k->s->buf, use);
+        if (hashing) ss_hash_update(&h, k->s->buf, use);
         got += (uint64_t)n;
     }
     close(fd);
@@ -354,8 +624,42 @@ static int add_member(packing *k, ss_bundle_writer *w, size_t i, ss_error *e)
     if (rc != 0) return rc;
     it->size = size;
     ss_hash_final(&h, m->hash);
-    m->hashed = k->check_dupes;
+    if (k->repacking && m->hashed && memcmp(was, m->hash, sizeof was)) return 1;
+    m->hashed = hashing;
     return 0;
+}
+
+/* ------------------------------------------------------- sealed bundles */
+
+static int count_sink(void *ctx, const void *buf, size_t len, ss_error *e)
+{
+    (void)buf;
+    (void)e;
+    *(uint64_t *)ctx += len;
+    return 0;
+}
+
+/* The length of the tar stream of pair p's files (those not still queued)
+ * with the sizes and mtimes they were grouped with: a dry run of the
+ * bundle writer, headers as they will be, data as zeros. */
+static int bundle_length(packing *k, const packed *p, uint64_t *len, ss_error *e)
+{
+    static const unsigned char zeros[4096];
+    ss_bundle_writer w;
+    *len = 0;
+    int rc = ss_bundle_writer_open(&w, count_sink, len, e);
+    for (size_t i = p->head; rc == 0 && i != NONE; i = k->m[i].next) {
+        if (k->items[i].already_queued) continue;
+        rc = ss_bundle_writer_add(&w, k->m[i].name, k->m[i].planned, k->m[i].mtime, e);
+        for (uint64_t left = k->m[i].planned; rc == 0 && left > 0;) {
+            size_t n = left < sizeof zeros ? (size_t)left : sizeof zeros;
+            rc = ss_bundle_writer_data(&w, zeros, n, e);
+            left -= n;
+        }
+    }
+    if (rc == 0) rc = ss_bundle_writer_close(&w, e);
+    ss_bundle_writer_abort(&w);
+    return rc;
 }
 
 /* A bundle, packed like a single file's payload: the tar stream is the
@@ -366,14 +670,21 @@ static int pack_bundle(packing *k, packed *p, size_t *bad, size_t *changed, ss_e
     char final[64];
     stream st;
     ss_bundle_writer w;
+    ss_sealed_meta meta;
+    uint64_t planned = 0;
+    p->sealed = pair_sealed(k, p);
+    if (p->sealed && bundle_length(k, p, &planned, e) != 0) return -1;
+    pair_meta(p, planned, &meta);
     snprintf(final, sizeof final, "%s.pck", p->in.id);
-    if (ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e) != 0 ||
-        stream_begin(&st, k->s, p->pck.fd, p->in.zip, e) != 0)
-        return -1;
+    if (ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e) != 0) return -1;
+    if (stream_begin(&st, k->s, p->pck.fd, p->in.zip, p->sealed ? &meta : NULL, &k->seal_pk, e) !=
+        0)
+        return stream_end(&st, -1, p->hash, &p->in.size, e);
     int rc = ss_bundle_writer_open(&w, stream_feed, &st, e);
     if (rc == 0) {
         for (size_t i = p->head; i != NONE; i = k->m[i].next) {
             *bad = i;
+            if (k->items[i].already_queued) continue; /* packing again without it */
             if ((rc = add_member(k, &w, i, e)) != 0) break;
         }
         if (rc == 0) *bad = NONE;
@@ -382,6 +693,8 @@ static int pack_bundle(packing *k, packed *p, size_t *bad, size_t *changed, ss_e
         ss_bundle_writer_abort(&w);
     }
     if (stream_end(&st, rc, p->hash, &p->in.size, e) != 0) return -1;
+    if (p->sealed && check_length(p, planned, e) != 0) return -1;
+    p->sealed_size = st.written;
     return ss_atomic_close(&p->pck, false, e);
 }
 
@@ -394,7 +707,7 @@ static int pack_pair(packing *k, size_t u, size_t *bad, ss_error *e)
         packed *p = &k->p[u];
         *bad = p->head;
         if (pair_fields(k, p, e) != 0) return -1;
-        if (p->count == 1) return pack_single(k, p, e);
+        if (p->count == 1) return pack_single(k, p, p->head, e);
         size_t changed = NONE;
         if (pack_bundle(k, p, bad, &changed, e) == 0) return 0;
         if (changed == NONE) return -1;
@@ -408,6 +721,7 @@ static void abort_pairs(packing *k)
     for (size_t u = 0; u < k->np; u++) {
         ss_atomic_abort(&k->p[u].pck);
         ss_atomic_abort(&k->p[u].ins);
+        ss_atomic_abort(&k->p[u].sum);
     }
 }
 
@@ -556,12 +870,32 @@ static int shrink_copy(packing *k, packed *p, const ss_atomic *old, const ss_ins
     stream st;
     ss_bundle_writer w = {0};
     shrink sh = {.k = k, .next = p->head, .w = p->live > 1 ? &w : NULL, .st = &st};
-    if (stream_begin(&st, k->s, p->pck.fd, p->in.zip, e) != 0) return -1;
+    if (stream_begin(&st, k->s, p->pck.fd, p->in.zip, NULL, NULL, e) != 0) return -1;
     int rc = sh.w ? ss_bundle_writer_open(&w, stream_feed, &st, e) : 0;
     if (rc == 0 && ss_bundle_read(k->o.fd, old->tmp, was->zip, was->size, &v, &sh, e) < 0) rc = -1;
     if (rc == 0 && sh.w) rc = ss_bundle_writer_close(&w, e);
     ss_bundle_writer_abort(&w);
     return stream_end(&st, rc, p->hash, &p->in.size, e);
+}
+
+/* A sealed bundle cannot be read back: the files left are packed again
+ * from their inputs, which must still be what was packed (size, hash). */
+static int reseal(packing *k, packed *p, ss_error *e)
+{
+    size_t bad = NONE, changed = NONE, left = NONE;
+    for (size_t i = p->head; i != NONE; i = k->m[i].next)
+        if (!k->items[i].already_queued && left == NONE) left = i;
+    k->repacking = true;
+    int rc = p->live > 1 ? pack_bundle(k, p, &bad, &changed, e) : pack_single(k, p, left, e);
+    k->repacking = false;
+    if (rc != 0 && changed != NONE) {
+        char buf[PATH_MAX];
+        ss_err(e, SS_E_SIZE,
+               "%s changed while it was queued (not the size or content that was packed); "
+               "send it again",
+               shown_name(k, changed, buf, sizeof buf));
+    }
+    return rc;
 }
 
 static int shrink_bundle(packing *k, packed *p, ss_error *e)
@@ -571,9 +905,9 @@ static int shrink_bundle(packing *k, packed *p, ss_error *e)
     char final[64];
     shrunk_fields(k, p);
     snprintf(final, sizeof final, "%s.pck", p->in.id);
-    int rc = ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e);
-    if (rc == 0) rc = shrink_copy(k, p, &old, &was, e);
-    if (rc == 0) rc = ss_atomic_close(&p->pck, false, e);
+    int rc = p->sealed ? reseal(k, p, e) : ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e);
+    if (rc == 0 && !p->sealed) rc = shrink_copy(k, p, &old, &was, e);
+    if (rc == 0 && !p->sealed) rc = ss_atomic_close(&p->pck, false, e);
     if (rc != 0) {
         explain_failure(e, k->o.path, "pack again", was.name, k->to);
         ss_atomic_abort(&p->pck);
@@ -674,6 +1008,39 @@ static int write_instruction(ss_sender *s, ss_atomic *ins, const ss_instr *in,
     return rc;
 }
 
+/* The fields the peer sees: a sealed pair's name, compression and files
+ * travel inside its package (seal.h). */
+static void wire_fields(const packing *k, const packed *p, ss_instr *wire)
+{
+    *wire = p->in;
+    if (!p->sealed) return;
+    snprintf(wire->name, sizeof wire->name, "%s", SS_SEALED_NAME);
+    wire->zip = SS_ZIP_NONE;
+    wire->size = p->sealed_size;
+    wire->files = 0;
+    snprintf(wire->enc, sizeof wire->enc, "%s", k->enc);
+}
+
+static void entry_of(const packing *k, const packed *p, size_t i, ss_dupe *x);
+
+/* A sealed pair's sidecar (dupes.h): its files as the duplicate index
+ * knows them. */
+static int write_sidecar(packing *k, packed *p, ss_error *e)
+{
+    char final[64];
+    snprintf(final, sizeof final, "%s" SS_SIDECAR_EXT, p->in.id);
+    int rc = ss_atomic_begin(&p->sum, k->o.fd, final, 0600, e);
+    if (rc == 0) rc = ss_sidecar_begin(p->sum.fd, p->in.dest, p->in.files, e);
+    for (size_t i = p->head; rc == 0 && i != NONE; i = k->m[i].next) {
+        if (k->items[i].already_queued) continue;
+        ss_dupe x;
+        entry_of(k, p, i, &x);
+        rc = ss_sidecar_add(p->sum.fd, &x, e);
+    }
+    if (rc == 0) rc = ss_atomic_close(&p->sum, false, e);
+    return rc;
+}
+
 /* Signed instructions for the batch under temporary names, then one flush
  * (which also makes any package packed again durable). */
 static int write_instructions(packing *k, size_t b0, size_t b1, ss_error *e)
@@ -682,9 +1049,12 @@ static int write_instructions(packing *k, size_t b0, size_t b1, ss_error *e)
         packed *p = at(k, pos);
         if (is_skipped(p)) continue;
         char final[64], shown[PATH_MAX];
+        ss_instr wire;
+        wire_fields(k, p, &wire);
         snprintf(final, sizeof final, "%012" PRIu64 "-%s.ins", p->in.seq, p->in.id);
-        int rc = ss_atomic_begin(&p->ins, k->o.fd, final, 0640, e);
-        if (rc == 0) rc = write_instruction(k->s, &p->ins, &p->in, p->hash, e);
+        int rc = p->sealed ? write_sidecar(k, p, e) : 0;
+        if (rc == 0) rc = ss_atomic_begin(&p->ins, k->o.fd, final, 0640, e);
+        if (rc == 0) rc = write_instruction(k->s, &p->ins, &wire, p->hash, e);
         if (rc == 0) rc = ss_atomic_close(&p->ins, false, e);
         if (rc != 0) {
             explain_failure(e, k->o.path, "write the instruction of",
@@ -744,6 +1114,7 @@ static int unqueue(packing *k, packed *p)
 {
     int rc = unlinkat(k->o.fd, p->ins.final, 0);
     (void)unlinkat(k->o.fd, p->pck.final, 0);
+    if (p->sealed) (void)unlinkat(k->o.fd, p->sum.final, 0);
     (void)ss_fsync_dirfd(k->o.fd, NULL);
     return rc;
 }
@@ -765,7 +1136,11 @@ static void mark_queued(packing *k, packed *p)
 static int queue_one(packing *k, packed *p, bool *journal_done, ss_error *e)
 {
     snprintf(p->pck.final, sizeof p->pck.final, "%012" PRIu64 "-%s.pck", p->in.seq, p->in.id);
-    if (ss_atomic_rename(&p->pck, 0, e) != 0 || ss_atomic_rename(&p->ins, 0, e) != 0) return -1;
+    snprintf(p->sum.final, sizeof p->sum.final, "%012" PRIu64 "-%s" SS_SIDECAR_EXT, p->in.seq,
+             p->in.id);
+    if ((p->sealed && ss_atomic_rename(&p->sum, 0, e) != 0) ||
+        ss_atomic_rename(&p->pck, 0, e) != 0 || ss_atomic_rename(&p->ins, 0, e) != 0)
+        return -1;
     if (record_queued(k, p, e) != 0) {
         char why[sizeof e->msg], shown[PATH_MAX];
         snprintf(why, sizeof why, "%s", e->msg);
@@ -871,6 +1246,7 @@ int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item 
     if (n == 0) return 0;
     packing k = {.s = s, .to = to, .dest = dest, .items = items, .n = n};
     k.check_dupes = wants_dupe_check(s, items, n);
+    if (choose_seal(&k, e) != 0) return -1;
     if (ss_outbox_open(&k.o, s->root, to, e) != 0) {
         char why[sizeof e->msg];
         snprintf(why, sizeof why, "%s", e->msg);

@@ -62,6 +62,8 @@ typedef struct ss_send_item ss_send_item;
  * The files of one bundle are told one after the other, with its id. */
 typedef void (*ss_queued_fn)(void *ctx, const char *to, const ss_send_item *it, const char *name);
 
+#define SS_SENDER_TOLD_MAX 16
+
 typedef struct ss_sender {
     const char *root;
     const ss_conf *conf;
@@ -78,6 +80,9 @@ typedef struct ss_sender {
     ss_queued_fn on_queued;
     void *on_queued_ctx;
     ss_notices notices; /* status messages site.db did not take yet */
+    /* Peers whose data went unsealed (no trusted key): said once each. */
+    char unsealed_told[SS_SENDER_TOLD_MAX][SS_SITE_CODE_MAX + 1];
+    unsigned unsealed_told_n;
 } ss_sender;
 
 /* Loads the site's secret key unless sign is false.  The caller may set

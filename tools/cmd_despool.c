@@ -9,6 +9,7 @@
 #include "../despooler/despooler.h"
 #include "../sender/reports.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,29 +34,45 @@ struct daemon_ctx {
     int64_t metrics_last_ms;
     ss_sender snd; /* queues receipts (sender/reports.h); opened when first needed */
     bool snd_open;
-    int64_t snd_failed; /* when opening it last failed: tried again a minute later */
+    uint64_t fates_queued; /* d->stats.fates when receipts were last queued (at
+                              start UINT64_MAX: what an earlier run left is queued too) */
+    int64_t retry_at;      /* after a failure: not before this time */
 };
 
 /* The fates noted by the batches so far go back to their senders as
  * receipts, queued in the outbox (the sender daemon delivers them: this
- * process may have no network). */
-static void queue_receipts(struct daemon_ctx *x)
+ * process may have no network).  Only when new fates were noted (or an
+ * earlier attempt failed), and without waiting for a site.db another
+ * process holds: that would stall the scans (and their 4423) behind
+ * work that may as well be done a little later. */
+static void queue_receipts(struct daemon_ctx *x, bool at_end)
 {
+    bool fresh = x->d->stats.fates != x->fates_queued;
+    if (!fresh && !x->retry_at && !at_end) return;
+    if (x->retry_at && ss_now() < x->retry_at && !at_end) return;
     ss_error e = {0};
     ss_log *log = ss_reporter_log(&x->c->rep, SS_COMP_DESPOOLER);
+    uint64_t noted = x->d->stats.fates;
     if (!x->snd_open) {
-        if (x->snd_failed && ss_now() - x->snd_failed < 60) return;
         if (ss_sender_open(&x->snd, x->c->root, &x->c->conf, &x->c->db, &x->c->rep, true, &e) !=
             0) {
-            x->snd_failed = ss_now();
+            x->retry_at = ss_now() + 60;
             ss_logf(log, "Cannot queue receipts (they wait in site.db): %s", e.msg);
             return;
         }
         x->snd_open = true;
     }
     size_t n = 0;
-    if (ss_sender_queue_receipts(&x->snd, &n, &e) != 0)
-        ss_logf(log, "Cannot queue receipts (they wait in site.db): %s", e.msg);
+    ss_db_busy_wait(&x->c->db, at_end ? SS_DB_BUSY_MS : 200);
+    int rc = ss_sender_queue_receipts(&x->snd, &n, &e);
+    ss_db_busy_wait(&x->c->db, SS_DB_BUSY_MS);
+    if (rc == 0) {
+        x->fates_queued = noted;
+        x->retry_at = 0;
+        return;
+    }
+    if (!x->retry_at) ss_logf(log, "Cannot queue receipts now (they wait in site.db): %s", e.msg);
+    x->retry_at = ss_now() + 30;
 }
 
 static void write_metrics(struct daemon_ctx *x, bool now)
@@ -83,7 +100,7 @@ static void on_tick(void *ctx)
 {
     struct daemon_ctx *x = ctx;
     svc_tick(x->s);
-    queue_receipts(x);
+    queue_receipts(x, false);
     write_metrics(x, false);
 }
 
@@ -113,7 +130,7 @@ int cmd_despool(cli *c, int argc, char **argv)
      * batch is always finished first. */
     svc s;
     svc_start(&s, c, SS_COMP_DESPOOLER);
-    struct daemon_ctx x = {.c = c, .s = &s, .d = &d};
+    struct daemon_ctx x = {.c = c, .s = &s, .d = &d, .fates_queued = UINT64_MAX};
     ss_daemon_hooks hooks = {s.stop, s.reload, svc_tick_ms(&s), on_ready, on_tick, on_reload, &x};
     int rc = once ? ss_despooler_drain(&d, &e) : ss_despooler_run(&d, &hooks, &e);
     if (!once) {
@@ -121,7 +138,7 @@ int cmd_despool(cli *c, int argc, char **argv)
         write_metrics(&x, true);
     }
     if (rc != 0) cli_fail(&e);
-    queue_receipts(&x);
+    queue_receipts(&x, true);
     if (x.snd_open) ss_sender_close(&x.snd);
     if (once)
         printf("delivered %zu, rejected %zu, duplicates %zu, waiting %zu\n", d.stats.delivered,

@@ -5,14 +5,19 @@
 # in incoming exactly once, under its own name, with nothing left over, and
 # the ledger must hold exactly 1,000 deliveries.  KILLNINE_BUNDLE=K makes
 # the sender pack the files into bundles of K (t_despool_killnine_bundles.sh):
-# then every member is delivered exactly once.
+# then every member is delivered exactly once.  KILLNINE_SEALED=1 seals
+# every package to SS1 (t_sealed_killnine.sh); otherwise they are not.
 . "$(dirname "$0")/lib.sh"
 N=${KILLNINE_PAIRS:-1000}
 B=${KILLNINE_BUNDLE:-1}
 P=$(((N + B - 1) / B)) # pairs
+SEAL=no; [ "${KILLNINE_SEALED:-0}" = 1 ] && SEAL=yes
 # batch_max = 50 (a site.conf setting; default 256) puts more batch
 # commits, renames and removals inside the kill windows.
-mksite PS1 "bundle_max_files = $B"; mksite SS1 "batch_max = ${KILLNINE_BATCH:-50}"; pair PS1 SS1
+mksite PS1 "bundle_max_files = $B" "seal = $SEAL"; mksite SS1 "batch_max = ${KILLNINE_BATCH:-50}"
+pair PS1 SS1
+# The sender seals only to a key it trusts: SS1's, from PS1's hman.box.
+[ "$SEAL" = no ] || despool_once PS1 >/dev/null
 mkdir "$T/src"
 for i in $(seq 1 "$N"); do
   printf 'seq %d %s\n' "$i" "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$T/src/p$i.txt"
@@ -21,6 +26,8 @@ done
 R=$(receive SS1); I=$(incoming SS1)
 assert_eq "$(find "$R" -name '*.ins' | wc -l)" "$P" "$P instructions in receive"
 assert_eq "$(find "$R" -name '*.pck' | wc -l)" "$P" "$P packages in receive"
+assert_eq "$(grep -l ' enc=[0-9A-F]\{16\}$' "$R"/*.ins | wc -l)" "$([ "$SEAL" = yes ] && echo "$P" || echo 0)" \
+  "sealed instructions (seal = $SEAL)"
 pass "$N files in $P pairs queued and delivered into SS1's receive"
 
 left() { find "$R" -maxdepth 1 -name '*.ins' | wc -l; }

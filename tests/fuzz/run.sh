@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-30}
-targets=(${FUZZ_TARGETS:-instr sig keyfile inflate conf pair report})
+targets=(${FUZZ_TARGETS:-instr sig keyfile inflate conf pair report seal})
 jobs=${FUZZ_JOBS:-2}
 
 cc=

@@ -7,6 +7,7 @@
 #include "../../inboxes/fileio.h"
 #include "../../inboxes/instruction.h"
 #include "../../inboxes/report.h"
+#include "../../inboxes/seal.h"
 #include "../../inboxes/text.h"
 #include "../../inboxes/log.h"
 
@@ -565,6 +566,391 @@ static void test_time_and_duration_text(void)
     CU_ASSERT_STRING_EQUAL(out, "never");
 }
 
+/* ---------------------------------------------------------------- sealing */
+
+typedef struct seal_keys {
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+    unsigned char *sk; /* sodium_malloc'd */
+    unsigned char keyid[SS_SEAL_KEYID_BYTES];
+} seal_keys;
+
+static void seal_keys_make(seal_keys *k)
+{
+    k->sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(k->sk);
+    crypto_sign_keypair(k->pk, k->sk);
+    randombytes_buf(k->keyid, sizeof k->keyid);
+}
+
+static int seal_mem_write(void *ctx, const unsigned char *data, size_t len, ss_error *e)
+{
+    return mem_sink(ctx, data, len, e);
+}
+
+/* Seals len bytes of in, fed in pieces of piece bytes (0: all at once). */
+static struct membuf seal_buf(const seal_keys *k, const unsigned char *in, size_t len, size_t piece)
+{
+    struct membuf out = {0};
+    ss_sealer s;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_seal_begin(&s, k->pk, k->keyid, seal_mem_write, &out, &e), 0);
+    for (size_t off = 0; off < len || (off == 0 && len == 0);) {
+        size_t n = piece && len - off > piece ? piece : len - off;
+        CU_ASSERT_EQUAL(ss_seal_update(&s, in + off, n, &e), 0);
+        off += n;
+        if (len == 0) break;
+    }
+    uint64_t plain = s.plain_bytes;
+    CU_ASSERT_EQUAL(ss_seal_end(&s, &e), 0);
+    CU_ASSERT_EQUAL(plain, len);
+    CU_ASSERT_EQUAL(s.sealed_bytes, out.len);
+    return out;
+}
+
+/* Opens sealed bytes fed in pieces; returns the result of end (or of the
+ * first update that failed); *fault and *out receive what came. */
+static int open_buf(const seal_keys *k, const unsigned char *in, size_t len, size_t piece,
+                    struct membuf *out, enum ss_seal_fault *fault, ss_error *e)
+{
+    ss_opener o;
+    memset(out, 0, sizeof *out);
+    CU_ASSERT_EQUAL_FATAL(ss_open_begin(&o, k->sk, k->keyid, seal_mem_write, out, e), 0);
+    for (size_t off = 0; off < len;) {
+        size_t n = piece && len - off > piece ? piece : len - off;
+        if (ss_open_update(&o, in + off, n, e) != 0) {
+            *fault = o.fault;
+            ss_open_abort(&o);
+            return -1;
+        }
+        off += n;
+    }
+    int rc = ss_open_end(&o, e);
+    *fault = o.fault;
+    return rc;
+}
+
+static void test_seal_roundtrip_sizes(void)
+{
+    static const size_t sizes[] = {0,      1, SS_SEAL_CHUNK - 1, SS_SEAL_CHUNK, SS_SEAL_CHUNK + 1,
+                                   3 << 20};
+    static const size_t pieces[] = {0, 1, 7, 4093, 65537};
+    seal_keys k;
+    seal_keys_make(&k);
+    unsigned char *in = malloc(3 << 20);
+    for (size_t i = 0; i < (3u << 20); i++)
+        in[i] = (unsigned char)(i * 31 + i / 977);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t len = sizes[si];
+        for (size_t pi = 0; pi < sizeof pieces / sizeof pieces[0]; pi++) {
+            size_t piece = pieces[pi];
+            if (piece == 1 && len > 200000) continue; /* byte by byte: small ones */
+            struct membuf sealed = seal_buf(&k, in, len, piece), plain;
+            /* header, full chunks, the final chunk (shorter, maybe empty) */
+            size_t chunks = len / SS_SEAL_CHUNK + 1;
+            CU_ASSERT_EQUAL(sealed.len, SS_SEAL_HEADER_BYTES + len +
+                                            chunks * crypto_secretstream_xchacha20poly1305_ABYTES);
+            CU_ASSERT_EQUAL(memcmp(sealed.data, SS_SEAL_MAGIC, 8), 0);
+            unsigned char id[SS_SEAL_KEYID_BYTES];
+            CU_ASSERT_EQUAL(ss_seal_header_keyid(sealed.data, sealed.len, id), 1);
+            CU_ASSERT_EQUAL(memcmp(id, k.keyid, sizeof id), 0);
+            CU_ASSERT_EQUAL(ss_seal_header_keyid(sealed.data, SS_SEAL_HEADER_BYTES - 1, id), 0);
+            enum ss_seal_fault fault;
+            ss_error e = {0};
+            CU_ASSERT_EQUAL(
+                open_buf(&k, sealed.data, sealed.len, piece ? piece + 3 : 0, &plain, &fault, &e),
+                0);
+            CU_ASSERT_EQUAL(fault, SS_SEAL_OK);
+            CU_ASSERT_EQUAL(plain.len, len);
+            CU_ASSERT(len == 0 || (plain.data && memcmp(plain.data, in, len) == 0));
+            if (len > 1000) /* the plaintext does not show through */
+                CU_ASSERT_PTR_NULL(memmem(sealed.data, sealed.len, in + 500, 64));
+            free(sealed.data);
+            free(plain.data);
+        }
+    }
+    /* Two seals of the same bytes differ (a fresh ephemeral key each). */
+    struct membuf a = seal_buf(&k, in, 100, 0), b = seal_buf(&k, in, 100, 0);
+    CU_ASSERT_EQUAL(a.len, b.len);
+    CU_ASSERT_NOT_EQUAL(memcmp(a.data, b.data, a.len), 0);
+    free(a.data);
+    free(b.data);
+    free(in);
+    sodium_free(k.sk);
+}
+
+/* Opens damaged and expects fault, with nothing beyond authenticated
+ * chunks handed out (at most plain_max bytes). */
+static void expect_seal_fault(const seal_keys *k, const struct membuf *m, enum ss_seal_fault want,
+                              size_t plain_max, const char *what)
+{
+    static const size_t pieces[] = {0, 1000, 65553};
+    for (size_t pi = 0; pi < sizeof pieces / sizeof pieces[0]; pi++) {
+        struct membuf plain;
+        enum ss_seal_fault fault = SS_SEAL_OK;
+        ss_error e = {0};
+        int rc = open_buf(k, m->data, m->len, pieces[pi], &plain, &fault, &e);
+        if (rc != -1 || fault != want || plain.len > plain_max) {
+            fprintf(stderr, "\n%s (pieces %zu): rc %d fault %d (want %d), %zu bytes out: %s\n",
+                    what, pieces[pi], rc, fault, want, plain.len, e.msg);
+            CU_FAIL("sealing fault not classified");
+        }
+        CU_ASSERT(e.msg[0] != '\0');
+        free(plain.data);
+    }
+}
+
+static void test_seal_faults(void)
+{
+    seal_keys k, other;
+    seal_keys_make(&k);
+    seal_keys_make(&other);
+    size_t len = 2 * SS_SEAL_CHUNK + 100, H = SS_SEAL_HEADER_BYTES, C = SS_SEAL_CHUNK_BYTES;
+    unsigned char *in = malloc(len);
+    randombytes_buf(in, len);
+    struct membuf good = seal_buf(&k, in, len, 0), m = {0};
+    CU_ASSERT_EQUAL_FATAL(good.len, H + 2 * C + 100 + crypto_secretstream_xchacha20poly1305_ABYTES);
+    m.data = malloc(good.len + 1);
+    /* A byte flipped in each part. */
+    static const struct {
+        size_t at;
+        enum ss_seal_fault fault;
+        size_t plain_max;
+        const char *what;
+    } flips[] = {
+        {0, SS_SEAL_BAD_HEADER, 0, "magic"},
+        {8, SS_SEAL_BAD_HEADER, 0, "key id"},
+        {16, SS_SEAL_BAD_CHUNK, 0, "ephemeral key"},
+        {48, SS_SEAL_BAD_CHUNK, 0, "secretstream header"},
+        {SS_SEAL_HEADER_BYTES, SS_SEAL_BAD_CHUNK, 0, "first chunk, its tag byte"},
+        {SS_SEAL_HEADER_BYTES + 5000, SS_SEAL_BAD_CHUNK, 0, "first chunk, its data"},
+        {SS_SEAL_HEADER_BYTES + SS_SEAL_CHUNK_BYTES - 1, SS_SEAL_BAD_CHUNK, 0, "first chunk, MAC"},
+        {SS_SEAL_HEADER_BYTES + SS_SEAL_CHUNK_BYTES + 9, SS_SEAL_BAD_CHUNK, SS_SEAL_CHUNK,
+         "second chunk"},
+        {SS_SEAL_HEADER_BYTES + 2 * SS_SEAL_CHUNK_BYTES + 3, SS_SEAL_BAD_CHUNK, 2 * SS_SEAL_CHUNK,
+         "final chunk"},
+    };
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        memcpy(m.data, good.data, good.len);
+        m.len = good.len;
+        m.data[flips[i].at] ^= 0x20;
+        expect_seal_fault(&k, &m, flips[i].fault, flips[i].plain_max, flips[i].what);
+    }
+    /* The two full chunks swapped. */
+    memcpy(m.data, good.data, H);
+    memcpy(m.data + H, good.data + H + C, C);
+    memcpy(m.data + H + C, good.data + H, C);
+    memcpy(m.data + H + 2 * C, good.data + H + 2 * C, good.len - H - 2 * C);
+    expect_seal_fault(&k, &m, SS_SEAL_BAD_CHUNK, 0, "chunks swapped");
+    /* The final chunk dropped; cut inside it; the header cut short. */
+    memcpy(m.data, good.data, good.len);
+    m.len = H + 2 * C;
+    expect_seal_fault(&k, &m, SS_SEAL_TRUNCATED, 2 * SS_SEAL_CHUNK, "final chunk dropped");
+    m.len = H + C + 5;
+    expect_seal_fault(&k, &m, SS_SEAL_TRUNCATED, SS_SEAL_CHUNK, "cut after a chunk's tag");
+    m.len = good.len - 1;
+    expect_seal_fault(&k, &m, SS_SEAL_BAD_CHUNK, 2 * SS_SEAL_CHUNK, "final chunk cut short");
+    m.len = H - 1;
+    expect_seal_fault(&k, &m, SS_SEAL_TRUNCATED, 0, "header truncated");
+    m.len = 0;
+    expect_seal_fault(&k, &m, SS_SEAL_TRUNCATED, 0, "nothing at all");
+    /* A byte after the final chunk. */
+    m.len = good.len + 1;
+    m.data[good.len] = 0;
+    expect_seal_fault(&k, &m, SS_SEAL_TRAILING, len, "byte appended");
+    /* A final chunk at full length (a stream of exactly one chunk, cut
+     * before its empty final chunk, then given a foreign final). */
+    m.len = good.len;
+    /* Wrong key: another key pair under the same key id, then under its own. */
+    memcpy(other.keyid, k.keyid, sizeof k.keyid);
+    expect_seal_fault(&other, &m, SS_SEAL_BAD_CHUNK, 0, "wrong key, same key id");
+    randombytes_buf(other.keyid, sizeof other.keyid);
+    expect_seal_fault(&other, &m, SS_SEAL_BAD_HEADER, 0, "wrong key id");
+    ss_error e = {0};
+    struct membuf plain;
+    enum ss_seal_fault fault;
+    CU_ASSERT_EQUAL(open_buf(&other, m.data, m.len, 0, &plain, &fault, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_KEYID);
+    free(plain.data);
+    /* A chunk from another stream to the same key. */
+    struct membuf again = seal_buf(&k, in, len, 0);
+    memcpy(m.data, good.data, good.len);
+    memcpy(m.data + H + C, again.data + H + C, C);
+    expect_seal_fault(&k, &m, SS_SEAL_BAD_CHUNK, SS_SEAL_CHUNK, "chunk from another stream");
+    /* The header of another stream. */
+    memcpy(m.data, again.data, H);
+    memcpy(m.data + H, good.data + H, good.len - H);
+    expect_seal_fault(&k, &m, SS_SEAL_BAD_CHUNK, 0, "header of another stream");
+    /* An ephemeral key of low order (all zero): refused as a bad header. */
+    memcpy(m.data, good.data, good.len);
+    memset(m.data + 16, 0, 32);
+    expect_seal_fault(&k, &m, SS_SEAL_BAD_HEADER, 0, "all-zero ephemeral key");
+    free(again.data);
+    free(m.data);
+    free(good.data);
+    free(in);
+    sodium_free(k.sk);
+    sodium_free(other.sk);
+}
+
+/* A stream of exactly one full chunk ends with an empty FINAL chunk; the
+ * opener refuses a lone full chunk (TRUNCATED) and a stream cut before
+ * its first chunk. */
+static void test_seal_chunk_boundaries(void)
+{
+    seal_keys k;
+    seal_keys_make(&k);
+    unsigned char *in = calloc(1, SS_SEAL_CHUNK);
+    struct membuf one = seal_buf(&k, in, SS_SEAL_CHUNK, 0), m = one, plain;
+    CU_ASSERT_EQUAL(one.len, SS_SEAL_HEADER_BYTES + SS_SEAL_CHUNK_BYTES +
+                                 crypto_secretstream_xchacha20poly1305_ABYTES);
+    m.len = SS_SEAL_HEADER_BYTES + SS_SEAL_CHUNK_BYTES;
+    expect_seal_fault(&k, &m, SS_SEAL_TRUNCATED, SS_SEAL_CHUNK, "empty final chunk dropped");
+    m.len = SS_SEAL_HEADER_BYTES;
+    expect_seal_fault(&k, &m, SS_SEAL_TRUNCATED, 0, "no chunk at all");
+    /* Misuse is an error, not a crash. */
+    ss_opener o;
+    ss_error e = {0};
+    enum ss_seal_fault fault;
+    CU_ASSERT_EQUAL(ss_open_begin(&o, k.sk, k.keyid, seal_mem_write, &plain, &e), 0);
+    ss_open_abort(&o);
+    CU_ASSERT_EQUAL(open_buf(&k, one.data, one.len, 0, &plain, &fault, &e), 0);
+    CU_ASSERT_EQUAL(plain.len, SS_SEAL_CHUNK);
+    free(plain.data);
+    free(one.data);
+    free(in);
+    sodium_free(k.sk);
+}
+
+static void expect_meta_error(const char *line, const char *needle)
+{
+    ss_sealed_meta m;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_sealed_meta_parse(line, strlen(line), &m, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_FIELD);
+    if (needle && !strstr(e.msg, needle)) {
+        fprintf(stderr, "\nexpected '%s' in: %s (line %s)\n", needle, e.msg, line);
+        CU_FAIL("metadata error does not name the problem");
+    }
+}
+
+static void test_sealed_meta(void)
+{
+    ss_sealed_meta m = {.size = 12345, .zip = SS_ZIP_ZLIB}, out;
+    snprintf(m.name, sizeof m.name, "report 2026 (final) \xc3\xbc%%.txt");
+    char line[SS_SEALED_META_MAX + 1];
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_sealed_meta_format(&m, line, sizeof line, &e), 0);
+    CU_ASSERT_STRING_EQUAL(line,
+                           "sitespool-sealed/1 name=report%202026%20%28final%29%20%C3%BC%25.txt "
+                           "size=12345 zip=zlib\n");
+    CU_ASSERT_EQUAL_FATAL(ss_sealed_meta_parse(line, strlen(line), &out, &e), 0);
+    CU_ASSERT_STRING_EQUAL(out.name, m.name);
+    CU_ASSERT_EQUAL(out.size, 12345);
+    CU_ASSERT_EQUAL(out.zip, SS_ZIP_ZLIB);
+    CU_ASSERT_EQUAL(out.files, 0);
+    m = (ss_sealed_meta){.size = 0, .zip = SS_ZIP_NONE, .files = SS_BUNDLE_FILES_MAX};
+    snprintf(m.name, sizeof m.name, "bundle-10000-files.tar");
+    CU_ASSERT_EQUAL_FATAL(ss_sealed_meta_format(&m, line, sizeof line, &e), 0);
+    CU_ASSERT_STRING_EQUAL(line, "sitespool-sealed/1 name=bundle-10000-files.tar size=0 zip=none "
+                                 "files=10000\n");
+    CU_ASSERT_EQUAL(ss_sealed_meta_parse(line, strlen(line), &out, &e), 0);
+    CU_ASSERT_EQUAL(out.files, SS_BUNDLE_FILES_MAX);
+    CU_ASSERT_EQUAL(out.zip, SS_ZIP_NONE);
+    /* The longest name fits the line. */
+    memset(m.name, 0xff, SS_NAME_MAX);
+    m.name[SS_NAME_MAX] = '\0';
+    m.size = UINT64_C(9223372036854775807);
+    CU_ASSERT_EQUAL(ss_sealed_meta_format(&m, line, sizeof line, &e), 0);
+    CU_ASSERT_EQUAL(ss_sealed_meta_parse(line, strlen(line), &out, &e), 0);
+    CU_ASSERT_EQUAL(out.size, m.size);
+    /* Only the documented form. */
+    CU_ASSERT_EQUAL(ss_sealed_meta_parse(line, strlen(line) - 1, &out, &e), -1); /* no newline */
+    expect_meta_error("sitespool-sealed/2 name=a size=1 zip=zlib\n", "sitespool-sealed/1");
+    expect_meta_error("sitespool-sealed/1 name=a size=1 zip=zlib", "newline");
+    expect_meta_error("sitespool-sealed/1 name=a size=01 zip=zlib\n", "size");
+    expect_meta_error("sitespool-sealed/1 name=a size=9223372036854775808 zip=zlib\n", "size");
+    expect_meta_error("sitespool-sealed/1 name=a size=-1 zip=zlib\n", "size");
+    expect_meta_error("sitespool-sealed/1 name=a size= zip=zlib\n", "size");
+    expect_meta_error("sitespool-sealed/1 name=a size=1 zip=gzip\n", "zip");
+    expect_meta_error("sitespool-sealed/1 name=a size=1 zip=zlib files=0\n", "files");
+    expect_meta_error("sitespool-sealed/1 name=a size=1 zip=zlib files=10001\n", "files");
+    expect_meta_error("sitespool-sealed/1 name=a size=1 zip=zlib files=01\n", "files");
+    expect_meta_error("sitespool-sealed/1 name=a size=1 zip=zlib files=2 x=1\n", "more than");
+    expect_meta_error("sitespool-sealed/1 name=a size=1 zip=zlib \n", "files");
+    expect_meta_error("sitespool-sealed/1 name=a zip=zlib size=1\n", "size=");
+    expect_meta_error("sitespool-sealed/1  name=a size=1 zip=zlib\n", "name=");
+    expect_meta_error("sitespool-sealed/1 name=a size=1\n", "incomplete");
+    expect_meta_error("sitespool-sealed/1 name=%2Fetc size=1 zip=zlib\n", "name");
+    expect_meta_error("sitespool-sealed/1 name=.hidden size=1 zip=zlib\n", "name");
+    expect_meta_error("sitespool-sealed/1 name= size=1 zip=zlib\n", "name");
+    expect_meta_error("sitespool-sealed/1 name=a%0a size=1 zip=zlib\n", "name");
+    expect_meta_error("sitespool-sealed/1 name=a%00 size=1 zip=zlib\n", "name");
+    expect_meta_error("sitespool-sealed/1 name=a%2 size=1 zip=zlib\n", "name");
+    expect_meta_error("sitespool-sealed/1 name=a size=1 zip=zlib\n\n", "more than one line");
+    /* Too long a line. */
+    char big[SS_SEALED_META_MAX + 64];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "sitespool-sealed/1 name=", 24);
+    big[sizeof big - 1] = '\n';
+    CU_ASSERT_EQUAL(ss_sealed_meta_parse(big, sizeof big, &out, &e), -1);
+    /* The writer refuses what the parser would. */
+    snprintf(m.name, sizeof m.name, ".x");
+    CU_ASSERT_EQUAL(ss_sealed_meta_format(&m, line, sizeof line, &e), -1);
+    snprintf(m.name, sizeof m.name, "x");
+    m.files = SS_BUNDLE_FILES_MAX + 1;
+    CU_ASSERT_EQUAL(ss_sealed_meta_format(&m, line, sizeof line, &e), -1);
+    m.files = 0;
+    CU_ASSERT_EQUAL(ss_sealed_meta_format(&m, line, 20, &e), -1);
+    CU_ASSERT_EQUAL(e.code, SS_E_TOOBIG);
+}
+
+static void test_instruction_enc(void)
+{
+    const char *sealed =
+        "sitespool/1 id=0123456789abcdef0123456789abcdef from=PS1 to=SS1 type=data "
+        "dest=replmgr.box name=sealed size=1234 zip=none seq=1 created=1 expires=2 "
+        "enc=0123456789ABCDEF";
+    ss_instr in, out;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_instr_parse(&in, sealed, &e), 0);
+    CU_ASSERT_STRING_EQUAL(in.enc, "0123456789ABCDEF");
+    char text[1024];
+    CU_ASSERT_EQUAL(ss_instr_format(&in, text, sizeof text), 0);
+    CU_ASSERT_STRING_EQUAL(text, sealed);
+    CU_ASSERT_EQUAL(ss_instr_parse(&out, text, &e), 0);
+    CU_ASSERT_STRING_EQUAL(out.enc, in.enc);
+    /* Absent: "" and not written (unsealed instructions are unchanged). */
+    const char *plain = "sitespool/1 id=0123456789abcdef0123456789abcdef from=PS1 to=SS1 "
+                        "type=data dest=replmgr.box name=a.txt size=1 zip=zlib seq=1 created=1 "
+                        "expires=2 files=3";
+    CU_ASSERT_EQUAL_FATAL(ss_instr_parse(&in, plain, &e), 0);
+    CU_ASSERT_STRING_EQUAL(in.enc, "");
+    CU_ASSERT_EQUAL(ss_instr_format(&in, text, sizeof text), 0);
+    CU_ASSERT_STRING_EQUAL(text, plain);
+    char buf[1024];
+    static const struct {
+        const char *at, *bad, *named;
+    } overwritten[] = {
+        {"enc=0123456789ABCDEF", "enc=0123456789abcdef", "enc"},
+        {"enc=0123456789ABCDEF", "enc=0123456789ABCDEG", "enc"},
+        {"name=sealed", "name=sealer", "name=sealed"},
+        {"zip=none", "zip=zlib", "zip=none"},
+    };
+    for (size_t i = 0; i < sizeof overwritten / sizeof overwritten[0]; i++) {
+        snprintf(buf, sizeof buf, "%s", sealed);
+        memcpy(strstr(buf, overwritten[i].at), overwritten[i].bad, strlen(overwritten[i].bad));
+        expect_field_error(buf, overwritten[i].named);
+    }
+    snprintf(buf, sizeof buf, "%s files=2", sealed);
+    expect_field_error(buf, "files");
+    snprintf(buf, sizeof buf, "%s enc=0123456789ABCDEF", sealed);
+    expect_field_error(buf, "twice");
+    snprintf(buf, sizeof buf, "%.*s", (int)(strlen(sealed) - 2), sealed);
+    expect_field_error(buf, "enc");
+    snprintf(buf, sizeof buf, "%s0", sealed);
+    expect_field_error(buf, "enc");
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -585,6 +971,11 @@ int main(void)
         {"heartbeat payload roundtrip; strict but forward compatible",
          test_heartbeat_roundtrip_and_rejects},
         {"times in UTC, durations with singular and plural", test_time_and_duration_text},
+        {"seal round trips: 0 to 3 MiB in odd pieces", test_seal_roundtrip_sizes},
+        {"seal faults: each part damaged, reordered, cut, extended, wrong key", test_seal_faults},
+        {"seal chunk boundaries", test_seal_chunk_boundaries},
+        {"sealed metadata line: the documented form only", test_sealed_meta},
+        {"instruction enc field: sealed instructions show nothing", test_instruction_enc},
     };
     return tu_run("inboxes", tests, sizeof tests / sizeof tests[0]);
 }

@@ -3,13 +3,16 @@
  * delivery between two real sites, the outbox counts, unreachable peers,
  * the "nothing of a failed call stays visible" contract of ss_sender_pack,
  * files still queued, finishing what a killed sender left (journal), and
- * bundles (grouping, the tar stream read back, a bundle recorded late).
+ * bundles (grouping, the tar stream read back, a bundle recorded late),
+ * and sealed pairs (what the package shows, who can open it, duplicates).
  */
 #include "testutil.h"
 #include "../../inboxes/fileio.h"
+#include "../../inboxes/seal.h"
 #include "../../keystore/sigfile.h"
 #include "../../sender/address.h"
 #include "../../sender/bundle.h"
+#include "../../sender/dupes.h"
 #include "../../sender/hostkeys.h"
 #include "../../sender/outbox.h"
 #include "../../sender/sender.h"
@@ -998,11 +1001,304 @@ static void test_host_key_pins(void)
     fx_close(&f);
 }
 
+/* ---------------------------------------------------------------- sealing */
+
+/* PS1 trusts SS1's key: its data for SS1 is sealed to it. */
+static void fx_trust_peer(fixture *f)
+{
+    ss_keyrec k;
+    ss_error e = {0};
+    ss_keyrec_init(&k, "SS1", &f->ss.pk, SS_KEY_TRUSTED, "test", 0);
+    CU_ASSERT_EQUAL_FATAL(ss_keys_add(&f->ps.db, &k, &e), 0);
+}
+
+static int grow_write(void *ctx, const unsigned char *data, size_t len, ss_error *e)
+{
+    (void)e;
+    struct {
+        unsigned char *p;
+        size_t len;
+    } *m = ctx;
+    m->p = realloc(m->p, m->len + len + 1);
+    memcpy(m->p + m->len, data, len);
+    m->len += len;
+    return 0;
+}
+
+/* Opens dir/<id>.pck with the receiver's secret key: the plaintext
+ * stream (metadata line, payload), malloc'd; NULL if it does not open. */
+static unsigned char *open_sealed(const char *dir, const char *id, const ss_seckey *sk, size_t *len)
+{
+    char name[64];
+    size_t plen;
+    snprintf(name, sizeof name, "%s.pck", id);
+    unsigned char *sealed = (unsigned char *)tu_read(dir, name, &plen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sealed);
+    struct {
+        unsigned char *p;
+        size_t len;
+    } out = {NULL, 0};
+    ss_opener o;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_open_begin(&o, sk->sk, sk->keyid, grow_write, &out, &e), 0);
+    int rc = ss_open_update(&o, sealed, plen, &e);
+    if (rc == 0)
+        rc = ss_open_end(&o, &e);
+    else
+        ss_open_abort(&o);
+    free(sealed);
+    if (rc != 0) {
+        free(out.p);
+        return NULL;
+    }
+    *len = out.len;
+    return out.p;
+}
+
+/* The metadata line at the start of plain, parsed; returns its length. */
+static size_t sealed_meta(const unsigned char *plain, size_t len, ss_sealed_meta *m)
+{
+    const unsigned char *nl =
+        memchr(plain, '\n', len < SS_SEALED_META_MAX ? len : SS_SEALED_META_MAX);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(nl);
+    ss_error e = {0};
+    size_t n = (size_t)(nl - plain) + 1;
+    CU_ASSERT_EQUAL_FATAL(ss_sealed_meta_parse((const char *)plain, n, m, &e), 0);
+    return n;
+}
+
+static bool file_contains(const char *dir, const char *name, const void *needle, size_t n)
+{
+    size_t len;
+    char *data = tu_read(dir, name, &len);
+    bool found = data && memmem(data, len, needle, n) != NULL;
+    free(data);
+    return found;
+}
+
+/* A sealed single file: the package shows neither the content nor the
+ * name, verifies with the sender's key as stored, opens with the
+ * receiver's key into the metadata and the payload as it would have been
+ * stored unsealed; the instruction shows name=sealed, zip=none, the
+ * sealed length and the key id. */
+static void test_sealed_pack(void)
+{
+    fixture f;
+    fx_open(&f);
+    fx_trust_peer(&f);
+    ss_error e = {0};
+    struct told t = {0};
+    f.snd.on_queued = tell_fn;
+    f.snd.on_queued_ctx = &t;
+    size_t blen = 300000;
+    char *b = malloc(blen);
+    for (size_t i = 0; i < blen; i++)
+        b[i] = "quarterly figures for the board, confidential "[i % 46];
+    tu_write(f.dir, "secret-plan.txt", b, blen);
+    char pb[1024];
+    snprintf(pb, sizeof pb, "%s/secret-plan.txt", f.dir);
+    ss_send_item item = {.path = pb, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &item, 1, &e), 0);
+    CU_ASSERT_TRUE(item.queued);
+    CU_ASSERT_EQUAL(item.size, blen);
+    char want[128];
+    snprintf(want, sizeof want, "queued %s SS1 secret-plan.txt", item.id);
+    CU_ASSERT_STRING_EQUAL(t.lines[0], want);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, SS_SIDECAR_EXT), 1);
+
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 1);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 0); /* the sidecar went with the pair */
+    CU_ASSERT_EQUAL(tu_count(f.receive, ""), 2);
+
+    char pck[64], ins[64], pckp[1100], insp[1100];
+    snprintf(pck, sizeof pck, "%s.pck", item.id);
+    snprintf(ins, sizeof ins, "%s.ins", item.id);
+    CU_ASSERT_FALSE(file_contains(f.receive, pck, "quarterly", 9));
+    CU_ASSERT_FALSE(file_contains(f.receive, pck, "secret-plan", 11));
+    CU_ASSERT_FALSE(file_contains(f.receive, ins, "secret-plan", 11));
+    CU_ASSERT_FALSE(file_contains(f.receive, ins, "zlib", 4));
+
+    /* Verifies with the sender's key over the sealed bytes as stored. */
+    snprintf(pckp, sizeof pckp, "%s/%s", f.receive, pck);
+    snprintf(insp, sizeof insp, "%s/%s", f.receive, ins);
+    ss_sig sig;
+    CU_ASSERT_EQUAL_FATAL(ss_verify_file(&f.ps.pk, pckp, insp, &sig, &e), 0);
+    ss_instr in;
+    CU_ASSERT_EQUAL_FATAL(ss_instr_parse(&in, sig.trusted_comment, &e), 0);
+    char keyid[SS_KEYID_HEX + 1];
+    ss_keyid_hex(f.ss.pk.keyid, keyid);
+    CU_ASSERT_STRING_EQUAL(in.enc, keyid);
+    CU_ASSERT_STRING_EQUAL(in.name, SS_SEALED_NAME);
+    CU_ASSERT_EQUAL(in.zip, SS_ZIP_NONE);
+    CU_ASSERT_EQUAL(in.files, 0);
+    struct stat st;
+    CU_ASSERT_EQUAL(stat(pckp, &st), 0);
+    CU_ASSERT_EQUAL(in.size, (uint64_t)st.st_size);
+
+    /* Opens with the receiver's key: metadata, then the zlib payload. */
+    size_t plen = 0;
+    unsigned char *plain = open_sealed(f.receive, item.id, f.ss.sk, &plen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+    ss_sealed_meta m;
+    size_t off = sealed_meta(plain, plen, &m);
+    CU_ASSERT_STRING_EQUAL(m.name, "secret-plan.txt");
+    CU_ASSERT_EQUAL(m.size, blen);
+    CU_ASSERT_EQUAL(m.zip, SS_ZIP_ZLIB);
+    CU_ASSERT_EQUAL(m.files, 0);
+    uLongf out_len = blen + 16;
+    unsigned char *out = malloc(out_len);
+    CU_ASSERT_EQUAL(uncompress(out, &out_len, plain + off, plen - off), Z_OK);
+    CU_ASSERT(out_len == blen && memcmp(out, b, blen) == 0);
+    free(out);
+    free(plain);
+    /* The sender (or a third site) cannot open it. */
+    size_t none;
+    CU_ASSERT_PTR_NULL(open_sealed(f.receive, item.id, f.ps.sk, &none));
+    free(b);
+    fx_close(&f);
+}
+
+/* Sealed bundles and stored (zip=none) payloads; duplicates of sealed
+ * pairs are still recognised (from the sidecar), inside bundles too, and
+ * a bundle some of whose files are still queued is packed again from its
+ * inputs without them. */
+static void test_sealed_bundle_and_dupes(void)
+{
+    fixture f;
+    fx_open(&f);
+    fx_trust_peer(&f);
+    f.ps.conf.bundle_max_files = 8;
+    ss_error e = {0};
+    char paths[4][1024];
+    const char *names[4] = {"alpha.csv", "beta.csv", "gamma.csv", "delta.csv"};
+    for (int i = 0; i < 4; i++) {
+        char data[64];
+        int n = snprintf(data, sizeof data, "contents of %s, row %d\n", names[i], i);
+        tu_write(f.dir, names[i], data, (size_t)n);
+        snprintf(paths[i], sizeof paths[i], "%s/%s", f.dir, names[i]);
+    }
+    ss_send_item three[3];
+    for (int i = 0; i < 3; i++)
+        three[i] = (ss_send_item){.path = paths[i], .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", three, 3, &e), 0);
+    CU_ASSERT_EQUAL(three[0].bundled, 3);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 1);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, SS_SIDECAR_EXT), 1);
+
+    /* Again, with a new file: the three are still queued (found in the
+     * sealed bundle's sidecar); the bundle of four is packed again from
+     * the inputs as the new file alone. */
+    ss_send_item four[4];
+    for (int i = 0; i < 4; i++)
+        four[i] = (ss_send_item){.path = paths[i], .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", four, 4, &e), 0);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_TRUE(four[i].already_queued);
+        CU_ASSERT_STRING_EQUAL(four[i].id, three[0].id);
+    }
+    CU_ASSERT_TRUE(four[3].queued);
+    CU_ASSERT_EQUAL(four[3].bundled, 0);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 2);
+
+    /* A sealed single file stored without compression, then found queued. */
+    f.ps.conf.compression_level = 0;
+    ss_sender_close(&f.snd);
+    CU_ASSERT_EQUAL_FATAL(
+        ss_sender_open(&f.snd, f.ps.root, &f.ps.conf, &f.ps.db, &f.ps.rep, true, &e), 0);
+    f.ps.conf.bundle_max_files = 1;
+    ss_send_item again = {.path = paths[3], .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &again, 1, &e), 0);
+    CU_ASSERT_TRUE(again.already_queued);
+    CU_ASSERT_STRING_EQUAL(again.id, four[3].id);
+    tu_write(f.dir, "delta.csv", "changed\n", 8);
+    ss_send_item changed = {.path = paths[3], .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &changed, 1, &e), 0);
+    CU_ASSERT_TRUE(changed.queued);
+
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 3);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 0);
+    CU_ASSERT_EQUAL(count_plain(f.receive, SS_SIDECAR_EXT), 0);
+
+    /* The bundle: metadata names it and its count; the tar inside. */
+    size_t plen = 0;
+    unsigned char *plain = open_sealed(f.receive, three[0].id, f.ss.sk, &plen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+    ss_sealed_meta m;
+    size_t off = sealed_meta(plain, plen, &m);
+    CU_ASSERT_STRING_EQUAL(m.name, "bundle-3-files.tar");
+    CU_ASSERT_EQUAL(m.files, 3);
+    CU_ASSERT_EQUAL(m.zip, SS_ZIP_ZLIB);
+    unsigned char *tar = malloc(m.size + 16);
+    uLongf tlen = m.size + 16;
+    CU_ASSERT_EQUAL(uncompress(tar, &tlen, plain + off, plen - off), Z_OK);
+    CU_ASSERT_EQUAL(tlen, m.size);
+    CU_ASSERT_PTR_NOT_NULL(memmem(tar, tlen, "contents of beta.csv", 20));
+    free(tar);
+    free(plain);
+    /* The stored one: the payload follows the line as is. */
+    plain = open_sealed(f.receive, changed.id, f.ss.sk, &plen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+    off = sealed_meta(plain, plen, &m);
+    CU_ASSERT_STRING_EQUAL(m.name, "delta.csv");
+    CU_ASSERT_EQUAL(m.zip, SS_ZIP_NONE);
+    CU_ASSERT_EQUAL(m.size, 8);
+    CU_ASSERT(plen - off == 8 && memcmp(plain + off, "changed\n", 8) == 0);
+    free(plain);
+    fx_close(&f);
+}
+
+/* seal = no, and key instructions: never sealed. */
+static void test_sealed_only_data(void)
+{
+    fixture f;
+    fx_open(&f);
+    fx_trust_peer(&f);
+    ss_error e = {0};
+    ss_send_item key = {
+        .data = "key text\n", .data_len = 9, .name = "PS1.pub", .type = SS_TYPE_KEY};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &key, 1, &e), 0);
+    f.ps.conf.seal = false;
+    ss_send_item data = {
+        .data = "plain\n", .data_len = 6, .name = "open.txt", .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &data, 1, &e), 0);
+    f.ps.conf.seal = true;
+    ss_send_item mem = {
+        .data = "from memory\n", .data_len = 12, .name = "m.txt", .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &mem, 1, &e), 0);
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    ss_instr in;
+    check_pair(f.receive, key.id, &f.ps.pk, &in, "key text\n", 9);
+    CU_ASSERT_STRING_EQUAL(in.enc, "");
+    check_pair(f.receive, data.id, &f.ps.pk, &in, "plain\n", 6);
+    CU_ASSERT_STRING_EQUAL(in.enc, "");
+    CU_ASSERT_STRING_EQUAL(in.name, "open.txt");
+    size_t plen;
+    unsigned char *plain = open_sealed(f.receive, mem.id, f.ss.sk, &plen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+    ss_sealed_meta m;
+    sealed_meta(plain, plen, &m);
+    CU_ASSERT_STRING_EQUAL(m.name, "m.txt");
+    CU_ASSERT_EQUAL(m.size, 12);
+    free(plain);
+    fx_close(&f);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
         {"backoff doubles and caps", test_backoff_doubles_and_caps},
         {"pack + deliver produce verifiable pairs", test_pack_deliver_verifies},
+        {"sealed pair: opaque, verifies as stored, opens with the receiver's key",
+         test_sealed_pack},
+        {"sealed bundles and stored payloads; duplicates still found",
+         test_sealed_bundle_and_dupes},
+        {"only data is sealed, and only with seal = yes", test_sealed_only_data},
         {"outbox info counts queued pairs", test_outbox_info_counts},
         {"unreachable peer keeps pairs, then delivers", test_unreachable_then_back},
         {"unknown peer is an error", test_unknown_peer_is_an_error},

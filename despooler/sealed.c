@@ -1,0 +1,537 @@
+/*
+ * sealed.c - sealed packages at the despooler (issue 15; the format is
+ * inboxes/seal.h).  A sealed instruction (enc=<key id>) is judged like any
+ * other first - fields, trusted comment, signer, trust rules - and then:
+ *
+ *   1. main thread (dsp_seal_check): the key id it is sealed to must be one
+ *      of this site's own keys - the current one, or one retired by `key
+ *      rotate` and still within its grace period - and not revoked (else
+ *      4444, nothing is read).  Its secret half (keys/<SITE>.key, or
+ *      keys/<SITE>.<ID>.key.retired) is loaded once into guarded memory
+ *      and must be the keystore's key; a file that cannot be loaded holds
+ *      the pair (4420), nothing is lost.
+ *   2. pool, first pass: every byte of the package is hashed and the
+ *      signature checked (4407): nothing is decrypted before it verified.
+ *      The package must have the declared sealed length (4447 shorter, 4448
+ *      longer).
+ *   3. pool, second pass: the bytes are opened chunk by chunk (4445 a bad
+ *      header, 4446 a chunk that does not authenticate, 4447 no final
+ *      chunk, 4448 bytes after it); the first plaintext line is the
+ *      metadata (4449), the rest the payload exactly as an unsealed pair
+ *      carries it: inflated within the metadata's size and
+ *      max_package_bytes (4412, 4413) into .sitespool-<id>.tmp, published
+ *      under the metadata's name by the batch commit (deliver.c), or a
+ *      bundle's tar (bundle.c, 4427).
+ *
+ * Security stance: verify, then decrypt.  The second pass reads the file
+ * again; what it reads is bound to what the first pass verified by the
+ * header (ephemeral key and stream header, compared byte for byte) and the
+ * length: every chunk after that header authenticates only under a stream
+ * key that only the holder of the ephemeral secret (the sender, who signed
+ * these bytes) or this site's secret key can compute, in order and up to
+ * its final chunk - so a file changed between the passes is refused by the
+ * crypto, or by the header or length check (4407).  Plaintext is handed on
+ * only chunk by chunk once it authenticated, and goes only into temporary
+ * files, removed on any fault.  Secret keys live in sodium_malloc'd memory
+ * and are wiped when the despooler closes; plaintext buffers are wiped
+ * before they are freed.  Memory is constant: one read buffer, one
+ * plaintext buffer of two chunks, the opener's chunk buffers.
+ * Diagnostics: 4444 (main thread); 4445-4449 as verdicts for
+ * dsp_stage_apply; 4407, 4412, 4413, 4416, 4419, 4420, 4427 as for
+ * unsealed pairs.  Messages name the package "sealed package <id>" until
+ * its metadata is decrypted, "<name> (sealed package <id>)" after.
+ */
+#include "pipeline.h"
+#include "../keystore/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The opener hands out at most a chunk per call it is given at most a
+ * chunk's bytes for: two chunks of room are plenty. */
+#define PLAIN_CAP (2 * (size_t)SS_SEAL_CHUNK)
+
+void dsp_package_label(const work *w, char *out, size_t len)
+{
+    if (!dsp_is_sealed(w))
+        snprintf(out, len, "%s", w->in.id);
+    else if (w->seal_named)
+        snprintf(out, len, "%s (sealed package %s)", w->in.name, w->in.id);
+    else
+        snprintf(out, len, "sealed package %s", w->in.id);
+}
+
+/* ---- main thread: the key it is sealed to ---------------------------------- */
+
+void dsp_seal_keys_free(ss_despooler *d)
+{
+    for (int i = 0; i < d->nseal_keys; i++)
+        ss_seckey_free(d->seal_keys[i]);
+    d->nseal_keys = 0;
+}
+
+static enum outcome refuse_key(ss_despooler *d, const work *w, const char *base, const char *key_id,
+                               const char *why)
+{
+    QUARANTINE(d, base, 4444, w->in.id, w->in.from, key_id, why);
+    return OUT_DONE;
+}
+
+/* Why rec (NULL: no such key) cannot open a package, or NULL if it can. */
+static const char *key_refusal(const ss_keyrec *rec, char *why, size_t len)
+{
+    if (!rec ||
+        (rec->state != SS_KEY_OWN && rec->state != SS_KEY_RETIRED && rec->state != SS_KEY_REVOKED))
+        return snprintf(why, len, "which is not a key of this site"), why;
+    if (rec->state == SS_KEY_REVOKED)
+        return snprintf(why, len, "which this site revoked ('sitespool key revoke')"), why;
+    if (rec->state == SS_KEY_RETIRED && rec->grace_until <= ss_now()) {
+        char when[32] = "?";
+        time_t t = (time_t)rec->grace_until;
+        struct tm tm;
+        if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+        snprintf(why, len, "which this site retired by a key rotation; its grace period ended %s",
+                 when);
+        return why;
+    }
+    return NULL;
+}
+
+/* Loads the secret half of own key rec: keys/<SITE>.key while it is the
+ * current key, keys/<SITE>.<ID>.key.retired once `key rotate` retired it,
+ * keys/<SITE>.<ID>.key while a rotation is under way (cmd_keytrust.c).
+ * The file's key must be the keystore's. */
+static ss_seckey *load_own_secret(ss_despooler *d, const ss_keyrec *rec, ss_error *e)
+{
+    char paths[3][PATH_MAX];
+    const char *site = d->conf->site_code;
+    ss_own_key_paths(d->root, site, paths[0], NULL, sizeof paths[0]);
+    snprintf(paths[1], sizeof paths[1], "%s/" SS_DIR_KEYS "/%s.%s.key.retired", d->root, site,
+             rec->key_id);
+    snprintf(paths[2], sizeof paths[2], "%s/" SS_DIR_KEYS "/%s.%s.key", d->root, site, rec->key_id);
+    ss_error first = {0};
+    for (int i = 0; i < 3; i++) {
+        ss_seckey *sk = NULL;
+        ss_error le = {0};
+        if (ss_seckey_load(paths[i], &sk, &le) != 0) {
+            if (le.code != SS_E_NOENT && !first.code) first = le;
+            continue;
+        }
+        ss_pubkey pub;
+        ss_seckey_public(sk, &pub);
+        if (!memcmp(pub.keyid, rec->pk.keyid, SS_KEYID_BYTES) &&
+            !memcmp(pub.pk, rec->pk.pk, SS_PK_BYTES))
+            return sk;
+        ss_seckey_free(sk);
+    }
+    if (first.code)
+        *e = first;
+    else
+        ss_err(e, SS_E_NOENT, "no secret key file in %s/" SS_DIR_KEYS " holds key %s", d->root,
+               rec->key_id);
+    return NULL;
+}
+
+/* The secret key of own key rec, from the cache or loaded into it. */
+static const ss_seckey *own_secret(ss_despooler *d, const ss_keyrec *rec, ss_error *e)
+{
+    for (int i = 0; i < d->nseal_keys; i++)
+        if (!memcmp(d->seal_keys[i]->keyid, rec->pk.keyid, SS_KEYID_BYTES)) return d->seal_keys[i];
+    if (d->nseal_keys == SS_SEAL_KEYS_MAX) {
+        ss_err(e, SS_E_NOMEM, "more than %d keys of this site are in use", SS_SEAL_KEYS_MAX);
+        return NULL;
+    }
+    ss_seckey *sk = load_own_secret(d, rec, e);
+    if (sk) d->seal_keys[d->nseal_keys++] = sk;
+    return sk;
+}
+
+enum outcome dsp_seal_check(ss_despooler *d, work *w, const char *base)
+{
+    char key_id[SS_KEYID_HEX + 1], why[200];
+    if (ss_keyid_canonical(w->in.enc, key_id) != 0)
+        snprintf(key_id, sizeof key_id, "%.16s", "(not a key id)");
+    if (w->in.type != SS_TYPE_DATA) {
+        snprintf(why, sizeof why, "but a %s instruction is never sealed",
+                 ss_itype_name(w->in.type));
+        return refuse_key(d, w, base, key_id, why);
+    }
+    ss_keyrec rec;
+    ss_error e = {0};
+    int found = ss_keys_get(d->db, d->conf->site_code, key_id, &rec, &e);
+    if (found < 0) return dsp_trust_failed(d, w, &e);
+    if (key_refusal(found ? &rec : NULL, why, sizeof why))
+        return refuse_key(d, w, base, key_id, why);
+    const ss_seckey *sk = own_secret(d, &rec, &e);
+    if (!sk) {
+        char reason[400];
+        snprintf(reason, sizeof reason,
+                 "it is sealed to key %s of this site, whose secret key cannot be loaded: %s",
+                 key_id, e.msg);
+        return dsp_hold(d, w, reason);
+    }
+    w->seal_key = sk;
+    w->sealed_size = w->in.size;
+    return OUT_STAGED;
+}
+
+/* ---- pool: reading the sealed stream ---------------------------------------- */
+
+enum sealed_failure { SF_NONE, SF_READ, SF_LOCAL, SF_CHANGED, SF_SEAL };
+
+struct dsp_sealed {
+    dsp_stager *st;
+    int fd;
+    ss_opener op;
+    bool opening; /* begun, not ended */
+    bool ended;   /* its final chunk came and nothing after it */
+    /* what the first pass verified: the header bytes and the length */
+    unsigned char pin[SS_SEAL_HEADER_BYTES];
+    size_t pin_len;
+    uint64_t verified_len;
+    uint64_t offset; /* bytes read by the second pass */
+    const unsigned char *in;
+    size_t in_len;
+    bool eof;
+    unsigned char *plain; /* PLAIN_CAP: authenticated plaintext not yet taken */
+    size_t plain_len, plain_off;
+    bool sink_failed;
+    enum sealed_failure failed;
+    enum ss_seal_fault fault;
+    ss_error err;
+    int read_errno;
+};
+
+static int take_plain(void *ctx, const unsigned char *data, size_t len, ss_error *e)
+{
+    dsp_sealed *s = ctx;
+    if (s->plain_off == s->plain_len) s->plain_off = s->plain_len = 0;
+    if (len > PLAIN_CAP - s->plain_len) {
+        s->sink_failed = true;
+        return ss_err(e, SS_E_NOMEM, "a sealed chunk is larger than its buffer");
+    }
+    memcpy(s->plain + s->plain_len, data, len);
+    s->plain_len += len;
+    return 0;
+}
+
+static int changed(dsp_sealed *s)
+{
+    s->failed = SF_CHANGED;
+    return -1;
+}
+
+/* The opener failed: a fault of the stream, or take_plain's.  At the end
+ * of the bytes, a failure without a fault is a missing final chunk. */
+static int seal_failed(dsp_sealed *s, bool at_end)
+{
+    if (s->sink_failed || (s->op.fault == SS_SEAL_OK && !at_end)) {
+        s->failed = SF_LOCAL;
+    } else {
+        s->failed = SF_SEAL;
+        s->fault = s->op.fault == SS_SEAL_OK ? SS_SEAL_TRUNCATED : s->op.fault;
+    }
+    return -1;
+}
+
+/* The next ciphertext; the header and the length must be what the first
+ * pass verified. */
+static int read_more(dsp_sealed *s)
+{
+    ssize_t n = ss_read_full(s->fd, s->st->read_buf, READ_CHUNK, &s->err);
+    if (n < 0) {
+        s->read_errno = errno;
+        s->failed = SF_READ;
+        return -1;
+    }
+    if (s->offset < s->pin_len) {
+        size_t k = s->pin_len - (size_t)s->offset;
+        if (k > (size_t)n) k = (size_t)n;
+        if (memcmp(s->st->read_buf, s->pin + s->offset, k) != 0) return changed(s);
+    }
+    s->offset += (uint64_t)n;
+    if (s->offset > s->verified_len || (n == 0 && s->offset != s->verified_len)) return changed(s);
+    s->in = s->st->read_buf;
+    s->in_len = (size_t)n;
+    s->eof = n == 0;
+    return 0;
+}
+
+/* Makes authenticated plaintext available: 1, 0 at the end of the
+ * stream, -1 on a fault. */
+static int fill_plain(dsp_sealed *s)
+{
+    while (s->plain_off == s->plain_len) {
+        if (s->failed) return -1;
+        if (s->ended) return 0;
+        if (s->in_len == 0 && !s->eof && read_more(s) != 0) return -1;
+        if (s->in_len == 0) {
+            s->opening = false;
+            if (ss_open_end(&s->op, &s->err) != 0) return seal_failed(s, true);
+            s->ended = true;
+            continue;
+        }
+        /* At most a chunk at a time: take_plain's room suffices. */
+        size_t take = s->in_len < SS_SEAL_CHUNK_BYTES ? s->in_len : SS_SEAL_CHUNK_BYTES;
+        if (ss_open_update(&s->op, s->in, take, &s->err) != 0) return seal_failed(s, false);
+        s->in += take;
+        s->in_len -= take;
+    }
+    return 1;
+}
+
+ssize_t dsp_sealed_pull(dsp_sealed *s, const void **out)
+{
+    int r = fill_plain(s);
+    if (r <= 0) return r;
+    *out = s->plain + s->plain_off;
+    size_t n = s->plain_len - s->plain_off;
+    s->plain_off = s->plain_len;
+    return (ssize_t)n;
+}
+
+/* The status of a fault of the sealed stream. */
+static int fault_status(enum ss_seal_fault f)
+{
+    switch (f) {
+    case SS_SEAL_BAD_HEADER:
+        return 4445;
+    case SS_SEAL_BAD_CHUNK:
+        return 4446;
+    case SS_SEAL_TRAILING:
+        return 4448;
+    default:
+        return 4447;
+    }
+}
+
+/* The opener's own words, or what is known without them. */
+static void fault_detail(const dsp_sealed *s, char *out, size_t len)
+{
+    if (s->err.code != SS_OK && s->err.msg[0])
+        snprintf(out, len, "%s", s->err.msg);
+    else if (s->fault == SS_SEAL_BAD_CHUNK)
+        snprintf(out, len, "chunk %llu does not authenticate",
+                 (unsigned long long)s->op.chunks + 1);
+    else if (s->fault == SS_SEAL_BAD_HEADER)
+        snprintf(out, len, "its sealed header is not valid for this key");
+    else if (s->fault == SS_SEAL_TRAILING)
+        snprintf(out, len, "bytes follow its final chunk");
+    else
+        snprintf(out, len, "it ends after %llu bytes without its final chunk",
+                 (unsigned long long)s->offset);
+}
+
+bool dsp_sealed_verdict(dsp_sealed *s, work *w)
+{
+    char detail[256];
+    switch (s->failed) {
+    case SF_NONE:
+        return false;
+    case SF_READ: /* reading the package: this host's fault, kept (4419) */
+        w->sv = SV_INPUT_FAULT;
+        w->input_errno = s->read_errno;
+        w->sv_err = s->err;
+        return true;
+    case SF_LOCAL:
+        w->sv = SV_LOCAL_FAULT;
+        w->sv_err = s->err;
+        return true;
+    case SF_CHANGED:
+        dsp_stage_refuse(w, 4407, "the package changed after its signature was verified");
+        return true;
+    case SF_SEAL:
+        break;
+    }
+    fault_detail(s, detail, sizeof detail);
+    dsp_stage_refuse(w, fault_status(s->fault), detail);
+    return true;
+}
+
+/* First pass: every byte hashed (the header kept) and the signature over
+ * them checked before anything is decrypted; then the declared length. */
+static int verify_pass(dsp_sealed *s, work *w)
+{
+    ss_hash h;
+    ss_hash_init(&h);
+    ssize_t n;
+    uint64_t total = 0;
+    (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    while ((n = ss_read_full(s->fd, s->st->read_buf, READ_CHUNK, &s->err)) > 0) {
+        if (total < SS_SEAL_HEADER_BYTES) {
+            size_t k = SS_SEAL_HEADER_BYTES - (size_t)total;
+            if (k > (size_t)n) k = (size_t)n;
+            memcpy(s->pin + total, s->st->read_buf, k);
+            s->pin_len += k;
+        }
+        ss_hash_update(&h, s->st->read_buf, (size_t)n);
+        total += (uint64_t)n;
+    }
+    if (n < 0) {
+        s->read_errno = errno;
+        s->failed = SF_READ;
+        return dsp_sealed_verdict(s, w), -1;
+    }
+    unsigned char hash[SS_HASH_BYTES];
+    ss_error sig_err = {0};
+    char detail[160];
+    ss_hash_final(&h, hash);
+    if (w->is_signed && ss_sig_verify_package(&w->sig, &w->pk, hash, &sig_err) != 0)
+        return dsp_stage_refuse(w, 4407, sig_err.msg), -1;
+    s->verified_len = total;
+    if (total == w->sealed_size) return 0;
+    snprintf(detail, sizeof detail, "the package is %llu bytes, its instruction declares %llu",
+             (unsigned long long)total, (unsigned long long)w->sealed_size);
+    dsp_stage_refuse(w, total < w->sealed_size ? 4447 : 4448, detail);
+    return -1;
+}
+
+/* Second pass: from the start, through the opener. */
+static int open_pass(dsp_sealed *s, work *w)
+{
+    if (lseek(s->fd, 0, SEEK_SET) != 0) {
+        ss_err_sys(&s->err, "cannot read %s again", w->pck_name);
+        s->read_errno = errno;
+        s->failed = SF_READ;
+        return dsp_sealed_verdict(s, w), -1;
+    }
+    s->plain = malloc(PLAIN_CAP);
+    if (!s->plain) {
+        w->sv = SV_LOCAL_FAULT;
+        ss_err(&w->sv_err, SS_E_NOMEM, "out of memory");
+        return -1;
+    }
+    if (ss_open_begin(&s->op, w->seal_key->sk, w->seal_key->keyid, take_plain, s, &w->sv_err) !=
+        0) {
+        w->sv = SV_LOCAL_FAULT;
+        return -1;
+    }
+    s->opening = true;
+    return 0;
+}
+
+static int bad_meta(work *w, const char *why)
+{
+    dsp_stage_refuse(w, 4449, why);
+    return -1;
+}
+
+/* The first plaintext line: the metadata, checked by the rules of an
+ * unsealed instruction's fields, which it then replaces in w. */
+static int read_meta(dsp_sealed *s, work *w, uint64_t max_bytes)
+{
+    char line[SS_SEALED_META_MAX];
+    size_t len = 0;
+    for (;;) {
+        int r = fill_plain(s);
+        if (r < 0) return dsp_sealed_verdict(s, w), -1;
+        if (r == 0) return bad_meta(w, "the stream ends within its metadata line");
+        size_t avail = s->plain_len - s->plain_off, room = sizeof line - len;
+        const unsigned char *p = s->plain + s->plain_off;
+        const unsigned char *nl = memchr(p, '\n', avail < room ? avail : room);
+        size_t take = nl ? (size_t)(nl - p) + 1 : avail < room ? avail : room;
+        memcpy(line + len, p, take);
+        len += take;
+        s->plain_off += take;
+        if (nl) break;
+        if (len == sizeof line) {
+            char why[96];
+            snprintf(why, sizeof why, "no newline within its first %d bytes", SS_SEALED_META_MAX);
+            return bad_meta(w, why);
+        }
+    }
+    ss_sealed_meta m;
+    ss_error e = {0};
+    int rc = ss_sealed_meta_parse(line, len, &m, &e);
+    sodium_memzero(line, sizeof line);
+    if (rc != 0) return bad_meta(w, e.msg);
+    if (!ss_file_name_valid(m.name) || m.files > SS_BUNDLE_FILES_MAX ||
+        (m.zip != SS_ZIP_ZLIB && m.zip != SS_ZIP_NONE))
+        return bad_meta(w, "its name, files or zip is not valid");
+    snprintf(w->in.name, sizeof w->in.name, "%s", m.name);
+    w->in.size = m.size;
+    w->in.zip = (enum ss_zip)m.zip;
+    w->in.files = m.files;
+    w->seal_named = true;
+    sodium_memzero(&m, sizeof m);
+    if (w->in.size <= max_bytes) return 0;
+    w->sv_size = w->in.size; /* the decompression-bomb bound, before inflating */
+    dsp_stage_refuse(w, 4412, "");
+    return -1;
+}
+
+/* A single file: the payload inflated into .sitespool-<id>.tmp. */
+static void stage_file(dsp_stager *st, work *w, dsp_sealed *s)
+{
+    char tmp[96];
+    ss_error unpack_err = {0};
+    ss_inflater *inf = st->inflater;
+    dsp_tmp_name_for(w->in.id, tmp, sizeof tmp);
+    if (ss_atomic_begin_named(&w->out, w->dest_fd, w->in.name, tmp, 0640, &w->sv_err) != 0) {
+        w->sv = SV_LOCAL_FAULT;
+        return;
+    }
+    if (ss_inflater_reset(inf, w->in.zip, w->in.size, &w->sv_err) != 0) {
+        w->sv = SV_LOCAL_FAULT;
+        ss_atomic_abort(&w->out);
+        return;
+    }
+    ss_inflater_skip_checksum(inf); /* Poly1305 authenticated every byte */
+    struct unpack_sink sink = {.fd = w->out.fd};
+    bool inflating = true;
+    const void *p;
+    ssize_t n;
+    while ((n = dsp_sealed_pull(s, &p)) > 0)
+        if (inflating && ss_inflater_feed(inf, p, (size_t)n, dsp_unpack_write, &sink, &unpack_err))
+            inflating = false; /* the rest is still opened: a fault of the stream comes first */
+    if (n == 0 && inflating && ss_inflater_finish(inf, &unpack_err) == 0 &&
+        inf->out_bytes != w->in.size)
+        ss_err(&unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
+               (unsigned long long)inf->out_bytes, (unsigned long long)w->in.size);
+    if (sink.io_failed) { /* the destination's fault, not the package's */
+        w->sv = SV_LOCAL_FAULT;
+        w->sv_err = sink.io_err;
+    } else if (dsp_sealed_verdict(s, w)) {
+    } else if (unpack_err.code != SS_OK) {
+        dsp_stage_refuse(w, 4413, unpack_err.msg);
+    } else if (w->sync_each && fdatasync(w->out.fd) != 0) {
+        ss_err_sys(&w->sv_err, "cannot make %s durable", tmp);
+        w->sv = SV_LOCAL_FAULT;
+    } else {
+        w->sv = SV_STAGED;
+    }
+    if (w->sv != SV_STAGED) ss_atomic_abort(&w->out);
+}
+
+static void sealed_close(dsp_sealed *s)
+{
+    if (s->opening) ss_open_abort(&s->op);
+    s->opening = false;
+    if (s->plain) {
+        sodium_memzero(s->plain, PLAIN_CAP);
+        free(s->plain);
+        s->plain = NULL;
+    }
+}
+
+void dsp_stage_sealed(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
+{
+    int fd = dsp_stage_open_package(receive_fd, max_bytes, w);
+    if (fd < 0) return;
+    dsp_sealed s;
+    memset(&s, 0, sizeof s);
+    s.st = st;
+    s.fd = fd;
+    if (verify_pass(&s, w) == 0 && open_pass(&s, w) == 0 && read_meta(&s, w, max_bytes) == 0) {
+        if (w->in.files)
+            dsp_stage_sealed_bundle(st, w, &s);
+        else
+            stage_file(st, w, &s);
+    }
+    sealed_close(&s);
+    close(fd);
+}

@@ -1,0 +1,150 @@
+/*
+ * seal.h - sealed packages: a package's bytes encrypted to the receiving
+ * site, end to end, whatever carries them (issue 15).  libsodium only.
+ *
+ * The sealed package file (what <ID>.pck holds when the instruction says
+ * enc=<KEYID>):
+ *
+ *   magic      8 bytes  "SSSEAL01"
+ *   key id     8 bytes  the receiver's key id (as in the key file: the 8
+ *                       bytes minisign stores) the package is sealed to
+ *   ephemeral 32 bytes  a fresh X25519 public key, one per package
+ *   header    24 bytes  crypto_secretstream_xchacha20poly1305 header
+ *   chunks              crypto_secretstream_xchacha20poly1305 messages:
+ *                       each SS_SEAL_CHUNK plaintext bytes (+17), the
+ *                       last one shorter (possibly empty) and tagged
+ *                       FINAL; nothing may follow it.
+ *
+ * The receiver's X25519 key is its Ed25519 site key converted with
+ * crypto_sign_ed25519_pk_to_curve25519 (the secret half with
+ * crypto_sign_ed25519_sk_to_curve25519), so the keys peers already hold,
+ * trust, rotate and revoke are the keys packages are sealed to: no second
+ * key to distribute, publish or roll over.  The stream key is
+ *   BLAKE2b-256(key = "sitespool-seal/1",
+ *               X25519(eph_sk, rcpt_pk) || eph_pk || rcpt_pk)
+ * (an all-zero shared secret is refused), so it is bound to both public
+ * keys; the ephemeral secret is wiped once the header is written.
+ *
+ * What is inside (the plaintext stream) is the business of the sender and
+ * the despooler: a metadata line "sitespool-sealed/1 name=<pct> size=<n>
+ * zip=zlib|none [files=<n>]" and then the payload as it would be stored
+ * unsealed.
+ *
+ * Security stance: the opener authenticates every chunk (Poly1305) and
+ * their order (secretstream's nonce), and tells apart a bad header, a
+ * chunk that does not authenticate (tampered, reordered, from another
+ * stream), a stream that ends before its FINAL chunk, and bytes after it;
+ * plaintext is handed out chunk by chunk only after that chunk
+ * authenticated.  Secret material lives in sodium_malloc'd memory (the
+ * caller's) or on the stack for one call and is wiped (sodium_memzero).
+ * Constant memory: one chunk of buffer on each side.
+ */
+#ifndef SS_SEAL_H
+#define SS_SEAL_H
+
+#include "error.h"
+
+#include <sodium.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SS_SEAL_MAGIC "SSSEAL01"
+#define SS_SEAL_CHUNK (64 * 1024)
+#define SS_SEAL_HEADER_BYTES (8 + 8 + 32 + crypto_secretstream_xchacha20poly1305_HEADERBYTES)
+#define SS_SEAL_CHUNK_BYTES (SS_SEAL_CHUNK + crypto_secretstream_xchacha20poly1305_ABYTES)
+#define SS_SEAL_KEYID_BYTES 8
+
+/* Why a sealed stream could not be opened (each has its own status id at
+ * the despooler). */
+enum ss_seal_fault {
+    SS_SEAL_OK,
+    SS_SEAL_BAD_HEADER, /* not a sealed package, or sealed to another key id */
+    SS_SEAL_BAD_CHUNK,  /* a chunk did not authenticate: tampered, reordered, foreign */
+    SS_SEAL_TRUNCATED,  /* the stream ended before its FINAL chunk */
+    SS_SEAL_TRAILING,   /* bytes after the FINAL chunk */
+};
+
+typedef int (*ss_seal_write_fn)(void *ctx, const unsigned char *data, size_t len, ss_error *e);
+
+typedef struct ss_sealer {
+    crypto_secretstream_xchacha20poly1305_state st;
+    unsigned char *plain;  /* SS_SEAL_CHUNK, sodium_malloc'd */
+    unsigned char *cipher; /* SS_SEAL_CHUNK_BYTES */
+    size_t fill;
+    uint64_t plain_bytes, sealed_bytes;
+    ss_seal_write_fn write;
+    void *ctx;
+} ss_sealer;
+
+/* Writes the header for the receiver's Ed25519 public key (converted
+ * here) and its key id. */
+int ss_seal_begin(ss_sealer *s, const unsigned char rcpt_ed25519_pk[32],
+                  const unsigned char rcpt_keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write,
+                  void *ctx, ss_error *e);
+int ss_seal_update(ss_sealer *s, const void *data, size_t len, ss_error *e);
+/* The FINAL chunk; wipes and frees the state (also after a failure). */
+int ss_seal_end(ss_sealer *s, ss_error *e);
+void ss_seal_abort(ss_sealer *s);
+
+typedef struct ss_opener {
+    crypto_secretstream_xchacha20poly1305_state st;
+    unsigned char header[SS_SEAL_HEADER_BYTES];
+    size_t header_fill;
+    bool started, final_seen;
+    unsigned char *cipher; /* SS_SEAL_CHUNK_BYTES, sodium_malloc'd */
+    unsigned char *plain;  /* SS_SEAL_CHUNK */
+    size_t fill;
+    uint64_t chunks, plain_bytes;
+    unsigned char *rcpt_sk; /* X25519 secret, sodium_malloc'd, set by ss_open_key */
+    unsigned char rcpt_pk[32];
+    enum ss_seal_fault fault;
+    ss_seal_write_fn write;
+    void *ctx;
+} ss_opener;
+
+/* The key id a sealed header names (1), or 0 if data is not (yet, len <
+ * SS_SEAL_HEADER_BYTES) a sealed header. */
+int ss_seal_header_keyid(const unsigned char *data, size_t len,
+                         unsigned char keyid[SS_SEAL_KEYID_BYTES]);
+/* Prepares to open a stream sealed to the Ed25519 key pair whose secret
+ * key is ed25519_sk (64 bytes, libsodium's form) and key id keyid. */
+int ss_open_begin(ss_opener *o, const unsigned char ed25519_sk[64],
+                  const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write,
+                  void *ctx, ss_error *e);
+/* Feeds sealed bytes in pieces of any size; plaintext goes to write as
+ * each chunk authenticates.  -1 with o->fault set on a sealing fault (or
+ * SS_SEAL_OK when write failed). */
+int ss_open_update(ss_opener *o, const void *data, size_t len, ss_error *e);
+/* The end of the sealed bytes: -1 (SS_SEAL_TRUNCATED) unless the FINAL
+ * chunk came.  Wipes and frees the state (also after a failure). */
+int ss_open_end(ss_opener *o, ss_error *e);
+void ss_open_abort(ss_opener *o);
+
+/* ---- what is inside: the metadata line, then the payload ----
+ *
+ *   sitespool-sealed/1 name=<pct-encoded> size=<n> zip=zlib|none[ files=<n>]\n
+ *
+ * name, size, zip and files mean what they mean in an unsealed
+ * instruction (instruction.h) and are checked by the same rules; the line
+ * is at most SS_SEALED_META_MAX bytes including its newline.  The sealed
+ * instruction itself carries enc=<16 hex: the receiver's key id>,
+ * name=sealed, zip=none, size=<the sealed package's length> and no files=
+ * (instruction.c enforces this), so the file name, the real size, the
+ * compression and the number of files of a bundle travel sealed. */
+#define SS_SEALED_META_MAGIC "sitespool-sealed/1"
+#define SS_SEALED_META_MAX 1024
+#define SS_SEALED_NAME "sealed"
+
+typedef struct ss_sealed_meta {
+    char name[256]; /* SS_NAME_MAX + 1 */
+    uint64_t size;
+    int zip;        /* enum ss_zip */
+    unsigned files; /* 0: one file */
+} ss_sealed_meta;
+
+int ss_sealed_meta_format(const ss_sealed_meta *m, char *out, size_t len, ss_error *e);
+/* line: up to and including its newline (len counts it). */
+int ss_sealed_meta_parse(const char *line, size_t len, ss_sealed_meta *m, ss_error *e);
+
+#endif

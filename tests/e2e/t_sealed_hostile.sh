@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Hostile sealed packages (issue 15): each fault made with python3
+# (seal_oracle.py: python3-nacl, independent of sitespool) and re-signed by
+# the sender's key with stock minisign, so that the signature is valid and
+# the seal must catch it; each gets its own status id, nothing is delivered
+# and no temporary file is left in incoming.  Messages name the package
+# "sealed package <id>" until its metadata is decrypted, by its name after.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_seal.sh"
+mksite PS1; mksite SS1; pair PS1 SS1
+despool_once PS1 >/dev/null; despool_once SS1 >/dev/null
+R=$(receive SS1); I=$(incoming SS1); J=$(rejected SS1)
+key=$(keyid_of "$T/SS1/keys/SS1.pub")
+
+# A real sealed package of four chunks (three full ones and the final).
+head -c 200000 /dev/urandom > "$T/payload.bin"
+"$S" -C "$T/PS1" send --to SS1 --queue-only "$T/payload.bin" >/dev/null
+base=$(ls "$T/PS1/inboxes/schedule.box/outbox/SS1/"*.pck)
+[ "$(tc_field "${base%.pck}.ins" enc)" = "$key" ] || fail "the sender did not seal the package"
+oracle open "$T/SS1/keys/SS1.key" "$base" "$T/check.bin" >/dev/null || fail "oracle cannot open it"
+cmp "$T/payload.bin" "$T/check.bin" || fail "oracle opened other content"
+
+declare -A want # id -> status
+# hostile STATUS PCK [size]: a pair of PCK signed by PS1 (size= the
+# package's own unless given), expected to end with STATUS; its id in HID.
+hostile() {
+  local status=$1 pck=$2 id; id=$(new_id)
+  cp "$pck" "$R/$id.pck"
+  sign_ins PS1 "$R" "$id" "$(sealed_comment "$id" "${3:-$(stat -c %s "$pck")}" "$key")"
+  want[$id]=$status
+  HID=$id
+}
+# tampered MODE: the base package with one fault.
+tampered() { oracle tamper "$base" "$T/t-$1.pck" "$1"; echo "$T/t-$1.pck"; }
+# sealed_plain FILE: FILE (a metadata line and a payload) sealed to SS1.
+sealed_plain() { oracle seal "$T/SS1/keys/SS1.pub" "$1" "$1.pck"; echo "$1.pck"; }
+
+hostile 4446 "$(tampered flip)"; flip=$HID
+hostile 4446 "$(tampered swap)"
+hostile 4447 "$(tampered dropfinal)"; before=$HID
+hostile 4447 "$(tampered dropfinal)" "$(stat -c %s "$base")" # shorter than declared
+hostile 4448 "$(tampered append)" "$(stat -c %s "$base")" # longer than declared
+# Declared too: the bytes after the final chunk make it a chunk that does
+# not authenticate (where a final chunk ends is only known by opening it).
+hostile 4446 "$(tampered append)"
+hostile 4445 "$(tampered magic)"; magic=$HID
+hostile 4445 "$(tampered keyid=0123456789ABCDEF)"
+# Not re-signed: the signature fails before anything is decrypted.
+id=$(new_id); cp "$(tampered flip)" "$R/$id.pck"; cp "${base%.pck}.ins" "$R/$id.ins"
+sed -i "s/id=[0-9a-f]\{32\}/id=$id/" "$R/$id.ins"; want[$id]=4407
+
+# Authentic seals of bad plaintext (the sender's key signs them).
+python3 - "$T" <<'PY'
+import io, sys, tarfile, zlib
+t = sys.argv[1]
+def put(name, data): open(f"{t}/{name}", "wb").write(data)
+payload = b"x" * 1000
+put("meta-garbage", b"this is not metadata\n" + payload)
+put("meta-long", b"sitespool-sealed/1 name=" + b"a" * 1500)
+put("meta-name", b"sitespool-sealed/1 name=..%2Fetc%2Fpasswd size=1000 zip=none\n" + payload)
+put("meta-bomb", b"sitespool-sealed/1 name=bomb.bin size=1099511627776 zip=zlib\n" + zlib.compress(payload))
+put("meta-small", b"sitespool-sealed/1 name=small.bin size=100 zip=zlib\n" + zlib.compress(payload))
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    for n in ("a.txt", "b.txt"):
+        info = tarfile.TarInfo(n); info.size = 3; tar.addfile(info, io.BytesIO(b"abc"))
+tarred = buf.getvalue()
+put("meta-files", b"sitespool-sealed/1 name=bundle size=%d zip=zlib files=3\n" % len(tarred) + zlib.compress(tarred))
+PY
+hostile 4449 "$(sealed_plain "$T/meta-garbage")"
+hostile 4449 "$(sealed_plain "$T/meta-long")"
+hostile 4449 "$(sealed_plain "$T/meta-name")"
+hostile 4412 "$(sealed_plain "$T/meta-bomb")"; bomb=$HID
+hostile 4413 "$(sealed_plain "$T/meta-small")"
+hostile 4427 "$(sealed_plain "$T/meta-files")"; bundle=$HID
+
+despool_once SS1 >/dev/null
+for id in "${!want[@]}"; do
+  assert_file "$J/$id.why"
+  grep -q "^status ${want[$id]} " "$J/$id.why" || fail "pair $id: expected ${want[$id]}: $(head -1 "$J/$id.why")"
+done
+for s in 4445 4446 4447 4448 4449; do
+  [ "$(status_count SS1 "$s")" -ge 1 ] || fail "no $s stored"
+done
+assert_eq "$(count_all "$I")" 0 "nothing delivered"
+assert_eq "$(count_all "$R")" 0 "every hostile pair quarantined"
+assert_eq "$(status_count SS1 4400)" 0 "no 4400"
+leftovers=$(find "$T/SS1/inboxes" -name '.sitespool-*' | head -n 3)
+[ -z "$leftovers" ] || fail "temporary files left: $leftovers"
+pass "${#want[@]} hostile sealed pairs: each its own status, nothing delivered, no temporary file left"
+
+grep -q "Could not open payload.bin (sealed package $flip) from site PS1: chunk 2 " "$J/$flip.why" ||
+  fail "4446 does not name the decrypted file: $(head -1 "$J/$flip.why")"
+grep -q "Could not open sealed package $magic from site PS1: " "$J/$magic.why" ||
+  fail "4445 before the name is known: $(head -1 "$J/$magic.why")"
+grep -q "Could not open payload.bin (sealed package $before) from site PS1: .*final chunk" "$J/$before.why" ||
+  fail "4447: $(head -1 "$J/$before.why")"
+grep -q "Package bomb.bin (sealed package $bomb) from site PS1 is too large (1099511627776 bytes" "$J/$bomb.why" ||
+  fail "4412: $(head -1 "$J/$bomb.why")"
+grep -q "Bundle bundle (sealed package $bundle) from site PS1 (3 files)" "$J/$bundle.why" ||
+  fail "4427: $(head -1 "$J/$bundle.why")"
+pass "messages name the package by its decrypted name once known, 'sealed package ID' before"
+
+# The genuine pair still arrives.
+mv "$base" "$R/"; mv "${base%.pck}.ins" "$R/"
+for f in "$R"/*; do mv "$f" "$R/$(basename "$f" | sed 's/^[0-9]*-//')"; done
+despool_once SS1 >/dev/null
+cmp "$T/payload.bin" "$I/payload.bin" || fail "the genuine sealed pair was not delivered"
+pass "the untampered sealed pair is delivered"
