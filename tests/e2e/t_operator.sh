@@ -50,7 +50,10 @@ assert_eq "$rc" 2 "check with an unknown option"
 pass "--help (exit 0) and usage errors (exit 2) for check, queue, release, delete"
 
 # ---- check ----
-mksite PS1; mksite SS1; pair PS1 SS1
+# PS1 sends unsealed: the queue and delete texts below name the files, which
+# a sealed pair quarantined before it was opened cannot (it is listed as
+# "sealed"; t_sealed*.sh cover sealing).
+mksite PS1 "seal = no"; mksite SS1; pair PS1 SS1
 despool_once PS1 >/dev/null; despool_once SS1 >/dev/null # import each other's keys
 run_rc rc "$S" -C "$T/PS1" check
 assert_eq "$rc" 0 "check of a clean site: $(cat "$T/out")"
