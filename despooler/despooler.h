@@ -111,6 +111,10 @@ typedef struct ss_despooler {
      * memory (sodium_malloc), read by the pool, wiped and freed on close. */
     ss_seckey *seal_keys[SS_SEAL_KEYS_MAX];
     int nseal_keys;
+    /* The stream keys of the sends whose packages were opened
+     * (ss_open_cache, seal.h): made with the first key, shared by the
+     * pool, wiped and freed with the keys. */
+    struct ss_open_cache *seal_cache;
 } ss_despooler;
 
 /* Takes the site's despooler lock (SS_E_LOCKED if another one runs). */

@@ -119,6 +119,7 @@ typedef struct work {
      * length (size= of the instruction), and whether in.name, size, zip
      * and files are the metadata's yet (decrypted). */
     const ss_seckey *seal_key;
+    ss_open_cache *seal_cache; /* the despooler's, shared by the pool */
     uint64_t sealed_size;
     bool seal_named;
 } work;

@@ -33,7 +33,10 @@
  * crypto, or by the header or length check (4407).  Plaintext is handed on
  * only chunk by chunk once it authenticated, and goes only into temporary
  * files, removed on any fault.  Secret keys live in sodium_malloc'd memory
- * and are wiped when the despooler closes; plaintext buffers are wiped
+ * and are wiped when the despooler closes, and so are the stream keys of
+ * the last SS_OPEN_CACHE_SLOTS sends opened (d->seal_cache, shared by the
+ * pool: the packages of one send cost one X25519; a key is cached only
+ * once a chunk authenticated under it); plaintext buffers are wiped
  * before they are freed.  Memory is constant: one read buffer, one
  * plaintext buffer of two chunks, the opener's chunk buffers.
  * Diagnostics: 4444 (main thread); 4445-4449 as verdicts for
@@ -72,6 +75,8 @@ void dsp_seal_keys_free(ss_despooler *d)
     for (int i = 0; i < d->nseal_keys; i++)
         ss_seckey_free(d->seal_keys[i]);
     d->nseal_keys = 0;
+    ss_open_cache_free(d->seal_cache);
+    d->seal_cache = NULL;
 }
 
 static enum outcome refuse_key(ss_despooler *d, const work *w, const char *base, const char *key_id,
@@ -145,6 +150,7 @@ static const ss_seckey *own_secret(ss_despooler *d, const ss_keyrec *rec, ss_err
         ss_err(e, SS_E_NOMEM, "more than %d keys of this site are in use", SS_SEAL_KEYS_MAX);
         return NULL;
     }
+    if (!d->seal_cache && !(d->seal_cache = ss_open_cache_new(e))) return NULL;
     ss_seckey *sk = load_own_secret(d, rec, e);
     if (sk) d->seal_keys[d->nseal_keys++] = sk;
     return sk;
@@ -175,6 +181,7 @@ enum outcome dsp_seal_check(ss_despooler *d, work *w, const char *base)
         return dsp_hold(d, w, reason);
     }
     w->seal_key = sk;
+    w->seal_cache = d->seal_cache;
     w->sealed_size = w->in.size;
     return OUT_STAGED;
 }
@@ -405,8 +412,8 @@ static int open_pass(dsp_sealed *s, work *w)
         ss_err(&w->sv_err, SS_E_NOMEM, "out of memory");
         return -1;
     }
-    if (ss_open_begin(&s->op, w->seal_key->sk, w->seal_key->keyid, take_plain, s, &w->sv_err) !=
-        0) {
+    if (ss_open_begin_cached(&s->op, w->seal_cache, w->seal_key->sk, w->seal_key->keyid, take_plain,
+                             s, &w->sv_err) != 0) {
         w->sv = SV_LOCAL_FAULT;
         return -1;
     }

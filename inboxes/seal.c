@@ -23,6 +23,7 @@
 #include "instruction.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,10 +85,13 @@ static void chunk_free(void *p, size_t n)
     free(p);
 }
 
+/* Wiped as far as they were used: a small package fills a few bytes of
+ * them, and wiping both whole cost more than sealing it. */
 static void sealer_free(ss_sealer *s)
 {
-    chunk_free(s->plain, SS_SEAL_CHUNK);
-    chunk_free(s->cipher, SS_SEAL_CHUNK_BYTES);
+    size_t used = s->plain_bytes < SS_SEAL_CHUNK ? (size_t)s->plain_bytes : SS_SEAL_CHUNK;
+    chunk_free(s->plain, used);
+    chunk_free(s->cipher, used + crypto_secretstream_xchacha20poly1305_ABYTES);
     s->plain = s->cipher = NULL;
     sodium_memzero(&s->st, sizeof s->st);
     s->fill = 0;
@@ -100,46 +104,85 @@ static int sealer_out(ss_sealer *s, const unsigned char *data, size_t len, ss_er
     return 0;
 }
 
-/* The sealed header for a fresh ephemeral key; the key schedule in s->st. */
-static int sealer_header(ss_sealer *s, const unsigned char rcpt_x[32],
-                         const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_error *e)
+/* ------------------------------------------------------- a send's key */
+
+void ss_seal_key_init(ss_seal_key *k, const unsigned char rcpt_ed25519_pk[32],
+                      const unsigned char rcpt_keyid[SS_SEAL_KEYID_BYTES])
 {
-    unsigned char head[SS_SEAL_HEADER_BYTES], eph_sk[crypto_scalarmult_SCALARBYTES];
-    unsigned char key[crypto_secretstream_xchacha20poly1305_KEYBYTES];
-    memcpy(head, SS_SEAL_MAGIC, MAGIC_BYTES);
-    memcpy(head + MAGIC_BYTES, keyid, SS_SEAL_KEYID_BYTES);
+    memset(k, 0, sizeof *k);
+    memcpy(k->rcpt_pk, rcpt_ed25519_pk, sizeof k->rcpt_pk);
+    memcpy(k->keyid, rcpt_keyid, SS_SEAL_KEYID_BYTES);
+}
+
+void ss_seal_key_free(ss_seal_key *k)
+{
+    if (k->key) {
+        sodium_memzero(k->key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
+        sodium_free(k->key);
+    }
+    k->key = NULL;
+}
+
+/* The ephemeral key pair and the stream key, once per ss_seal_key: the
+ * ephemeral secret lives on the stack for this call and is wiped. */
+static int seal_key_make(ss_seal_key *k, ss_error *e)
+{
+    unsigned char rcpt_x[crypto_scalarmult_BYTES], eph_sk[crypto_scalarmult_SCALARBYTES];
+    if (crypto_sign_ed25519_pk_to_curve25519(rcpt_x, k->rcpt_pk) != 0)
+        return ss_err(e, SS_E_FORMAT,
+                      "the receiver's public key is not a usable Ed25519 key: nothing can be "
+                      "sealed to it");
+    unsigned char *key = sodium_malloc(crypto_secretstream_xchacha20poly1305_KEYBYTES);
+    if (!key) return ss_err(e, SS_E_NOMEM, "out of memory for sealing");
     randombytes_buf(eph_sk, sizeof eph_sk);
-    int rc = crypto_scalarmult_base(head + EPH_OFF, eph_sk);
-    if (rc == 0) rc = stream_key(key, eph_sk, rcpt_x, head + EPH_OFF, rcpt_x);
+    int rc = crypto_scalarmult_base(k->eph_pk, eph_sk);
+    if (rc == 0) rc = stream_key(key, eph_sk, rcpt_x, k->eph_pk, rcpt_x);
     sodium_memzero(eph_sk, sizeof eph_sk);
     if (rc != 0) {
-        sodium_memzero(key, sizeof key);
+        sodium_memzero(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
+        sodium_free(key);
         return ss_err(e, SS_E_FORMAT,
                       "the receiver's key gives no usable shared secret (a low-order key): "
                       "nothing can be sealed to it");
     }
-    crypto_secretstream_xchacha20poly1305_init_push(&s->st, head + SS_HDR_OFF, key);
-    sodium_memzero(key, sizeof key);
+    k->key = key;
+    return 0;
+}
+
+/* The sealed header: the send's ephemeral key, a fresh random stream
+ * header (init_push draws it); the key schedule in s->st. */
+static int sealer_header(ss_sealer *s, const ss_seal_key *k, ss_error *e)
+{
+    unsigned char head[SS_SEAL_HEADER_BYTES];
+    memcpy(head, SS_SEAL_MAGIC, MAGIC_BYTES);
+    memcpy(head + MAGIC_BYTES, k->keyid, SS_SEAL_KEYID_BYTES);
+    memcpy(head + EPH_OFF, k->eph_pk, crypto_scalarmult_BYTES);
+    crypto_secretstream_xchacha20poly1305_init_push(&s->st, head + SS_HDR_OFF, k->key);
     return sealer_out(s, head, sizeof head, e);
+}
+
+int ss_seal_begin_key(ss_sealer *s, ss_seal_key *k, ss_seal_write_fn write, void *ctx, ss_error *e)
+{
+    memset(s, 0, sizeof *s);
+    s->write = write;
+    s->ctx = ctx;
+    if (!k->key && seal_key_make(k, e) != 0) return -1;
+    s->plain = chunk_alloc(SS_SEAL_CHUNK);
+    s->cipher = chunk_alloc(SS_SEAL_CHUNK_BYTES);
+    int rc = s->plain && s->cipher ? 0 : ss_err(e, SS_E_NOMEM, "out of memory for sealing");
+    if (rc == 0) rc = sealer_header(s, k, e);
+    if (rc != 0) sealer_free(s);
+    return rc;
 }
 
 int ss_seal_begin(ss_sealer *s, const unsigned char rcpt_ed25519_pk[32],
                   const unsigned char rcpt_keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write,
                   void *ctx, ss_error *e)
 {
-    memset(s, 0, sizeof *s);
-    s->write = write;
-    s->ctx = ctx;
-    unsigned char rcpt_x[crypto_scalarmult_BYTES];
-    if (crypto_sign_ed25519_pk_to_curve25519(rcpt_x, rcpt_ed25519_pk) != 0)
-        return ss_err(e, SS_E_FORMAT,
-                      "the receiver's public key is not a usable Ed25519 key: nothing can be "
-                      "sealed to it");
-    s->plain = chunk_alloc(SS_SEAL_CHUNK);
-    s->cipher = chunk_alloc(SS_SEAL_CHUNK_BYTES);
-    int rc = s->plain && s->cipher ? 0 : ss_err(e, SS_E_NOMEM, "out of memory for sealing");
-    if (rc == 0) rc = sealer_header(s, rcpt_x, rcpt_keyid, e);
-    if (rc != 0) sealer_free(s);
+    ss_seal_key k;
+    ss_seal_key_init(&k, rcpt_ed25519_pk, rcpt_keyid);
+    int rc = ss_seal_begin_key(s, &k, write, ctx, e);
+    ss_seal_key_free(&k); /* the state holds what it needs */
     return rc;
 }
 
@@ -182,8 +225,6 @@ void ss_seal_abort(ss_sealer *s)
     sealer_free(s);
 }
 
-/* ---------------------------------------------------------------- opener */
-
 int ss_seal_header_keyid(const unsigned char *data, size_t len,
                          unsigned char keyid[SS_SEAL_KEYID_BYTES])
 {
@@ -192,12 +233,129 @@ int ss_seal_header_keyid(const unsigned char *data, size_t len,
     return 1;
 }
 
+/* ---------------------------------------------------- the opener's cache */
+
+/* Slots are found by (ephemeral public key, key id, this site's Ed25519
+ * public key) - all public; the stream keys are in keys, sodium_malloc'd,
+ * slot i at i * KEYBYTES.  tick orders the slots by last use (LRU). */
+struct ss_open_cache {
+    pthread_mutex_t lock;
+    uint64_t tick;
+    struct {
+        uint64_t used; /* 0: empty */
+        unsigned char eph[crypto_scalarmult_BYTES];
+        unsigned char keyid[SS_SEAL_KEYID_BYTES];
+        unsigned char own_pk[crypto_sign_PUBLICKEYBYTES];
+    } slot[SS_OPEN_CACHE_SLOTS];
+    unsigned char *keys;
+};
+
+#define CACHE_KEYBYTES crypto_secretstream_xchacha20poly1305_KEYBYTES
+
+ss_open_cache *ss_open_cache_new(ss_error *e)
+{
+    ss_open_cache *c = calloc(1, sizeof *c);
+    if (c) c->keys = sodium_malloc(SS_OPEN_CACHE_SLOTS * CACHE_KEYBYTES);
+    if (!c || !c->keys || pthread_mutex_init(&c->lock, NULL) != 0) {
+        if (c && c->keys) sodium_free(c->keys);
+        free(c);
+        ss_err(e, SS_E_NOMEM, "out of memory for the sealed packages' key cache");
+        return NULL;
+    }
+    sodium_memzero(c->keys, SS_OPEN_CACHE_SLOTS * CACHE_KEYBYTES);
+    return c;
+}
+
+void ss_open_cache_free(ss_open_cache *c)
+{
+    if (!c) return;
+    sodium_memzero(c->keys, SS_OPEN_CACHE_SLOTS * CACHE_KEYBYTES);
+    sodium_free(c->keys);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* The stream key for header h under this site's key, computed: the
+ * secret half converted on the stack for this call and wiped.  0; 1 when
+ * the ephemeral key is unusable (low order); -1 when this site's key is
+ * (*e). */
+static int derive_key(const unsigned char ed25519_sk[64], const unsigned char *h,
+                      unsigned char key[CACHE_KEYBYTES], ss_error *e)
+{
+    unsigned char rcpt_sk[crypto_scalarmult_SCALARBYTES], rcpt_pk[crypto_scalarmult_BYTES];
+    /* libsodium's secret key is seed || public key: the receiver's X25519
+     * public key is that key converted, as the sender converts it. */
+    if (crypto_sign_ed25519_pk_to_curve25519(rcpt_pk, ed25519_sk + 32) != 0)
+        return ss_err(e, SS_E_FORMAT, "this site's secret key holds no valid public key");
+    crypto_sign_ed25519_sk_to_curve25519(rcpt_sk, ed25519_sk);
+    int rc = stream_key(key, rcpt_sk, h + EPH_OFF, h + EPH_OFF, rcpt_pk);
+    sodium_memzero(rcpt_sk, sizeof rcpt_sk);
+    return rc == 0 ? 0 : 1;
+}
+
+/* The cached stream key for header h under this site's key: 1, or 0. */
+static int cache_get(ss_open_cache *c, const unsigned char *h, const unsigned char *own_pk,
+                     unsigned char key[CACHE_KEYBYTES])
+{
+    int found = 0;
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; !found && i < SS_OPEN_CACHE_SLOTS; i++) {
+        if (c->slot[i].used && !memcmp(c->slot[i].eph, h + EPH_OFF, crypto_scalarmult_BYTES) &&
+            !memcmp(c->slot[i].keyid, h + MAGIC_BYTES, SS_SEAL_KEYID_BYTES) &&
+            !memcmp(c->slot[i].own_pk, own_pk, crypto_sign_PUBLICKEYBYTES)) {
+            c->slot[i].used = ++c->tick;
+            memcpy(key, c->keys + (size_t)i * CACHE_KEYBYTES, CACHE_KEYBYTES);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
+/* Remembers a stream key that authenticated a chunk of header h: in the
+ * least recently used slot, wiped first (or in its own slot if another
+ * thread put it there meanwhile). */
+static void cache_put(ss_open_cache *c, const unsigned char *h, const unsigned char *own_pk,
+                      const unsigned char key[CACHE_KEYBYTES])
+{
+    pthread_mutex_lock(&c->lock);
+    int victim = 0;
+    for (int i = 0; i < SS_OPEN_CACHE_SLOTS; i++) {
+        if (c->slot[i].used && !memcmp(c->slot[i].eph, h + EPH_OFF, crypto_scalarmult_BYTES) &&
+            !memcmp(c->slot[i].keyid, h + MAGIC_BYTES, SS_SEAL_KEYID_BYTES) &&
+            !memcmp(c->slot[i].own_pk, own_pk, crypto_sign_PUBLICKEYBYTES)) {
+            victim = i;
+            break;
+        }
+        if (c->slot[i].used < c->slot[victim].used) victim = i;
+    }
+    unsigned char *slot_key = c->keys + (size_t)victim * CACHE_KEYBYTES;
+    sodium_memzero(slot_key, CACHE_KEYBYTES);
+    memcpy(slot_key, key, CACHE_KEYBYTES);
+    memcpy(c->slot[victim].eph, h + EPH_OFF, crypto_scalarmult_BYTES);
+    memcpy(c->slot[victim].keyid, h + MAGIC_BYTES, SS_SEAL_KEYID_BYTES);
+    memcpy(c->slot[victim].own_pk, own_pk, crypto_sign_PUBLICKEYBYTES);
+    c->slot[victim].used = ++c->tick;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ---------------------------------------------------------------- opener */
+
+/* The chunk buffers were used as far as the chunks that opened reached,
+ * or what is buffered now: that much is wiped (the plaintext is wiped
+ * after each use too). */
 static void opener_free(ss_opener *o)
 {
-    chunk_free(o->cipher, SS_SEAL_CHUNK_BYTES);
-    chunk_free(o->plain, SS_SEAL_CHUNK);
-    sodium_free(o->rcpt_sk);
-    o->cipher = o->plain = o->rcpt_sk = NULL;
+    uint64_t opened = o->plain_bytes + crypto_secretstream_xchacha20poly1305_ABYTES;
+    size_t used = opened < SS_SEAL_CHUNK_BYTES ? (size_t)opened : SS_SEAL_CHUNK_BYTES;
+    if (o->fill > used) used = o->fill;
+    chunk_free(o->cipher, used);
+    chunk_free(o->plain, used < SS_SEAL_CHUNK ? used : SS_SEAL_CHUNK);
+    o->cipher = o->plain = NULL;
+    sodium_memzero(o->pending, sizeof o->pending);
+    o->pending_set = false;
+    o->ed25519_sk = NULL;
+    o->cache = NULL;
     sodium_memzero(&o->st, sizeof o->st);
     o->fill = 0;
 }
@@ -210,31 +368,30 @@ static int fault(ss_opener *o, enum ss_seal_fault f, enum ss_errcode code, ss_er
     return ss_err(e, code, "%s", what);
 }
 
-int ss_open_begin(ss_opener *o, const unsigned char ed25519_sk[64],
-                  const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write, void *ctx,
-                  ss_error *e)
+int ss_open_begin_cached(ss_opener *o, ss_open_cache *cache, const unsigned char ed25519_sk[64],
+                         const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write,
+                         void *ctx, ss_error *e)
 {
     memset(o, 0, sizeof *o);
     o->write = write;
     o->ctx = ctx;
+    o->cache = cache;
+    o->ed25519_sk = ed25519_sk;
+    memcpy(o->keyid, keyid, SS_SEAL_KEYID_BYTES);
     o->cipher = chunk_alloc(SS_SEAL_CHUNK_BYTES);
     o->plain = chunk_alloc(SS_SEAL_CHUNK);
-    o->rcpt_sk = sodium_malloc(crypto_scalarmult_SCALARBYTES);
-    if (!o->cipher || !o->plain || !o->rcpt_sk) {
+    if (!o->cipher || !o->plain) {
         opener_free(o);
         return ss_err(e, SS_E_NOMEM, "out of memory for opening a sealed package");
     }
-    crypto_sign_ed25519_sk_to_curve25519(o->rcpt_sk, ed25519_sk);
-    /* libsodium's secret key is seed || public key: the receiver's X25519
-     * public key is that key converted, no scalar multiplication. */
-    if (crypto_sign_ed25519_pk_to_curve25519(o->rcpt_pk, ed25519_sk + 32) != 0) {
-        opener_free(o);
-        return ss_err(e, SS_E_FORMAT, "this site's secret key holds no valid public key");
-    }
-    /* The key id expected is kept in the plaintext buffer until the header
-     * is read (nothing else uses it before). */
-    memcpy(o->plain, keyid, SS_SEAL_KEYID_BYTES);
     return 0;
+}
+
+int ss_open_begin(ss_opener *o, const unsigned char ed25519_sk[64],
+                  const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write, void *ctx,
+                  ss_error *e)
+{
+    return ss_open_begin_cached(o, NULL, ed25519_sk, keyid, write, ctx, e);
 }
 
 /* The whole header is in o->header: check it, derive the stream key. */
@@ -245,21 +402,31 @@ static int open_header(ss_opener *o, ss_error *e)
         return fault(o, SS_SEAL_BAD_HEADER, SS_E_FORMAT, e,
                      "the package does not start with " SS_SEAL_MAGIC
                      ": it is not a sealed package (or a newer kind)");
-    if (memcmp(h + MAGIC_BYTES, o->plain, SS_SEAL_KEYID_BYTES) != 0) {
+    if (memcmp(h + MAGIC_BYTES, o->keyid, SS_SEAL_KEYID_BYTES) != 0) {
         char got[17], want[17];
         sodium_bin2hex(got, sizeof got, h + MAGIC_BYTES, SS_SEAL_KEYID_BYTES);
-        sodium_bin2hex(want, sizeof want, o->plain, SS_SEAL_KEYID_BYTES);
+        sodium_bin2hex(want, sizeof want, o->keyid, SS_SEAL_KEYID_BYTES);
         o->fault = SS_SEAL_BAD_HEADER;
         return ss_err(e, SS_E_KEYID,
                       "the package is sealed to key bytes %s, and this opener holds the key "
                       "with bytes %s",
                       got, want);
     }
-    unsigned char key[crypto_secretstream_xchacha20poly1305_KEYBYTES];
-    int rc = stream_key(key, o->rcpt_sk, h + EPH_OFF, h + EPH_OFF, o->rcpt_pk);
-    if (rc == 0) rc = crypto_secretstream_xchacha20poly1305_init_pull(&o->st, h + SS_HDR_OFF, key);
+    unsigned char key[CACHE_KEYBYTES];
+    int rc = 0;
+    if (!o->cache || !cache_get(o->cache, h, o->ed25519_sk + 32, key)) {
+        rc = derive_key(o->ed25519_sk, h, key, e);
+        /* Cached once a chunk authenticated under it (open_chunk): only a
+         * key proven right for this header is ever handed out again. */
+        if (rc == 0 && o->cache) {
+            memcpy(o->pending, key, sizeof key);
+            o->pending_set = true;
+        }
+    }
+    if (rc == 0 && crypto_secretstream_xchacha20poly1305_init_pull(&o->st, h + SS_HDR_OFF, key))
+        rc = 1;
     sodium_memzero(key, sizeof key);
-    sodium_memzero(o->plain, SS_SEAL_KEYID_BYTES);
+    if (rc < 0) return -1; /* this site's key is unusable: not the package's fault */
     if (rc != 0)
         return fault(o, SS_SEAL_BAD_HEADER, SS_E_FORMAT, e,
                      "the sealed package's ephemeral key is unusable (a low-order point): "
@@ -313,6 +480,11 @@ static int open_chunk(ss_opener *o, bool final, ss_error *e)
                       "chunk %" PRIu64 " of the sealed package is tagged %u where a %s chunk "
                       "must be",
                       o->chunks + 1, tag, final ? "final (shorter)" : "full-size message");
+    }
+    if (o->pending_set) {
+        cache_put(o->cache, o->header, o->ed25519_sk + 32, o->pending);
+        sodium_memzero(o->pending, sizeof o->pending);
+        o->pending_set = false;
     }
     o->fill = 0;
     o->chunks++;

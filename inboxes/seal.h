@@ -8,8 +8,11 @@
  *   magic      8 bytes  "SSSEAL01"
  *   key id     8 bytes  the receiver's key id (as in the key file: the 8
  *                       bytes minisign stores) the package is sealed to
- *   ephemeral 32 bytes  a fresh X25519 public key, one per package
- *   header    24 bytes  crypto_secretstream_xchacha20poly1305 header
+ *   ephemeral 32 bytes  the sender's ephemeral X25519 public key: a fresh
+ *                       one per send and receiver key (every package one
+ *                       sending call seals to one key carries the same)
+ *   header    24 bytes  crypto_secretstream_xchacha20poly1305 header,
+ *                       random, fresh for every package
  *   chunks              crypto_secretstream_xchacha20poly1305 messages:
  *                       each SS_SEAL_CHUNK plaintext bytes (+17), the
  *                       last one shorter (possibly empty) and tagged
@@ -23,7 +26,23 @@
  *   BLAKE2b-256(key = "sitespool-seal/1",
  *               X25519(eph_sk, rcpt_pk) || eph_pk || rcpt_pk)
  * (an all-zero shared secret is refused), so it is bound to both public
- * keys; the ephemeral secret is wiped once the header is written.
+ * keys; the ephemeral secret is wiped as soon as the stream key is
+ * derived, and the stream key (sodium_malloc'd) when the send ends.
+ *
+ * One stream key for the packages of a send: secretstream derives each
+ * stream's subkey and nonce from its random 24-byte header (HChaCha20
+ * over the key and 16 random bytes, then 8 more as the nonce), so many
+ * streams under one key are its documented use - the streams of a send
+ * are as independent as streams under different keys, up to the birthday
+ * bound of the 192-bit header, far beyond any send.  Nothing of a
+ * package can be moved into another: chunks authenticate only under
+ * their own stream's subkey and nonce.  What a shared ephemeral key
+ * reveals is that packages belong to one send - which their sequence
+ * numbers, times and trusted comments show anyway.  Forward secrecy is
+ * unchanged: the sender keeps no ephemeral secret past the send, and the
+ * receiver's secret key opens every package, as before.  The receiver
+ * derives per package from its header, so an opener that does not cache
+ * (tests/e2e/seal_oracle.py) opens them all the same.
  *
  * What is inside (the plaintext stream) is the business of the sender and
  * the despooler: a metadata line "sitespool-sealed/1 name=<pct> size=<n>
@@ -36,7 +55,8 @@
  * stream), a stream that ends before its FINAL chunk, and bytes after it;
  * plaintext is handed out chunk by chunk only after that chunk
  * authenticated.  Secret material lives in sodium_malloc'd memory (the
- * caller's) or on the stack for one call and is wiped (sodium_memzero).
+ * caller's, a send's ss_seal_key, an ss_open_cache) or on the stack for
+ * one call and is wiped (sodium_memzero).
  * Constant memory: one chunk of buffer on each side.
  */
 #ifndef SS_SEAL_H
@@ -77,8 +97,26 @@ typedef struct ss_sealer {
     void *ctx;
 } ss_sealer;
 
-/* Writes the header for the receiver's Ed25519 public key (converted
- * here) and its key id. */
+/* A send's sealing key for one receiver key: the ephemeral key pair is
+ * made, and X25519 and the key derivation run, on the first
+ * ss_seal_begin_key; later packages reuse the derived stream key (in
+ * sodium_malloc'd memory), each with its own random header.  One thread
+ * at a time; ss_seal_key_free wipes it (safe on an unused one, twice). */
+typedef struct ss_seal_key {
+    unsigned char rcpt_pk[32]; /* the receiver's Ed25519 public key */
+    unsigned char keyid[SS_SEAL_KEYID_BYTES];
+    unsigned char eph_pk[32]; /* once made */
+    unsigned char *key;       /* the stream key, sodium_malloc'd; NULL until made */
+} ss_seal_key;
+
+/* No crypto and no allocation: the key is made when first used. */
+void ss_seal_key_init(ss_seal_key *k, const unsigned char rcpt_ed25519_pk[32],
+                      const unsigned char rcpt_keyid[SS_SEAL_KEYID_BYTES]);
+void ss_seal_key_free(ss_seal_key *k);
+/* Writes the header of a package sealed with the send's key k. */
+int ss_seal_begin_key(ss_sealer *s, ss_seal_key *k, ss_seal_write_fn write, void *ctx, ss_error *e);
+/* The same with a key of its own (one package): for the receiver's
+ * Ed25519 public key (converted here) and its key id. */
 int ss_seal_begin(ss_sealer *s, const unsigned char rcpt_ed25519_pk[32],
                   const unsigned char rcpt_keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write,
                   void *ctx, ss_error *e);
@@ -96,8 +134,12 @@ typedef struct ss_opener {
     unsigned char *plain;  /* SS_SEAL_CHUNK */
     size_t fill;
     uint64_t chunks, plain_bytes;
-    unsigned char *rcpt_sk; /* X25519 secret, sodium_malloc'd, set by ss_open_key */
-    unsigned char rcpt_pk[32];
+    const unsigned char *ed25519_sk; /* the caller's (see ss_open_begin) */
+    unsigned char keyid[SS_SEAL_KEYID_BYTES];
+    struct ss_open_cache *cache; /* NULL: none */
+    /* a derived stream key, cached once a chunk authenticated; wiped */
+    unsigned char pending[crypto_secretstream_xchacha20poly1305_KEYBYTES];
+    bool pending_set;
     enum ss_seal_fault fault;
     ss_seal_write_fn write;
     void *ctx;
@@ -108,10 +150,33 @@ typedef struct ss_opener {
 int ss_seal_header_keyid(const unsigned char *data, size_t len,
                          unsigned char keyid[SS_SEAL_KEYID_BYTES]);
 /* Prepares to open a stream sealed to the Ed25519 key pair whose secret
- * key is ed25519_sk (64 bytes, libsodium's form) and key id keyid. */
+ * key is ed25519_sk (64 bytes, libsodium's form, in the caller's guarded
+ * memory: it is read, not copied, when the header arrives, so it must
+ * stay until ss_open_end or ss_open_abort) and key id keyid.  The X25519
+ * secret is converted on the stack for that moment and wiped. */
 int ss_open_begin(ss_opener *o, const unsigned char ed25519_sk[64],
-                  const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write,
-                  void *ctx, ss_error *e);
+                  const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write, void *ctx,
+                  ss_error *e);
+
+/* Stream keys an opener derived, by (ephemeral public key, key id, the
+ * opening key's Ed25519 public key): the packages of one send share an
+ * ephemeral key, so they cost one X25519 at the receiver.  At most
+ * SS_OPEN_CACHE_SLOTS keys (the least recently used is wiped and
+ * replaced), in sodium_malloc'd memory, wiped by ss_open_cache_free.
+ * A key is cached only once a chunk authenticated under it, so a cached
+ * key is the one derivation gives (a hit opens exactly what a miss
+ * opens), a header that never authenticates caches nothing, and a key is
+ * only ever used again for the same ephemeral key, key id and own public
+ * key.  Safe to share between threads (a mutex, not held while deriving:
+ * threads that start on one send together may each derive once). */
+#define SS_OPEN_CACHE_SLOTS 16
+typedef struct ss_open_cache ss_open_cache;
+ss_open_cache *ss_open_cache_new(ss_error *e);
+void ss_open_cache_free(ss_open_cache *c);
+/* ss_open_begin with a cache (NULL: none, as ss_open_begin). */
+int ss_open_begin_cached(ss_opener *o, ss_open_cache *cache, const unsigned char ed25519_sk[64],
+                         const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write,
+                         void *ctx, ss_error *e);
 /* Feeds sealed bytes in pieces of any size; plaintext goes to write as
  * each chunk authenticates.  -1 with o->fault set on a sealing fault (or
  * SS_SEAL_OK when write failed). */

@@ -101,6 +101,14 @@ static const char *const migrations[] = {
     "  link TEXT NOT NULL DEFAULT 'unknown', link_since INTEGER, hb_sent INTEGER,"
     "  first_hb_sent INTEGER, hb_due INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE own_rollouts(key_id TEXT PRIMARY KEY, complete_at INTEGER NOT NULL);",
+    /* 8: the files of each sealed pair still queued (keystore/links.h),
+     * written before the pair is published and removed when it leaves the
+     * outbox: what the sender's duplicate check needs of a pair whose
+     * instruction names no file. */
+    "CREATE TABLE queued_files(id TEXT NOT NULL, member INTEGER NOT NULL, peer TEXT NOT NULL,"
+    "  dest TEXT NOT NULL, files INTEGER NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL, PRIMARY KEY (id, member)) WITHOUT ROWID;"
+    "CREATE INDEX queued_files_peer ON queued_files(peer);",
 };
 
 int64_t ss_now(void)

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SS_DB_SCHEMA_VERSION 7
+#define SS_DB_SCHEMA_VERSION 8
 
 #define SS_DB_CACHED_MAX 32
 

@@ -4,6 +4,8 @@
  */
 #include "links.h"
 
+#include "../inboxes/site.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,7 +177,11 @@ int ss_sent_delivered(ss_db *db, const char *id, int64_t now, ss_error *e)
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
     if (step_done(db, st, "recording a sent pair", e) != 0) return -1;
-    return sqlite3_changes(db->h) > 0 ? SS_SENT_PAIR : SS_SENT_UNKNOWN;
+    int kind = sqlite3_changes(db->h) > 0 ? SS_SENT_PAIR : SS_SENT_UNKNOWN;
+    /* Rows left by a failure here belong to no queued pair: the sender's
+     * next listing of the outbox forgets them (links.h). */
+    (void)ss_queued_files_forget(db, id, NULL);
+    return kind;
 }
 
 int ss_sent_resent(ss_db *db, const char *id, ss_error *e)
@@ -335,6 +341,75 @@ int ss_sent_prune(ss_db *db, int64_t before, ss_error *e)
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : ss_db_fail(db, "pruning sent pairs", e);
     sqlite3_finalize(st);
     return rc;
+}
+
+/* ------------------------------------------------- queued sealed files */
+
+int ss_queued_file_add(ss_db *db, const char *peer, const ss_queued_file *f, ss_error *e)
+{
+    static const char sql[] =
+        "INSERT OR REPLACE INTO queued_files(id, member, peer, dest, files, name, size, hash) "
+        "VALUES(?,?,?,?,?,?,?,?)";
+    sqlite3_stmt *st = ss_db_cached(db, sql, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, f->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, f->member);
+    sqlite3_bind_text(st, 3, peer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, f->dest, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, f->files);
+    sqlite3_bind_text(st, 6, f->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)f->size);
+    sqlite3_bind_blob(st, 8, f->hash, sizeof f->hash, SQLITE_STATIC);
+    return step_done(db, st, "recording a queued sealed file", e);
+}
+
+/* One row into f: 0, or -1 when it cannot be a file of a queued pair. */
+static int queued_file_row(sqlite3_stmt *st, ss_queued_file *f)
+{
+    memset(f, 0, sizeof *f);
+    text_col(st, 0, f->id, sizeof f->id);
+    sqlite3_int64 member = sqlite3_column_int64(st, 1), files = sqlite3_column_int64(st, 2);
+    text_col(st, 3, f->dest, sizeof f->dest);
+    text_col(st, 4, f->name, sizeof f->name);
+    sqlite3_int64 size = sqlite3_column_int64(st, 5);
+    const void *hash = sqlite3_column_blob(st, 6);
+    if (!ss_id_valid(f->id) || member < 0 || member > UINT32_MAX || files < 0 ||
+        files > UINT32_MAX || size < 0 || !ss_dest_name_valid(f->dest) ||
+        !ss_file_name_valid(f->name) || !hash || sqlite3_column_bytes(st, 6) != (int)sizeof f->hash)
+        return -1;
+    f->member = (unsigned)member;
+    f->files = (unsigned)files;
+    f->size = (uint64_t)size;
+    memcpy(f->hash, hash, sizeof f->hash);
+    return 0;
+}
+
+int ss_queued_files_each(ss_db *db, const char *peer, const char *id,
+                         int (*fn)(void *ctx, const ss_queued_file *f), void *ctx, ss_error *e)
+{
+    static const char sql[] = "SELECT id, member, files, dest, name, size, hash FROM queued_files "
+                              "WHERE peer=?1 AND (?2 IS NULL OR id=?2) ORDER BY id, member";
+    sqlite3_stmt *st = ss_db_prepare(db, sql, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+    if (id) sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ss_queued_file f;
+        if (queued_file_row(st, &f) == 0) stop = fn(ctx, &f);
+    }
+    if (!stop && rc != SQLITE_DONE) stop = ss_db_fail(db, "listing queued sealed files", e);
+    sqlite3_finalize(st);
+    return stop;
+}
+
+int ss_queued_files_forget(ss_db *db, const char *id, ss_error *e)
+{
+    static const char sql[] = "DELETE FROM queued_files WHERE id=?";
+    sqlite3_stmt *st = ss_db_cached(db, sql, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    return step_done(db, st, "forgetting queued sealed files", e);
 }
 
 /* ------------------------------------------------ peers and heartbeats */

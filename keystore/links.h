@@ -15,10 +15,15 @@
  *    last sent it a heartbeat.
  *  - own_rollouts: when every peer was first seen holding one of our keys
  *    (the "safe to revoke the old key" moment is announced once).
+ *  - queued_files: each file of a sealed pair still in an outbox - its
+ *    destination, name, size and payload hash - since its instruction
+ *    names no file (name=sealed) and its package opens only with the
+ *    peer's key (the sender's duplicate index, sender/dupes.h, and its
+ *    recovery, sender/recover.h, read them here).
  *
  * This module owns these tables; the despooler writes receipts_due and
- * applies receipts and heartbeats, the sender writes sent, the commands
- * read them all.
+ * applies receipts and heartbeats, the sender writes sent and
+ * queued_files, the commands read them all.
  *
  * Security stance: rows change only from this site's own actions and from
  * receipts and heartbeats whose signature verified with a key trusted for
@@ -32,6 +37,7 @@
 
 #include "../inboxes/report.h"
 #include "db.h"
+#include "sigfile.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -70,8 +76,9 @@ typedef struct ss_sent {
 int ss_sent_queued(ss_db *db, const char *peer, const char *id, const char *type, const char *name,
                    uint64_t size, int64_t now, ss_error *e);
 /* The pair left for the peer's inbox: SS_SENT_PAIR (its row now says
- * so), SS_SENT_REPORT (a receipt or heartbeat: its row is gone), or
- * SS_SENT_UNKNOWN (no row: queued before receipts existed). */
+ * so; the rows of its files in queued_files are gone), SS_SENT_REPORT (a
+ * receipt or heartbeat: its row is gone), or SS_SENT_UNKNOWN (no row:
+ * queued before receipts existed). */
 enum { SS_SENT_UNKNOWN, SS_SENT_PAIR, SS_SENT_REPORT };
 int ss_sent_delivered(ss_db *db, const char *id, int64_t now, ss_error *e);
 /* Applies one receipt line from `peer`: 1 when it changed the pair (its
@@ -109,6 +116,35 @@ int ss_sent_resent(ss_db *db, const char *id, ss_error *e);
 int ss_sent_get(ss_db *db, const char *id, ss_sent *out, ss_error *e);
 /* Forgets final fates heard before `before` (the history kept). */
 int ss_sent_prune(ss_db *db, int64_t before, ss_error *e);
+
+/* ---- sending side: the files of queued sealed pairs ---- */
+
+/* One file of a sealed pair in peer's outbox.  The rows of a pair are
+ * written (in the caller's transaction) before the pair is published,
+ * and removed when it leaves the outbox: delivered (ss_sent_delivered) or
+ * set aside (ss_queued_files_forget).  Rows whose pair is not in the
+ * outbox (a send stopped before publishing it) are forgotten by whoever
+ * next lists the outbox under its lock. */
+typedef struct ss_queued_file {
+    char id[SS_ID_HEX + 1]; /* the pair's instruction */
+    unsigned member;        /* its place in the pair, from 0 */
+    unsigned files;         /* files in the pair: 0 a file of its own, else a bundle */
+    char dest[40];
+    char name[SS_NAME_MAX + 1];
+    uint64_t size;
+    unsigned char hash[SS_HASH_BYTES]; /* BLAKE2b-512 of the file */
+} ss_queued_file;
+
+int ss_queued_file_add(ss_db *db, const char *peer, const ss_queued_file *f, ss_error *e);
+/* The files queued for peer (id NULL), or those of pair id, through fn
+ * in id and member order; fn returns non-zero to stop (returned).  A row
+ * that cannot be read (a name or destination that is not valid, a hash
+ * of another length) is skipped. */
+int ss_queued_files_each(ss_db *db, const char *peer, const char *id,
+                         int (*fn)(void *ctx, const ss_queued_file *f), void *ctx, ss_error *e);
+/* Pair id left the outbox without being delivered (set aside, or found
+ * no longer queued). */
+int ss_queued_files_forget(ss_db *db, const char *id, ss_error *e);
 
 /* ---- heartbeats and link states ---- */
 

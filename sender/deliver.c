@@ -16,7 +16,6 @@
  * next one (notices.h).
  */
 #include "deliver.h"
-#include "dupes.h"
 
 #include "../inboxes/text.h"
 #include "../keystore/links.h"
@@ -59,13 +58,12 @@ static void record_delivered(delivery *d, const struct wire_pair *p)
 {
     char where[PATH_MAX + 80];
     const char *id = ss_queued_id(p->queued);
-    snprintf(where, sizeof where, "%s" SS_SIDECAR_EXT, p->queued);
-    (void)unlinkat(d->o->fd, where, 0); /* a sealed pair's sidecar (dupes.h) */
     snprintf(where, sizeof where, "%s/%s.ins", d->addr->text, id);
     ss_error ignored;
     d->delivered++;
-    /* Its receipt is awaited from now on; a receipt or heartbeat is only
-     * logged (a status message an hour per peer would bury the others). */
+    /* Its receipt is awaited from now on (and a sealed pair's files leave
+     * queued_files); a receipt or heartbeat is only logged (a status
+     * message an hour per peer would bury the others). */
     int kind = ss_sent_delivered(d->s->db, id, ss_now(), &ignored);
     if (kind == SS_SENT_REPORT) {
         ss_logf(ss_reporter_log(d->s->rep, SS_COMP_SENDER), "Delivered report %s to %s", id,
@@ -297,6 +295,7 @@ void ss_deliver_set_aside(ss_sender *s, int outbox_fd, const char *name, const c
     if (bfd >= 0 && ss_rename_noreplace(outbox_fd, name, bfd, name, NULL) == 0) {
         ss_error ignored;
         (void)ss_fsync_dirfd(bfd, NULL);
+        (void)ss_queued_files_forget(s->db, id, NULL); /* a sealed pair's files */
         (void)ss_notices_add(&s->notices, &ignored, 4506, id, site, target, NULL);
     }
     if (bfd >= 0) close(bfd);

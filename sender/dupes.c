@@ -6,6 +6,7 @@
 #include "outbox.h"
 
 #include "../inboxes/fileio.h"
+#include "../keystore/links.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -95,114 +96,96 @@ void ss_dupes_rename(ss_dupes *d, size_t index, const char *pck)
     if (index < d->n) snprintf(d->v[index].pck, sizeof d->v[index].pck, "%s", pck);
 }
 
-/* ----------------------------------------------------------- sidecars */
+/* ------------------------------------------------------- sealed pairs */
 
-int ss_sidecar_begin(int fd, const char *dest, unsigned files, ss_error *e)
-{
-    char line[128];
-    int n = snprintf(line, sizeof line, SS_SIDECAR_MAGIC " dest=%s files=%u\n", dest, files);
-    return ss_write_all(fd, line, (size_t)n, e);
-}
+/* A queued sealed instruction, by id: its package. */
+typedef struct sealed_pair {
+    char id[SS_ID_HEX + 1];
+    char pck[NAME_MAX + 1];
+} sealed_pair;
 
-int ss_sidecar_add(int fd, const ss_dupe *x, ss_error *e)
-{
-    char hex[SS_HASH_BYTES * 2 + 1], name[SS_NAME_MAX * 3 + 1], line[sizeof hex + sizeof name + 32];
-    if (x->hashed != 1 || ss_pct_encode(x->name, name, sizeof name) != 0)
-        return ss_err(e, SS_E_USAGE, "no payload hash or name for the sidecar of %s", x->id);
-    sodium_bin2hex(hex, sizeof hex, x->hash, sizeof x->hash);
-    int n = snprintf(line, sizeof line, "%s %" PRIu64 " %s\n", hex, x->size, name);
-    return ss_write_all(fd, line, (size_t)n, e);
-}
+/* The sealed pairs of the outbox, then their files from site.db. */
+struct sealed_load {
+    ss_dupes *d;
+    sealed_pair *v;
+    size_t n, cap;
+    char (*stale)[SS_ID_HEX + 1]; /* ids of rows whose pair is not queued */
+    size_t nstale, scap;
+    ss_error *e;
+};
 
-/* One file line of a sidecar into x (its other fields already set). */
-static int sidecar_line(char *line, ss_dupe *x)
+static int add_sealed_pair(struct sealed_load *sl, const ss_instr *in, const char *ins, ss_error *e)
 {
-    char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL, *end;
-    size_t len = strlen(line);
-    if (!sp2 || len == 0 || line[len - 1] != '\n') return -1;
-    line[--len] = '\0';
-    if (sp1 - line != SS_HASH_BYTES * 2 ||
-        sodium_hex2bin(x->hash, sizeof x->hash, line, SS_HASH_BYTES * 2, NULL, NULL, NULL) != 0)
-        return -1;
-    errno = 0;
-    x->size = strtoull(sp1 + 1, &end, 10);
-    if (errno || end != sp2 || end == sp1 + 1) return -1;
-    if (ss_pct_decode(sp2 + 1, strlen(sp2 + 1), x->name, sizeof x->name) != 0 ||
-        !ss_file_name_valid(x->name))
-        return -1;
-    x->hashed = 1;
+    if (sl->n == sl->cap) {
+        size_t cap = sl->cap ? sl->cap * 2 : 64;
+        sealed_pair *v = realloc(sl->v, cap * sizeof *v);
+        if (!v) return ss_err(e, SS_E_NOMEM, "out of memory for the outbox index");
+        sl->v = v;
+        sl->cap = cap;
+    }
+    sealed_pair *p = &sl->v[sl->n++];
+    memcpy(p->id, in->id, sizeof p->id);
+    snprintf(p->pck, sizeof p->pck, "%.*s.pck", (int)(strlen(ins) - 4), ins);
     return 0;
 }
 
-int ss_sidecar_read(int outbox_fd, const char *ins, const ss_instr *in, ss_sidecar_fn fn, void *ctx,
-                    ss_error *e)
+static int by_id(const void *a, const void *b)
 {
-    char sum[NAME_MAX + 1], line[SS_HASH_BYTES * 2 + SS_NAME_MAX * 3 + 64], dest[40];
-    unsigned files;
-    snprintf(sum, sizeof sum, "%.*s" SS_SIDECAR_EXT, (int)(strlen(ins) - 4), ins);
-    int fd = openat(outbox_fd, sum, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
-    if (!f) {
-        if (fd >= 0) close(fd);
-        return ss_err_sys(e, "cannot read %s", sum);
-    }
-    ss_dupe x;
-    memset(&x, 0, sizeof x);
-    memcpy(x.id, in->id, sizeof x.id);
-    snprintf(x.pck, sizeof x.pck, "%.*s.pck", (int)(strlen(ins) - 4), ins);
-    int rc = ss_err(e, SS_E_FORMAT, "%s does not start with a '" SS_SIDECAR_MAGIC "' line", sum);
-    long count = 0;
-    if (fgets(line, sizeof line, f) &&
-        sscanf(line, SS_SIDECAR_MAGIC " dest=%39s files=%u", dest, &files) == 2 &&
-        ss_dest_name_valid(dest)) {
-        snprintf(x.dest, sizeof x.dest, "%s", dest);
-        x.files = files;
-        rc = 0;
-        while (rc == 0 && fgets(line, sizeof line, f)) {
-            rc = sidecar_line(line, &x) == 0
-                     ? fn(ctx, &x, e)
-                     : ss_err(e, SS_E_FORMAT, "%s has a damaged line after %ld files", sum, count);
-            count++;
-        }
-    }
-    fclose(f);
-    return rc;
+    return strcmp(((const sealed_pair *)a)->id, ((const sealed_pair *)b)->id);
 }
 
-static int add_sidecar_entry(void *ctx, const ss_dupe *x, ss_error *e)
+/* One row of queued_files: an entry of the index, or a row to forget. */
+static int add_sealed_file(void *ctx, const ss_queued_file *f)
 {
-    return ss_dupes_add(ctx, x, NULL, e);
-}
-
-/* Sidecars whose instruction left the outbox (delivered, set aside, or a
- * publication that died before its instruction) go. */
-static void tidy_sidecars(int outbox_fd)
-{
-    DIR *dir = fdopendir(dup(outbox_fd));
-    if (!dir) return;
-    rewinddir(dir); /* a dup() shares the read position of earlier walks */
-    struct dirent *de;
-    size_t ext = strlen(SS_SIDECAR_EXT);
-    while ((de = readdir(dir)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (ss_name_is_temporary(de->d_name) || len <= ext ||
-            strcmp(de->d_name + len - ext, SS_SIDECAR_EXT))
-            continue;
-        char ins[NAME_MAX + 1];
-        snprintf(ins, sizeof ins, "%.*s.ins", (int)(len - ext), de->d_name);
-        if (faccessat(outbox_fd, ins, F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
-            (void)unlinkat(outbox_fd, de->d_name, 0);
+    struct sealed_load *sl = ctx;
+    sealed_pair key, *p = NULL;
+    memcpy(key.id, f->id, sizeof key.id);
+    if (sl->n) p = bsearch(&key, sl->v, sl->n, sizeof *sl->v, by_id);
+    if (p) {
+        ss_dupe x;
+        memset(&x, 0, sizeof x);
+        memcpy(x.id, f->id, sizeof x.id);
+        snprintf(x.pck, sizeof x.pck, "%s", p->pck);
+        snprintf(x.name, sizeof x.name, "%s", f->name);
+        snprintf(x.dest, sizeof x.dest, "%s", f->dest);
+        x.size = f->size;
+        x.zip = SS_ZIP_NONE;
+        x.files = f->files;
+        x.hashed = 1;
+        memcpy(x.hash, f->hash, sizeof x.hash);
+        return ss_dupes_add(sl->d, &x, NULL, sl->e);
     }
-    closedir(dir);
+    if (sl->nstale && !strcmp(sl->stale[sl->nstale - 1], f->id)) return 0; /* (rows by id) */
+    if (sl->nstale == sl->scap) {
+        size_t cap = sl->scap ? sl->scap * 2 : 16;
+        char(*v)[SS_ID_HEX + 1] = realloc(sl->stale, cap * sizeof *v);
+        if (!v) return 0; /* forgotten next time */
+        sl->stale = v;
+        sl->scap = cap;
+    }
+    memcpy(sl->stale[sl->nstale++], f->id, SS_ID_HEX + 1);
+    return 0;
 }
 
-int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_error *e)
+/* The files of the outbox's sealed pairs, in one query; the rows of pairs
+ * no longer queued are forgotten. */
+static int load_sealed(struct sealed_load *sl, ss_db *db, const char *peer, ss_error *e)
 {
-    tidy_sidecars(outbox_fd);
+    qsort(sl->v, sl->n, sizeof *sl->v, by_id);
+    sl->e = e;
+    if (ss_queued_files_each(db, peer, NULL, add_sealed_file, sl, e) != 0) return -1;
+    for (size_t i = 0; i < sl->nstale; i++)
+        (void)ss_queued_files_forget(db, sl->stale[i], NULL);
+    return 0;
+}
+
+int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_db *db, const char *peer, ss_error *e)
+{
     ss_outbox o = {.fd = outbox_fd, .lock_fd = -1};
     struct dirent **names;
     int count = ss_outbox_list(&o, &names, e);
     if (count < 0) return -1;
+    struct sealed_load sl = {.d = d};
     int rc = 0;
     for (int i = 0; rc == 0 && i < count; i++) {
         const char *name = names[i]->d_name;
@@ -214,12 +197,8 @@ int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_error *e)
         if (ss_outbox_read_instr(outbox_fd, name, &in, &is_signed, &ignored) != 0 ||
             in.type != SS_TYPE_DATA)
             continue;
-        if (in.enc[0]) { /* sealed: what it holds is in its sidecar */
-            if (ss_sidecar_read(outbox_fd, name, &in, add_sidecar_entry, d, &ignored) != 0 &&
-                ignored.code == SS_E_NOMEM) {
-                *e = ignored;
-                rc = -1;
-            }
+        if (in.enc[0]) { /* sealed: what it holds is in site.db */
+            rc = add_sealed_pair(&sl, &in, name, e);
             continue;
         }
         char pck[NAME_MAX + 1];
@@ -229,6 +208,9 @@ int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_error *e)
         rc = in.files ? add_bundle(d, &x, e) : ss_dupes_add(d, &x, NULL, e);
     }
     ss_outbox_list_free(names, count);
+    if (rc == 0) rc = load_sealed(&sl, db, peer, e);
+    free(sl.v);
+    free(sl.stale);
     return rc;
 }
 

@@ -18,16 +18,14 @@
  * nor its payload to the sender any more: its instruction says
  * name=sealed and its package opens only with the peer's key.  What the
  * index needs of it - destination, and each file's name, size and
- * payload hash - is kept beside it in a sidecar, <seq>-<ID>.sum, written
- * when it is published (before its package and instruction are renamed)
- * and read here.  The sidecar stays in the sending site's own outbox,
- * which already holds the inputs' names in site.db's sent table next
- * door; it is never delivered (a delivery moves the .pck and .ins only),
- * so nothing of it reaches the peer's inbox or whatever carries the pair.
- * A sidecar whose instruction is gone (delivered, set aside) is removed
- * when the index is loaded; a sealed pair without one is a duplicate of
- * nothing.
- *
+ * payload hash - is in site.db (queued_files, keystore/links.h), written
+ * with the numbers of its publication before it is published (sender.h)
+ * and read here in one query for the whole outbox.  Rows whose pair is
+ * no longer in the outbox (delivered or set aside without them being
+ * removed, or a publication that died before its instruction) are
+ * forgotten when the index is loaded; a sealed pair without rows is a
+ * duplicate of nothing.
+
  * Used under the outbox lock only: the index is loaded from the folder when
  * a publication starts and grows with what the publication queues.
  *
@@ -38,6 +36,7 @@
 #define SS_DUPES_H
 
 #include "../inboxes/instruction.h"
+#include "../keystore/db.h"
 #include "../keystore/sigfile.h"
 
 #include <limits.h>
@@ -63,8 +62,9 @@ typedef struct ss_dupes {
     size_t nbundles, bcap;
 } ss_dupes;
 
-/* Reads every queued data instruction of the outbox folder. */
-int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_error *e);
+/* Reads every queued data instruction of the outbox folder, and from db
+ * the files of the sealed ones queued for peer. */
+int ss_dupes_load(ss_dupes *d, int outbox_fd, ss_db *db, const char *peer, ss_error *e);
 /* Adds a copy of x (a file being queued); *index (if not NULL) receives
  * its place. */
 int ss_dupes_add(ss_dupes *d, const ss_dupe *x, size_t *index, ss_error *e);
@@ -76,21 +76,5 @@ void ss_dupes_rename(ss_dupes *d, size_t index, const char *pck);
  * hashed into probe if a candidate needs it. */
 const ss_dupe *ss_dupes_find(ss_dupes *d, int outbox_fd, ss_dupe *probe);
 void ss_dupes_free(ss_dupes *d);
-
-/* The sidecar of a sealed pair (see above):
- *   sitespool-queued/1 dest=<dest> files=<n>\n
- *   <128 hex: payload hash> <size> <pct-encoded name>\n     (one per file) */
-#define SS_SIDECAR_MAGIC "sitespool-queued/1"
-#define SS_SIDECAR_EXT ".sum"
-int ss_sidecar_begin(int fd, const char *dest, unsigned files, ss_error *e);
-/* One file: x's name, size and hash (x->hashed must be 1). */
-int ss_sidecar_add(int fd, const ss_dupe *x, ss_error *e);
-/* Reads the sidecar of the queued instruction ins (fields in): fn gets
- * each file as an index entry (id, pck, dest, files, name, size, hash).
- * -1 if it is missing or damaged (entries before the damage were given),
- * or fn failed. */
-typedef int (*ss_sidecar_fn)(void *ctx, const ss_dupe *x, ss_error *e);
-int ss_sidecar_read(int outbox_fd, const char *ins, const ss_instr *in, ss_sidecar_fn fn, void *ctx,
-                    ss_error *e);
 
 #endif

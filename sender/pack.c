@@ -34,8 +34,12 @@
  * sealed length, no files=, enc=<key id>; everything here (messages,
  * sender.log, 4504, site.db) keeps the real ones.  A sealed package cannot
  * be read back by its sender, so what the duplicate index needs of it is
- * kept in a sidecar (dupes.h), every file of it hashed while packed, and
- * a sealed bundle some of whose files are still queued is packed again
+ * kept in site.db (queued_files, keystore/links.h: every file of it hashed
+ * while packed), written in the transaction that numbers its batch -
+ * before anything of the batch is published, so that a pair published by
+ * a send killed before its 4504 is still known, to the duplicate check
+ * and to recovery (recover.h) - and a sealed bundle some of whose files
+ * are still queued is packed again
  * from the inputs - each must still have the size and hash it was packed
  * with, or the call fails (nothing of it queued, 4505).
  *
@@ -90,7 +94,6 @@ typedef struct packed {
     bool indexed;
     bool sealed;          /* its package is sealed to the peer (see the top) */
     uint64_t sealed_size; /* the sealed package's length: the instruction's size= */
-    ss_atomic sum;        /* a sealed pair's sidecar (dupes.h) */
 } packed;
 
 /* A call in progress: what it packs, for whom, where. */
@@ -108,6 +111,7 @@ typedef struct packing {
     bool check_dupes;
     bool seal;                  /* data pairs are sealed to seal_pk */
     ss_pubkey seal_pk;          /* the peer's newest trusted key */
+    ss_seal_key seal_key;       /* this call's one ephemeral key for it (seal.h) */
     char enc[SS_KEYID_HEX + 1]; /* its id, for enc= */
     bool repacking;             /* packing a sealed bundle again: inputs must not change */
 } packing;
@@ -160,7 +164,7 @@ static bool may_share(packing *k, size_t i)
 static void pair_init(packed *p)
 {
     memset(p, 0, sizeof *p);
-    p->pck.fd = p->ins.fd = p->sum.fd = -1; /* not begun: aborting them closes nothing */
+    p->pck.fd = p->ins.fd = -1; /* not begun: aborting them closes nothing */
     p->head = p->tail = NONE;
 }
 
@@ -269,9 +273,10 @@ static int stream_out(void *ctx, const void *buf, size_t len, ss_error *e)
     return st->sealing ? ss_seal_update(&st->sealer, buf, len, e) : stream_write(st, buf, len, e);
 }
 
-/* meta: the sealed metadata when the package is sealed to pk, else NULL. */
+/* meta: the sealed metadata when the package is sealed with key, else
+ * NULL. */
 static int stream_begin(stream *st, ss_sender *s, int fd, enum ss_zip zip,
-                        const ss_sealed_meta *meta, const ss_pubkey *pk, ss_error *e)
+                        const ss_sealed_meta *meta, ss_seal_key *key, ss_error *e)
 {
     *st = (stream){.s = s, .fd = fd};
     ss_hash_init(&st->hash);
@@ -279,7 +284,7 @@ static int stream_begin(stream *st, ss_sender *s, int fd, enum ss_zip zip,
     if (meta) {
         char line[SS_SEALED_META_MAX + 1];
         if (ss_sealed_meta_format(meta, line, sizeof line, e) != 0 ||
-            ss_seal_begin(&st->sealer, pk->pk, pk->keyid, sealed_write, st, e) != 0)
+            ss_seal_begin_key(&st->sealer, key, sealed_write, st, e) != 0)
             return -1;
         st->sealing = true;
         st->hash_plain = meta->files == 0;
@@ -384,6 +389,7 @@ static int choose_seal(packing *k, ss_error *e)
     }
     k->seal = true;
     k->seal_pk = n.best.pk;
+    ss_seal_key_init(&k->seal_key, k->seal_pk.pk, k->seal_pk.keyid);
     snprintf(k->enc, sizeof k->enc, "%s", n.best.key_id);
     return 0;
 }
@@ -538,7 +544,7 @@ static int pack_single_sealed(packing *k, packed *p, size_t i, int *in_fd, ss_er
     ss_sealed_meta meta;
     pair_meta(p, size, &meta);
     stream st;
-    int rc = stream_begin(&st, k->s, p->pck.fd, p->in.zip, &meta, &k->seal_pk, e);
+    int rc = stream_begin(&st, k->s, p->pck.fd, p->in.zip, &meta, &k->seal_key, e);
     if (rc == 0)
         rc = *in_fd >= 0 ? pack_exact(k->s, *in_fd, shown, size, &st, e)
                          : stream_feed(&st, it->data, it->data_len, e);
@@ -677,7 +683,7 @@ static int pack_bundle(packing *k, packed *p, size_t *bad, size_t *changed, ss_e
     pair_meta(p, planned, &meta);
     snprintf(final, sizeof final, "%s.pck", p->in.id);
     if (ss_atomic_begin(&p->pck, k->o.fd, final, 0640, e) != 0) return -1;
-    if (stream_begin(&st, k->s, p->pck.fd, p->in.zip, p->sealed ? &meta : NULL, &k->seal_pk, e) !=
+    if (stream_begin(&st, k->s, p->pck.fd, p->in.zip, p->sealed ? &meta : NULL, &k->seal_key, e) !=
         0)
         return stream_end(&st, -1, p->hash, &p->in.size, e);
     int rc = ss_bundle_writer_open(&w, stream_feed, &st, e);
@@ -721,7 +727,6 @@ static void abort_pairs(packing *k)
     for (size_t u = 0; u < k->np; u++) {
         ss_atomic_abort(&k->p[u].pck);
         ss_atomic_abort(&k->p[u].ins);
-        ss_atomic_abort(&k->p[u].sum);
     }
 }
 
@@ -955,12 +960,48 @@ static packed *at(packing *k, size_t pos)
     return &k->p[k->order[pos]];
 }
 
-static int take_seqs(packing *k, uint64_t count, uint64_t *first, ss_error *e)
+static void entry_of(const packing *k, const packed *p, size_t i, ss_dupe *x);
+
+/* The rows of the batch's sealed pairs in queued_files (keystore/links.h):
+ * each file it queues, as the duplicate index knows it. */
+static int record_sealed_files(packing *k, size_t b0, size_t b1, ss_error *e)
 {
+    for (size_t pos = b0; pos < b1; pos++) {
+        packed *p = at(k, pos);
+        if (is_skipped(p) || !p->sealed) continue;
+        ss_queued_file f = {.files = p->in.files};
+        memcpy(f.id, p->in.id, sizeof f.id);
+        snprintf(f.dest, sizeof f.dest, "%s", p->in.dest);
+        for (size_t i = p->head; i != NONE; i = k->m[i].next) {
+            if (k->items[i].already_queued) continue;
+            ss_dupe x;
+            entry_of(k, p, i, &x);
+            if (x.hashed != 1)
+                return ss_err(e, SS_E_USAGE, "no payload hash of %s to record", x.name);
+            snprintf(f.name, sizeof f.name, "%s", x.name);
+            f.size = x.size;
+            memcpy(f.hash, x.hash, sizeof f.hash);
+            if (ss_queued_file_add(k->s->db, k->to, &f, e) != 0) return -1;
+            f.member++;
+        }
+    }
+    return 0;
+}
+
+/* The batch's numbers and its sealed pairs' rows, in one transaction. */
+static int take_seqs(packing *k, size_t b0, size_t b1, uint64_t count, uint64_t *first, ss_error *e)
+{
+    ss_db *db = k->s->db;
     int rc = -1;
     for (int attempt = 0; attempt < 3 && rc != 0; attempt++) {
-        rc = ss_peer_take_seqs(k->s->db, k->to, count, first, e);
-        if (rc != 0 && !ss_db_was_busy(k->s->db)) break;
+        rc = ss_db_begin(db, e);
+        if (rc == 0) rc = ss_peer_take_seqs(db, k->to, count, first, e);
+        if (rc == 0) rc = record_sealed_files(k, b0, b1, e);
+        if (rc == 0) rc = ss_db_commit(db, e);
+        if (rc == 0) break;
+        bool busy = ss_db_was_busy(db);
+        ss_db_rollback(db);
+        if (!busy) break;
     }
     return rc;
 }
@@ -972,7 +1013,7 @@ static int number_batch(packing *k, size_t b0, size_t b1, ss_journal *pub, ss_er
     for (size_t pos = b0; pos < b1; pos++)
         count += !is_skipped(at(k, pos));
     if (count == 0) return 0;
-    if (take_seqs(k, count, &seq, e) != 0) return -1;
+    if (take_seqs(k, b0, b1, count, &seq, e) != 0) return -1;
     *pub = (ss_journal){.kind = SS_JOURNAL_PUBLISHING,
                         .first_seq = seq,
                         .last_seq = seq + count - 1,
@@ -1021,26 +1062,6 @@ static void wire_fields(const packing *k, const packed *p, ss_instr *wire)
     snprintf(wire->enc, sizeof wire->enc, "%s", k->enc);
 }
 
-static void entry_of(const packing *k, const packed *p, size_t i, ss_dupe *x);
-
-/* A sealed pair's sidecar (dupes.h): its files as the duplicate index
- * knows them. */
-static int write_sidecar(packing *k, packed *p, ss_error *e)
-{
-    char final[64];
-    snprintf(final, sizeof final, "%s" SS_SIDECAR_EXT, p->in.id);
-    int rc = ss_atomic_begin(&p->sum, k->o.fd, final, 0600, e);
-    if (rc == 0) rc = ss_sidecar_begin(p->sum.fd, p->in.dest, p->in.files, e);
-    for (size_t i = p->head; rc == 0 && i != NONE; i = k->m[i].next) {
-        if (k->items[i].already_queued) continue;
-        ss_dupe x;
-        entry_of(k, p, i, &x);
-        rc = ss_sidecar_add(p->sum.fd, &x, e);
-    }
-    if (rc == 0) rc = ss_atomic_close(&p->sum, false, e);
-    return rc;
-}
-
 /* Signed instructions for the batch under temporary names, then one flush
  * (which also makes any package packed again durable). */
 static int write_instructions(packing *k, size_t b0, size_t b1, ss_error *e)
@@ -1052,8 +1073,7 @@ static int write_instructions(packing *k, size_t b0, size_t b1, ss_error *e)
         ss_instr wire;
         wire_fields(k, p, &wire);
         snprintf(final, sizeof final, "%012" PRIu64 "-%s.ins", p->in.seq, p->in.id);
-        int rc = p->sealed ? write_sidecar(k, p, e) : 0;
-        if (rc == 0) rc = ss_atomic_begin(&p->ins, k->o.fd, final, 0640, e);
+        int rc = ss_atomic_begin(&p->ins, k->o.fd, final, 0640, e);
         if (rc == 0) rc = write_instruction(k->s, &p->ins, &wire, p->hash, e);
         if (rc == 0) rc = ss_atomic_close(&p->ins, false, e);
         if (rc != 0) {
@@ -1109,13 +1129,15 @@ static void log_files(packing *k, const packed *p)
                     k->m[i].name, k->items[i].size, k->to, p->in.id, p->in.files);
 }
 
-/* Takes a pair that could not be recorded out of the outbox again. */
+/* Takes a pair that could not be recorded out of the outbox again (the
+ * rows of its files go too if site.db takes it now: else the next
+ * listing of the outbox forgets them). */
 static int unqueue(packing *k, packed *p)
 {
     int rc = unlinkat(k->o.fd, p->ins.final, 0);
     (void)unlinkat(k->o.fd, p->pck.final, 0);
-    if (p->sealed) (void)unlinkat(k->o.fd, p->sum.final, 0);
     (void)ss_fsync_dirfd(k->o.fd, NULL);
+    if (rc == 0 && p->sealed) (void)ss_queued_files_forget(k->s->db, p->in.id, NULL);
     return rc;
 }
 
@@ -1136,11 +1158,7 @@ static void mark_queued(packing *k, packed *p)
 static int queue_one(packing *k, packed *p, bool *journal_done, ss_error *e)
 {
     snprintf(p->pck.final, sizeof p->pck.final, "%012" PRIu64 "-%s.pck", p->in.seq, p->in.id);
-    snprintf(p->sum.final, sizeof p->sum.final, "%012" PRIu64 "-%s" SS_SIDECAR_EXT, p->in.seq,
-             p->in.id);
-    if ((p->sealed && ss_atomic_rename(&p->sum, 0, e) != 0) ||
-        ss_atomic_rename(&p->pck, 0, e) != 0 || ss_atomic_rename(&p->ins, 0, e) != 0)
-        return -1;
+    if (ss_atomic_rename(&p->pck, 0, e) != 0 || ss_atomic_rename(&p->ins, 0, e) != 0) return -1;
     if (record_queued(k, p, e) != 0) {
         char why[sizeof e->msg], shown[PATH_MAX];
         snprintf(why, sizeof why, "%s", e->msg);
@@ -1218,7 +1236,7 @@ static int publish_all(packing *k, ss_error *e)
 {
     if (ss_outbox_lock(&k->o, e) != 0) return -1;
     int rc = ss_sender_recover(k->s, &k->o, k->to, e);
-    if (rc == 0 && k->check_dupes) rc = ss_dupes_load(&k->dupes, k->o.fd, e);
+    if (rc == 0 && k->check_dupes) rc = ss_dupes_load(&k->dupes, k->o.fd, k->s->db, k->to, e);
     size_t batch = k->s->conf->batch_max ? k->s->conf->batch_max : 1, failed = 0;
     for (size_t b0 = 0; rc == 0 && b0 < k->np; b0 += batch) {
         size_t b1 = k->np - b0 < batch ? k->np : b0 + batch;
@@ -1267,6 +1285,7 @@ int ss_sender_pack(ss_sender *s, const char *to, const char *dest, ss_send_item 
     free(k.m);
     free(k.p);
     free(k.order);
+    ss_seal_key_free(&k.seal_key);
     ss_outbox_close(&k.o);
     return rc;
 }

@@ -6,7 +6,6 @@
 #include "../keystore/links.h"
 #include "../inboxes/fileio.h"
 #include "bundle.h"
-#include "dupes.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -79,47 +78,44 @@ static void log_bundle_files(ss_sender *s, ss_outbox *o, const char *site, const
                 e.msg);
 }
 
-/* A sealed pair's files, from its sidecar (dupes.h): its real fields,
- * and sender.log names each file of a bundle. */
+/* A sealed pair's files, from site.db (queued_files, keystore/links.h:
+ * recorded before the pair was published): its real fields, and
+ * sender.log names each file of a bundle. */
 struct sealed_late {
     ss_instr *in;
     ss_log *log;
     const char *site;
-    unsigned n;
 };
 
-static int sealed_late_file(void *ctx, const ss_dupe *x, ss_error *e)
+static int sealed_late_file(void *ctx, const ss_queued_file *f)
 {
-    (void)e;
     struct sealed_late *sl = ctx;
-    if (x->files == 0) {
-        snprintf(sl->in->name, sizeof sl->in->name, "%s", x->name);
-        sl->in->size = x->size;
+    if (f->files == 0) {
+        snprintf(sl->in->name, sizeof sl->in->name, "%s", f->name);
+        sl->in->size = f->size;
     } else if (sl->log)
         ss_logf(sl->log,
                 "Queued %s (%" PRIu64 " bytes) for %s in instruction %s, a bundle of %u files",
-                x->name, x->size, sl->site, sl->in->id, x->files);
-    sl->in->files = x->files;
-    sl->n++;
+                f->name, f->size, sl->site, sl->in->id, f->files);
+    sl->in->files = f->files;
     return 0;
 }
 
 /* The real fields of a sealed pair (its instruction says name=sealed);
- * without its sidecar the pair is named by its instruction alone. */
-static void sealed_fields(ss_outbox *o, const char *ins, ss_instr *in)
+ * without its rows the pair is named by its instruction alone. */
+static void sealed_fields(ss_sender *s, const char *site, ss_instr *in)
 {
-    struct sealed_late sl = {in, NULL, NULL, 0};
+    struct sealed_late sl = {in, NULL, NULL};
     ss_error ignored;
-    (void)ss_sidecar_read(o->fd, ins, in, sealed_late_file, &sl, &ignored);
+    (void)ss_queued_files_each(s->db, site, in->id, sealed_late_file, &sl, &ignored);
     if (in->files) ss_bundle_name(in->files, in->name, sizeof in->name);
 }
 
-static void log_sealed_files(ss_sender *s, ss_outbox *o, const char *site, const char *ins,
-                             ss_instr *in)
+static void log_sealed_files(ss_sender *s, const char *site, ss_instr *in)
 {
-    struct sealed_late sl = {in, ss_reporter_log(s->rep, SS_COMP_SENDER), site, 0};
+    struct sealed_late sl = {in, ss_reporter_log(s->rep, SS_COMP_SENDER), site};
     ss_error ignored;
-    (void)ss_sidecar_read(o->fd, ins, in, sealed_late_file, &sl, &ignored);
+    (void)ss_queued_files_each(s->db, site, in->id, sealed_late_file, &sl, &ignored);
 }
 
 /* Queues the rows of one pair queued without them. */
@@ -129,7 +125,7 @@ static int record_queued_late(ss_sender *s, ss_outbox *o, const char *site, cons
     ss_instr in;
     bool is_signed;
     if (ss_outbox_read_instr(o->fd, ins, &in, &is_signed, e) != 0) return -1;
-    if (in.enc[0]) sealed_fields(o, ins, &in);
+    if (in.enc[0]) sealed_fields(s, site, &in);
     char size[32], shown[SS_NAME_MAX + 32];
     snprintf(size, sizeof size, "%" PRIu64, in.size);
     ss_bundle_describe(&in, shown, sizeof shown);
@@ -141,7 +137,7 @@ static int record_queued_late(ss_sender *s, ss_outbox *o, const char *site, cons
             "before it could record it",
             shown, in.id, site);
     if (in.files && in.enc[0])
-        log_sealed_files(s, o, site, ins, &in);
+        log_sealed_files(s, site, &in);
     else if (in.files)
         log_bundle_files(s, o, site, ins, &in);
     return 0;

@@ -7,8 +7,11 @@
  * journal names the sequence numbers that were being published: each queued
  * pair among them without a 4504 row gets it now (with 4503 if unsigned),
  * logged as recorded late - a bundle's 4504 names its count and each of
- * its files gets its sender.log line, as when its send records it - and
- * packages among them whose instruction was never queued are removed.
+ * its files gets its sender.log line, as when its send records it (a
+ * sealed pair's name and files come from its rows in site.db's
+ * queued_files, committed with the batch's numbers before anything was
+ * published, so they are there whenever the pair is) - and packages
+ * among them whose instruction was never queued are removed.
  *
  * A deliverer moves a pair's instruction out of the outbox (into the peer's
  * inbox, or removes it once copied there) and then stores its 4500 row;

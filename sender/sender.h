@@ -14,7 +14,9 @@
  * batch: files still queued with the same name and content are not queued
  * again (unless `again`; a bundle is packed again without them); the pairs
  * left get consecutive sequence numbers (so the outbox, ordered by name, is
- * the order of publication) and their signed instructions; then pair by
+ * the order of publication) - in the same transaction, the files of the
+ * sealed ones are recorded in site.db (queued_files, keystore/links.h) -
+ * and their signed instructions; then pair by
  * pair the package becomes <seq>-<ID>.pck, the instruction <seq>-<ID>.ins -
  * which makes the pair queued - its 4504 row is stored (a bundle's names
  * its count, and sender.log names each of its files), and the caller is

@@ -16,6 +16,9 @@
 #     arrives exactly once, with one 4504 and one 4500 each.
 # A second pass kills a send that also delivers (renames into the peer's
 # receive) and re-sends only the files it did not print.
+# With SENDER_CRASH_SEALED=1 (t_sender_crash_sealed.sh) PS1 also trusts
+# SS1's key, so every pair is sealed: its instruction names no file, and
+# the duplicate check and the late 4504 rely on its rows in site.db.
 . "$(dirname "$0")/lib.sh"
 command -v strace >/dev/null || { echo "SKIP: strace is not installed (Debian package strace)"; exit 0; }
 if ! strace -f -o /dev/null -e inject=getpid:error=EPERM true 2>/dev/null; then
@@ -26,11 +29,19 @@ NFILES=6
 # t_sender_bundle.sh kills bundled sends.
 mksite PS1 "batch_max = 4" "bundle_max_files = 1"; mksite SS1; pair PS1 SS1
 despool_once SS1 >/dev/null # imports PS1's key
+if [ "${SENDER_CRASH_SEALED:-0}" = 1 ]; then
+  despool_once PS1 >/dev/null # imports SS1's key: data is sealed
+fi
 mkdir "$T/src" "$T/tpl"
 for i in $(seq 1 $NFILES); do head -c $((2000 + i * 300)) /dev/urandom > "$T/src/f$i"; done
 FILES=("$T"/src/f*)
 cp -a "$T/PS1" "$T/SS1" "$T/tpl/"
 reset_sites() { rm -rf "${T:?}/PS1" "${T:?}/SS1"; cp -a "$T/tpl/PS1" "$T/tpl/SS1" "$T/"; }
+if [ "${SENDER_CRASH_SEALED:-0}" = 1 ]; then
+  "$S" -C "$T/PS1" send --queue-only --to SS1 "${FILES[0]}" >/dev/null
+  grep -q ' enc=' "$(outbox PS1 SS1)"/*.ins || fail "PS1 did not seal its data"
+  reset_sites
+fi
 
 ids_printed() { sed -n "s/^$2 instruction \([0-9a-f]\{32\}\) for SS1: .*/\1/p" "$1" | sort; }
 names_printed() { sed -n 's/^Queued instruction [0-9a-f]\{32\} for SS1: //p' "$1" | sort; }

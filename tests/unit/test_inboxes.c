@@ -494,16 +494,21 @@ static void test_receipt_rejects(void)
     static const char *const bad[] = {
         "",
         "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff lost 0\n",
-        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899AABBCCDDEEFF delivered 0\n",
-        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered 44\n",
-        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered  4400\n",
-        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered 4400",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899AABBCCDDEEFF delivered "
+        "0\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered "
+        "44\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered  "
+        "4400\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff delivered "
+        "4400",
         "sitespool-receipt/1 from=ss1 to=PS1 time=1\n",
         "sitespool-receipt/1  from=SS1 to=PS1 time=1\n",
         "sitespool-receipt/1 from=SS1 to=PS1 time=01\n",
         "sitespool-heartbeat/1 from=SS1 to=PS1 time=1\n",
         "sitespool-receipt/1 from=SS1 to=PS1 time=1\r\n",
-        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff held 4420\x1b\n",
+        "sitespool-receipt/1 from=SS1 to=PS1 time=1\n00112233445566778899aabbccddeeff held "
+        "4420\x1b\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ss_report_head h;
@@ -540,7 +545,8 @@ static void test_heartbeat_roundtrip_and_rejects(void)
     static const char *const bad[] = {
         "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nkey 5e2875bbb567d5e0\n",
         "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nholds 5E2875BBB567D5E0\n",
-        "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nkey 5E2875BBB567D5E0\nkey 5E2875BBB567D5E0\n",
+        "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nkey 5E2875BBB567D5E0\nkey "
+        "5E2875BBB567D5E0\n",
         "sitespool-heartbeat/1 from=SS1 to=PS1 time=42\nkey 5E2875BBB567D5E0 \n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -821,6 +827,196 @@ static void test_seal_chunk_boundaries(void)
     sodium_free(k.sk);
 }
 
+/* ---- one ephemeral key per send; the opener's cache ---- */
+
+#define SEAL_EPH_OFF (8 + SS_SEAL_KEYID_BYTES)
+#define SEAL_SS_OFF (SEAL_EPH_OFF + 32)
+
+/* Seals len bytes of in with a send's key k. */
+static struct membuf seal_with(ss_seal_key *k, const unsigned char *in, size_t len)
+{
+    struct membuf out = {0};
+    ss_sealer s;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_seal_begin_key(&s, k, seal_mem_write, &out, &e), 0);
+    CU_ASSERT_EQUAL(ss_seal_update(&s, in, len, &e), 0);
+    CU_ASSERT_EQUAL(ss_seal_end(&s, &e), 0);
+    return out;
+}
+
+/* Opens sealed bytes with sk (64 bytes) and keyid through cache (NULL:
+ * none): the result of end, *fault and *out what came. */
+static int open_cached(ss_open_cache *cache, const unsigned char *sk, const unsigned char *keyid,
+                       const struct membuf *in, struct membuf *out, enum ss_seal_fault *fault)
+{
+    ss_opener o;
+    ss_error e = {0};
+    memset(out, 0, sizeof *out);
+    CU_ASSERT_EQUAL_FATAL(ss_open_begin_cached(&o, cache, sk, keyid, seal_mem_write, out, &e), 0);
+    if (ss_open_update(&o, in->data, in->len, &e) != 0) {
+        *fault = o.fault;
+        ss_open_abort(&o);
+        return -1;
+    }
+    int rc = ss_open_end(&o, &e);
+    *fault = o.fault;
+    return rc;
+}
+
+/* The key pair with its secret seed replaced by random bytes (its public
+ * half kept): whatever it derives is wrong, so it opens a package only
+ * when the cache hands it the key - it tells a hit from a miss. */
+static unsigned char *wrong_seed(const seal_keys *k)
+{
+    unsigned char *sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sk);
+    memcpy(sk, k->sk, crypto_sign_SECRETKEYBYTES);
+    randombytes_buf(sk, 32);
+    return sk;
+}
+
+/* Opens *in with sk through cache and says whether it gave want. */
+static bool opens_as(ss_open_cache *cache, const unsigned char *sk, const seal_keys *k,
+                     const struct membuf *in, const char *want)
+{
+    struct membuf plain;
+    enum ss_seal_fault fault;
+    bool ok = open_cached(cache, sk, k->keyid, in, &plain, &fault) == 0 && fault == SS_SEAL_OK &&
+              plain.len == strlen(want) && !memcmp(plain.data, want, plain.len);
+    free(plain.data);
+    return ok;
+}
+
+static void test_seal_send_key_shared(void)
+{
+    seal_keys k;
+    seal_keys_make(&k);
+    ss_seal_key sk;
+    ss_seal_key_init(&sk, k.pk, k.keyid);
+    CU_ASSERT_PTR_NULL(sk.key); /* nothing made before it is used */
+    const char *a = "first package of the send", *b = "second package of the send";
+    struct membuf pa = seal_with(&sk, (const unsigned char *)a, strlen(a));
+    CU_ASSERT_PTR_NOT_NULL(sk.key);
+    struct membuf pb = seal_with(&sk, (const unsigned char *)b, strlen(b));
+    /* One ephemeral key, two random stream headers. */
+    CU_ASSERT_EQUAL(memcmp(pa.data + SEAL_EPH_OFF, pb.data + SEAL_EPH_OFF, 32), 0);
+    CU_ASSERT_EQUAL(memcmp(pa.data + SEAL_EPH_OFF, sk.eph_pk, 32), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(pa.data + SEAL_SS_OFF, pb.data + SEAL_SS_OFF,
+                               crypto_secretstream_xchacha20poly1305_HEADERBYTES),
+                        0);
+    /* Both open, without a cache and with one. */
+    ss_error e = {0};
+    ss_open_cache *cache = ss_open_cache_new(&e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cache);
+    CU_ASSERT_TRUE(opens_as(NULL, k.sk, &k, &pa, a));
+    CU_ASSERT_TRUE(opens_as(NULL, k.sk, &k, &pb, b));
+    CU_ASSERT_TRUE(opens_as(cache, k.sk, &k, &pa, a));
+    CU_ASSERT_TRUE(opens_as(cache, k.sk, &k, &pb, b));
+    /* A chunk of one stream does not authenticate in the other, though
+     * the key is the same: the header's subkey and nonce differ. */
+    struct membuf mix = {0};
+    mix.len = pa.len;
+    mix.data = malloc(mix.len);
+    memcpy(mix.data, pa.data, SS_SEAL_HEADER_BYTES);
+    memcpy(mix.data + SS_SEAL_HEADER_BYTES, pb.data + SS_SEAL_HEADER_BYTES,
+           pb.len - SS_SEAL_HEADER_BYTES < mix.len - SS_SEAL_HEADER_BYTES
+               ? pb.len - SS_SEAL_HEADER_BYTES
+               : mix.len - SS_SEAL_HEADER_BYTES);
+    struct membuf plain;
+    enum ss_seal_fault fault;
+    CU_ASSERT_EQUAL(open_cached(cache, k.sk, k.keyid, &mix, &plain, &fault), -1);
+    CU_ASSERT_EQUAL(fault, SS_SEAL_BAD_CHUNK);
+    free(plain.data);
+    /* Another send: another ephemeral key. */
+    ss_seal_key other;
+    ss_seal_key_init(&other, k.pk, k.keyid);
+    struct membuf pc = seal_with(&other, (const unsigned char *)a, strlen(a));
+    CU_ASSERT_NOT_EQUAL(memcmp(pa.data + SEAL_EPH_OFF, pc.data + SEAL_EPH_OFF, 32), 0);
+    ss_seal_key_free(&other);
+    ss_seal_key_free(&sk);
+    CU_ASSERT_PTR_NULL(sk.key);
+    ss_seal_key_free(&sk); /* twice: harmless */
+    ss_open_cache_free(cache);
+    free(mix.data);
+    free(pa.data);
+    free(pb.data);
+    free(pc.data);
+    sodium_free(k.sk);
+}
+
+static void test_seal_open_cache(void)
+{
+    seal_keys k;
+    seal_keys_make(&k);
+    unsigned char *bad = wrong_seed(&k);
+    ss_error e = {0};
+    ss_open_cache *cache = ss_open_cache_new(&e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cache);
+    ss_seal_key s1, s2;
+    ss_seal_key_init(&s1, k.pk, k.keyid);
+    ss_seal_key_init(&s2, k.pk, k.keyid);
+    const char *a = "send one, package a", *b = "send one, package b", *c = "send two";
+    struct membuf pa = seal_with(&s1, (const unsigned char *)a, strlen(a));
+    struct membuf pb = seal_with(&s1, (const unsigned char *)b, strlen(b));
+    struct membuf pc = seal_with(&s2, (const unsigned char *)c, strlen(c));
+    /* Nothing cached yet: the wrong seed derives a wrong key, which does
+     * not authenticate and so is not cached. */
+    CU_ASSERT_FALSE(opens_as(cache, bad, &k, &pa, a));
+    /* A miss with the right key, then hits: the same plaintext. */
+    CU_ASSERT_TRUE(opens_as(cache, k.sk, &k, &pa, a));
+    CU_ASSERT_TRUE(opens_as(cache, k.sk, &k, &pb, b));
+    CU_ASSERT_TRUE(opens_as(cache, bad, &k, &pa, a)); /* only a hit opens it */
+    CU_ASSERT_TRUE(opens_as(cache, bad, &k, &pb, b));
+    /* Another ephemeral key never gets send one's key: a miss. */
+    CU_ASSERT_FALSE(opens_as(cache, bad, &k, &pc, c));
+    CU_ASSERT_TRUE(opens_as(cache, k.sk, &k, &pc, c));
+    /* A header naming send one's ephemeral key over send two's stream
+     * gets send one's key and fails to authenticate: nothing opens. */
+    struct membuf forged = {0};
+    forged.len = pc.len;
+    forged.data = malloc(forged.len);
+    memcpy(forged.data, pc.data, pc.len);
+    memcpy(forged.data + SEAL_EPH_OFF, pa.data + SEAL_EPH_OFF, 32);
+    struct membuf plain;
+    enum ss_seal_fault fault;
+    CU_ASSERT_EQUAL(open_cached(cache, k.sk, k.keyid, &forged, &plain, &fault), -1);
+    CU_ASSERT_EQUAL(fault, SS_SEAL_BAD_CHUNK);
+    CU_ASSERT_EQUAL(plain.len, 0);
+    free(plain.data);
+    /* Another key of this site with the same key id: never the cached key. */
+    seal_keys k2;
+    seal_keys_make(&k2);
+    memcpy(k2.keyid, k.keyid, sizeof k.keyid);
+    CU_ASSERT_EQUAL(open_cached(cache, k2.sk, k2.keyid, &pa, &plain, &fault), -1);
+    CU_ASSERT_EQUAL(fault, SS_SEAL_BAD_CHUNK);
+    free(plain.data);
+    /* The least recently used key goes when the cache is full. */
+    for (int i = 0; i < SS_OPEN_CACHE_SLOTS; i++) {
+        ss_seal_key t;
+        ss_seal_key_init(&t, k.pk, k.keyid);
+        struct membuf pt = seal_with(&t, (const unsigned char *)c, strlen(c));
+        CU_ASSERT_TRUE(opens_as(cache, k.sk, &k, &pt, c));
+        if (i == SS_OPEN_CACHE_SLOTS - 3)
+            CU_ASSERT_TRUE(opens_as(cache, bad, &k, &pb, b)); /* send one: used again */
+        ss_seal_key_free(&t);
+        free(pt.data);
+    }
+    CU_ASSERT_TRUE(opens_as(cache, bad, &k, &pa, a));  /* still there */
+    CU_ASSERT_FALSE(opens_as(cache, bad, &k, &pc, c)); /* wiped and replaced */
+    CU_ASSERT_TRUE(opens_as(cache, k.sk, &k, &pc, c));
+    ss_seal_key_free(&s1);
+    ss_seal_key_free(&s2);
+    ss_open_cache_free(cache);
+    ss_open_cache_free(NULL);
+    free(forged.data);
+    free(pa.data);
+    free(pb.data);
+    free(pc.data);
+    sodium_free(bad);
+    sodium_free(k.sk);
+    sodium_free(k2.sk);
+}
+
 static void expect_meta_error(const char *line, const char *needle)
 {
     ss_sealed_meta m;
@@ -974,6 +1170,9 @@ int main(void)
         {"seal round trips: 0 to 3 MiB in odd pieces", test_seal_roundtrip_sizes},
         {"seal faults: each part damaged, reordered, cut, extended, wrong key", test_seal_faults},
         {"seal chunk boundaries", test_seal_chunk_boundaries},
+        {"seal: one ephemeral key per send, a fresh header per package", test_seal_send_key_shared},
+        {"seal: the opener's key cache - hits open as misses, never across keys",
+         test_seal_open_cache},
         {"sealed metadata line: the documented form only", test_sealed_meta},
         {"instruction enc field: sealed instructions show nothing", test_instruction_enc},
     };

@@ -9,6 +9,7 @@
 #include "testutil.h"
 #include "../../inboxes/fileio.h"
 #include "../../inboxes/seal.h"
+#include "../../keystore/links.h"
 #include "../../keystore/sigfile.h"
 #include "../../sender/address.h"
 #include "../../sender/bundle.h"
@@ -100,6 +101,18 @@ static int count_plain(const char *dir, const char *suffix)
         if (fscanf(p, "%d", &n) != 1) n = -1;
         pclose(p);
     }
+    return n;
+}
+
+/* The one integer a query gives (-1 if it fails). */
+static int db_count(ss_db *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
     return n;
 }
 
@@ -1105,12 +1118,14 @@ static void test_sealed_pack(void)
     snprintf(want, sizeof want, "queued %s SS1 secret-plan.txt", item.id);
     CU_ASSERT_STRING_EQUAL(t.lines[0], want);
     CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
-    CU_ASSERT_EQUAL(count_plain(f.outbox, SS_SIDECAR_EXT), 1);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 2); /* the pair only: no file beside it */
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM queued_files"), 1);
 
     ss_deliver_result res;
     CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
     CU_ASSERT_EQUAL(res.delivered, 1);
-    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 0); /* the sidecar went with the pair */
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 0);
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM queued_files"), 0);
     CU_ASSERT_EQUAL(tu_count(f.receive, ""), 2);
 
     char pck[64], ins[64], pckp[1100], insp[1100];
@@ -1162,7 +1177,7 @@ static void test_sealed_pack(void)
 }
 
 /* Sealed bundles and stored (zip=none) payloads; duplicates of sealed
- * pairs are still recognised (from the sidecar), inside bundles too, and
+ * pairs are still recognised (from site.db), inside bundles too, and
  * a bundle some of whose files are still queued is packed again from its
  * inputs without them. */
 static void test_sealed_bundle_and_dupes(void)
@@ -1186,10 +1201,11 @@ static void test_sealed_bundle_and_dupes(void)
     CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", three, 3, &e), 0);
     CU_ASSERT_EQUAL(three[0].bundled, 3);
     CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 1);
-    CU_ASSERT_EQUAL(count_plain(f.outbox, SS_SIDECAR_EXT), 1);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 2);
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM queued_files WHERE files=3"), 3);
 
     /* Again, with a new file: the three are still queued (found in the
-     * sealed bundle's sidecar); the bundle of four is packed again from
+     * sealed bundle's rows in site.db); the bundle of four is packed again from
      * the inputs as the new file alone. */
     ss_send_item four[4];
     for (int i = 0; i < 4; i++)
@@ -1222,7 +1238,8 @@ static void test_sealed_bundle_and_dupes(void)
     CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
     CU_ASSERT_EQUAL(res.delivered, 3);
     CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 0);
-    CU_ASSERT_EQUAL(count_plain(f.receive, SS_SIDECAR_EXT), 0);
+    CU_ASSERT_EQUAL(count_plain(f.receive, ".sum"), 0);
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM queued_files"), 0);
 
     /* The bundle: metadata names it and its count; the tar inside. */
     size_t plen = 0;
@@ -1249,6 +1266,92 @@ static void test_sealed_bundle_and_dupes(void)
     CU_ASSERT_EQUAL(m.size, 8);
     CU_ASSERT(plen - off == 8 && memcmp(plain + off, "changed\n", 8) == 0);
     free(plain);
+    fx_close(&f);
+}
+
+/* A sealed file still queued is not queued again, from its rows in
+ * site.db (no file beside the pair in the outbox), and a file with the
+ * same name but other content is; rows whose pair left the outbox are
+ * forgotten when the index is loaded. */
+static void test_sealed_still_queued(void)
+{
+    fixture f;
+    fx_open(&f);
+    fx_trust_peer(&f);
+    ss_error e = {0};
+    char px[1024];
+    tu_write(f.dir, "ledger.csv", "id,amount\n1,250\n", 16);
+    snprintf(px, sizeof px, "%s/ledger.csv", f.dir);
+    ss_send_item first = {.path = px, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &first, 1, &e), 0);
+    CU_ASSERT_TRUE(first.queued);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 2);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".sum"), 0);
+    CU_ASSERT_EQUAL(tu_count(f.outbox, ".sum"), 0); /* dot-names too */
+
+    /* A row of a pair that is not in the outbox (a send stopped before
+     * publishing it). */
+    ss_queued_file stale = {.id = "0123456789abcdef0123456789abcdef",
+                            .dest = "replmgr.box",
+                            .name = "ledger.csv",
+                            .size = 16};
+    CU_ASSERT_EQUAL_FATAL(ss_queued_file_add(&f.ps.db, "SS1", &stale, &e), 0);
+
+    ss_send_item again = {.path = px, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &again, 1, &e), 0);
+    CU_ASSERT_TRUE(again.already_queued);
+    CU_ASSERT_FALSE(again.queued);
+    CU_ASSERT_STRING_EQUAL(again.id, first.id);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM queued_files"), 1);
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM queued_files WHERE id='0123456789"
+                                       "abcdef0123456789abcdef'"),
+                    0);
+
+    /* Same name and size, other content: queued. */
+    tu_write(f.dir, "ledger.csv", "id,amount\n1,999\n", 16);
+    ss_send_item other = {.path = px, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &other, 1, &e), 0);
+    CU_ASSERT_TRUE(other.queued);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ""), 4);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".sum"), 0);
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM queued_files"), 2);
+
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 2);
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM queued_files"), 0);
+    fx_close(&f);
+}
+
+/* A sealed pair published by a send killed before its 4504: its rows were
+ * committed with its number, so the next holder of the lock records it
+ * by its real name, and it is still found queued. */
+static void test_sealed_recorded_late(void)
+{
+    fixture f;
+    fx_open(&f);
+    fx_trust_peer(&f);
+    ss_error e = {0};
+    char px[1024];
+    tu_write(f.dir, "orders.csv", "1,2,3\n", 6);
+    snprintf(px, sizeof px, "%s/orders.csv", f.dir);
+    ss_send_item first = {.path = px, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &first, 1, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_db_exec(&f.ps.db, "DELETE FROM status WHERE msg_id=4504", &e), 0);
+    char rec[80];
+    snprintf(rec, sizeof rec, "publishing 1 1 %lld", (long long)ss_now_ms());
+    write_journal(&f, rec);
+    ss_send_item again = {.path = px, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &again, 1, &e), 0);
+    CU_ASSERT_TRUE(again.already_queued);
+    CU_ASSERT_STRING_EQUAL(again.id, first.id);
+    CU_ASSERT_EQUAL(count_plain(f.outbox, ".ins"), 1);
+    CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 1);
+    CU_ASSERT_EQUAL(db_count(&f.ps.db, "SELECT count(*) FROM status WHERE msg_id=4504 AND "
+                                       "text LIKE '%orders.csv%'"),
+                    1);
     fx_close(&f);
 }
 
@@ -1299,6 +1402,8 @@ int main(void)
         {"sealed bundles and stored payloads; duplicates still found",
          test_sealed_bundle_and_dupes},
         {"only data is sealed, and only with seal = yes", test_sealed_only_data},
+        {"a sealed file still queued is not queued again", test_sealed_still_queued},
+        {"a sealed pair queued unrecorded is recorded late by name", test_sealed_recorded_late},
         {"outbox info counts queued pairs", test_outbox_info_counts},
         {"unreachable peer keeps pairs, then delivers", test_unreachable_then_back},
         {"unknown peer is an error", test_unknown_peer_is_an_error},
