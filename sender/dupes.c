@@ -171,7 +171,7 @@ static int add_sealed_file(void *ctx, const ss_queued_file *f)
  * no longer queued are forgotten. */
 static int load_sealed(struct sealed_load *sl, ss_db *db, const char *peer, ss_error *e)
 {
-    qsort(sl->v, sl->n, sizeof *sl->v, by_id);
+    if (sl->n) qsort(sl->v, sl->n, sizeof *sl->v, by_id); /* never qsort(NULL, 0): UB */
     sl->e = e;
     if (ss_queued_files_each(db, peer, NULL, add_sealed_file, sl, e) != 0) return -1;
     for (size_t i = 0; i < sl->nstale; i++)
