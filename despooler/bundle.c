@@ -46,14 +46,13 @@ void dsp_member_tmp_name(const char *id, unsigned number, char *out, size_t len)
     snprintf(out, len, ".sitespool-%s-%u.tmp", id, number);
 }
 
-/* The package read once: every byte read is hashed; inflated output is
- * handed to libarchive on request. */
+/* The package read once (pkgread.c: every byte read is hashed), or a
+ * sealed one opened; inflated output is handed to libarchive on request. */
 struct bundle_reader {
     dsp_stager *st;
-    int fd;
+    dsp_pkgread rd;     /* an unsealed bundle's package */
     dsp_sealed *sealed; /* a sealed bundle: the payload comes from here */
     bool sealed_failed; /* its verdict is dsp_sealed_verdict's */
-    ss_hash hash;
     const unsigned char *in;
     size_t in_len;
     bool eof;
@@ -84,14 +83,13 @@ static ssize_t reader_next(struct bundle_reader *r, const void **out)
         if (r->in_len == 0 && !r->eof && r->sealed) {
             if (sealed_next(r) != 0) return -1;
         } else if (r->in_len == 0 && !r->eof) {
-            ssize_t n = ss_read_full(r->fd, r->st->read_buf, READ_CHUNK, &r->read_err);
+            ssize_t n = dsp_pkgread_next(&r->rd, &r->in);
             if (n < 0) {
-                r->read_errno = errno;
+                r->read_err = r->rd.err;
+                r->read_errno = r->rd.err_no;
                 return -1;
             }
             r->eof = n == 0;
-            ss_hash_update(&r->hash, r->st->read_buf, (size_t)n);
-            r->in = r->st->read_buf;
             r->in_len = (size_t)n;
         }
         size_t out_len;
@@ -116,27 +114,25 @@ static la_ssize_t reader_callback(struct archive *a, void *ctx, const void **buf
 }
 
 /* After the tar ended or failed: the rest of the package is still hashed
- * (a forgery must read as a bad signature) and, while the stream is good,
- * inflated and counted against size=. */
-static int reader_finish(struct bundle_reader *r, const ss_instr *in)
+ * (a forgery must read as a bad signature; hash receives it) and, while
+ * the stream is good, inflated and counted against size=.  -1 if reading
+ * the package failed. */
+static int reader_finish(struct bundle_reader *r, const ss_instr *in,
+                         unsigned char hash[SS_HASH_BYTES])
 {
     const void *out;
     ssize_t n;
     if (!r->unpack_err.code && !r->read_err.code)
         while ((n = reader_next(r, &out)) > 0)
             ;
-    /* A sealed stream is opened to its end: a fault of it comes first. */
+    /* A sealed stream is opened to its end: a fault of it comes first
+     * (its bytes are judged by dsp_sealed_verdict). */
     while (r->sealed && !r->sealed_failed && !r->eof)
         (void)sealed_next(r);
     if (r->sealed_failed) return 0;
-    while (!r->sealed && !r->read_err.code && !r->eof) {
-        ssize_t got = ss_read_full(r->fd, r->st->read_buf, READ_CHUNK, &r->read_err);
-        if (got < 0) {
-            r->read_errno = errno;
-            break;
-        }
-        r->eof = got == 0;
-        ss_hash_update(&r->hash, r->st->read_buf, (size_t)got);
+    if (!r->sealed && !r->read_err.code && dsp_pkgread_close(&r->rd, hash) != 0) {
+        r->read_err = r->rd.err;
+        r->read_errno = r->rd.err_no;
     }
     if (r->read_err.code) return -1;
     if (!r->unpack_err.code && ss_inflater_finish(r->st->inflater, &r->unpack_err) == 0 &&
@@ -332,9 +328,9 @@ void dsp_bundle_abort(work *w, unsigned created)
     w->nmembers = 0;
 }
 
-/* The verdict on the bytes themselves, true if there is one: a fault of
- * the sealed stream (its signature verified before it was opened), or the
- * signature over the package. */
+/* The verdict on the bytes themselves, true if there is one: the
+ * signature over the package, or (sealed) that and a fault of the sealed
+ * stream (dsp_sealed_verdict). */
 static bool bytes_refused(work *w, dsp_sealed *sealed, const unsigned char hash[SS_HASH_BYTES])
 {
     ss_error sig_err = {0};
@@ -348,13 +344,13 @@ static bool bytes_refused(work *w, dsp_sealed *sealed, const unsigned char hash[
  * the verdict goes into w (stage.c). */
 static void unpack_bundle(dsp_stager *st, work *w, int pck_fd, dsp_sealed *sealed)
 {
-    struct bundle_reader r = {.st = st, .fd = pck_fd, .sealed = sealed};
+    struct bundle_reader r = {.st = st, .sealed = sealed};
     struct bundle_stage s = {.w = w};
-    ss_hash_init(&r.hash);
     if (ss_inflater_reset(st->inflater, w->in.zip, w->in.size, &w->sv_err) != 0) {
         w->sv = SV_LOCAL_FAULT;
         return;
     }
+    if (!sealed) dsp_pkgread_open(&r.rd, st, pck_fd, w->pck_size);
     /* A signature, or the seal's Poly1305 tags, cover every byte. */
     if (w->is_signed || sealed) ss_inflater_skip_checksum(st->inflater);
     /* Names in pax headers are UTF-8; libarchive converts them to the
@@ -373,10 +369,10 @@ static void unpack_bundle(dsp_stager *st, work *w, int pck_fd, dsp_sealed *seale
     settle_all(&s); /* also on failure: every descriptor is closed */
     ss_locale_leave(before);
     if (utf8) freelocale(utf8);
-    int finished = reader_finish(&r, &w->in);
     unsigned char hash[SS_HASH_BYTES];
-    ss_hash_final(&r.hash, hash);
-    if (finished != 0 || r.read_err.code) { /* reading the package: not the destination */
+    int finished = reader_finish(&r, &w->in, hash);
+    if (!sealed) dsp_pkgread_abandon(&r.rd); /* (after a failed read) */
+    if (finished != 0 || r.read_err.code) {  /* reading the package: not the destination */
         w->sv = SV_INPUT_FAULT;
         w->sv_err = r.read_err;
         w->input_errno = r.read_errno;

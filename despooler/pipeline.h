@@ -69,6 +69,31 @@ typedef struct dsp_stager {
 /* A sealed package being opened (sealed.c). */
 typedef struct dsp_sealed dsp_sealed;
 
+/* pkgread.c: a package read once, every byte hashed before the caller
+ * sees it; large ones on a reader thread of their own, a few buffers
+ * ahead of the caller. */
+typedef struct dsp_pkgread {
+    int fd;
+    unsigned char *buf;       /* the stager's (read on the caller's thread) */
+    struct dsp_pkgring *ring; /* the reader thread's, or NULL */
+    ss_hash hash;             /* (on the caller's thread) */
+    uint64_t total;           /* bytes read */
+    bool eof, failed;
+    ss_error err; /* a failed read's, with its errno */
+    int err_no;
+} dsp_pkgread;
+/* size: the package's length when opened (large ones get the thread). */
+void dsp_pkgread_open(dsp_pkgread *r, dsp_stager *st, int fd, uint64_t size);
+/* The next piece (valid until the next call): its length, 0 at the end,
+ * -1 if reading failed (r->err, r->err_no). */
+ssize_t dsp_pkgread_next(dsp_pkgread *r, const unsigned char **p);
+/* Reads and hashes the rest, ends the thread: 0 with the hash of every
+ * byte (r->total of them), -1 if reading failed. */
+int dsp_pkgread_close(dsp_pkgread *r, unsigned char hash[SS_HASH_BYTES]);
+/* Ends the thread without reading further (the pair is not judged by its
+ * bytes this time: a local fault).  Safe after close. */
+void dsp_pkgread_abandon(dsp_pkgread *r);
+
 /* One file of a bundle (files=N): staged as .sitespool-<id>-<k>.tmp. */
 typedef struct dsp_member {
     char name[SS_NAME_MAX + 1];  /* its name in the tar stream */

@@ -10,35 +10,45 @@
  *      keys/<SITE>.<ID>.key.retired) is loaded once into guarded memory
  *      and must be the keystore's key; a file that cannot be loaded holds
  *      the pair (4420), nothing is lost.
- *   2. pool, first pass: every byte of the package is hashed and the
- *      signature checked (4407): nothing is decrypted before it verified.
- *      The package must have the declared sealed length (4447 shorter, 4448
- *      longer).
- *   3. pool, second pass: the bytes are opened chunk by chunk (4445 a bad
- *      header, 4446 a chunk that does not authenticate, 4447 no final
- *      chunk, 4448 bytes after it); the first plaintext line is the
- *      metadata (4449), the rest the payload exactly as an unsealed pair
- *      carries it: inflated within the metadata's size and
+ *   2. pool, one pass (pkgread.c: read once; a large package is read and
+ *      hashed on a reader thread while this one opens, inflates and
+ *      writes): the opener is pinned to the header the signed instruction
+ *      names (seal=, its BLAKE2b-256) and refuses any other before it
+ *      derives a key (4445); then every chunk is authenticated (Poly1305)
+ *      before it is decrypted (4446 a chunk that does not authenticate,
+ *      4447 no final chunk, 4448 bytes after it); the first plaintext line
+ *      is the metadata (4449), the rest the payload exactly as an
+ *      unsealed pair carries it: inflated within the metadata's size and
  *      max_package_bytes (4412, 4413) into .sitespool-<id>.tmp, published
  *      under the metadata's name by the batch commit (deliver.c), or a
  *      bundle's tar (bundle.c, 4427).
+ *   3. every byte hashed, the signature over the package is checked
+ *      (4407) and the length against size= (4447 shorter, 4448 longer)
+ *      before anything is staged: either verdict overrides whatever the
+ *      opening found, so a forgery reads as a bad signature.
  *
- * Security stance: verify, then decrypt.  The second pass reads the file
- * again; what it reads is bound to what the first pass verified by the
- * header (ephemeral key and stream header, compared byte for byte) and the
- * length: every chunk after that header authenticates only under a stream
- * key that only the holder of the ephemeral secret (the sender, who signed
- * these bytes) or this site's secret key can compute, in order and up to
- * its final chunk - so a file changed between the passes is refused by the
- * crypto, or by the header or length check (4407).  Plaintext is handed on
- * only chunk by chunk once it authenticated, and goes only into temporary
- * files, removed on any fault.  Secret keys live in sodium_malloc'd memory
- * and are wiped when the despooler closes, and so are the stream keys of
- * the last SS_OPEN_CACHE_SLOTS sends opened (d->seal_cache, shared by the
- * pool: the packages of one send cost one X25519; a key is cached only
- * once a chunk authenticated under it); plaintext buffers are wiped
- * before they are freed.  Memory is constant: one read buffer, one
- * plaintext buffer of two chunks, the opener's chunk buffers.
+ * Security stance: verify, then decrypt, chunk by chunk.  The trusted
+ * comment's signature, checked on the main thread before any byte of the
+ * package is read, covers seal=: the pin of the one header - ephemeral
+ * key, stream header - whose stream may be opened.  A chunk authenticates
+ * under that stream's key only if it was made by the holder of the
+ * ephemeral secret (the sender, who signed the pin) or of this site's
+ * secret key, and secretstream authenticates each chunk (and its place)
+ * before it decrypts it; so nothing is decrypted that the signer did not
+ * seal.  The signature over every byte, checked before anything is
+ * staged, adds what the seal cannot: that even a thief of this site's
+ * secret key could not have changed the chunks (key-compromise
+ * impersonation), and the same verdict stock `minisign -V` gives.  The
+ * file is read once, so what is opened is what is hashed.  Plaintext goes
+ * only into temporary files, removed on any fault; a package refused for
+ * its signature is named "sealed package <id>", not by what it decrypted
+ * to.  Secret keys live in sodium_malloc'd memory and are wiped when the
+ * despooler closes, and so are the stream keys of the last
+ * SS_OPEN_CACHE_SLOTS sends opened (d->seal_cache, shared by the pool:
+ * the packages of one send cost one X25519; a key is cached only once a
+ * chunk authenticated under it); plaintext buffers are wiped before they
+ * are freed.  Memory is constant: the reader's ring, one plaintext buffer
+ * of two chunks, the opener's chunk buffers.
  * Diagnostics: 4444 (main thread); 4445-4449 as verdicts for
  * dsp_stage_apply; 4407, 4412, 4413, 4416, 4419, 4420, 4427 as for
  * unsealed pairs.  Messages name the package "sealed package <id>" until
@@ -188,48 +198,55 @@ enum outcome dsp_seal_check(ss_despooler *d, work *w, const char *base)
 
 /* ---- pool: reading the sealed stream ---------------------------------------- */
 
-enum sealed_failure { SF_NONE, SF_READ, SF_LOCAL, SF_CHANGED, SF_SEAL };
+enum sealed_failure { SF_NONE, SF_LOCAL, SF_LENGTH, SF_SEAL };
 
 struct dsp_sealed {
     dsp_stager *st;
-    int fd;
+    dsp_pkgread rd; /* the package: read once, every byte hashed */
     ss_opener op;
     bool opening; /* begun, not ended */
     bool ended;   /* its final chunk came and nothing after it */
-    /* what the first pass verified: the header bytes and the length */
-    unsigned char pin[SS_SEAL_HEADER_BYTES];
-    size_t pin_len;
-    uint64_t verified_len;
-    uint64_t offset; /* bytes read by the second pass */
+    uint64_t sealed_size;
+    uint64_t offset; /* bytes handed to the opener's reading */
     const unsigned char *in;
     size_t in_len;
     bool eof;
-    unsigned char *plain; /* PLAIN_CAP: authenticated plaintext not yet taken */
-    size_t plain_len, plain_off;
+    unsigned char *plain;          /* PLAIN_CAP: authenticated plaintext copied */
+    const unsigned char *plain_at; /* authenticated plaintext: plain, or the opener's */
+    size_t plain_len, plain_off;   /* at plain_at: its end, what was taken */
+    bool ending;                   /* in ss_open_end (its buffer is freed) */
     bool sink_failed;
     enum sealed_failure failed;
     enum ss_seal_fault fault;
     ss_error err;
-    int read_errno;
+    /* once every byte was read (read_all): their hash, the signature's
+     * verdict over it */
+    bool read_all, read_failed;
+    unsigned char hash[SS_HASH_BYTES];
 };
 
+/* The opener's plaintext: taken where it lies (the opener's buffer, valid
+ * until its next call) while only this chunk waits; copied when the opener
+ * ends with it (its buffer goes) or plaintext is still waiting. */
 static int take_plain(void *ctx, const unsigned char *data, size_t len, ss_error *e)
 {
     dsp_sealed *s = ctx;
-    if (s->plain_off == s->plain_len) s->plain_off = s->plain_len = 0;
-    if (len > PLAIN_CAP - s->plain_len) {
+    if (s->plain_off == s->plain_len) {
+        s->plain_off = s->plain_len = 0;
+        s->plain_at = s->plain;
+        if (!s->ending) {
+            s->plain_at = data;
+            s->plain_len = len;
+            return 0;
+        }
+    }
+    if (s->plain_at != s->plain || len > PLAIN_CAP - s->plain_len) {
         s->sink_failed = true;
         return ss_err(e, SS_E_NOMEM, "a sealed chunk is larger than its buffer");
     }
     memcpy(s->plain + s->plain_len, data, len);
     s->plain_len += len;
     return 0;
-}
-
-static int changed(dsp_sealed *s)
-{
-    s->failed = SF_CHANGED;
-    return -1;
 }
 
 /* The opener failed: a fault of the stream, or take_plain's.  At the end
@@ -245,24 +262,21 @@ static int seal_failed(dsp_sealed *s, bool at_end)
     return -1;
 }
 
-/* The next ciphertext; the header and the length must be what the first
- * pass verified. */
+/* The next ciphertext, as the reader hashed it.  More bytes than the
+ * instruction declares stop the opening: the length is judged once all
+ * were read (read_all). */
 static int read_more(dsp_sealed *s)
 {
-    ssize_t n = ss_read_full(s->fd, s->st->read_buf, READ_CHUNK, &s->err);
+    ssize_t n = dsp_pkgread_next(&s->rd, &s->in);
     if (n < 0) {
-        s->read_errno = errno;
-        s->failed = SF_READ;
+        s->failed = SF_LOCAL; /* judged as a read fault by bytes_refused */
         return -1;
     }
-    if (s->offset < s->pin_len) {
-        size_t k = s->pin_len - (size_t)s->offset;
-        if (k > (size_t)n) k = (size_t)n;
-        if (memcmp(s->st->read_buf, s->pin + s->offset, k) != 0) return changed(s);
-    }
     s->offset += (uint64_t)n;
-    if (s->offset > s->verified_len || (n == 0 && s->offset != s->verified_len)) return changed(s);
-    s->in = s->st->read_buf;
+    if (s->offset > s->sealed_size || (n == 0 && s->offset != s->sealed_size)) {
+        s->failed = SF_LENGTH;
+        return -1;
+    }
     s->in_len = (size_t)n;
     s->eof = n == 0;
     return 0;
@@ -278,7 +292,10 @@ static int fill_plain(dsp_sealed *s)
         if (s->in_len == 0 && !s->eof && read_more(s) != 0) return -1;
         if (s->in_len == 0) {
             s->opening = false;
-            if (ss_open_end(&s->op, &s->err) != 0) return seal_failed(s, true);
+            s->ending = true;
+            int rc = ss_open_end(&s->op, &s->err);
+            s->ending = false;
+            if (rc != 0) return seal_failed(s, true);
             s->ended = true;
             continue;
         }
@@ -295,7 +312,7 @@ ssize_t dsp_sealed_pull(dsp_sealed *s, const void **out)
 {
     int r = fill_plain(s);
     if (r <= 0) return r;
-    *out = s->plain + s->plain_off;
+    *out = s->plain_at + s->plain_off;
     size_t n = s->plain_len - s->plain_off;
     s->plain_off = s->plain_len;
     return (ssize_t)n;
@@ -333,83 +350,70 @@ static void fault_detail(const dsp_sealed *s, char *out, size_t len)
                  (unsigned long long)s->offset);
 }
 
+/* Reads (and hashes) what the opening did not: every byte of the package
+ * is hashed once, whatever became of the opening. */
+static void read_all(dsp_sealed *s)
+{
+    if (s->read_all) return;
+    s->read_all = true;
+    s->read_failed = dsp_pkgread_close(&s->rd, s->hash) != 0;
+}
+
+/* The verdict on the bytes as read: a read fault (4419), the signature
+ * over all of them (4407: a forgery reads as a bad signature, whatever
+ * the seal says), their number against size= (4447 fewer, 4448 more).
+ * True if there is one (set in w). */
+static bool bytes_refused(dsp_sealed *s, work *w)
+{
+    char detail[160];
+    ss_error sig_err = {0};
+    read_all(s);
+    if (s->read_failed) {
+        w->sv = SV_INPUT_FAULT;
+        w->input_errno = s->rd.err_no;
+        w->sv_err = s->rd.err;
+        return true;
+    }
+    if (w->is_signed && ss_sig_verify_package(&w->sig, &w->pk, s->hash, &sig_err) != 0) {
+        w->seal_named = false; /* what it decrypted to is nobody's word */
+        dsp_stage_refuse(w, 4407, sig_err.msg);
+        return true;
+    }
+    if (s->rd.total == s->sealed_size) return false;
+    snprintf(detail, sizeof detail, "the package is %llu bytes, its instruction declares %llu",
+             (unsigned long long)s->rd.total, (unsigned long long)s->sealed_size);
+    dsp_stage_refuse(w, s->rd.total < s->sealed_size ? 4447 : 4448, detail);
+    return true;
+}
+
 bool dsp_sealed_verdict(dsp_sealed *s, work *w)
 {
     char detail[256];
-    switch (s->failed) {
-    case SF_NONE:
-        return false;
-    case SF_READ: /* reading the package: this host's fault, kept (4419) */
-        w->sv = SV_INPUT_FAULT;
-        w->input_errno = s->read_errno;
-        w->sv_err = s->err;
-        return true;
-    case SF_LOCAL:
+    if (s->failed == SF_LOCAL && !s->rd.failed) { /* this host's fault: nothing judged */
         w->sv = SV_LOCAL_FAULT;
         w->sv_err = s->err;
         return true;
-    case SF_CHANGED:
-        dsp_stage_refuse(w, 4407, "the package changed after its signature was verified");
-        return true;
-    case SF_SEAL:
-        break;
     }
+    if (bytes_refused(s, w)) return true;
+    if (s->failed != SF_SEAL) return false;
     fault_detail(s, detail, sizeof detail);
     dsp_stage_refuse(w, fault_status(s->fault), detail);
     return true;
 }
 
-/* First pass: every byte hashed (the header kept) and the signature over
- * them checked before anything is decrypted; then the declared length. */
-static int verify_pass(dsp_sealed *s, work *w)
+/* Ready to open: the opener, with the header the signed instruction pins. */
+static int open_begin(dsp_sealed *s, work *w)
 {
-    ss_hash h;
-    ss_hash_init(&h);
-    ssize_t n;
-    uint64_t total = 0;
-    (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    while ((n = ss_read_full(s->fd, s->st->read_buf, READ_CHUNK, &s->err)) > 0) {
-        if (total < SS_SEAL_HEADER_BYTES) {
-            size_t k = SS_SEAL_HEADER_BYTES - (size_t)total;
-            if (k > (size_t)n) k = (size_t)n;
-            memcpy(s->pin + total, s->st->read_buf, k);
-            s->pin_len += k;
-        }
-        ss_hash_update(&h, s->st->read_buf, (size_t)n);
-        total += (uint64_t)n;
-    }
-    if (n < 0) {
-        s->read_errno = errno;
-        s->failed = SF_READ;
-        return dsp_sealed_verdict(s, w), -1;
-    }
-    unsigned char hash[SS_HASH_BYTES];
-    ss_error sig_err = {0};
-    char detail[160];
-    ss_hash_final(&h, hash);
-    if (w->is_signed && ss_sig_verify_package(&w->sig, &w->pk, hash, &sig_err) != 0)
-        return dsp_stage_refuse(w, 4407, sig_err.msg), -1;
-    s->verified_len = total;
-    if (total == w->sealed_size) return 0;
-    snprintf(detail, sizeof detail, "the package is %llu bytes, its instruction declares %llu",
-             (unsigned long long)total, (unsigned long long)w->sealed_size);
-    dsp_stage_refuse(w, total < w->sealed_size ? 4447 : 4448, detail);
-    return -1;
-}
-
-/* Second pass: from the start, through the opener. */
-static int open_pass(dsp_sealed *s, work *w)
-{
-    if (lseek(s->fd, 0, SEEK_SET) != 0) {
-        ss_err_sys(&s->err, "cannot read %s again", w->pck_name);
-        s->read_errno = errno;
-        s->failed = SF_READ;
-        return dsp_sealed_verdict(s, w), -1;
-    }
+    unsigned char pin[SS_SEAL_PIN_BYTES];
     s->plain = malloc(PLAIN_CAP);
     if (!s->plain) {
         w->sv = SV_LOCAL_FAULT;
         ss_err(&w->sv_err, SS_E_NOMEM, "out of memory");
+        return -1;
+    }
+    /* (instruction.c checked it: 64 lower-case hex digits) */
+    if (sodium_hex2bin(pin, sizeof pin, w->in.seal, strlen(w->in.seal), NULL, NULL, NULL) != 0) {
+        dsp_stage_refuse(w, 4445, "its instruction's seal= is not a pin");
         return -1;
     }
     if (ss_open_begin_cached(&s->op, w->seal_cache, w->seal_key->sk, w->seal_key->keyid, take_plain,
@@ -417,6 +421,7 @@ static int open_pass(dsp_sealed *s, work *w)
         w->sv = SV_LOCAL_FAULT;
         return -1;
     }
+    ss_open_pin(&s->op, pin);
     s->opening = true;
     return 0;
 }
@@ -438,7 +443,7 @@ static int read_meta(dsp_sealed *s, work *w, uint64_t max_bytes)
         if (r < 0) return dsp_sealed_verdict(s, w), -1;
         if (r == 0) return bad_meta(w, "the stream ends within its metadata line");
         size_t avail = s->plain_len - s->plain_off, room = sizeof line - len;
-        const unsigned char *p = s->plain + s->plain_off;
+        const unsigned char *p = s->plain_at + s->plain_off;
         const unsigned char *nl = memchr(p, '\n', avail < room ? avail : room);
         size_t take = nl ? (size_t)(nl - p) + 1 : avail < room ? avail : room;
         memcpy(line + len, p, take);
@@ -523,6 +528,7 @@ static void sealed_close(dsp_sealed *s)
         free(s->plain);
         s->plain = NULL;
     }
+    dsp_pkgread_abandon(&s->rd);
 }
 
 void dsp_stage_sealed(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)
@@ -532,13 +538,20 @@ void dsp_stage_sealed(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *
     dsp_sealed s;
     memset(&s, 0, sizeof s);
     s.st = st;
-    s.fd = fd;
-    if (verify_pass(&s, w) == 0 && open_pass(&s, w) == 0 && read_meta(&s, w, max_bytes) == 0) {
+    s.sealed_size = w->sealed_size;
+    dsp_pkgread_open(&s.rd, st, fd, w->pck_size);
+    if (w->pck_size != w->sealed_size) {
+        s.failed = SF_LENGTH; /* nothing opened: judged once every byte is hashed */
+    } else if (open_begin(&s, w) == 0 && read_meta(&s, w, max_bytes) == 0) {
         if (w->in.files)
             dsp_stage_sealed_bundle(st, w, &s);
         else
             stage_file(st, w, &s);
     }
+    /* A verdict reached before every byte was judged (the metadata, the
+     * bomb bound, the opening) gives way to the bytes' own (4407 first). */
+    if (w->sv != SV_STAGED && w->sv != SV_LOCAL_FAULT && w->sv != SV_INPUT_FAULT)
+        (void)bytes_refused(&s, w);
     sealed_close(&s);
     close(fd);
 }

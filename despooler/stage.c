@@ -36,10 +36,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Large packages are read and hashed on a thread of their own while this
- * one inflates and writes: a ring of READ_CHUNK buffers between them. */
-#define RING_SLOTS 4
-#define LARGE_PACKAGE (8u << 20)
 /* Written output is handed to the device this often (write-behind), so
  * the flush before the commit finds little left to write. */
 #define WRITE_BEHIND (8u << 20)
@@ -91,132 +87,31 @@ int dsp_unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
     return 0;
 }
 
-struct ring {
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
-    unsigned char *slot[RING_SLOTS];
-    size_t len[RING_SLOTS];
-    size_t head, count; /* next slot to fill = (head + count) % RING_SLOTS */
-    bool eof, failed;
-    int fd;
-    ss_hash hash;
-    ss_error err;
-    int err_no; /* the failed read's error number */
-};
-
-static void *ring_reader(void *arg)
-{
-    struct ring *r = arg;
-    for (;;) {
-        pthread_mutex_lock(&r->lock);
-        while (r->count == RING_SLOTS)
-            pthread_cond_wait(&r->changed, &r->lock);
-        size_t i = (r->head + r->count) % RING_SLOTS;
-        pthread_mutex_unlock(&r->lock);
-        ssize_t n = ss_read_full(r->fd, r->slot[i], READ_CHUNK, &r->err);
-        if (n < 0) r->err_no = errno;
-        if (n > 0) ss_hash_update(&r->hash, r->slot[i], (size_t)n);
-        pthread_mutex_lock(&r->lock);
-        if (n > 0) {
-            r->len[i] = (size_t)n;
-            r->count++;
-        } else {
-            r->eof = true;
-            r->failed = n < 0;
-        }
-        pthread_cond_broadcast(&r->changed);
-        pthread_mutex_unlock(&r->lock);
-        if (n <= 0) return NULL;
-    }
-}
-
-/* Inflates what the reader thread hands over; the reader hashes every
- * byte whatever becomes of the inflating.  -1 if the thread cannot start
- * (the caller streams on its own). */
-static int stream_with_reader(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
-                              unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
-{
-    struct ring r = {.fd = pck_fd};
-    unsigned char *mem = malloc((size_t)RING_SLOTS * READ_CHUNK);
-    if (!mem) return -1;
-    for (int i = 0; i < RING_SLOTS; i++)
-        r.slot[i] = mem + (size_t)i * READ_CHUNK;
-    ss_hash_init(&r.hash);
-    pthread_mutex_init(&r.lock, NULL);
-    pthread_cond_init(&r.changed, NULL);
-    pthread_t reader;
-    if (dsp_thread_start(&reader, ring_reader, &r) != 0) {
-        pthread_cond_destroy(&r.changed);
-        pthread_mutex_destroy(&r.lock);
-        free(mem);
-        return -1;
-    }
-    bool inflating = true;
-    for (;;) {
-        pthread_mutex_lock(&r.lock);
-        while (r.count == 0 && !r.eof)
-            pthread_cond_wait(&r.changed, &r.lock);
-        if (r.count == 0) {
-            pthread_mutex_unlock(&r.lock);
-            break;
-        }
-        size_t i = r.head;
-        pthread_mutex_unlock(&r.lock);
-        if (inflating &&
-            ss_inflater_feed(st->inflater, r.slot[i], r.len[i], dsp_unpack_write, sink, unpack_err))
-            inflating = false; /* the reader keeps hashing */
-        pthread_mutex_lock(&r.lock);
-        r.head = (r.head + 1) % RING_SLOTS;
-        r.count--;
-        pthread_cond_broadcast(&r.changed);
-        pthread_mutex_unlock(&r.lock);
-    }
-    pthread_join(reader, NULL);
-    int rc = 0;
-    if (r.failed) {
-        *e = r.err;
-        rc = -2;
-    } else {
-        if (inflating && ss_inflater_finish(st->inflater, unpack_err) == 0 &&
-            st->inflater->out_bytes != w->in.size)
-            ss_err(unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
-                   (unsigned long long)st->inflater->out_bytes, (unsigned long long)w->in.size);
-        ss_hash_final(&r.hash, hash);
-    }
-    pthread_cond_destroy(&r.changed);
-    pthread_mutex_destroy(&r.lock);
-    free(mem);
-    if (rc == -2) errno = r.err_no; /* the reader's, for the caller */
-    return rc;
-}
-
 int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
                        unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
 {
-    ss_hash h;
     ss_inflater *inf = st->inflater;
-    ss_hash_init(&h);
     if (ss_inflater_reset(inf, w->in.zip, w->in.size, e) != 0) return -1;
     /* A signature covers every byte: zlib's own checksum adds nothing. */
     if (w->is_signed) ss_inflater_skip_checksum(inf);
-    if (w->pck_size >= LARGE_PACKAGE) {
-        int rc = stream_with_reader(st, pck_fd, w, sink, hash, unpack_err, e);
-        if (rc != -1) return rc;
-    }
+    dsp_pkgread r;
+    dsp_pkgread_open(&r, st, pck_fd, w->pck_size);
     bool inflating = true;
+    const unsigned char *p;
     ssize_t n;
-    while ((n = ss_read_full(pck_fd, st->read_buf, READ_CHUNK, e)) > 0) {
-        ss_hash_update(&h, st->read_buf, (size_t)n);
-        if (inflating &&
-            ss_inflater_feed(inf, st->read_buf, (size_t)n, dsp_unpack_write, sink, unpack_err))
-            inflating = false; /* keep hashing: a forgery must read as a bad signature */
-    }
+    while ((n = dsp_pkgread_next(&r, &p)) > 0)
+        if (inflating && ss_inflater_feed(inf, p, (size_t)n, dsp_unpack_write, sink, unpack_err))
+            inflating =
+                false; /* the reader keeps hashing: a forgery must read as a bad signature */
     if (inflating && n == 0 && ss_inflater_finish(inf, unpack_err) == 0 &&
         inf->out_bytes != w->in.size)
         ss_err(unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
                (unsigned long long)inf->out_bytes, (unsigned long long)w->in.size);
-    if (n < 0) return -2; /* errno is still the read's */
-    ss_hash_final(&h, hash);
+    if (dsp_pkgread_close(&r, hash) != 0) {
+        *e = r.err;
+        errno = r.err_no;
+        return -2;
+    }
     return 0;
 }
 

@@ -116,7 +116,7 @@ int ss_instr_format(const ss_instr *in, char *out, size_t len)
         n += m;
     }
     if (in->enc[0]) {
-        int m = snprintf(out + n, len - (size_t)n, " enc=%s", in->enc);
+        int m = snprintf(out + n, len - (size_t)n, " enc=%s seal=%s", in->enc, in->seal);
         if (m < 0 || (size_t)m >= len - (size_t)n) return -1;
     }
     return 0;
@@ -150,10 +150,11 @@ enum field_bit {
 };
 static const char *const field_names[] = {"id",      "from",  "to",  "type", "dest",
                                           "name",    "size",  "zip", "seq",  "created",
-                                          "expires", "files", "enc"};
-#define F_ALL ((1 << 11) - 1) /* all but files and enc, which are optional */
-#define F_COUNT 13
+                                          "expires", "files", "enc", "seal"};
+#define F_ALL ((1 << 11) - 1) /* all but files, enc and seal, which are optional */
+#define F_COUNT 14
 #define F_INDEX_ENC 12
+#define F_INDEX_SEAL 13
 
 static int field_index(const char *key, size_t klen)
 {
@@ -171,9 +172,26 @@ static bool enc_valid(const char *v)
     return true;
 }
 
+/* A pin as sitespool writes it: 64 lower-case hex digits. */
+static bool pin_valid(const char *v)
+{
+    if (strlen(v) != 64) return false;
+    for (const char *p = v; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
+    return true;
+}
+
 static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
 {
     uint64_t u;
+    if (idx == F_INDEX_SEAL) {
+        if (!pin_valid(v))
+            return ss_err(e, SS_E_FIELD,
+                          "seal '%.24s' is not a sealed header's pin (64 lower-case hex digits)",
+                          v);
+        memcpy(in->seal, v, sizeof in->seal);
+        return 0;
+    }
     if (idx == F_INDEX_ENC) {
         if (!enc_valid(v))
             return ss_err(e, SS_E_FIELD,
@@ -258,7 +276,16 @@ static int set_field(ss_instr *in, int idx, const char *v, ss_error *e)
  * compression and file count travel inside the sealed package. */
 static int check_sealed(const ss_instr *in, ss_error *e)
 {
+    if (!in->enc[0] && in->seal[0])
+        return ss_err(e, SS_E_FIELD,
+                      "seal= (a sealed header's pin) is given without enc= (the key it is "
+                      "sealed to)");
     if (!in->enc[0]) return 0;
+    if (!in->seal[0])
+        return ss_err(e, SS_E_FIELD,
+                      "a sealed instruction (enc=%s) must carry seal=, the pin of its sealed "
+                      "header, which its signature covers",
+                      in->enc);
     if (strcmp(in->name, SS_SEALED_NAME) != 0)
         return ss_err(e, SS_E_FIELD,
                       "a sealed instruction (enc=%s) must say name=sealed, not name=%.64s: the "

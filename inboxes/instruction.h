@@ -12,7 +12,9 @@
  *
  * enc=<16 upper-case hex: a key id> makes the package sealed to that key
  * of the receiver (seal.h): name is then "sealed", zip none, size the
- * sealed package's length and files absent - the real ones travel inside.
+ * sealed package's length and files absent - the real ones travel inside -
+ * and seal=<64 lower-case hex> pins the sealed header (ss_seal_pin): one
+ * comes with the other.
  *
  * Security stance: the text is parsed strictly: one space between pairs,
  * every value percent-decoded and checked (site codes, a destination that
@@ -53,6 +55,7 @@ typedef struct ss_instr {
     int64_t expires;
     unsigned files; /* 0: the payload is one file named name; else a bundle */
     char enc[17];   /* the receiver's key id the package is sealed to; "": not sealed */
+    char seal[65];  /* with enc: the sealed header's pin (seal.h), 64 lower-case hex */
 } ss_instr;
 
 const char *ss_itype_name(enum ss_itype t);

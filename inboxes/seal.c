@@ -149,8 +149,15 @@ static int seal_key_make(ss_seal_key *k, ss_error *e)
     return 0;
 }
 
+void ss_seal_pin(const unsigned char header[SS_SEAL_HEADER_BYTES],
+                 unsigned char pin[SS_SEAL_PIN_BYTES])
+{
+    crypto_generichash(pin, SS_SEAL_PIN_BYTES, header, SS_SEAL_HEADER_BYTES, NULL, 0);
+}
+
 /* The sealed header: the send's ephemeral key, a fresh random stream
- * header (init_push draws it); the key schedule in s->st. */
+ * header (init_push draws it); the key schedule in s->st, the pin in
+ * s->pin. */
 static int sealer_header(ss_sealer *s, const ss_seal_key *k, ss_error *e)
 {
     unsigned char head[SS_SEAL_HEADER_BYTES];
@@ -158,6 +165,7 @@ static int sealer_header(ss_sealer *s, const ss_seal_key *k, ss_error *e)
     memcpy(head + MAGIC_BYTES, k->keyid, SS_SEAL_KEYID_BYTES);
     memcpy(head + EPH_OFF, k->eph_pk, crypto_scalarmult_BYTES);
     crypto_secretstream_xchacha20poly1305_init_push(&s->st, head + SS_HDR_OFF, k->key);
+    ss_seal_pin(head, s->pin);
     return sealer_out(s, head, sizeof head, e);
 }
 
@@ -394,10 +402,24 @@ int ss_open_begin(ss_opener *o, const unsigned char ed25519_sk[64],
     return ss_open_begin_cached(o, NULL, ed25519_sk, keyid, write, ctx, e);
 }
 
+void ss_open_pin(ss_opener *o, const unsigned char pin[SS_SEAL_PIN_BYTES])
+{
+    memcpy(o->pin, pin, SS_SEAL_PIN_BYTES);
+    o->pinned = true;
+}
+
 /* The whole header is in o->header: check it, derive the stream key. */
 static int open_header(ss_opener *o, ss_error *e)
 {
     const unsigned char *h = o->header;
+    if (o->pinned) {
+        unsigned char pin[SS_SEAL_PIN_BYTES];
+        ss_seal_pin(h, pin);
+        if (sodium_memcmp(pin, o->pin, sizeof pin) != 0)
+            return fault(o, SS_SEAL_BAD_HEADER, SS_E_FORMAT, e,
+                         "its sealed header is not the one its signed instruction names "
+                         "(seal=): another package's header, or a damaged one");
+    }
     if (memcmp(h, SS_SEAL_MAGIC, MAGIC_BYTES) != 0)
         return fault(o, SS_SEAL_BAD_HEADER, SS_E_FORMAT, e,
                      "the package does not start with " SS_SEAL_MAGIC
@@ -456,13 +478,14 @@ static bool final_then_trailing(ss_opener *o)
     return false;
 }
 
-/* Opens the buffered chunk; final: it is the last (the input ended). */
-static int open_chunk(ss_opener *o, bool final, ss_error *e)
+/* Opens the chunk of len bytes at src (the buffered one, or a whole one
+ * in the caller's input); final: it is the last (the input ended). */
+static int open_chunk(ss_opener *o, const unsigned char *src, size_t len, bool final, ss_error *e)
 {
     unsigned long long mlen;
     unsigned char tag;
-    if (crypto_secretstream_xchacha20poly1305_pull(&o->st, o->plain, &mlen, &tag, o->cipher,
-                                                   o->fill, NULL, 0) != 0) {
+    if (crypto_secretstream_xchacha20poly1305_pull(&o->st, o->plain, &mlen, &tag, src, len, NULL,
+                                                   0) != 0) {
         if (final && final_then_trailing(o))
             return fault(o, SS_SEAL_TRAILING, SS_E_TRAILING, e,
                          "bytes follow the final chunk of the sealed package");
@@ -490,9 +513,11 @@ static int open_chunk(ss_opener *o, bool final, ss_error *e)
     o->chunks++;
     o->plain_bytes += mlen;
     o->final_seen = final;
-    int rc = mlen ? o->write(o->ctx, o->plain, (size_t)mlen, e) : 0;
-    sodium_memzero(o->plain, (size_t)mlen);
-    return rc; /* a write failure leaves fault at SS_SEAL_OK */
+    /* The plaintext stays in o->plain until the next chunk overwrites it
+     * (the caller may read it until its next call) and is wiped when the
+     * opener ends. */
+    return mlen ? o->write(o->ctx, o->plain, (size_t)mlen, e)
+                : 0; /* a write failure leaves fault at SS_SEAL_OK */
 }
 
 /* Takes header bytes; returns how many were used. */
@@ -521,12 +546,19 @@ int ss_open_update(ss_opener *o, const void *data, size_t len, ss_error *e)
             if (o->header_fill == SS_SEAL_HEADER_BYTES && open_header(o, e) != 0) return -1;
             continue;
         }
+        if (o->fill == 0 && len >= SS_SEAL_CHUNK_BYTES) { /* a whole chunk: opened in place */
+            if (open_chunk(o, p, SS_SEAL_CHUNK_BYTES, false, e) != 0) return -1;
+            p += SS_SEAL_CHUNK_BYTES;
+            len -= SS_SEAL_CHUNK_BYTES;
+            continue;
+        }
         size_t take = SS_SEAL_CHUNK_BYTES - o->fill < len ? SS_SEAL_CHUNK_BYTES - o->fill : len;
         memcpy(o->cipher + o->fill, p, take);
         o->fill += take;
         p += take;
         len -= take;
-        if (o->fill == SS_SEAL_CHUNK_BYTES && open_chunk(o, false, e) != 0) return -1;
+        if (o->fill == SS_SEAL_CHUNK_BYTES && open_chunk(o, o->cipher, o->fill, false, e) != 0)
+            return -1;
     }
     return 0;
 }
@@ -543,7 +575,7 @@ static int open_finish(ss_opener *o, ss_error *e)
     if (o->fill < crypto_secretstream_xchacha20poly1305_ABYTES)
         return fault(o, SS_SEAL_TRUNCATED, SS_E_TRUNCATED, e,
                      "the sealed package ends before its final chunk");
-    return open_chunk(o, true, e);
+    return open_chunk(o, o->cipher, o->fill, true, e);
 }
 
 int ss_open_end(ss_opener *o, ss_error *e)

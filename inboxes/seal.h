@@ -53,11 +53,16 @@
  * their order (secretstream's nonce), and tells apart a bad header, a
  * chunk that does not authenticate (tampered, reordered, from another
  * stream), a stream that ends before its FINAL chunk, and bytes after it;
- * plaintext is handed out chunk by chunk only after that chunk
- * authenticated.  Secret material lives in sodium_malloc'd memory (the
- * caller's, a send's ss_seal_key, an ss_open_cache) or on the stack for
- * one call and is wiped (sodium_memzero).
- * Constant memory: one chunk of buffer on each side.
+ * a pinned opener (ss_open_pin) refuses any header but the pinned one
+ * before it derives a key.  libsodium checks each chunk's tag before it
+ * decrypts it, and plaintext is handed out chunk by chunk only after that
+ * chunk authenticated; it stays in the opener's buffer until the next
+ * chunk overwrites it (the caller reads it in place) and the buffers are
+ * wiped when the opener ends.  Secret material lives in sodium_malloc'd
+ * memory (the caller's, a send's ss_seal_key, an ss_open_cache) or on the
+ * stack for one call and is wiped (sodium_memzero).
+ * Constant memory: one chunk of buffer on each side (a whole chunk in the
+ * caller's input is opened where it lies, not copied).
  */
 #ifndef SS_SEAL_H
 #define SS_SEAL_H
@@ -74,12 +79,22 @@
 #define SS_SEAL_HEADER_BYTES (8 + 8 + 32 + crypto_secretstream_xchacha20poly1305_HEADERBYTES)
 #define SS_SEAL_CHUNK_BYTES (SS_SEAL_CHUNK + crypto_secretstream_xchacha20poly1305_ABYTES)
 #define SS_SEAL_KEYID_BYTES 8
+#define SS_SEAL_PIN_BYTES 32
+
+/* A sealed header's pin: BLAKE2b-256 (unkeyed) of its SS_SEAL_HEADER_BYTES
+ * bytes.  The sender's signed instruction carries it (seal=, as 64
+ * lower-case hex digits), so the signature checked before the package is
+ * read names the very header - ephemeral key, stream header - of the one
+ * stream the receiver may open for it: only the signer (who held the
+ * ephemeral secret) could have made a chunk that authenticates under it. */
+void ss_seal_pin(const unsigned char header[SS_SEAL_HEADER_BYTES],
+                 unsigned char pin[SS_SEAL_PIN_BYTES]);
 
 /* Why a sealed stream could not be opened (each has its own status id at
  * the despooler). */
 enum ss_seal_fault {
     SS_SEAL_OK,
-    SS_SEAL_BAD_HEADER, /* not a sealed package, or sealed to another key id */
+    SS_SEAL_BAD_HEADER, /* not a sealed package, sealed to another key id, not the pinned header */
     SS_SEAL_BAD_CHUNK,  /* a chunk did not authenticate: tampered, reordered, foreign */
     SS_SEAL_TRUNCATED,  /* the stream ended before its FINAL chunk */
     SS_SEAL_TRAILING,   /* bytes after the FINAL chunk */
@@ -93,6 +108,7 @@ typedef struct ss_sealer {
     unsigned char *cipher; /* SS_SEAL_CHUNK_BYTES */
     size_t fill;
     uint64_t plain_bytes, sealed_bytes;
+    unsigned char pin[SS_SEAL_PIN_BYTES]; /* of the header written (ss_seal_pin) */
     ss_seal_write_fn write;
     void *ctx;
 } ss_sealer;
@@ -141,6 +157,8 @@ typedef struct ss_opener {
     unsigned char pending[crypto_secretstream_xchacha20poly1305_KEYBYTES];
     bool pending_set;
     enum ss_seal_fault fault;
+    unsigned char pin[SS_SEAL_PIN_BYTES]; /* ss_open_pin's */
+    bool pinned;
     ss_seal_write_fn write;
     void *ctx;
 } ss_opener;
@@ -177,6 +195,10 @@ void ss_open_cache_free(ss_open_cache *c);
 int ss_open_begin_cached(ss_opener *o, ss_open_cache *cache, const unsigned char ed25519_sk[64],
                          const unsigned char keyid[SS_SEAL_KEYID_BYTES], ss_seal_write_fn write,
                          void *ctx, ss_error *e);
+/* The header must have this pin (ss_seal_pin), or the stream is refused
+ * as a bad header before any key is derived.  Call before the first
+ * ss_open_update. */
+void ss_open_pin(ss_opener *o, const unsigned char pin[SS_SEAL_PIN_BYTES]);
 /* Feeds sealed bytes in pieces of any size; plaintext goes to write as
  * each chunk authenticates.  -1 with o->fault set on a sealing fault (or
  * SS_SEAL_OK when write failed). */
@@ -194,7 +216,8 @@ void ss_open_abort(ss_opener *o);
  * instruction (instruction.h) and are checked by the same rules; the line
  * is at most SS_SEALED_META_MAX bytes including its newline.  The sealed
  * instruction itself carries enc=<16 hex: the receiver's key id>,
- * name=sealed, zip=none, size=<the sealed package's length> and no files=
+ * seal=<64 hex: the header's pin>, name=sealed, zip=none,
+ * size=<the sealed package's length> and no files=
  * (instruction.c enforces this), so the file name, the real size, the
  * compression and the number of files of a bundle travel sealed. */
 #define SS_SEALED_META_MAGIC "sitespool-sealed/1"

@@ -353,10 +353,11 @@ static const ss_msgdef catalogue[] = {
      "Could not open %1 from site %2: %3. Nothing was decrypted or delivered; the files were "
      "moved to despoolr.box/rejected.",
      "The header of a sealed package (its first 72 bytes: the SSSEAL01 magic, the key id it "
-     "is sealed to, an ephemeral public key and the stream header) is not valid: not a sealed "
-     "package, sealed to another key than its instruction's enc= names, or an unusable "
-     "ephemeral key. The signature over the package verified first, so the sending site made "
-     "it so (a bug, or a tampered sender).",
+     "is sealed to, an ephemeral public key and the stream header) is not the one its signed "
+     "instruction pins (seal=, the header's BLAKE2b-256), or not valid: not a sealed package, "
+     "sealed to another key than its instruction's enc= names, or an unusable ephemeral key. "
+     "No key was derived and nothing decrypted. The signature over the whole package "
+     "verified too, so the sending site made it so (a bug, or a tampered sender).",
      "Report it to the sending site with the pair from despoolr.box/rejected; ask it to "
      "resend."},
     {4446, 'E', D,
@@ -364,9 +365,10 @@ static const ss_msgdef catalogue[] = {
      "despoolr.box/rejected.",
      "A chunk of a sealed package does not authenticate (Poly1305): it was changed, chunks "
      "were swapped or reordered, or taken from another package. The signature over the "
-     "package verified before anything was decrypted, so the bytes are the ones the sending "
-     "site signed: it made them so, or its signing key is in other hands. Plaintext is only "
-     "used once its chunk authenticated; the temporary output was removed.",
+     "package verified as well (a changed package is 4407), so the bytes are the ones the "
+     "sending site signed: it made them so, or its signing key is in other hands. Each chunk "
+     "is authenticated before it is decrypted and plaintext is only used once its chunk "
+     "authenticated; the temporary output was removed.",
      "Report it to the sending site's administrator; if it recurs, suspect its host or key "
      "('sitespool key revoke' if the key may be stolen)."},
     {4447, 'E', D,
@@ -442,8 +444,7 @@ static const ss_msgdef catalogue[] = {
      "Without the extension, a power loss at the peer shortly after a delivery can lose a "
      "package the sender has already removed from its outbox.",
      "Use OpenSSH's sftp-server (or internal-sftp) at the peer, which offers the extension."},
-    {4510, 'W', S,
-     "Sender skipped address %2 of site %1: %3. Trying %4 next.",
+    {4510, 'W', S, "Sender skipped address %2 of site %1: %3. Trying %4 next.",
      "One of a peer's addresses could not be used; the pairs go through the next one.",
      "Check that address ('sitespool peer list' shows the state and last error of each)."},
     {4511, 'I', S, "Pinned SSH host key %1 for %2 of site %3 (%4).",

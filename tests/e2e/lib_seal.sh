@@ -11,9 +11,12 @@ SEAL_PY=python3
 oracle() { "$SEAL_PY" "$SEAL_ORACLE" "$@"; }
 # keyid_of FILE: the key id of a minisign .pub or .key file.
 keyid_of() { oracle keyid "$1"; }
-# sealed_comment ID SIZE KEYID [key=value...]: the trusted comment of a
-# sealed data instruction PS1 -> SS1 (see fields in lib.sh).
+# pin_of PCK: the pin of a sealed package's header (the instruction's seal=).
+pin_of() { oracle pin "$1"; }
+# sealed_comment ID PCK KEYID [key=value...]: the trusted comment of a
+# sealed data instruction PS1 -> SS1 for package PCK (size= its length
+# unless a size=N follows; seal= its header's pin); see fields in lib.sh.
 sealed_comment() {
-  local id=$1 size=$2 key=$3; shift 3
-  echo "$(fields "$id" name=sealed zip=none "size=$size" "$@") enc=$key"
+  local id=$1 pck=$2 key=$3; shift 3
+  echo "$(fields "$id" name=sealed zip=none "size=$(stat -c %s "$pck")" "$@") enc=$key seal=$(pin_of "$pck")"
 }

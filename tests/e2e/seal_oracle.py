@@ -6,13 +6,17 @@ crypto_secretstream_xchacha20poly1305; hashlib for BLAKE2b; the minisign
 key files parsed here.  Nothing of sitespool's code is used.
 
   keyid FILE                        the key id of a minisign .pub or .key file
+  pin PCK                           the pin of PCK's sealed header (BLAKE2b-256
+                                    of its first 72 bytes: the instruction's seal=)
   open SECRET_KEY PCK PAYLOAD_OUT   opens PCK, prints its metadata line,
                                     writes the payload (inflated if zip=zlib)
   seal PUBLIC_KEY PLAINTEXT OUT     seals the bytes of PLAINTEXT (metadata line
                                     and payload, as given) to PUBLIC_KEY
   tamper IN OUT MODE                a copy of sealed IN with one fault: flip
-                                    (a byte of chunk 2), swap (chunks 1 and 2),
-                                    dropfinal, append, magic, keyid=HEX16
+                                    (a byte of chunk 2; flip=K: of chunk K),
+                                    swap (chunks 1 and 2),
+                                    dropfinal, append, magic, keyid=HEX16,
+                                    header=OTHER_PCK (OTHER_PCK's header, IN's chunks)
 Exit status 1 with a message on stderr when a package cannot be opened.
 """
 import base64
@@ -123,9 +127,10 @@ def chunk_at(k):
 
 def tamper(data, mode):
     c = CHUNK + ABYTES
-    if mode == "flip":
-        assert len(data) > chunk_at(2) + 100
-        i = chunk_at(2) + 100
+    if mode == "flip" or mode.startswith("flip="):
+        k = int(mode[5:]) if mode != "flip" else 2
+        assert len(data) > chunk_at(k) + 100
+        i = chunk_at(k) + 100
         return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
     if mode == "swap":
         a, b = chunk_at(1), chunk_at(2)
@@ -139,6 +144,8 @@ def tamper(data, mode):
         return data + os.urandom(100)
     if mode == "magic":
         return b"SSSEAL02" + data[8:]
+    if mode.startswith("header="):
+        return open(mode[7:], "rb").read()[:HEADER] + data[HEADER:]
     if mode.startswith("keyid="):
         return data[:8] + bytes.fromhex(mode[6:])[::-1] + data[16:]
     raise SystemExit("unknown tamper mode " + mode)
@@ -149,6 +156,8 @@ def main(argv):
     if cmd == "keyid":
         blob = key_blob(argv[2])
         print(keyid_text(blob[2:10] if len(blob) == 42 else blob[54:62]))
+    elif cmd == "pin":
+        print(hashlib.blake2b(open(argv[2], "rb").read()[:HEADER], digest_size=32).hexdigest())
     elif cmd == "open":
         try:
             plain = open_sealed(argv[2], open(argv[3], "rb").read())

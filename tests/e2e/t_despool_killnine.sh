@@ -26,7 +26,7 @@ done
 R=$(receive SS1); I=$(incoming SS1)
 assert_eq "$(find "$R" -name '*.ins' | wc -l)" "$P" "$P instructions in receive"
 assert_eq "$(find "$R" -name '*.pck' | wc -l)" "$P" "$P packages in receive"
-assert_eq "$(grep -l ' enc=[0-9A-F]\{16\}$' "$R"/*.ins | wc -l)" "$([ "$SEAL" = yes ] && echo "$P" || echo 0)" \
+assert_eq "$(grep -l ' enc=[0-9A-F]\{16\} seal=[0-9a-f]\{64\}$' "$R"/*.ins | wc -l)" "$([ "$SEAL" = yes ] && echo "$P" || echo 0)" \
   "sealed instructions (seal = $SEAL)"
 pass "$N files in $P pairs queued and delivered into SS1's receive"
 

@@ -77,8 +77,7 @@ cp "$pck" "$ins" "$(receive TS1)/"
 despool_once TS1 >/dev/null
 assert_eq "$(status_count TS1 4408)" 1 "TS1: the pair is addressed to SS1 (4408)"
 id2=$(new_id); cp "$pck" "$(receive TS1)/$id2.pck"
-sign_ins PS1 "$(receive TS1)" "$id2" "$(fields "$id2" to=TS1 name=sealed zip=none \
-  "size=$(stat -c %s "$pck")") enc=$ss1_key"
+sign_ins PS1 "$(receive TS1)" "$id2" "$(sealed_comment "$id2" "$pck" "$ss1_key" to=TS1)"
 despool_once TS1 >/dev/null
 assert_eq "$(status_count TS1 4444)" 1 "TS1: sealed to a key that is not TS1's (4444)"
 status_text TS1 4444 | grep -q "sealed to key $ss1_key, which is not a key of this site" ||
@@ -90,7 +89,7 @@ pass "a third site given the pair reads nothing (4408 as addressed, 4444 re-addr
 # Round trips: the file above (stored), a file of many chunks and a bundle
 # of small ones (deflated: the sealed payload is a zlib stream then).
 sed -i 's/^compression_level = .*/compression_level = 6/' "$T/PS1/site.conf"
-head -c $((5 * 1024 * 1024 + 12345)) /dev/urandom > "$T/large.bin"
+head -c $((9 * 1024 * 1024 + 12345)) /dev/urandom > "$T/large.bin" # read on a reader thread (>= 8 MiB)
 mkdir "$T/small"
 for i in $(seq 1 20); do echo "small file $i $(new_id)" > "$T/small/s$i.txt"; done
 "$S" -C "$T/PS1" send --to SS1 "$T/large.bin" >/dev/null

@@ -22,11 +22,12 @@ cmp "$T/payload.bin" "$T/check.bin" || fail "oracle opened other content"
 
 declare -A want # id -> status
 # hostile STATUS PCK [size]: a pair of PCK signed by PS1 (size= the
-# package's own unless given), expected to end with STATUS; its id in HID.
+# package's own unless given; seal= the pin of PCK's header), expected to
+# end with STATUS; its id in HID.
 hostile() {
   local status=$1 pck=$2 id; id=$(new_id)
   cp "$pck" "$R/$id.pck"
-  sign_ins PS1 "$R" "$id" "$(sealed_comment "$id" "${3:-$(stat -c %s "$pck")}" "$key")"
+  sign_ins PS1 "$R" "$id" "$(sealed_comment "$id" "$pck" "$key" ${3:+"size=$3"})"
   want[$id]=$status
   HID=$id
 }
@@ -45,9 +46,36 @@ hostile 4448 "$(tampered append)" "$(stat -c %s "$base")" # longer than declared
 hostile 4446 "$(tampered append)"
 hostile 4445 "$(tampered magic)"; magic=$HID
 hostile 4445 "$(tampered keyid=0123456789ABCDEF)"
-# Not re-signed: the signature fails before anything is decrypted.
+# Not re-signed: the signature over the package fails, whatever the seal
+# says (the signed pin still names the header, so the chunks before the
+# flipped one are authentic; nothing is delivered).
 id=$(new_id); cp "$(tampered flip)" "$R/$id.pck"; cp "${base%.pck}.ins" "$R/$id.ins"
 sed -i "s/id=[0-9a-f]\{32\}/id=$id/" "$R/$id.ins"; want[$id]=4407
+# Another genuine package's header before this one's chunks: signed with
+# the pin of this one's header (what the sender signed), the opener
+# refuses the header before deriving a key (4445); not re-signed, 4407.
+head -c 100000 /dev/urandom > "$T/other.bin"
+"$S" -C "$T/PS1" send --to SS1 --queue-only "$T/other.bin" >/dev/null
+other=$(ls "$T/PS1/inboxes/schedule.box/outbox/SS1/"*.pck | grep -v "$(basename "$base")")
+oracle tamper "$base" "$T/t-header.pck" "header=$other"
+cmp -s "$T/t-header.pck" "$base" && fail "the swapped header is the same"
+id=$(new_id); cp "$T/t-header.pck" "$R/$id.pck"; want[$id]=4445; swapped=$id
+sign_ins PS1 "$R" "$id" "$(fields "$id" name=sealed zip=none "size=$(stat -c %s "$base")") enc=$key seal=$(pin_of "$base")"
+id=$(new_id); cp "$T/t-header.pck" "$R/$id.pck"; cp "${base%.pck}.ins" "$R/$id.ins"
+sed -i "s/id=[0-9a-f]\{32\}/id=$id/" "$R/$id.ins"; want[$id]=4407
+rm "$other" "${other%.pck}.ins"
+
+# A large package (read on the despooler's reader thread while it is
+# opened): a chunk near its end damaged and re-signed is 4446 after 150
+# chunks were opened (nothing of them delivered); not re-signed, 4407.
+head -c $((10 * 1024 * 1024)) /dev/urandom > "$T/large.bin"
+"$S" -C "$T/PS1" send --to SS1 --queue-only "$T/large.bin" >/dev/null
+large=$(ls -S "$T/PS1/inboxes/schedule.box/outbox/SS1/"*.pck | head -1)
+[ "$(stat -c %s "$large")" -gt $((10 * 1024 * 1024)) ] || fail "the large package is not the largest"
+hostile 4446 "$(oracle tamper "$large" "$T/t-large.pck" flip=151; echo "$T/t-large.pck")"; large_flip=$HID
+id=$(new_id); cp "$T/t-large.pck" "$R/$id.pck"; cp "${large%.pck}.ins" "$R/$id.ins"
+sed -i "s/id=[0-9a-f]\{32\}/id=$id/" "$R/$id.ins"; want[$id]=4407
+rm "$large" "${large%.pck}.ins"
 
 # Authentic seals of bad plaintext (the sender's key signs them).
 python3 - "$T" <<'PY'
@@ -93,12 +121,16 @@ grep -q "Could not open payload.bin (sealed package $flip) from site PS1: chunk 
   fail "4446 does not name the decrypted file: $(head -1 "$J/$flip.why")"
 grep -q "Could not open sealed package $magic from site PS1: " "$J/$magic.why" ||
   fail "4445 before the name is known: $(head -1 "$J/$magic.why")"
+grep -q "Could not open sealed package $swapped from site PS1: its sealed header is not the one its signed instruction names" "$J/$swapped.why" ||
+  fail "4445 for a swapped header: $(head -1 "$J/$swapped.why")"
 grep -q "Could not open payload.bin (sealed package $before) from site PS1: .*final chunk" "$J/$before.why" ||
   fail "4447: $(head -1 "$J/$before.why")"
 grep -q "Package bomb.bin (sealed package $bomb) from site PS1 is too large (1099511627776 bytes" "$J/$bomb.why" ||
   fail "4412: $(head -1 "$J/$bomb.why")"
 grep -q "Bundle bundle (sealed package $bundle) from site PS1 (3 files)" "$J/$bundle.why" ||
   fail "4427: $(head -1 "$J/$bundle.why")"
+grep -q "Could not open large.bin (sealed package $large_flip) from site PS1: chunk 151 " "$J/$large_flip.why" ||
+  fail "4446 in a large package: $(head -1 "$J/$large_flip.why")"
 pass "messages name the package by its decrypted name once known, 'sealed package ID' before"
 
 # The genuine pair still arrives.

@@ -67,7 +67,7 @@ pass "sealed to a revoked key: quarantined (4444, key $k1 named), nothing delive
 # Key instructions are never sealed: an enc= on one is refused.
 id=$(new_id); R=$(receive SS1)
 "$S" -C "$T/PS1" key export -o "$R/$id.pck" >/dev/null 2>&1
-sign_ins PS1 "$R" "$id" "$(fields "$id" type=key name=sealed zip=none "size=$(stat -c %s "$R/$id.pck")") enc=$k2"
+sign_ins PS1 "$R" "$id" "$(fields "$id" type=key name=sealed zip=none "size=$(stat -c %s "$R/$id.pck")") enc=$k2 seal=$(printf '%064d' 0)"
 despool_once SS1 >/dev/null
 assert_eq "$(status_count SS1 4444)" 3 "a sealed key instruction: 4444"
 status_text SS1 4444 | grep -q "but a key instruction is never sealed" || fail "4444 text: $(status_text SS1 4444)"

@@ -9,8 +9,9 @@
  * bytes, so 4 chunks.  Its ephemeral key is random per process, so inputs
  * describe what to do with it rather than carrying its bytes.
  *
- * Input: byte 0 the mode, byte 1 the feed piece (0: all at once, else
- * byte1 * 13 bytes per ss_open_update), then:
+ * Input: byte 0 the mode (and, bit 7, pinned: the opener is pinned to
+ * the reference header, ss_open_pin), byte 1 the feed piece (0: all at
+ * once, else byte1 * 13 bytes per ss_open_update), then:
  *   mode % 3 == 0  arbitrary whole sealed bytes (magic, key id, header,
  *                  chunks: anything);
  *   mode % 3 == 1  the reference stream's header, then arbitrary bytes as
@@ -33,7 +34,9 @@
  *     last, and a failed open never hands out a final chunk;
  *   - splices: the stream opens exactly when the ops are the four chunks
  *     in order, untouched; the chunks 0..k (k < 3) in order alone are
- *     TRUNCATED; the four in order plus up to 64 garbage bytes TRAILING.
+ *     TRUNCATED; the four in order plus up to 64 garbage bytes TRAILING;
+ *   - pinned: a stream whose header is not the reference one is a bad
+ *     header and hands out nothing.
  */
 #include "../../inboxes/seal.h"
 #include "fuzz_common.h"
@@ -54,6 +57,7 @@ struct ref {
     unsigned char keyid[SS_SEAL_KEYID_BYTES];
     unsigned char *stream;
     size_t len;
+    unsigned char pin[SS_SEAL_PIN_BYTES];
 };
 
 static int ref_write(void *ctx, const unsigned char *data, size_t len, ss_error *e)
@@ -84,6 +88,7 @@ static const struct ref *reference(void)
     ss_sealer s;
     ss_error e;
     FUZZ_CHECK(ss_seal_begin(&s, r.pk, r.keyid, ref_write, &r, &e) == 0, "%s", e.msg);
+    memcpy(r.pin, s.pin, sizeof r.pin);
     FUZZ_CHECK(ss_seal_update(&s, plain, PLAIN_LEN, &e) == 0, "%s", e.msg);
     FUZZ_CHECK(ss_seal_end(&s, &e) == 0, "%s", e.msg);
     FUZZ_CHECK(r.len == SS_SEAL_HEADER_BYTES + PLAIN_LEN + NCHUNKS * 17, "len %zu", r.len);
@@ -178,7 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const struct ref *r = reference();
     if (size < 2) return 0;
-    unsigned mode = data[0] % 3;
+    unsigned mode = (data[0] & 0x7f) % 3;
+    bool pinned = data[0] & 0x80;
     size_t piece = (size_t)data[1] * 13;
     if (mode == 2 && size > 2 + 64) return 0; /* enough splices */
     size_t len;
@@ -188,6 +194,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss_error e;
     struct got g = {0, false};
     FUZZ_CHECK(ss_open_begin(&o, r->sk, r->keyid, got_write, &g, &e) == 0, "%s", e.msg);
+    if (pinned) ss_open_pin(&o, r->pin);
+    bool foreign = pinned && (len < SS_SEAL_HEADER_BYTES ||
+                              memcmp(sealed, r->stream, SS_SEAL_HEADER_BYTES) != 0);
     int rc = 0;
     for (size_t off = 0; rc == 0 && off < len;) {
         size_t n = piece && len - off > piece ? piece : len - off;
@@ -206,6 +215,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(fault >= SS_SEAL_OK && fault <= SS_SEAL_TRAILING, "fault %d", fault);
     if (rc == 0) FUZZ_CHECK(g.n == PLAIN_LEN, "opened with %llu bytes", (unsigned long long)g.n);
     if (rc != 0) FUZZ_CHECK(!g.short_piece || fault == SS_SEAL_TRAILING, "final chunk handed out");
+    if (foreign && len >= SS_SEAL_HEADER_BYTES)
+        FUZZ_CHECK(fault == SS_SEAL_BAD_HEADER && g.n == 0, "pinned: fault %d, %llu bytes out",
+                   fault, (unsigned long long)g.n);
     if (expect >= 0)
         FUZZ_CHECK((int)fault == expect, "splice: fault %d, expected %d (%s)", fault, expect,
                    rc ? e.msg : "opened");

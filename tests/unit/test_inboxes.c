@@ -635,6 +635,58 @@ static int open_buf(const seal_keys *k, const unsigned char *in, size_t len, siz
     return rc;
 }
 
+/* The pin: the sealer's is BLAKE2b-256 of the header it wrote; an opener
+ * pinned to it opens the stream, one pinned to another package's header
+ * refuses this one's before deriving a key (nothing handed out). */
+static void test_seal_pin(void)
+{
+    seal_keys k;
+    seal_keys_make(&k);
+    unsigned char data[3000];
+    randombytes_buf(data, sizeof data);
+    struct membuf a = {0}, b = {0};
+    unsigned char pin_a[SS_SEAL_PIN_BYTES], pin_b[SS_SEAL_PIN_BYTES], want[SS_SEAL_PIN_BYTES];
+    ss_sealer s;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(ss_seal_begin(&s, k.pk, k.keyid, seal_mem_write, &a, &e), 0);
+    memcpy(pin_a, s.pin, sizeof pin_a);
+    CU_ASSERT_EQUAL(ss_seal_update(&s, data, sizeof data, &e), 0);
+    CU_ASSERT_EQUAL(ss_seal_end(&s, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(ss_seal_begin(&s, k.pk, k.keyid, seal_mem_write, &b, &e), 0);
+    memcpy(pin_b, s.pin, sizeof pin_b);
+    CU_ASSERT_EQUAL(ss_seal_update(&s, data, sizeof data, &e), 0);
+    CU_ASSERT_EQUAL(ss_seal_end(&s, &e), 0);
+    crypto_generichash(want, sizeof want, a.data, SS_SEAL_HEADER_BYTES, NULL, 0);
+    CU_ASSERT_EQUAL(memcmp(pin_a, want, sizeof want), 0);
+    ss_seal_pin(b.data, want);
+    CU_ASSERT_EQUAL(memcmp(pin_b, want, sizeof want), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(pin_a, pin_b, sizeof pin_a), 0);
+    for (int pinned_to_a = 0; pinned_to_a < 2; pinned_to_a++) {
+        struct membuf out = {0};
+        ss_opener o;
+        CU_ASSERT_EQUAL_FATAL(ss_open_begin(&o, k.sk, k.keyid, seal_mem_write, &out, &e), 0);
+        ss_open_pin(&o, pinned_to_a ? pin_a : pin_b);
+        int rc = ss_open_update(&o, a.data, a.len, &e);
+        if (rc == 0)
+            rc = ss_open_end(&o, &e);
+        else
+            ss_open_abort(&o);
+        if (pinned_to_a) {
+            CU_ASSERT_EQUAL(rc, 0);
+            CU_ASSERT_EQUAL(out.len, sizeof data);
+        } else {
+            CU_ASSERT_EQUAL(rc, -1);
+            CU_ASSERT_EQUAL(o.fault, SS_SEAL_BAD_HEADER);
+            CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "not the one its signed instruction names"));
+            CU_ASSERT_EQUAL(out.len, 0);
+        }
+        free(out.data);
+    }
+    free(a.data);
+    free(b.data);
+    sodium_free(k.sk);
+}
+
 static void test_seal_roundtrip_sizes(void)
 {
     static const size_t sizes[] = {0,      1, SS_SEAL_CHUNK - 1, SS_SEAL_CHUNK, SS_SEAL_CHUNK + 1,
@@ -1100,27 +1152,32 @@ static void test_sealed_meta(void)
     CU_ASSERT_EQUAL(e.code, SS_E_TOOBIG);
 }
 
+#define PIN64 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
 static void test_instruction_enc(void)
 {
     const char *sealed =
         "sitespool/1 id=0123456789abcdef0123456789abcdef from=PS1 to=SS1 type=data "
         "dest=replmgr.box name=sealed size=1234 zip=none seq=1 created=1 expires=2 "
-        "enc=0123456789ABCDEF";
+        "enc=0123456789ABCDEF seal=" PIN64;
     ss_instr in, out;
     ss_error e = {0};
     CU_ASSERT_EQUAL_FATAL(ss_instr_parse(&in, sealed, &e), 0);
     CU_ASSERT_STRING_EQUAL(in.enc, "0123456789ABCDEF");
+    CU_ASSERT_STRING_EQUAL(in.seal, PIN64);
     char text[1024];
     CU_ASSERT_EQUAL(ss_instr_format(&in, text, sizeof text), 0);
     CU_ASSERT_STRING_EQUAL(text, sealed);
     CU_ASSERT_EQUAL(ss_instr_parse(&out, text, &e), 0);
     CU_ASSERT_STRING_EQUAL(out.enc, in.enc);
+    CU_ASSERT_STRING_EQUAL(out.seal, in.seal);
     /* Absent: "" and not written (unsealed instructions are unchanged). */
     const char *plain = "sitespool/1 id=0123456789abcdef0123456789abcdef from=PS1 to=SS1 "
                         "type=data dest=replmgr.box name=a.txt size=1 zip=zlib seq=1 created=1 "
                         "expires=2 files=3";
     CU_ASSERT_EQUAL_FATAL(ss_instr_parse(&in, plain, &e), 0);
     CU_ASSERT_STRING_EQUAL(in.enc, "");
+    CU_ASSERT_STRING_EQUAL(in.seal, "");
     CU_ASSERT_EQUAL(ss_instr_format(&in, text, sizeof text), 0);
     CU_ASSERT_STRING_EQUAL(text, plain);
     char buf[1024];
@@ -1129,6 +1186,8 @@ static void test_instruction_enc(void)
     } overwritten[] = {
         {"enc=0123456789ABCDEF", "enc=0123456789abcdef", "enc"},
         {"enc=0123456789ABCDEF", "enc=0123456789ABCDEG", "enc"},
+        {"seal=00112233", "seal=0011223A", "seal"}, /* upper case */
+        {"seal=00112233", "seal=0011223g", "seal"},
         {"name=sealed", "name=sealer", "name=sealed"},
         {"zip=none", "zip=zlib", "zip=none"},
     };
@@ -1141,10 +1200,15 @@ static void test_instruction_enc(void)
     expect_field_error(buf, "files");
     snprintf(buf, sizeof buf, "%s enc=0123456789ABCDEF", sealed);
     expect_field_error(buf, "twice");
-    snprintf(buf, sizeof buf, "%.*s", (int)(strlen(sealed) - 2), sealed);
-    expect_field_error(buf, "enc");
+    snprintf(buf, sizeof buf, "%.*s", (int)(strlen(sealed) - 2), sealed); /* a short pin */
+    expect_field_error(buf, "seal");
     snprintf(buf, sizeof buf, "%s0", sealed);
-    expect_field_error(buf, "enc");
+    expect_field_error(buf, "seal");
+    /* One comes with the other. */
+    snprintf(buf, sizeof buf, "%.*s", (int)(strlen(sealed) - strlen(" seal=" PIN64)), sealed);
+    expect_field_error(buf, "must carry seal=");
+    snprintf(buf, sizeof buf, "%s seal=" PIN64, plain);
+    expect_field_error(buf, "without enc=");
 }
 
 int main(void)
@@ -1170,6 +1234,7 @@ int main(void)
         {"seal round trips: 0 to 3 MiB in odd pieces", test_seal_roundtrip_sizes},
         {"seal faults: each part damaged, reordered, cut, extended, wrong key", test_seal_faults},
         {"seal chunk boundaries", test_seal_chunk_boundaries},
+        {"seal pin: the signed header hash, refused when another", test_seal_pin},
         {"seal: one ephemeral key per send, a fresh header per package", test_seal_send_key_shared},
         {"seal: the opener's key cache - hits open as misses, never across keys",
          test_seal_open_cache},
