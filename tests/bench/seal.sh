@@ -11,9 +11,9 @@
 # compression level.  Each case is timed on its own side:
 #   sender      `send --to SS1 FILES`: read, deflate, (seal,) hash, sign,
 #               write the pairs into the outbox and move them into receive;
-#   despooler   `despool --once` over the pairs in receive: (a hashing pass
-#               for the signature, then) open, inflate, write, make durable,
-#               commit the ledger, publish.
+#   despooler   `despool --once` over the pairs in receive: read and hash
+#               (a reader thread for packages of 8 MiB or more), (open,)
+#               inflate, write, make durable, commit the ledger, publish.
 # Cases: BENCH_FILES small files of BENCH_FILE_KIB KiB (pairs/s), and one
 # file of BENCH_BIG_MIB MiB from /dev/urandom (incompressible; MB/s of
 # payload).  Peak RSS (VmHWM, /usr/bin/time -v) of the sender and the
