@@ -19,7 +19,7 @@
  * package.
  */
 #include "pipeline.h"
-#include "thread.h"
+#include "../inboxes/thread.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -93,7 +93,7 @@ static struct dsp_pkgring *ring_start(int fd)
     pthread_cond_init(&r->changed, NULL);
     for (int i = 0; r->mem && i < RING_SLOTS; i++)
         r->slot[i] = r->mem + (size_t)i * READ_CHUNK;
-    if (!r->mem || dsp_thread_start(&r->thread, ring_reader, r) != 0) {
+    if (!r->mem || ss_thread_start(&r->thread, ring_reader, r) != 0) {
         ring_free(r);
         return NULL;
     }

@@ -2,7 +2,7 @@
  * reaper.c - background removal of consumed pairs.  See reaper.h for why.
  */
 #include "reaper.h"
-#include "thread.h"
+#include "../inboxes/thread.h"
 #include "../inboxes/fileio.h"
 
 #include <dirent.h>
@@ -123,7 +123,7 @@ ss_reaper *ss_reaper_start(int receive_fd, const char *consumed_path, ss_error *
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->work, NULL);
     for (int i = 0; i < REAPER_THREADS; i++) {
-        if (dsp_thread_start(&r->threads[r->nthreads], reap, r) != 0) break;
+        if (ss_thread_start(&r->threads[r->nthreads], reap, r) != 0) break;
         r->nthreads++;
     }
     if (r->nthreads == 0) {

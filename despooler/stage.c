@@ -25,7 +25,7 @@
  * thread (logged once).
  */
 #include "pipeline.h"
-#include "thread.h"
+#include "../inboxes/thread.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -347,7 +347,7 @@ dsp_pool *dsp_pool_start(int nthreads, ss_error *e)
             return NULL;
         }
         *a = (struct worker_arg){p, i};
-        int rc = dsp_thread_start(&p->threads[i], worker, a);
+        int rc = ss_thread_start(&p->threads[i], worker, a);
         if (rc != 0) {
             free(a);
             dsp_stager_free(&p->stagers[i]);

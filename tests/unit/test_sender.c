@@ -16,12 +16,16 @@
 #include "../../sender/dupes.h"
 #include "../../sender/hostkeys.h"
 #include "../../sender/outbox.h"
+#include "../../sender/pipe.h"
 #include "../../sender/sender.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1392,6 +1396,412 @@ static void test_sealed_only_data(void)
     fx_close(&f);
 }
 
+/* -------------------------------------------------------- large payloads */
+
+/* Past pack.c's PIPE_AFTER (4 MiB) a package is finished on a second
+ * thread (sender/pipe.h): these sizes engage it, one just past it. */
+#define BIG_ODD ((size_t)9 * 1024 * 1024 + 12345)
+#define BIG_EDGE ((size_t)4 * 1024 * 1024 + 1)
+
+/* len bytes: the first half no compressor shrinks (xorshift from seed),
+ * the rest text that deflates well, so both full and part-filled buffers
+ * go through the ring. */
+static unsigned char *big_payload(size_t len, uint64_t seed)
+{
+    unsigned char *b = malloc(len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    uint64_t x = seed | 1;
+    for (size_t i = 0; i < len / 2; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[i] = (unsigned char)(x >> 24);
+    }
+    for (size_t i = len / 2; i < len; i++)
+        b[i] = (unsigned char)"large payloads go through the write-behind thread\n"[i % 51];
+    return b;
+}
+
+/* Writes f->dir/large.bin; path receives its path (1024 bytes). */
+static void write_large(const fixture *f, const void *data, size_t len, char *path)
+{
+    tu_write(f->dir, "large.bin", data, len);
+    snprintf(path, 1024, "%s/large.bin", f->dir);
+}
+
+/* The signature in dir/<id>.ins is over the hash of dir/<id>.pck as it is
+ * now: the hash the stream computed is the file's. */
+static void check_signed_hash(const char *dir, const char *id, const ss_pubkey *pk)
+{
+    char name[64], path[1100];
+    size_t len;
+    snprintf(name, sizeof name, "%s.ins", id);
+    char *text = tu_read(dir, name, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    ss_sig sig;
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_sig_parse(text, len, &sig, &e), 0);
+    free(text);
+    snprintf(path, sizeof path, "%s/%s.pck", dir, id);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(fd >= 0);
+    unsigned char h[SS_HASH_BYTES];
+    uint64_t bytes;
+    CU_ASSERT_EQUAL(ss_hash_fd(fd, h, &bytes, &e), 0);
+    close(fd);
+    CU_ASSERT_EQUAL(ss_sig_verify_hash(&sig, pk, h, &e), 0);
+}
+
+/* Large unsealed files - deflated, and stored (compression_level 0) - are
+ * packed whole, in order, and signed over exactly what was written. */
+static void test_large_unsealed(void)
+{
+    fixture f;
+    fx_open(&f);
+    ss_error e = {0};
+    const size_t sizes[] = {BIG_ODD, BIG_EDGE};
+    for (int level = 6; level >= 0; level -= 6) {
+        f.ps.conf.compression_level = level;
+        ss_sender_close(&f.snd);
+        CU_ASSERT_EQUAL_FATAL(
+            ss_sender_open(&f.snd, f.ps.root, &f.ps.conf, &f.ps.db, &f.ps.rep, true, &e), 0);
+        for (int k = 0; k < 2; k++) {
+            unsigned char *b = big_payload(sizes[k], 7 + (uint64_t)k);
+            char path[1024];
+            write_large(&f, b, sizes[k], path);
+            ss_send_item item = {.path = path, .type = SS_TYPE_DATA};
+            CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &item, 1, &e), 0);
+            CU_ASSERT_TRUE(item.queued);
+            CU_ASSERT_EQUAL(item.size, sizes[k]);
+            ss_deliver_result res;
+            CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+            CU_ASSERT_EQUAL(res.delivered, 1);
+            check_signed_hash(f.receive, item.id, &f.ps.pk);
+            ss_instr in;
+            if (level > 0) {
+                check_pair(f.receive, item.id, &f.ps.pk, &in, b, sizes[k]);
+                CU_ASSERT_EQUAL(in.zip, SS_ZIP_ZLIB);
+            } else {
+                char name[64], pck[1100], ins[1100];
+                size_t len = 0;
+                ss_sig sig;
+                snprintf(pck, sizeof pck, "%s/%s.pck", f.receive, item.id);
+                snprintf(ins, sizeof ins, "%s/%s.ins", f.receive, item.id);
+                CU_ASSERT_EQUAL_FATAL(ss_verify_file(&f.ps.pk, pck, ins, &sig, &e), 0);
+                CU_ASSERT_EQUAL_FATAL(ss_instr_parse(&in, sig.trusted_comment, &e), 0);
+                CU_ASSERT_EQUAL(in.zip, SS_ZIP_NONE);
+                snprintf(name, sizeof name, "%s.pck", item.id);
+                char *stored = tu_read(f.receive, name, &len);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(stored);
+                CU_ASSERT(len == sizes[k] && memcmp(stored, b, len) == 0);
+                free(stored);
+            }
+            CU_ASSERT_EQUAL(in.size, sizes[k]);
+            free(b);
+        }
+    }
+    fx_close(&f);
+}
+
+/* Opens the sealed pair <id> in dir, checks its metadata and returns the
+ * payload inflated (*len bytes expected; 0: as long as the metadata says,
+ * which *len receives). */
+static unsigned char *open_large(fixture *f, const char *id, const char *name, unsigned files,
+                                 size_t *len)
+{
+    size_t plen = 0;
+    unsigned char *plain = open_sealed(f->receive, id, f->ss.sk, &plen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+    ss_sealed_meta m;
+    size_t off = sealed_meta(plain, plen, &m);
+    CU_ASSERT_STRING_EQUAL(m.name, name);
+    CU_ASSERT_EQUAL(m.files, files);
+    CU_ASSERT_EQUAL(m.zip, SS_ZIP_ZLIB);
+    if (*len == 0) *len = m.size;
+    CU_ASSERT_EQUAL_FATAL(m.size, *len);
+    size_t want_len = *len;
+    uLongf out_len = want_len + 16;
+    unsigned char *out = malloc(out_len);
+    CU_ASSERT_EQUAL(uncompress(out, &out_len, plain + off, plen - off), Z_OK);
+    CU_ASSERT_EQUAL(out_len, want_len);
+    free(plain);
+    return out;
+}
+
+static int first_file_hash(void *ctx, const ss_queued_file *f)
+{
+    memcpy(ctx, f->hash, SS_HASH_BYTES);
+    return 1;
+}
+
+/* The payload hash site.db keeps for sealed pair id equals BLAKE2b-512 of
+ * want. */
+static void check_kept_hash(fixture *f, const char *id, const void *want, size_t len)
+{
+    unsigned char kept[SS_HASH_BYTES] = {0}, h[SS_HASH_BYTES];
+    ss_error e = {0};
+    CU_ASSERT_EQUAL(ss_queued_files_each(&f->ps.db, "SS1", id, first_file_hash, kept, &e), 1);
+    crypto_generichash(h, sizeof h, want, len, NULL, 0);
+    CU_ASSERT(memcmp(kept, h, sizeof h) == 0);
+}
+
+/* A large sealed file opens into what was sent; its payload hash (for the
+ * duplicate index, computed on the second thread) is the file's, in
+ * site.db: the same file is found still queued, one byte changed past
+ * the threshold is not.  A sealed bundle past the threshold opens into
+ * all its files. */
+static void test_large_sealed(void)
+{
+    fixture f;
+    fx_open(&f);
+    fx_trust_peer(&f);
+    ss_error e = {0};
+    unsigned char *b = big_payload(BIG_ODD, 11);
+    char path[1024];
+    write_large(&f, b, BIG_ODD, path);
+    ss_send_item first = {.path = path, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &first, 1, &e), 0);
+    CU_ASSERT_TRUE(first.queued);
+    check_kept_hash(&f, first.id, b, BIG_ODD);
+    ss_send_item same = {.path = path, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &same, 1, &e), 0);
+    CU_ASSERT_TRUE(same.already_queued);
+    CU_ASSERT_STRING_EQUAL(same.id, first.id);
+    b[BIG_ODD - 100] ^= 1;
+    tu_write(f.dir, "large.bin", b, BIG_ODD);
+    ss_send_item changed = {.path = path, .type = SS_TYPE_DATA};
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &changed, 1, &e), 0);
+    CU_ASSERT_TRUE(changed.queued);
+    check_kept_hash(&f, changed.id, b, BIG_ODD);
+
+    /* 100 files of 60,000 bytes: one bundle of 6 MB. */
+    f.ps.conf.bundle_max_files = 256;
+    enum { NB = 100, MEMBER = 60000 };
+    static char paths[NB][1024];
+    ss_send_item items[NB];
+    for (int i = 0; i < NB; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "part%03d.bin", i);
+        tu_write(f.dir, name, b + (size_t)i * MEMBER, MEMBER);
+        snprintf(paths[i], sizeof paths[i], "%s/%s", f.dir, name);
+        items[i] = (ss_send_item){.path = paths[i], .type = SS_TYPE_DATA};
+    }
+    CU_ASSERT_EQUAL_FATAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", items, NB, &e), 0);
+    CU_ASSERT_EQUAL(items[0].bundled, NB);
+
+    ss_deliver_result res;
+    CU_ASSERT_EQUAL_FATAL(ss_sender_deliver(&f.snd, "SS1", &res, &e), 0);
+    CU_ASSERT_EQUAL(res.delivered, 3);
+    check_signed_hash(f.receive, first.id, &f.ps.pk);
+    check_signed_hash(f.receive, changed.id, &f.ps.pk);
+    check_signed_hash(f.receive, items[0].id, &f.ps.pk);
+    size_t len = BIG_ODD;
+    unsigned char *out = open_large(&f, changed.id, "large.bin", 0, &len);
+    CU_ASSERT(memcmp(out, b, BIG_ODD) == 0);
+    free(out);
+    b[BIG_ODD - 100] ^= 1;
+    out = open_large(&f, first.id, "large.bin", 0, &len);
+    CU_ASSERT(memcmp(out, b, BIG_ODD) == 0);
+    free(out);
+    /* The tar stream holds each file's bytes, in order, after its header. */
+    char bname[64];
+    ss_bundle_name(NB, bname, sizeof bname);
+    len = 0;
+    out = open_large(&f, items[0].id, bname, NB, &len);
+    CU_ASSERT(len > (size_t)NB * MEMBER);
+    const unsigned char *at = out;
+    for (int i = 0; i < NB && at; i++) {
+        size_t left = len - (size_t)(at - out);
+        at = memmem(at, left, b + (size_t)i * MEMBER, MEMBER);
+        CU_ASSERT_PTR_NOT_NULL(at);
+        if (at) at += MEMBER;
+    }
+    free(out);
+    free(b);
+    fx_close(&f);
+}
+
+/* A write that fails on the second thread (the file size limit, SIGXFSZ
+ * ignored) fails the call with the write's error and leaves nothing, for
+ * an unsealed and a sealed file. */
+static void test_large_write_fails(void)
+{
+    for (int sealed = 0; sealed < 2; sealed++) {
+        fixture f;
+        fx_open(&f);
+        if (sealed) fx_trust_peer(&f);
+        ss_error e = {0};
+        unsigned char *b = big_payload(BIG_ODD, 13);
+        for (size_t i = BIG_ODD / 2; i < BIG_ODD; i++) /* all of it incompressible */
+            b[i] = b[i - BIG_ODD / 2];
+        char path[1024];
+        write_large(&f, b, BIG_ODD, path);
+        free(b);
+        ss_send_item item = {.path = path, .type = SS_TYPE_DATA};
+        struct rlimit was, lim;
+        CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &was), 0);
+        lim = (struct rlimit){.rlim_cur = 6 * 1024 * 1024, .rlim_max = was.rlim_max};
+        void (*handler)(int) = signal(SIGXFSZ, SIG_IGN);
+        CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        int rc = ss_sender_pack(&f.snd, "SS1", "replmgr.box", &item, 1, &e);
+        setrlimit(RLIMIT_FSIZE, &was);
+        signal(SIGXFSZ, handler);
+        CU_ASSERT_EQUAL(rc, -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, strerror(EFBIG)));
+        CU_ASSERT_FALSE(item.queued);
+        CU_ASSERT_EQUAL(tu_count(f.outbox, ""), 0);
+        CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4505), 1);
+        CU_ASSERT_EQUAL(tu_status_count(&f.ps, 4504), 0);
+        /* The sender packs the next file as usual. */
+        ss_send_item ok = {.path = path, .type = SS_TYPE_DATA};
+        CU_ASSERT_EQUAL(ss_sender_pack(&f.snd, "SS1", "replmgr.box", &ok, 1, &e), 0);
+        CU_ASSERT_TRUE(ok.queued);
+        fx_close(&f);
+    }
+}
+
+/* ------------------------------------------------------------- the pipe */
+
+typedef struct collected {
+    unsigned char *got[2];
+    size_t len[2], max_piece;
+    unsigned pieces;
+    useconds_t nap; /* per record: a slow writer */
+} collected;
+
+static int collect(void *ctx, int kind, const void *buf, size_t len, ss_error *e)
+{
+    (void)e;
+    collected *c = ctx;
+    memcpy(c->got[kind] + c->len[kind], buf, len);
+    c->len[kind] += len;
+    if (len > c->max_piece) c->max_piece = len;
+    c->pieces++;
+    if (c->nap) usleep(c->nap);
+    return 0;
+}
+
+/* Records of two kinds and all sizes come out in order, each kind whole,
+ * in pieces of at most one buffer; with and without wiping. */
+static void test_pipe_order(void)
+{
+    enum { TOTAL = 6 * 1024 * 1024 };
+    unsigned char *src = big_payload(TOTAL, 3);
+    for (int wipe = 0; wipe < 2; wipe++) {
+        collected c = {.got = {malloc(TOTAL), malloc(TOTAL)}};
+        unsigned char *want[2] = {malloc(TOTAL), malloc(TOTAL)};
+        size_t want_len[2] = {0, 0};
+        ss_error e = {0};
+        ss_pipe *p = ss_pipe_start(collect, &c, wipe, &e);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        uint64_t x = 99;
+        for (size_t off = 0; off < TOTAL;) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            size_t n = 1 + (size_t)(x % 300000);
+            if (n > TOTAL - off) n = TOTAL - off;
+            int kind = (int)(x >> 40) & 1;
+            CU_ASSERT_EQUAL_FATAL(ss_pipe_put(p, kind, src + off, n, &e), 0);
+            memcpy(want[kind] + want_len[kind], src + off, n);
+            want_len[kind] += n;
+            off += n;
+        }
+        CU_ASSERT_EQUAL(ss_pipe_put(p, 0, src, 0, &e), 0); /* nothing: nothing changes */
+        CU_ASSERT_EQUAL(ss_pipe_end(p, 0, &e), 0);
+        for (int k = 0; k < 2; k++) {
+            CU_ASSERT_EQUAL(c.len[k], want_len[k]);
+            CU_ASSERT(c.len[k] == want_len[k] && memcmp(c.got[k], want[k], c.len[k]) == 0);
+            free(c.got[k]);
+            free(want[k]);
+        }
+        CU_ASSERT(c.max_piece <= SS_PIPE_SLOT_BYTES);
+    }
+    /* Nothing put: nothing consumed. */
+    collected none = {.got = {NULL, NULL}};
+    ss_error e = {0};
+    ss_pipe *p = ss_pipe_start(collect, &none, true, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(ss_pipe_end(p, 0, &e), 0);
+    CU_ASSERT_EQUAL(none.pieces, 0);
+    free(src);
+}
+
+static int write_to(void *ctx, int kind, const void *buf, size_t len, ss_error *e)
+{
+    (void)kind;
+    return ss_write_all(*(int *)ctx, buf, len, e);
+}
+
+/* Puts up to 16 MiB into a pipe whose writer fails at once: the producer
+ * is told within a few buffers, and end reports the writer's error. */
+static void pipe_fails_case(int fd, int err)
+{
+    enum { PIECE = 128 * 1024 };
+    static unsigned char piece[PIECE];
+    ss_error e = {0};
+    ss_pipe *p = ss_pipe_start(write_to, &fd, true, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    int rc = 0, n = 0;
+    for (; rc == 0 && n < 128; n++)
+        rc = ss_pipe_put(p, 0, piece, PIECE, &e);
+    CU_ASSERT_EQUAL(rc, -1);
+    CU_ASSERT(n <= (SS_PIPE_SLOTS + 2) * (SS_PIPE_SLOT_BYTES / PIECE));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "write failed"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, strerror(err)));
+    ss_err_clear(&e);
+    CU_ASSERT_EQUAL(ss_pipe_end(p, 0, &e), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, strerror(err)));
+}
+
+/* The writer's failure reaches the producer and end, without a hang: a
+ * descriptor open for reading only (EBADF), and a pipe whose reader is
+ * gone (EPIPE; SIGPIPE, left at its default action here, is blocked in
+ * the writer thread, so it kills nothing). */
+static void test_pipe_write_fails(void)
+{
+    char *dir = tu_tempdir("pipe");
+    tu_write(dir, "ro", "", 0);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/ro", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(fd >= 0);
+    pipe_fails_case(fd, EBADF);
+    close(fd);
+    int fds[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+    close(fds[0]);
+    void (*handler)(int) = signal(SIGPIPE, SIG_DFL);
+    pipe_fails_case(fds[1], EPIPE);
+    signal(SIGPIPE, handler);
+    close(fds[1]);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* A producer that fails ends the pipe at once: its own error stands, its
+ * rc is returned, the writer stops. */
+static void test_pipe_producer_fails(void)
+{
+    enum { TOTAL = 4 * SS_PIPE_SLOT_BYTES };
+    unsigned char *src = calloc(1, TOTAL);
+    for (int rc = -1; rc <= 1; rc += 2) {
+        collected c = {.got = {malloc(TOTAL), malloc(TOTAL)}, .nap = 20000};
+        ss_error e = {0};
+        ss_pipe *p = ss_pipe_start(collect, &c, true, &e);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        for (size_t off = 0; off < TOTAL; off += SS_PIPE_SLOT_BYTES / 2)
+            CU_ASSERT_EQUAL(ss_pipe_put(p, 0, src + off, SS_PIPE_SLOT_BYTES / 2, &e), 0);
+        ss_err(&e, SS_E_SIZE, "the producer's own");
+        CU_ASSERT_EQUAL(ss_pipe_end(p, rc, &e), rc);
+        CU_ASSERT_STRING_EQUAL(e.msg, "the producer's own");
+        CU_ASSERT(c.len[0] < TOTAL);
+        free(c.got[0]);
+        free(c.got[1]);
+    }
+    free(src);
+}
+
 int main(void)
 {
     static const tu_test tests[] = {
@@ -1404,6 +1814,12 @@ int main(void)
         {"only data is sealed, and only with seal = yes", test_sealed_only_data},
         {"a sealed file still queued is not queued again", test_sealed_still_queued},
         {"a sealed pair queued unrecorded is recorded late by name", test_sealed_recorded_late},
+        {"large files (second thread): unsealed, deflated and stored", test_large_unsealed},
+        {"large files (second thread): sealed, its payload hash, a bundle", test_large_sealed},
+        {"large files (second thread): a failed write fails the call", test_large_write_fails},
+        {"pipe: records in order, kinds apart, one buffer at most", test_pipe_order},
+        {"pipe: the writer's failure, no hang, no SIGPIPE", test_pipe_write_fails},
+        {"pipe: the producer's failure stops the writer", test_pipe_producer_fails},
         {"outbox info counts queued pairs", test_outbox_info_counts},
         {"unreachable peer keeps pairs, then delivers", test_unreachable_then_back},
         {"unknown peer is an error", test_unknown_peer_is_an_error},

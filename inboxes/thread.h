@@ -1,17 +1,19 @@
 /*
- * thread.h - private to the despooler: how its helper threads start.
+ * thread.h - how every helper thread of sitespool starts (the despooler's
+ * pool, reapers and package readers, the sender's write-behind thread).
  * Every signal is blocked in them, so SIGTERM and SIGHUP always reach the
  * main thread and interrupt its wait (poll) instead of landing on a thread
- * that ignores them.
+ * that ignores them, and a write past a limit fails with EFBIG or EPIPE
+ * (SIGXFSZ, SIGPIPE blocked) instead of killing the process from a helper.
  */
-#ifndef SS_DESPOOLER_THREAD_H
-#define SS_DESPOOLER_THREAD_H
+#ifndef SS_INBOXES_THREAD_H
+#define SS_INBOXES_THREAD_H
 
 #include <pthread.h>
 #include <signal.h>
 
 /* pthread_create with every signal blocked in the new thread. */
-static inline int dsp_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+static inline int ss_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
     sigset_t all, old;
     sigfillset(&all);
