@@ -135,10 +135,7 @@ static int reader_finish(struct bundle_reader *r, const ss_instr *in,
         r->read_errno = r->rd.err_no;
     }
     if (r->read_err.code) return -1;
-    if (!r->unpack_err.code && ss_inflater_finish(r->st->inflater, &r->unpack_err) == 0 &&
-        r->st->inflater->out_bytes != in->size)
-        ss_err(&r->unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
-               (unsigned long long)r->st->inflater->out_bytes, (unsigned long long)in->size);
+    if (!r->unpack_err.code) dsp_inflate_end(r->st->inflater, in->size, &r->unpack_err);
     return 0;
 }
 

@@ -256,6 +256,16 @@ int dsp_unpack_write(void *ctx, const void *data, size_t len, ss_error *e);
  * if reading the package failed (*e; errno is the read's error number). */
 int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
                        unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e);
+/* The end of an inflated stream: its size must be the declared one (else
+ * *unpack_err, unless zlib's own error is there first). */
+void dsp_inflate_end(ss_inflater *inf, uint64_t declared, ss_error *unpack_err);
+/* Begins .sitespool-<id>.tmp (its name into tmp) for w's single file in
+ * its destination: -1 with a local fault as the verdict. */
+int dsp_stage_begin_output(work *w, char *tmp, size_t len);
+/* Once the bytes were judged good: the payload's own verdict - 4413 for
+ * unpack_err, else durable (sync_each) and staged; the output is removed
+ * unless staged. */
+void dsp_stage_payload_verdict(work *w, const char *tmp, const ss_error *unpack_err);
 /* Opens the package; -1 with the verdict set if it cannot be staged. */
 int dsp_stage_open_package(int receive_fd, uint64_t max_bytes, work *w);
 void dsp_stage_refuse(work *w, int status, const char *detail);

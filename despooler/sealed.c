@@ -481,11 +481,7 @@ static void stage_file(dsp_stager *st, work *w, dsp_sealed *s)
     char tmp[96];
     ss_error unpack_err = {0};
     ss_inflater *inf = st->inflater;
-    dsp_tmp_name_for(w->in.id, tmp, sizeof tmp);
-    if (ss_atomic_begin_named(&w->out, w->dest_fd, w->in.name, tmp, 0640, &w->sv_err) != 0) {
-        w->sv = SV_LOCAL_FAULT;
-        return;
-    }
+    if (dsp_stage_begin_output(w, tmp, sizeof tmp) != 0) return;
     if (ss_inflater_reset(inf, w->in.zip, w->in.size, &w->sv_err) != 0) {
         w->sv = SV_LOCAL_FAULT;
         ss_atomic_abort(&w->out);
@@ -499,23 +495,15 @@ static void stage_file(dsp_stager *st, work *w, dsp_sealed *s)
     while ((n = dsp_sealed_pull(s, &p)) > 0)
         if (inflating && ss_inflater_feed(inf, p, (size_t)n, dsp_unpack_write, &sink, &unpack_err))
             inflating = false; /* the rest is still opened: a fault of the stream comes first */
-    if (n == 0 && inflating && ss_inflater_finish(inf, &unpack_err) == 0 &&
-        inf->out_bytes != w->in.size)
-        ss_err(&unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
-               (unsigned long long)inf->out_bytes, (unsigned long long)w->in.size);
+    if (n == 0 && inflating) dsp_inflate_end(inf, w->in.size, &unpack_err);
     if (sink.io_failed) { /* the destination's fault, not the package's */
         w->sv = SV_LOCAL_FAULT;
         w->sv_err = sink.io_err;
-    } else if (dsp_sealed_verdict(s, w)) {
-    } else if (unpack_err.code != SS_OK) {
-        dsp_stage_refuse(w, 4413, unpack_err.msg);
-    } else if (w->sync_each && fdatasync(w->out.fd) != 0) {
-        ss_err_sys(&w->sv_err, "cannot make %s durable", tmp);
-        w->sv = SV_LOCAL_FAULT;
-    } else {
-        w->sv = SV_STAGED;
+    } else if (!dsp_sealed_verdict(s, w)) {
+        dsp_stage_payload_verdict(w, tmp, &unpack_err);
+        return;
     }
-    if (w->sv != SV_STAGED) ss_atomic_abort(&w->out);
+    ss_atomic_abort(&w->out);
 }
 
 static void sealed_close(dsp_sealed *s)

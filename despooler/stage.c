@@ -87,6 +87,37 @@ int dsp_unpack_write(void *ctx, const void *data, size_t len, ss_error *e)
     return 0;
 }
 
+void dsp_inflate_end(ss_inflater *inf, uint64_t declared, ss_error *unpack_err)
+{
+    if (ss_inflater_finish(inf, unpack_err) == 0 && inf->out_bytes != declared)
+        ss_err(unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
+               (unsigned long long)inf->out_bytes, (unsigned long long)declared);
+}
+
+int dsp_stage_begin_output(work *w, char *tmp, size_t len)
+{
+    dsp_tmp_name_for(w->in.id, tmp, len);
+    if (ss_atomic_begin_named(&w->out, w->dest_fd, w->in.name, tmp, 0640, &w->sv_err) == 0)
+        return 0;
+    w->sv = SV_LOCAL_FAULT;
+    return -1;
+}
+
+void dsp_stage_payload_verdict(work *w, const char *tmp, const ss_error *unpack_err)
+{
+    if (unpack_err->code != SS_OK) {
+        dsp_stage_refuse(w, 4413, unpack_err->msg);
+    } else if (w->sync_each && fdatasync(w->out.fd) != 0) {
+        /* Durable here, on this thread, in parallel with the other
+         * stagings and the previous batch's commit (see despooler.h). */
+        ss_err_sys(&w->sv_err, "cannot make %s durable", tmp);
+        w->sv = SV_LOCAL_FAULT;
+    } else {
+        w->sv = SV_STAGED;
+    }
+    if (w->sv != SV_STAGED) ss_atomic_abort(&w->out);
+}
+
 int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_sink *sink,
                        unsigned char hash[SS_HASH_BYTES], ss_error *unpack_err, ss_error *e)
 {
@@ -103,10 +134,7 @@ int dsp_stream_package(dsp_stager *st, int pck_fd, const work *w, struct unpack_
         if (inflating && ss_inflater_feed(inf, p, (size_t)n, dsp_unpack_write, sink, unpack_err))
             inflating =
                 false; /* the reader keeps hashing: a forgery must read as a bad signature */
-    if (inflating && n == 0 && ss_inflater_finish(inf, unpack_err) == 0 &&
-        inf->out_bytes != w->in.size)
-        ss_err(unpack_err, SS_E_SIZE, "it expands to %llu bytes, not the declared %llu",
-               (unsigned long long)inf->out_bytes, (unsigned long long)w->in.size);
+    if (inflating && n == 0) dsp_inflate_end(inf, w->in.size, unpack_err);
     if (dsp_pkgread_close(&r, hash) != 0) {
         *e = r.err;
         errno = r.err_no;
@@ -160,9 +188,7 @@ static void stage_single(dsp_stager *st, int receive_fd, uint64_t max_bytes, wor
     if (pck_fd < 0) return;
     char tmp[96];
     ss_error unpack_err = {0}, sig_err = {0};
-    dsp_tmp_name_for(w->in.id, tmp, sizeof tmp);
-    if (ss_atomic_begin_named(&w->out, w->dest_fd, w->in.name, tmp, 0640, &w->sv_err) != 0) {
-        w->sv = SV_LOCAL_FAULT;
+    if (dsp_stage_begin_output(w, tmp, sizeof tmp) != 0) {
         close(pck_fd);
         return;
     }
@@ -170,6 +196,7 @@ static void stage_single(dsp_stager *st, int receive_fd, uint64_t max_bytes, wor
     unsigned char hash[SS_HASH_BYTES];
     ss_error read_err = {0};
     int rc = dsp_stream_package(st, pck_fd, w, &sink, hash, &unpack_err, &read_err);
+    close(pck_fd);
     if (rc == -2) {
         input_fault(w, errno, &read_err); /* reading the package: never the destination */
     } else if (rc != 0) {
@@ -180,18 +207,11 @@ static void stage_single(dsp_stager *st, int receive_fd, uint64_t max_bytes, wor
         w->sv_err = sink.io_err;
     } else if (w->is_signed && ss_sig_verify_package(&w->sig, &w->pk, hash, &sig_err) != 0) {
         dsp_stage_refuse(w, 4407, sig_err.msg);
-    } else if (unpack_err.code != SS_OK) {
-        dsp_stage_refuse(w, 4413, unpack_err.msg);
-    } else if (w->sync_each && fdatasync(w->out.fd) != 0) {
-        /* Durable here, on this thread, in parallel with the other
-         * stagings and the previous batch's commit (see despooler.h). */
-        ss_err_sys(&w->sv_err, "cannot make %s durable", tmp);
-        w->sv = SV_LOCAL_FAULT;
     } else {
-        w->sv = SV_STAGED;
+        dsp_stage_payload_verdict(w, tmp, &unpack_err);
+        return;
     }
-    close(pck_fd);
-    if (w->sv != SV_STAGED) ss_atomic_abort(&w->out);
+    ss_atomic_abort(&w->out);
 }
 
 void dsp_stage_job(dsp_stager *st, int receive_fd, uint64_t max_bytes, work *w)

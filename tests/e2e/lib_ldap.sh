@@ -470,6 +470,23 @@ ldap_site_conf() {
     "directory_ca_file = $LDAP_CA" "directory_timeout = 2s" "$@"
 }
 
+# ldap_dir_site SITE MODE [setting...]: a site (mksite) using the test's
+# directory (ldap_site_conf).
+ldap_dir_site() {
+  local site=$1 mode=$2; shift 2
+  mksite "$site"
+  ldap_site_conf "$site" "$mode" "$@"
+}
+# ldap_publish SITE: `key publish`, which must succeed.
+ldap_publish() {
+  "$S" -C "$T/$1" key publish >"$T/publish.$1.out" 2>&1 || fail "key publish from $1: $(cat "$T/publish.$1.out")"
+}
+# ldap_send SITE PEER FILE...: `send`, which must succeed.
+ldap_send() {
+  local from=$1 to=$2; shift 2
+  "$S" -C "$T/$from" send --to "$to" "$@" >>"$T/send.$from.out" 2>&1 || fail "send from $from: $(tail -5 "$T/send.$from.out")"
+}
+
 # ---- scenarios ----
 # Each scenario runs in a subshell with a folder of its own ($T is
 # $LDAP_ROOT/<function>) and its own slapd, so one that fails is named

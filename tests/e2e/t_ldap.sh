@@ -28,20 +28,20 @@
 . "$(dirname "$0")/lib_ldap.sh"
 ldap_env_check
 
-# dir_site SITE MODE [setting...]: a site using the test's directory.
-dir_site() {
-  local site=$1 mode=$2; shift 2
-  mksite "$site"
-  ldap_site_conf "$site" "$mode" "$@"
-}
-# publish SITE: `key publish`, which must succeed.
-publish() {
-  "$S" -C "$T/$1" key publish >"$T/publish.$1.out" 2>&1 || fail "key publish from $1: $(cat "$T/publish.$1.out")"
-}
-# send_files SITE PEER FILE...: `send`, which must succeed.
-send_files() {
-  local from=$1 to=$2; shift 2
-  "$S" -C "$T/$from" send --to "$to" "$@" >>"$T/send.$from.out" 2>&1 || fail "send from $from: $(tail -5 "$T/send.$from.out")"
+dir_site() { ldap_dir_site "$@"; }
+publish() { ldap_publish "$@"; }
+send_files() { ldap_send "$@"; }
+# first_delivery: a directory, PS1 and SS1 on it, PS1's key published and
+# a first file delivered through it.
+first_delivery() {
+  ldap_start PS1 SS1
+  dir_site PS1 ldap; dir_site SS1 ldap
+  peer PS1 SS1
+  publish PS1
+  echo first >"$T/a.txt"
+  send_files PS1 SS1 "$T/a.txt"
+  despool_once SS1 >/dev/null
+  cmp -s "$T/a.txt" "$(incoming SS1)/a.txt" || fail "first delivery via the directory"
 }
 key_line() { sed -n 2p "$1"; }
 
@@ -181,14 +181,7 @@ s_cache() {
 
 # --- 4. a record changed to another key
 s_changed_record() {
-  ldap_start PS1 SS1
-  dir_site PS1 ldap; dir_site SS1 ldap
-  peer PS1 SS1
-  publish PS1
-  echo first >"$T/a.txt"
-  send_files PS1 SS1 "$T/a.txt"
-  despool_once SS1 >/dev/null
-  cmp -s "$T/a.txt" "$(incoming SS1)/a.txt" || fail "first delivery via the directory"
+  first_delivery
   local old new
   old=$(keyid_of "$T/PS1/keys/PS1.pub")
   # Another key pair for "site PS1" (an impostor, or a re-keyed site that
@@ -240,14 +233,7 @@ rollover_ids() {
 
 # --- 5. key rotate publishes the next key; a peer uses it before the rollover arrives
 s_rotate() {
-  ldap_start PS1 SS1
-  dir_site PS1 ldap; dir_site SS1 ldap
-  peer PS1 SS1
-  publish PS1
-  echo first >"$T/a.txt"
-  send_files PS1 SS1 "$T/a.txt"
-  despool_once SS1 >/dev/null
-  cmp -s "$T/a.txt" "$(incoming SS1)/a.txt" || fail "first delivery via the directory"
+  first_delivery
   local old_line old new_line new
   old_line=$(key_line "$T/PS1/keys/PS1.pub"); old=$(keyid_of "$T/PS1/keys/PS1.pub")
   "$S" -C "$T/PS1" key rotate >"$T/rotate.out" 2>&1 || fail "key rotate: $(cat "$T/rotate.out")"
@@ -287,14 +273,7 @@ s_rotate() {
 
 # --- 5b. a next key the current key did not vouch for is never used
 s_rotate_forged() {
-  ldap_start PS1 SS1
-  dir_site PS1 ldap; dir_site SS1 ldap
-  peer PS1 SS1
-  publish PS1
-  echo first >"$T/a.txt"
-  send_files PS1 SS1 "$T/a.txt"
-  despool_once SS1 >/dev/null
-  cmp -s "$T/a.txt" "$(incoming SS1)/a.txt" || fail "first delivery via the directory"
+  first_delivery
   "$S" -C "$T/PS1" key rotate >/dev/null 2>&1 || fail "key rotate"
   local new_line imp_line imp
   new_line=$(key_line "$T/PS1/keys/PS1.pub")

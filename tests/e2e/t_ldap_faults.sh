@@ -21,18 +21,9 @@
 ldap_env_check
 ldap_implemented || fail "this build has no LDAP key directory ('sitespool settings' names no directory_bind_dn)"
 
-dir_site() {
-  local site=$1 mode=$2; shift 2
-  mksite "$site"
-  ldap_site_conf "$site" "$mode" "$@"
-}
-publish() {
-  "$S" -C "$T/$1" key publish >"$T/publish.$1.out" 2>&1 || fail "key publish from $1: $(cat "$T/publish.$1.out")"
-}
-send_files() {
-  local from=$1 to=$2; shift 2
-  "$S" -C "$T/$from" send --to "$to" "$@" >>"$T/send.$from.out" 2>&1 || fail "send from $from: $(tail -5 "$T/send.$from.out")"
-}
+dir_site() { ldap_dir_site "$@"; }
+publish() { ldap_publish "$@"; }
+send_files() { ldap_send "$@"; }
 statuses() { "$S" -C "$T/$1" status | tail -n "${2:-6}"; }
 # one_file DIR NAME: a file DIR/NAME with random content; prints its path.
 one_file() { mkdir -p "$1"; head -c 200 /dev/urandom >"$1/$2"; echo "$1/$2"; }
