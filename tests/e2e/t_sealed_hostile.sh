@@ -46,35 +46,51 @@ hostile 4448 "$(tampered append)" "$(stat -c %s "$base")" # longer than declared
 hostile 4446 "$(tampered append)"
 hostile 4445 "$(tampered magic)"; magic=$HID
 hostile 4445 "$(tampered keyid=0123456789ABCDEF)"
-# Not re-signed: the signature over the package fails, whatever the seal
-# says (the signed pin still names the header, so the chunks before the
-# flipped one are authentic; nothing is delivered).
-id=$(new_id); cp "$(tampered flip)" "$R/$id.pck"; cp "${base%.pck}.ins" "$R/$id.ins"
-sed -i "s/id=[0-9a-f]\{32\}/id=$id/" "$R/$id.ins"; want[$id]=4407
+# unsigned PCK TAMPERED: the pair of PCK (in PS1's outbox) with its own
+# signed instruction, untouched, and TAMPERED as its package (not
+# re-signed): its trusted comment verifies, the signature over the package
+# does not (4407, checked by its text below), whatever the seal says.
+declare -a pkgsig
+unsigned() {
+  local id; id=$(basename "$1" .pck); id=${id##*-}
+  cp "$2" "$R/$id.pck"; cp "${1%.pck}.ins" "$R/$id.ins"
+  want[$id]=4407; pkgsig+=("$id")
+}
+# queued FILE: PS1 queues FILE (sealed) for SS1; its package's path in QP.
+queued() {
+  local before; before=$(ls "$T/PS1/inboxes/schedule.box/outbox/SS1/")
+  "$S" -C "$T/PS1" send --to SS1 --queue-only "$1" >/dev/null
+  QP=$(ls "$T/PS1/inboxes/schedule.box/outbox/SS1/"*.pck | grep -vF "$before")
+  [ -f "$QP" ] || fail "no new package for $1"
+}
+# Not re-signed: the signed pin still names the header, so the chunks
+# before the flipped one are authentic; nothing is delivered.
+head -c 200000 /dev/urandom > "$T/fresh.bin"
+queued "$T/fresh.bin"
+oracle tamper "$QP" "$T/t-fresh.pck" flip
+unsigned "$QP" "$T/t-fresh.pck"
+rm "$QP" "${QP%.pck}.ins"
 # Another genuine package's header before this one's chunks: signed with
 # the pin of this one's header (what the sender signed), the opener
 # refuses the header before deriving a key (4445); not re-signed, 4407.
 head -c 100000 /dev/urandom > "$T/other.bin"
-"$S" -C "$T/PS1" send --to SS1 --queue-only "$T/other.bin" >/dev/null
-other=$(ls "$T/PS1/inboxes/schedule.box/outbox/SS1/"*.pck | grep -v "$(basename "$base")")
+queued "$T/other.bin"; other=$QP
 oracle tamper "$base" "$T/t-header.pck" "header=$other"
 cmp -s "$T/t-header.pck" "$base" && fail "the swapped header is the same"
 id=$(new_id); cp "$T/t-header.pck" "$R/$id.pck"; want[$id]=4445; swapped=$id
 sign_ins PS1 "$R" "$id" "$(fields "$id" name=sealed zip=none "size=$(stat -c %s "$base")") enc=$key seal=$(pin_of "$base")"
-id=$(new_id); cp "$T/t-header.pck" "$R/$id.pck"; cp "${base%.pck}.ins" "$R/$id.ins"
-sed -i "s/id=[0-9a-f]\{32\}/id=$id/" "$R/$id.ins"; want[$id]=4407
+oracle tamper "$other" "$T/t-header2.pck" "header=$base"
+unsigned "$other" "$T/t-header2.pck"
 rm "$other" "${other%.pck}.ins"
 
 # A large package (read on the despooler's reader thread while it is
 # opened): a chunk near its end damaged and re-signed is 4446 after 150
 # chunks were opened (nothing of them delivered); not re-signed, 4407.
 head -c $((10 * 1024 * 1024)) /dev/urandom > "$T/large.bin"
-"$S" -C "$T/PS1" send --to SS1 --queue-only "$T/large.bin" >/dev/null
-large=$(ls -S "$T/PS1/inboxes/schedule.box/outbox/SS1/"*.pck | head -1)
-[ "$(stat -c %s "$large")" -gt $((10 * 1024 * 1024)) ] || fail "the large package is not the largest"
+queued "$T/large.bin"; large=$QP
+[ "$(stat -c %s "$large")" -gt $((10 * 1024 * 1024)) ] || fail "the large package is not the large file's"
 hostile 4446 "$(oracle tamper "$large" "$T/t-large.pck" flip=151; echo "$T/t-large.pck")"; large_flip=$HID
-id=$(new_id); cp "$T/t-large.pck" "$R/$id.pck"; cp "${large%.pck}.ins" "$R/$id.ins"
-sed -i "s/id=[0-9a-f]\{32\}/id=$id/" "$R/$id.ins"; want[$id]=4407
+unsigned "$large" "$T/t-large.pck"
 rm "$large" "${large%.pck}.ins"
 
 # Authentic seals of bad plaintext (the sender's key signs them).
@@ -115,6 +131,10 @@ assert_eq "$(count_all "$R")" 0 "every hostile pair quarantined"
 assert_eq "$(status_count SS1 4400)" 0 "no 4400"
 leftovers=$(find "$T/SS1/inboxes" -name '.sitespool-*' | head -n 3)
 [ -z "$leftovers" ] || fail "temporary files left: $leftovers"
+for id in "${pkgsig[@]}"; do
+  grep -q "^status 4407 .*the signature does not match the package" "$J/$id.why" ||
+    fail "pair $id: not refused by the signature over its package: $(head -1 "$J/$id.why")"
+done
 pass "${#want[@]} hostile sealed pairs: each its own status, nothing delivered, no temporary file left"
 
 grep -q "Could not open payload.bin (sealed package $flip) from site PS1: chunk 2 " "$J/$flip.why" ||
