@@ -201,7 +201,10 @@ enum outcome dsp_seal_check(ss_despooler *d, work *w, const char *base)
 
 /* ---- pool: reading the sealed stream ---------------------------------------- */
 
-enum sealed_failure { SF_NONE, SF_LOCAL, SF_LENGTH, SF_SEAL };
+/* Why the opening stopped: this host's fault (memory), reading the package
+ * (judged by bytes_refused, 4419), more or fewer bytes than declared
+ * (bytes_refused), a fault of the sealed stream. */
+enum sealed_failure { SF_NONE, SF_LOCAL, SF_READ, SF_LENGTH, SF_SEAL };
 
 struct dsp_sealed {
     dsp_stager *st;
@@ -220,15 +223,14 @@ struct dsp_sealed {
     enum sealed_failure failed;
     enum ss_seal_fault fault;
     ss_error err;
-    /* once every byte was read (read_all): their hash, the signature's
-     * verdict over it */
+    /* once every byte was read (read_all): whether reading failed, and
+     * the hash of them all */
     bool read_all, read_failed;
     unsigned char hash[SS_HASH_BYTES];
 };
 
-/* The opener's plaintext: taken where it lies (the opener's buffer, valid
- * until its next call) while only this chunk waits; copied when the opener
- * ends with it (its buffer goes) or plaintext is still waiting. */
+/* The opener's plaintext, one authenticated chunk at a time, gathered in
+ * s->plain (see PLAIN_CAP). */
 static int take_plain(void *ctx, const unsigned char *data, size_t len, ss_error *e)
 {
     dsp_sealed *s = ctx;
@@ -261,7 +263,7 @@ static int read_more(dsp_sealed *s)
 {
     ssize_t n = dsp_pkgread_next(&s->rd, &s->in);
     if (n < 0) {
-        s->failed = SF_LOCAL; /* judged as a read fault by bytes_refused */
+        s->failed = SF_READ;
         return -1;
     }
     s->offset += (uint64_t)n;
@@ -388,7 +390,7 @@ static bool bytes_refused(dsp_sealed *s, work *w)
 bool dsp_sealed_verdict(dsp_sealed *s, work *w)
 {
     char detail[256];
-    if (s->failed == SF_LOCAL && !s->rd.failed) { /* this host's fault: nothing judged */
+    if (s->failed == SF_LOCAL) { /* this host's fault: nothing judged */
         w->sv = SV_LOCAL_FAULT;
         w->sv_err = s->err;
         return true;
